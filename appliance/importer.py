@@ -1,0 +1,163 @@
+"""The import pipeline: stage a bundle from media, verify it, publish it.
+
+One import at a time (a lock file); the bundle is copied into the
+appliance's own staging folder and hashed on the way; every repository in it
+is verified against what the appliance trusts; only when all pass is
+anything published, each repository with one atomic swap.  Accepted and
+refused imports alike are recorded; a refused one changes nothing else.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from server.models import ImportRecord, Repository, database
+from server.repositories.services import now_iso
+from server.repositories.store import RepositoryStore
+from server.settings import Settings
+from signing.bundle import BundleLimits, Progress, stage_bundle
+from signing.exceptions import AirlockError, VerificationError
+from signing.paths import show
+from signing.verify import VerifiedRepository, bundle_lookups, verify_repository
+
+logger = logging.getLogger(__name__)
+
+
+class ImportBusyError(AirlockError):
+    """Another import holds the lock."""
+
+
+@dataclass
+class RepositoryChange:
+    name: str
+    unchanged: bool
+    versions_before: dict[str, int]
+    versions_after: dict[str, int]
+    targets_added: list[str]
+    targets_removed: list[str]
+
+
+@dataclass
+class ImportResult:
+    import_id: int
+    status: str  # accepted | unchanged
+    bundle_digest: str
+    files: int
+    bytes: int
+    repositories: list[RepositoryChange] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        if self.status == "unchanged":
+            return (f"already imported: bundle sha256:{self.bundle_digest[:16]}... holds nothing newer than "
+                    "what is served; nothing changed")
+        parts = []
+        for r in self.repositories:
+            if r.unchanged:
+                parts.append(f"{r.name}: unchanged")
+                continue
+            ver = ", ".join(f"{role} {r.versions_before.get(role, '-')}->{v}"
+                            for role, v in r.versions_after.items() if r.versions_before.get(role) != v)
+            parts.append(f"{r.name}: {ver}; targets +{len(r.targets_added)} -{len(r.targets_removed)}")
+        return "imported: " + "; ".join(parts)
+
+
+class _ImportLock:
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
+            os.close(self.fd)
+            raise ImportBusyError(f"another import is running (pid {holder or '?'}); wait for it to finish "
+                                  "and import again") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        os.ftruncate(self.fd, 0)
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _clean_stale_staging(staging_root: Path) -> None:
+    """Staging left by a crashed import: holding the lock, it is ours to remove."""
+    if staging_root.exists():
+        for entry in staging_root.iterdir():
+            logger.warning("removing stale staging folder %s", entry)
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def import_bundle(settings: Settings, source: Path, operator: str, *, progress: Progress | None = None,
+                  now: datetime | None = None) -> ImportResult:
+    """Import the bundle at ``source``.  Raises :class:`AirlockError` (one
+    line) when refused; the refusal is recorded and nothing else changes."""
+    started = now_iso()
+    digest: str | None = None
+    names: list[str] = []
+    with _ImportLock(settings.state_dir / "import.lock"):
+        _clean_stale_staging(settings.staging_dir)
+        staging = settings.staging_dir / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        try:
+            limits = BundleLimits(max_files=settings.max_bundle_files, max_total_bytes=settings.max_bundle_bytes)
+            staged = stage_bundle(Path(source), staging, limits=limits, progress=progress)
+            digest = staged.digest
+            names = staged.repositories
+            verified = [_verify_one(settings, staged, name, now) for name in names]
+            changed = [v for v in verified if not v.unchanged]
+            for v in changed:
+                RepositoryStore(settings.public_dir, v.name).publish(v, grace_period=settings.grace_period, now=now)
+            status = "accepted" if changed else "unchanged"
+            changes = [_change(v) for v in verified]
+            record = _record(started, operator, source, digest, status, None, names, changes)
+            return ImportResult(record.id, status, digest, len(staged.files), staged.total_bytes, changes)
+        except AirlockError as exc:
+            _record(started, operator, source, digest, "refused", str(exc), names, [])
+            logger.warning("import of %s refused: %s", show(str(source)), exc)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _verify_one(settings: Settings, staged, name: str, now) -> VerifiedRepository:
+    if Repository.get_or_none(Repository.name == name) is None:
+        raise VerificationError(f"the bundle holds repository {show(name)}, which is not pinned on this "
+                                f"appliance; a security officer must first run `airlock repo add {name} ...`")
+    store = RepositoryStore(settings.public_dir, name)
+    meta, target = bundle_lookups(staged, name)
+
+    def store_target(relpath: str):
+        return (store.target_path(relpath), 0, None) if store.has_target(relpath) else None
+
+    return verify_repository(name, store.trusted_state(), meta, store.read_metadata, target, store_target, now=now)
+
+
+def _change(v: VerifiedRepository) -> RepositoryChange:
+    return RepositoryChange(v.name, v.unchanged, v.versions_before, v.versions_after, v.targets_added,
+                            v.targets_removed)
+
+
+def _record(started, operator, source, digest, status, reason, names, changes) -> ImportRecord:
+    details = {"names": names,
+               "repositories": {c.name: {"unchanged": c.unchanged, "versions_before": c.versions_before,
+                                         "versions_after": c.versions_after, "targets_added": c.targets_added,
+                                         "targets_removed": c.targets_removed} for c in changes}}
+    with database.atomic("IMMEDIATE"):
+        return ImportRecord.create(started_at=started, finished_at=now_iso(), operator=operator,
+                                   source=str(source), bundle_digest=digest, status=status, reason=reason,
+                                   details=json.dumps(details, sort_keys=True))

@@ -1,0 +1,51 @@
+"""``airlock serve``: gunicorn with threaded workers.
+
+gthread workers keep a slow firmware download on one thread while the
+worker's other threads answer metadata polls; sync workers would block (and
+kill long downloads at their timeout).  The app is built in each worker
+after the fork, so no database connection crosses a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+from server import create_app
+from server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class AirlockServer(BaseApplication):
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self):
+        s = self.settings
+        for key, value in {
+            "bind": [s.bind],
+            "workers": s.workers,
+            "worker_class": "gthread",
+            "threads": s.threads,
+            "timeout": 60,  # s without a heartbeat, not a cap on a download
+            "graceful_timeout": 30,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": s.log_level.lower(),
+            "proc_name": "airlock",
+            "preload_app": False,
+        }.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return create_app(self.settings)
+
+
+def serve(settings: Settings) -> None:
+    # Fail here, with one line, rather than in every worker.
+    create_app(settings)
+    AirlockServer(settings).run()

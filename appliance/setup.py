@@ -1,0 +1,83 @@
+"""``airlock init``: create or upgrade an appliance's home in place."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from server import bind_database
+from server.db import migrate
+from server.models import User, database
+from server.repositories.services import now_iso
+from server.settings import Settings
+from signing.exceptions import AirlockError
+
+# OWASP ASVS 5.0: scrypt with N >= 2^17, r = 8, p = 1
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 17, 8, 1
+SCRYPT_MAXMEM = 256 * 1024 * 1024  # bytes
+
+
+class SetupError(AirlockError):
+    """The appliance cannot be initialised as asked."""
+
+
+@dataclass
+class InitResult:
+    home: str
+    appliance_id: str
+    migrations_applied: list[str]
+    admin_created: str | None
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                            maxmem=SCRYPT_MAXMEM, dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    computed = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+                              maxmem=SCRYPT_MAXMEM, dklen=32)
+    return hmac.compare_digest(computed, base64.b64decode(digest))
+
+
+def appliance_id(settings: Settings) -> str:
+    path = settings.home / "appliance-id"
+    return path.read_text().strip() if path.exists() else ""
+
+
+def initialise(settings: Settings, admin: str | None = None, password: str | None = None) -> InitResult:
+    """Create the folders and database, apply pending migrations, and add
+    the first admin if asked.  Safe to run again: it upgrades in place."""
+    home = settings.home
+    for folder in (home, settings.public_dir / "repos", settings.staging_dir, settings.state_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o750)
+    id_path = home / "appliance-id"
+    if not id_path.exists():
+        id_path.write_text(f"airlock-{uuid.uuid4().hex[:12]}\n")
+    db = bind_database(settings)
+    applied = migrate(db)
+    created = None
+    if admin:
+        if not password or len(password) < 12:
+            raise SetupError("the admin password must be at least 12 characters")
+        with database.atomic("IMMEDIATE"):
+            if User.get_or_none(User.username == admin) is not None:
+                raise SetupError(f"user {admin!r} already exists; nothing changed")
+            User.create(username=admin, password_hash=hash_password(password), role="admin", created_at=now_iso())
+        created = admin
+    db.close()
+    return InitResult(str(home), appliance_id(settings), applied, created)

@@ -1,0 +1,61 @@
+"""The appliance's web side: TUF file serving, the device API, the console.
+
+``create_app(settings)`` builds the Flask app; nothing is bound at import.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, request
+
+from server.db import check_schema, open_database
+from server.models import database
+from server.settings import Settings, load_settings
+from signing.exceptions import AirlockError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["create_app", "Settings", "load_settings"]
+
+
+def bind_database(settings: Settings):
+    """Point the models at this appliance's database (connects lazily)."""
+    db = open_database(settings.database_path)
+    database.initialize(db)
+    return db
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app for ``settings`` (default: from the environment)."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config["AIRLOCK"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # bytes; the device API's bodies are small
+    db = bind_database(settings)
+    check_schema(db)
+    db.close()
+
+    from server.health import bp as health_bp
+    from server.repositories.views import bp as repos_bp
+
+    app.register_blueprint(repos_bp)
+    app.register_blueprint(health_bp)
+
+    @app.errorhandler(AirlockError)
+    def airlock_error(exc: AirlockError):
+        return jsonify(error=type(exc).__name__, message=str(exc)), 400
+
+    @app.teardown_appcontext
+    def close_db(_exc):
+        if not db.is_closed():
+            db.close()
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app

@@ -1,0 +1,102 @@
+"""The SQLite database: connection settings and numbered migrations.
+
+The schema is only ever created or changed by the numbered SQL files in
+``server/migrations/`` (``NNNN_name.sql``), applied in order by
+:func:`migrate`, which ``airlock init`` runs.  The app never creates tables
+at start-up; it refuses to run on a schema that is behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+from peewee import SqliteDatabase
+
+from signing.exceptions import AirlockError
+
+logger = logging.getLogger(__name__)
+
+# FULL: an acknowledged import or audit record survives a power cut.
+PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "full",
+    "busy_timeout": 10_000,  # ms
+    "foreign_keys": 1,
+}
+_MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class SchemaError(AirlockError):
+    """The database schema is missing or older than this version of Airlock."""
+
+
+def open_database(path: Path) -> SqliteDatabase:
+    """A peewee database for ``path``; connects lazily, on first use."""
+    return SqliteDatabase(str(path), pragmas=PRAGMAS, autoconnect=True)
+
+
+def available_migrations() -> list[tuple[int, str, str]]:
+    """(number, name, sql) for every migration shipped, in order."""
+    out = []
+    for entry in resources.files("server.migrations").iterdir():
+        m = _MIGRATION.match(entry.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2), entry.read_text()))
+    out.sort()
+    numbers = [n for n, _, _ in out]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise SchemaError(f"migrations are not numbered 1..N without gaps: {numbers}")
+    return out
+
+
+def applied_migrations(db: SqliteDatabase) -> list[int]:
+    if not db.table_exists("schema_migration"):
+        return []
+    return [row[0] for row in db.execute_sql("SELECT version FROM schema_migration ORDER BY version")]
+
+
+def migrate(db: SqliteDatabase) -> list[str]:
+    """Apply every pending migration, each in its own transaction."""
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migration ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    done = set(applied_migrations(db))
+    applied = []
+    for number, name, sql in available_migrations():
+        if number in done:
+            continue
+        with db.atomic("IMMEDIATE"):
+            for statement in _statements(sql):
+                db.execute_sql(statement)
+            db.execute_sql(
+                "INSERT INTO schema_migration (version, name, applied_at) VALUES (?, ?, ?)",
+                (number, name, datetime.now(timezone.utc).isoformat(timespec="seconds")),
+            )
+        logger.info("applied migration %04d_%s", number, name)
+        applied.append(f"{number:04d}_{name}")
+    return applied
+
+
+def check_schema(db: SqliteDatabase) -> None:
+    """Raise unless every shipped migration has been applied."""
+    latest = available_migrations()[-1][0]
+    have = applied_migrations(db)
+    if not have:
+        raise SchemaError("the database has no schema: run `airlock init` first")
+    if max(have) < latest:
+        raise SchemaError(f"the database schema is at {max(have)}, this Airlock needs {latest}: "
+                          "run `airlock init` to upgrade it in place")
+    if max(have) > latest:
+        raise SchemaError(f"the database schema ({max(have)}) is newer than this Airlock ({latest}): "
+                          "install the newer Airlock again")
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file into statements (no semicolons inside strings)."""
+    body = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+    return [s.strip() for s in body.split(";") if s.strip()]

@@ -1,0 +1,31 @@
+"""``/healthz``: is the appliance able to serve?"""
+
+from flask import Blueprint, current_app, jsonify
+
+from server.db import check_schema
+from server.models import Repository, database
+from server.repositories.store import RepositoryStore
+from signing.exceptions import AirlockError
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    settings = current_app.config["AIRLOCK"]
+    problems = []
+    try:
+        check_schema(database.obj)
+        names = [r.name for r in Repository.select(Repository.name)]
+    except (AirlockError, Exception) as exc:  # noqa: BLE001 - report, never crash the probe
+        problems.append(f"database: {exc}")
+        names = []
+    repos = {}
+    for name in names:
+        store = RepositoryStore(settings.public_dir, name)
+        ok = store.exists()
+        repos[name] = "ok" if ok else "missing"
+        if not ok:
+            problems.append(f"repository {name}: published tree missing")
+    status = 200 if not problems else 503
+    return jsonify(status="ok" if not problems else "degraded", repositories=repos, problems=problems), status

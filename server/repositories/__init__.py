@@ -1,0 +1,1 @@
+"""TUF repositories: the published tree, pinning, trust reports, serving."""

@@ -1,0 +1,68 @@
+"""``/repos/<name>/metadata/<file>`` and ``/repos/<name>/targets/<path>``.
+
+Files are served as the plain tree holds them: exact bytes, with
+Content-Length, ETag and Range (206) from Werkzeug's conditional responses.
+``timestamp.json`` and ``root.json`` must never be cached; versioned and
+hash-prefixed files never change, so they may be cached for a year.  A name
+that is not in the tree is a 404, never a 403 (TUF clients stop walking the
+root chain on 404).
+"""
+
+import os
+import re
+import stat
+
+from flask import Blueprint, abort, current_app, send_file
+
+from server.repositories.store import RepositoryStore, is_metadata_name
+from signing.exceptions import UnsafeNameError
+from signing.paths import check_target_path
+
+bp = Blueprint("repositories", __name__)
+
+_REPO = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _send(path, mimetype: str, cache_control: str):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        abort(404)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        abort(404)
+    f = os.fdopen(fd, "rb")
+    response = send_file(f, mimetype=mimetype, conditional=True, etag=f"{st.st_ino:x}-{st.st_size:x}-{int(st.st_mtime_ns):x}",
+                         last_modified=st.st_mtime, max_age=None)
+    response.headers["Cache-Control"] = cache_control
+    response.headers["Accept-Ranges"] = "bytes"
+    return response
+
+
+def _store(name: str) -> RepositoryStore:
+    if not _REPO.match(name):
+        abort(404)
+    return RepositoryStore(current_app.config["AIRLOCK"].public_dir, name)
+
+
+@bp.get("/repos/<name>/metadata/<filename>")
+def metadata(name: str, filename: str):
+    store = _store(name)
+    if not is_metadata_name(filename):
+        abort(404)
+    cache = "no-cache" if filename in ("timestamp.json", "root.json") else IMMUTABLE
+    return _send(store.metadata_dir / filename, "application/json", cache)
+
+
+@bp.get("/repos/<name>/targets/<path:relpath>")
+def targets(name: str, relpath: str):
+    store = _store(name)
+    try:
+        check_target_path(relpath)
+    except UnsafeNameError:
+        abort(404)
+    if any(part.startswith(".tmp-") for part in relpath.split("/")):
+        abort(404)
+    return _send(store.targets_dir / relpath, "application/octet-stream", IMMUTABLE)

@@ -1,0 +1,2 @@
+"""The WSGI entry point for gunicorn: ``gunicorn server.wsgi:app``."""
+from server import create_app; app = create_app()  # noqa: E702

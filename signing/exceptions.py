@@ -1,0 +1,35 @@
+"""Every error Airlock raises on purpose.
+
+Each message says what is wrong and what to do about it, so that the CLI can
+print it as one line, the API can return it as JSON and the console can show
+it as a page.  The hierarchy starts here, in the lowest layer; ``server`` and
+``appliance`` re-export it.
+"""
+
+
+class AirlockError(Exception):
+    """Base of every error Airlock raises on purpose."""
+
+
+class VerificationError(AirlockError):
+    """TUF verification failed: the bundle is not what the vendor signed."""
+
+
+class UnsafeBundleError(AirlockError):
+    """The bundle's files cannot be read safely (links, odd names, sizes)."""
+
+
+class UnsafeNameError(UnsafeBundleError):
+    """A target path or role name could escape the repository folder."""
+
+
+class KeyStoreError(AirlockError):
+    """A key file cannot be created, read or decrypted."""
+
+
+class WorkspaceError(AirlockError):
+    """The vendor's signing workspace is missing or in the wrong state."""
+
+
+class ThresholdError(WorkspaceError):
+    """Metadata does not yet carry enough signatures to be published."""

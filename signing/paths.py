@@ -1,0 +1,70 @@
+"""Checks on names that become file names: target paths and role names.
+
+A name a bundle supplies is refused unless it is plainly safe: it cannot
+climb out of the repository folder, cannot hide behind odd encodings and
+reads the same on every file system and in every terminal.
+"""
+
+import re
+import unicodedata
+
+from signing.exceptions import UnsafeNameError
+
+MAX_TARGET_PATH = 1024  # characters
+MAX_COMPONENT = 200  # bytes in UTF-8, leaves room for a 64-hex hash prefix
+
+_ROLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_TOP_LEVEL = {"root", "timestamp", "snapshot", "targets"}
+
+
+def show(name: str) -> str:
+    """Render an untrusted name for a log line or terminal: escapes only."""
+    return ascii(name)
+
+
+def check_role_name(name: str) -> str:
+    """Return ``name`` if it is safe as a delegated role's file name."""
+    if not isinstance(name, str) or not _ROLE_NAME.match(name) or ".." in name:
+        raise UnsafeNameError(
+            f"role name {show(name)} is not allowed: use letters, digits, "
+            "'.', '_' and '-' only (at most 128), starting with a letter or digit"
+        )
+    if name in _TOP_LEVEL:
+        raise UnsafeNameError(
+            f"role name {show(name)} is reserved for a top-level role"
+        )
+    return name
+
+
+def check_target_path(path: str) -> str:
+    """Return ``path`` if it is a safe relative target path."""
+
+    def refuse(why: str) -> UnsafeNameError:
+        return UnsafeNameError(
+            f"target path {show(path)} refused: {why}; the vendor must rename the target"
+        )
+
+    if not isinstance(path, str) or not path:
+        raise refuse("empty")
+    if len(path) > MAX_TARGET_PATH:
+        raise refuse(f"longer than {MAX_TARGET_PATH} characters")
+    if unicodedata.normalize("NFC", path) != path:
+        raise refuse("not in Unicode normal form NFC")
+    for ch in path:
+        cat = unicodedata.category(ch)
+        if ch in "\\\x00" or cat.startswith("C") or cat in ("Zl", "Zp"):
+            raise refuse(f"contains the character {ascii(ch)}")
+    if path.startswith("/"):
+        raise refuse("absolute path")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise refuse("empty, '.' or '..' path component")
+        if len(part.encode("utf-8")) > MAX_COMPONENT:
+            raise refuse(f"a path component is longer than {MAX_COMPONENT} bytes")
+    return path
+
+
+def split_target_path(path: str) -> tuple[str, str]:
+    """Split a checked target path into its folder ('' at top) and base name."""
+    folder, _, base = check_target_path(path).rpartition("/")
+    return folder, base

@@ -1,0 +1,619 @@
+"""Verify a repository in a bundle exactly as a TUF client would.
+
+The starting point is always what the appliance already trusts (or, for
+``airlock-sign verify``, the pinned root), never what the bundle says about
+itself.  The checks are python-tuf's own client code (its trusted metadata
+set), driven in the client's order: the root chain one version at a time,
+timestamp, snapshot, top-level targets, then *every* delegated role in the
+graph, not only those on the way to some target.  Then every target file:
+length and every listed hash.
+
+Metadata bytes are kept as read, so that what is published is byte for byte
+what the vendor signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tuf.api import exceptions as tuf_exceptions
+from tuf.api.metadata import Metadata, Root, Snapshot, Targets, TargetFile, Timestamp
+from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
+from tuf.ngclient.config import EnvelopeType
+
+from signing.exceptions import AirlockError, UnsafeNameError, VerificationError
+from signing.paths import check_role_name, check_target_path, show
+
+logger = logging.getLogger(__name__)
+
+MAX_ROOT_ROTATIONS = 256  # root versions in one bundle, as ngclient
+MAX_DELEGATIONS = 10_000  # (delegator, role) edges walked in one repository
+MAX_LENGTH = {  # bytes, ngclient's defaults
+    "root": 512_000,
+    "timestamp": 16_384,
+    "snapshot": 2_000_000,
+    "targets": 5_000_000,
+}
+HASH_CHUNK = 1024 * 1024  # bytes
+TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
+
+# lookup(filename) -> bytes or None; the callable enforces its own size cap
+MetadataLookup = Callable[[str, int], "bytes | None"]
+# lookup(relpath under targets/) -> (path, size, sha256) or None
+TargetLookup = Callable[[str], "tuple[Path, int, str | None] | None"]
+
+
+@dataclass
+class TrustedState:
+    """What is trusted before an import: unversioned role name -> bytes."""
+
+    root: bytes
+    roles: dict[str, bytes] = field(default_factory=dict)  # timestamp, snapshot, targets, delegated
+
+    @property
+    def root_version(self) -> int:
+        return Metadata[Root].from_bytes(self.root).signed.version
+
+
+@dataclass
+class TargetEntry:
+    """A target listed by a verified role, and where its bytes are."""
+
+    path: str
+    length: int
+    hashes: dict[str, str]
+    custom: dict
+    role: str
+    source: Path | None  # staged copy to publish; None when the store holds it
+    filenames: list[str]  # hash-prefixed names under targets/, one per hash
+
+
+@dataclass
+class RoleSummary:
+    name: str
+    version: int
+    expires: datetime
+    keyids: list[str]
+    keytypes: dict[str, str]
+    threshold: int
+    signed_by: list[str]
+    delegator: str | None = None
+    paths: list[str] | None = None
+
+
+@dataclass
+class VerifiedRepository:
+    """The outcome of verifying one repository of a bundle."""
+
+    name: str
+    unchanged: bool
+    metadata: dict[str, bytes]  # every file the new tree adds, name -> bytes
+    current: dict[str, str]  # role -> versioned file name serving it now
+    targets: list[TargetEntry]
+    versions_before: dict[str, int]
+    versions_after: dict[str, int]
+    targets_before: set[str]
+    targets_after: set[str]
+    roles: list[RoleSummary]
+
+    @property
+    def targets_added(self) -> list[str]:
+        return sorted(self.targets_after - self.targets_before)
+
+    @property
+    def targets_removed(self) -> list[str]:
+        return sorted(self.targets_before - self.targets_after)
+
+    @property
+    def bytes_to_publish(self) -> int:
+        return sum(t.length for t in self.targets if t.source is not None)
+
+
+class _Refusal:
+    """Builds one-line reasons: which file, which check, what to do."""
+
+    def __init__(self, repo: str):
+        self.repo = repo
+
+    def __call__(self, filename: str, what: str, advice: str = "ask the vendor for a correctly signed bundle") -> VerificationError:
+        return VerificationError(f"repository {show(self.repo)}: {filename}: {what}; {advice}")
+
+    def from_tuf(self, filename: str, exc: Exception) -> VerificationError:
+        detail = str(exc) or type(exc).__name__
+        if isinstance(exc, tuf_exceptions.UnsignedMetadataError):
+            return self(filename, f"signature check failed ({detail})",
+                        "it must be signed by the threshold of keys the trusted root names")
+        if isinstance(exc, tuf_exceptions.ExpiredMetadataError):
+            return self(filename, f"expired ({detail})", "ask the vendor to re-sign it with a later expiry")
+        if isinstance(exc, tuf_exceptions.BadVersionNumberError):
+            return self(filename, f"version check failed ({detail}): rollback refused",
+                        "versions may never go back; ask the vendor for a newer bundle")
+        if isinstance(exc, tuf_exceptions.LengthOrHashMismatchError):
+            return self(filename, f"length or hash differs from what the signed metadata lists ({detail})",
+                        "the file was altered or mixed from another release; get a fresh copy of the bundle")
+        if isinstance(exc, tuf_exceptions.DeserializationError):
+            return self(filename, f"not valid TUF metadata ({detail})")
+        return self(filename, f"refused by TUF verification ({detail})")
+
+
+def _hash_file(path: Path, algorithms: list[str]) -> dict[str, str]:
+    hashers = {a: _new_hash(a) for a in algorithms}
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            for h in hashers.values():
+                h.update(chunk)
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def _new_hash(algorithm: str):
+    if algorithm == "blake2b-256":
+        return hashlib.blake2b(digest_size=32)
+    if algorithm not in hashlib.algorithms_guaranteed or algorithm.startswith("shake"):
+        raise ValueError(algorithm)
+    return hashlib.new(algorithm)
+
+
+def valid_signers(md: Metadata, keyids, keys) -> list[str]:
+    """Key ids among ``keyids`` whose signature on ``md`` verifies."""
+    out = []
+    for keyid, signature in md.signatures.items():
+        if keyid in keyids and keyid in keys:
+            try:
+                keys[keyid].verify_signature(signature, md.signed_bytes)
+            except Exception:  # noqa: BLE001 - any failure means "did not sign"
+                continue
+            out.append(keyid)
+    return sorted(out)
+
+
+def _role_summary(name: str, md: Metadata, delegator_keys, delegator: str | None, paths=None) -> RoleSummary:
+    keyids, threshold, keys = delegator_keys
+    return RoleSummary(
+        name=name,
+        version=md.signed.version,
+        expires=md.signed.expires,
+        keyids=sorted(keyids),
+        keytypes={k: keys[k].keytype for k in keyids if k in keys},
+        threshold=threshold,
+        signed_by=valid_signers(md, keyids, keys),
+        delegator=delegator,
+        paths=paths,
+    )
+
+
+def verify_repository(
+    name: str,
+    trusted: TrustedState,
+    bundle_metadata: MetadataLookup,
+    store_metadata: MetadataLookup,
+    bundle_target: TargetLookup,
+    store_target: TargetLookup,
+    *,
+    now: datetime | None = None,
+) -> VerifiedRepository:
+    """Verify the repository ``name`` of a bundle against ``trusted``.
+
+    Metadata files are looked up in the bundle first, then in the store
+    (files the appliance already serves); a versioned file present in both
+    must be identical.  Raises :class:`VerificationError` with one line.
+    """
+    refuse = _Refusal(name)
+    now = now or datetime.now(timezone.utc)
+    added: dict[str, bytes] = {}
+
+    def fetch(filename: str, cap: int, *, required: bool = True) -> bytes | None:
+        data = bundle_metadata(filename, cap)
+        known = store_metadata(filename, cap)
+        if data is not None and known is not None and data != known:
+            raise refuse(filename, "differs from the file of the same name the appliance already serves "
+                         "(a version number was reused)", "the vendor must publish a new version")
+        if data is None:
+            data = known
+        elif known is None:
+            added[filename] = data
+        if data is None and required:
+            raise refuse(filename, "missing from the bundle", "the bundle must hold every metadata file the "
+                         "snapshot lists; write a complete bundle")
+        return data
+
+    try:
+        tset = TrustedMetadataSet(trusted.root, EnvelopeType.METADATA)
+    except tuf_exceptions.RepositoryError as exc:
+        raise refuse("root.json", f"the trusted root does not verify ({exc})", "re-pin the vendor's root") from None
+    tset.reference_time = now
+    before = _versions(trusted)
+    targets_before = _target_paths(trusted)
+
+    # 1. the root chain, one version at a time
+    new_roots = 0
+    version = tset.root.version + 1
+    while True:
+        filename = f"{version}.root.json"
+        data = fetch(filename, MAX_LENGTH["root"], required=False)
+        if data is None:
+            break
+        if new_roots >= MAX_ROOT_ROTATIONS:
+            raise refuse(filename, f"more than {MAX_ROOT_ROTATIONS} root versions in one bundle")
+        try:
+            tset.update_root(data)
+        except tuf_exceptions.RepositoryError as exc:
+            raise refuse.from_tuf(filename, exc) from None
+        except Exception as exc:  # noqa: BLE001 - malformed JSON and friends
+            raise refuse(filename, f"not valid TUF root metadata ({exc})") from None
+        new_roots += 1
+        version += 1
+    root_file = f"{tset.root.version}.root.json"
+    if not tset.root.consistent_snapshot:
+        raise refuse(root_file, "root disables consistent snapshots, which Airlock requires to publish "
+                     "atomically", "the vendor must set consistent_snapshot true in root")
+    if tset.root.is_expired(now):
+        raise refuse(root_file, f"the final root expired on {tset.root.expires:%Y-%m-%d %H:%M} UTC",
+                     "ask the vendor for a bundle with a new root version")
+
+    # 2. timestamp: the trusted one first, for rollback protection
+    if "timestamp" in trusted.roles:
+        try:
+            tset.update_timestamp(trusted.roles["timestamp"])
+        except tuf_exceptions.RepositoryError as exc:
+            logger.debug("trusted timestamp not valid as final: %s", exc)
+    ts_data = bundle_metadata("timestamp.json", MAX_LENGTH["timestamp"])
+    if ts_data is None:
+        raise refuse("timestamp.json", "missing from the bundle", "write a complete bundle")
+    unchanged_timestamp = False
+    try:
+        tset.update_timestamp(ts_data)
+    except tuf_exceptions.EqualVersionNumberError:
+        if ts_data != trusted.roles.get("timestamp"):
+            raise refuse("timestamp.json", f"version {tset.timestamp.version} is already trusted with "
+                         "different content (a version number was reused)",
+                         "the vendor must publish a new timestamp version") from None
+        unchanged_timestamp = True
+    except tuf_exceptions.RepositoryError as exc:
+        raise refuse.from_tuf("timestamp.json", exc) from None
+    except Exception as exc:  # noqa: BLE001
+        raise refuse("timestamp.json", f"not valid TUF timestamp metadata ({exc})") from None
+    if unchanged_timestamp and tset.timestamp.is_expired(now):
+        raise refuse("timestamp.json", f"expired on {tset.timestamp.expires:%Y-%m-%d %H:%M} UTC",
+                     "ask the vendor to re-sign it with a later expiry")
+    if not unchanged_timestamp:
+        added["timestamp.json"] = ts_data
+    if unchanged_timestamp and new_roots == 0:
+        return _unchanged(name, trusted, before, targets_before)
+
+    # 3. snapshot
+    snap_meta = tset.timestamp.snapshot_meta
+    snap_file = f"{snap_meta.version}.snapshot.json"
+    if _load_trusted_copy(tset.update_snapshot, trusted.roles.get("snapshot"), trusted=True):
+        snap_data = trusted.roles["snapshot"]
+        fetch(snap_file, snap_meta.length or MAX_LENGTH["snapshot"], required=False)
+    else:
+        snap_data = fetch(snap_file, snap_meta.length or MAX_LENGTH["snapshot"])
+        _apply(refuse, snap_file, lambda: tset.update_snapshot(snap_data))
+    root_data = fetch(f"{tset.root.version}.root.json", MAX_LENGTH["root"], required=False) or trusted.root
+    current_bytes = {"root": root_data, "timestamp": ts_data, "snapshot": snap_data}
+
+    # 4. top-level targets, then every delegated role in the graph
+    loaded: dict[str, Metadata] = {}
+    summaries: list[RoleSummary] = _top_level_summaries(tset, current_bytes)
+    targets_md = _load_targets(tset, refuse, fetch, trusted, "targets", "root")
+    loaded["targets"] = targets_md
+    summaries.append(_role_summary("targets", targets_md, _keys_of(tset.root, "targets"), "root"))
+    scope: dict[str, list] = {"targets": []}  # role -> DelegatedRole objects it was reached through
+    edges: set[tuple[str, str]] = set()
+    queue: deque[tuple[str, Metadata]] = deque([("targets", targets_md)])
+    while queue:
+        parent_name, parent_md = queue.popleft()
+        delegations = parent_md.signed.delegations
+        if delegations is None:
+            continue
+        if delegations.roles is not None:
+            children = [(r.name, r) for r in delegations.roles.values()]
+        else:
+            succinct = delegations.succinct_roles
+            children = [(n, succinct) for n in succinct.get_roles()]
+        for role_name, role in children:
+            try:
+                check_role_name(role_name)
+            except UnsafeNameError as exc:
+                raise refuse(f"{parent_name}.json", str(exc)) from None
+            if (parent_name, role_name) in edges:
+                continue
+            edges.add((parent_name, role_name))
+            if len(edges) > MAX_DELEGATIONS:
+                raise refuse(f"{parent_name}.json", f"more than {MAX_DELEGATIONS} delegations")
+            md = _load_targets(tset, refuse, fetch, trusted, role_name, parent_name)
+            scope.setdefault(role_name, []).append(role)
+            paths = list(getattr(role, "paths", None) or getattr(role, "path_hash_prefixes", None) or [])
+            summaries.append(_role_summary(role_name, md, _keys_of(parent_md.signed, role_name), parent_name, paths))
+            if role_name not in loaded:
+                loaded[role_name] = md
+                queue.append((role_name, md))
+
+    # 5. every target of every role: names, algorithms, length, hashes
+    entries = _check_targets(refuse, loaded, scope, bundle_target, store_target)
+
+    after = {"root": tset.root.version, "timestamp": tset.timestamp.version,
+             "snapshot": tset.snapshot.version}
+    current = {"root": root_file, "timestamp": "timestamp.json", "snapshot": snap_file}
+    for role_name, md in loaded.items():
+        after[role_name] = md.signed.version
+        current[role_name] = f"{md.signed.version}.{role_name}.json"
+    return VerifiedRepository(
+        name=name, unchanged=False, metadata=added, current=current, targets=entries,
+        versions_before=before, versions_after=after,
+        targets_before=targets_before, targets_after={e.path for e in entries}, roles=summaries,
+    )
+
+
+def _apply(refuse: _Refusal, filename: str, step: Callable) -> object:
+    try:
+        return step()
+    except tuf_exceptions.RepositoryError as exc:
+        raise refuse.from_tuf(filename, exc) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise refuse(filename, f"not valid TUF metadata ({type(exc).__name__}: {exc})") from None
+
+
+def _load_trusted_copy(update: Callable, data: bytes | None, **kwargs) -> bool:
+    """Load a copy the appliance already trusts; True if it is valid as final."""
+    if data is None:
+        return False
+    try:
+        update(data, **kwargs)
+        return True
+    except tuf_exceptions.RepositoryError as exc:
+        logger.debug("trusted copy not valid as final: %s", exc)
+        return False
+
+
+def _load_targets(tset, refuse, fetch, trusted: TrustedState, role: str, delegator: str) -> Metadata:
+    meta = tset.snapshot.meta.get(f"{role}.json")
+    if meta is None:
+        raise refuse(f"{tset.snapshot.version}.snapshot.json",
+                     f"role {show(role)} is delegated by {show(delegator)} but missing from the snapshot")
+    filename = f"{meta.version}.{role}.json"
+    local = trusted.roles.get(role)
+    if local is not None:
+        try:
+            tset.update_delegated_targets(local, role, delegator)
+            fetch(filename, meta.length or MAX_LENGTH["targets"], required=False)
+            return Metadata.from_bytes(local)
+        except tuf_exceptions.RepositoryError as exc:
+            logger.debug("trusted %s not valid as final: %s", role, exc)
+    data = fetch(filename, meta.length or MAX_LENGTH["targets"])
+    _apply(refuse, filename, lambda: tset.update_delegated_targets(data, role, delegator))
+    return Metadata.from_bytes(data)
+
+
+def _keys_of(delegator, role: str):
+    """(keyids, threshold, keys) that ``delegator`` trusts for ``role``."""
+    r = delegator.get_delegated_role(role)
+    keys = delegator.keys if hasattr(delegator, "keys") else delegator.delegations.keys
+    keyids = list(getattr(r, "keyids", []) or [])
+    return keyids, r.threshold, keys
+
+
+def _top_level_summaries(tset, current_bytes: dict[str, bytes]) -> list[RoleSummary]:
+    out = []
+    for role, signed in (("root", tset.root), ("timestamp", tset.timestamp), ("snapshot", tset.snapshot)):
+        md = Metadata.from_bytes(current_bytes[role])
+        out.append(_role_summary(role, md, _keys_of(tset.root, role), "root"))
+    return out
+
+
+def _check_targets(refuse, loaded: dict[str, Metadata], scope, bundle_target, store_target) -> list[TargetEntry]:
+    entries: list[TargetEntry] = []
+    for role_name, md in loaded.items():
+        role_file = f"{md.signed.version}.{role_name}.json"
+        for path, tf in md.signed.targets.items():
+            try:
+                check_target_path(path)
+            except UnsafeNameError as exc:
+                raise refuse(role_file, str(exc)) from None
+            if role_name != "targets" and not any(r.is_delegated_path(path) for r in scope[role_name]):
+                raise refuse(role_file, f"lists target {show(path)} outside the paths delegated to "
+                             f"{show(role_name)}", "the vendor must sign it with the role that owns that path")
+            entries.append(_check_target(refuse, role_file, role_name, path, tf, bundle_target, store_target))
+    return entries
+
+
+def _check_target(refuse, role_file, role_name, path, tf: TargetFile, bundle_target, store_target) -> TargetEntry:
+    if not tf.hashes:
+        raise refuse(role_file, f"target {show(path)} lists no hashes")
+    for algorithm in tf.hashes:
+        try:
+            _new_hash(algorithm)
+        except ValueError:
+            raise refuse(role_file, f"target {show(path)} uses the hash algorithm {show(algorithm)}, "
+                         "which cannot be checked", "the vendor must list sha256 or sha512") from None
+    folder, _, base = path.rpartition("/")
+    prefix = f"{folder}/" if folder else ""
+    filenames = [f"{prefix}{digest}.{base}" for digest in tf.hashes.values()]
+    for relpath in filenames:
+        found = bundle_target(relpath)
+        if found is not None:
+            staged, size, sha256 = found
+            if size != tf.length:
+                raise refuse(f"targets/{relpath}", f"is {size} bytes but {role_file} lists {tf.length}",
+                             "the file was altered or truncated; get a fresh copy of the bundle")
+            computed = {"sha256": sha256} if sha256 else {}
+            missing = [a for a in tf.hashes if a not in computed]
+            if missing:
+                computed.update(_hash_file(staged, missing))
+            for algorithm, expected in tf.hashes.items():
+                if computed[algorithm] != expected:
+                    raise refuse(f"targets/{relpath}", f"{algorithm} hash does not match {role_file}",
+                                 "the file was altered; get a fresh copy of the bundle")
+            return TargetEntry(path, tf.length, dict(tf.hashes), dict(tf.custom), role_name, staged, filenames)
+    for relpath in filenames:
+        if store_target(relpath) is not None:
+            return TargetEntry(path, tf.length, dict(tf.hashes), dict(tf.custom), role_name, None, filenames)
+    raise refuse(f"targets/{filenames[0]}", f"target {show(path)} listed in {role_file} is neither in the "
+                 "bundle nor already on the appliance", "write a bundle that includes it (not incremental)")
+
+
+def _versions(trusted: TrustedState) -> dict[str, int]:
+    out = {"root": trusted.root_version}
+    for role, data in trusted.roles.items():
+        try:
+            out[role] = Metadata.from_bytes(data).signed.version
+        except Exception:  # noqa: BLE001 - trusted copies were verified on import
+            continue
+    return out
+
+
+def _target_paths(trusted: TrustedState) -> set[str]:
+    paths: set[str] = set()
+    for role, data in trusted.roles.items():
+        if role in ("timestamp", "snapshot"):
+            continue
+        try:
+            paths.update(Metadata[Targets].from_bytes(data).signed.targets)
+        except Exception:  # noqa: BLE001
+            continue
+    return paths
+
+
+def _unchanged(name, trusted, before, targets_before) -> VerifiedRepository:
+    return VerifiedRepository(
+        name=name, unchanged=True, metadata={}, current={}, targets=[], versions_before=before,
+        versions_after=dict(before), targets_before=targets_before, targets_after=set(targets_before), roles=[],
+    )
+
+
+def root_versions(names) -> list[int]:
+    """Root versions present among file names (``N.root.json``)."""
+    out = []
+    for n in names:
+        head, _, rest = n.partition(".")
+        if rest == "root.json" and head.isdigit() and not head.startswith("0"):
+            out.append(int(head))
+    return sorted(out)
+
+
+def trusted_state_from(lookup: MetadataLookup, latest_root_version: int) -> TrustedState:
+    """Rebuild the trusted state from a published tree (the store).
+
+    ``latest_root_version`` is the newest ``N.root.json`` there; every root in
+    the tree was verified on its way in.  ``timestamp.json`` names the
+    snapshot version, the snapshot names each targets role's version.
+    """
+    root = lookup(f"{latest_root_version}.root.json", MAX_LENGTH["root"])
+    if root is None:
+        raise AirlockError(f"the published tree lacks {latest_root_version}.root.json: "
+                           "the repository is damaged; run `airlock repo show` and re-pin it")
+    state = TrustedState(root=root)
+    ts = lookup("timestamp.json", MAX_LENGTH["timestamp"])
+    if ts is None:
+        return state
+    state.roles["timestamp"] = ts
+    snap_version = Metadata[Timestamp].from_bytes(ts).signed.snapshot_meta.version
+    snap = lookup(f"{snap_version}.snapshot.json", MAX_LENGTH["snapshot"])
+    if snap is None:
+        return state
+    state.roles["snapshot"] = snap
+    for filename, meta in Metadata[Snapshot].from_bytes(snap).signed.meta.items():
+        role = filename[: -len(".json")]
+        data = lookup(f"{meta.version}.{role}.json", MAX_LENGTH["targets"])
+        if data is not None:
+            state.roles[role] = data
+    return state
+
+
+def bundle_lookups(staged, repo: str) -> tuple[MetadataLookup, TargetLookup]:
+    """Lookups over a staged bundle's copy of repository ``repo``."""
+
+    def metadata(filename: str, cap: int) -> bytes | None:
+        if "/" in filename:
+            return None
+        f = staged.get(repo, "metadata", filename)
+        if f is None:
+            return None
+        if f.size > cap:
+            raise VerificationError(f"repository {show(repo)}: {filename}: {f.size} bytes is over the "
+                                    f"{cap}-byte limit for this file; refused")
+        with open(f.path, "rb") as fh:
+            return fh.read(cap + 1)
+
+    def target(relpath: str):
+        f = staged.get(repo, "targets", relpath)
+        return None if f is None else (f.path, f.size, f.sha256)
+
+    return metadata, target
+
+
+def _nothing(*_args) -> None:
+    return None
+
+
+@dataclass
+class BundleReport:
+    """What ``airlock-sign verify`` found: one entry per repository."""
+
+    digest: str
+    repositories: list[VerifiedRepository]
+
+    def to_dict(self) -> dict:
+        out = {"bundle_digest": self.digest, "repositories": []}
+        for repo in self.repositories:
+            out["repositories"].append({
+                "name": repo.name,
+                "versions": repo.versions_after,
+                "roles": [
+                    {"name": r.name, "version": r.version, "expires": r.expires.isoformat(),
+                     "threshold": r.threshold, "keyids": r.keyids, "keytypes": r.keytypes,
+                     "signed_by": r.signed_by, "delegator": r.delegator, "paths": r.paths}
+                    for r in repo.roles
+                ],
+                "targets": [
+                    {"path": t.path, "length": t.length, "hashes": t.hashes, "custom": t.custom,
+                     "role": t.role, "in_bundle": t.source is not None}
+                    for t in sorted(repo.targets, key=lambda t: t.path)
+                ],
+            })
+        return out
+
+    def render(self) -> str:
+        lines = [f"bundle digest sha256:{self.digest}", "verdict: OK, every check passed"]
+        for repo in self.repositories:
+            lines.append(f"repository {repo.name}")
+            for r in repo.roles:
+                where = f" delegated by {r.delegator}" if r.delegator not in (None, "root") else ""
+                paths = f" paths {', '.join(r.paths)}" if r.paths else ""
+                lines.append(f"  {r.name:<12} v{r.version:<5} expires {r.expires:%Y-%m-%d} "
+                             f"signed {len(r.signed_by)}/{r.threshold} of {len(r.keyids)} keys{where}{paths}")
+            lines.append(f"  targets: {len(repo.targets)}")
+            for t in sorted(repo.targets, key=lambda t: t.path):
+                custom = f" {t.custom}" if t.custom else ""
+                lines.append(f"    {show(t.path)[1:-1]}  {t.length} bytes{custom}")
+        return "\n".join(lines)
+
+
+def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: datetime | None = None) -> BundleReport:
+    """Verify a bundle on its own, from pinned roots: ``airlock-sign verify``.
+
+    Runs the appliance's import verification with nothing trusted but each
+    repository's root; the bundle is staged into a temporary folder.
+    """
+    import tempfile
+
+    from signing.bundle import stage_bundle
+
+    with tempfile.TemporaryDirectory(prefix="airlock-verify-") as tmp:
+        staged = stage_bundle(Path(bundle_path), Path(tmp) / "staging")
+        unknown = [r for r in staged.repositories if r not in trusted_roots]
+        if unknown:
+            raise VerificationError(f"the bundle holds repository {show(unknown[0])} but no root was given "
+                                    f"for it: pass --root {unknown[0]}=ROOT.json")
+        results = []
+        for name in staged.repositories:
+            meta, target = bundle_lookups(staged, name)
+            trusted = TrustedState(root=trusted_roots[name])
+            results.append(verify_repository(name, trusted, meta, _nothing, target, _nothing, now=now))
+        return BundleReport(digest=staged.digest, repositories=results)

@@ -1,0 +1,89 @@
+"""Fixtures shared by every test: an appliance home on a temporary folder,
+the `airlock` CLI run in-process, and a vendor repository simulator."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.simulator import RepoSim
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_airlock(home: Path, *args: str) -> Result:
+    """Run `airlock --home HOME ARGS...` in this process."""
+    from appliance.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--home", str(home), *map(str, args)])
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    h = tmp_path / "home"
+    r = run_airlock(h, "init")
+    assert r.code == 0, r.err
+    return h
+
+
+@pytest.fixture
+def airlock(home):
+    def run(*args: str) -> Result:
+        return run_airlock(home, *args)
+    return run
+
+
+@pytest.fixture
+def sim() -> RepoSim:
+    return RepoSim("acme")
+
+
+def pin(airlock, sim: RepoSim, tmp_path: Path, root: bytes | None = None) -> Result:
+    root = root if root is not None else sim.first_root()
+    path = tmp_path / f"pinned-{sim.name}-root.json"
+    path.write_bytes(root)
+    return airlock("repo", "add", sim.name, "--root", path, "--fingerprint", hashlib.sha256(root).hexdigest())
+
+
+def tree_state(home: Path) -> dict:
+    """Everything a refused import must leave as it was: every file and link
+    under public/, and every row of the tables that hold trust state."""
+    state = {}
+    public = home / "public"
+    for dirpath, dirnames, filenames in os.walk(public):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(public))
+            if p.is_symlink():
+                state[rel] = "link:" + os.readlink(p)
+            elif p.is_file():
+                state[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    con = sqlite3.connect(home / "airlock.db")
+    state["db:repository"] = con.execute("SELECT * FROM repository ORDER BY id").fetchall()
+    state["db:accepted"] = con.execute(
+        "SELECT id, bundle_digest, details FROM import_record WHERE status != 'refused' ORDER BY id").fetchall()
+    con.close()
+    state["staging"] = sorted(os.listdir(home / "staging"))
+    return state
+
+
+def refusals(home: Path) -> list[tuple[str, str]]:
+    con = sqlite3.connect(home / "airlock.db")
+    rows = con.execute("SELECT status, reason FROM import_record WHERE status = 'refused' ORDER BY id").fetchall()
+    con.close()
+    return rows
