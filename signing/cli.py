@@ -43,6 +43,10 @@ def _out(line: str = "") -> None:
     print(line, flush=True)
 
 
+def _fail(message: str) -> None:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+
+
 def _short(keyid: str) -> str:
     return keyid[:16]
 
@@ -138,10 +142,10 @@ def cmd_init(args) -> int:
     _out(f"created workspace {ws.path} for repository {ws.name}")
     for key_file in sorted(ws.layout.keys.glob("*.key")):
         _out(f"  key {key_file.name}: {_short(load_public_key(key_file).keyid)}")
-    _out(f"published version 1 of root, targets, snapshot and timestamp")
+    _out("published version 1 of root, targets, snapshot and timestamp")
     _out(f"root of trust: {root_file}")
     _out(f"sha256 fingerprint: {_fingerprint(root_file)}")
-    _out(f"pin it on the appliance: airlock repo add {ws.name} --root 1.root.json --fingerprint <the fingerprint above>")
+    _out(f"pin it on the appliance: airlock repo add {ws.name} --root {root_file.name} --fingerprint <the fingerprint above>")
     return 0
 
 
@@ -457,17 +461,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return args.func(args)
     except _UsageError as e:
-        print(f"{PROG}: error: {e} (see '{PROG} --help')", file=sys.stderr)
+        _fail(f"{e} (see '{PROG} --help')")
         return 2
     except AirlockError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        _fail(str(e))
         return 1
     except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        print(f"{PROG}: error:{where} {e.strerror or e}", file=sys.stderr)
+        _fail(f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror or e))
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
+        _fail("interrupted")
         return 130
     except SystemExit as e:  # --help and --version
         return e.code if isinstance(e.code, int) else 0

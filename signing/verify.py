@@ -440,7 +440,7 @@ def _check_target(refuse, role_file, role_name, path, tf: TargetFile, bundle_tar
         if found is not None:
             staged, size, sha256 = found
             if size != tf.length:
-                raise refuse(f"targets/{relpath}", f"is {size} bytes but {role_file} lists {tf.length}",
+                raise refuse(f"targets/{relpath}", f"target {show(path)} is {size} bytes but {role_file} lists {tf.length}",
                              "the file was altered or truncated; get a fresh copy of the bundle")
             computed = {"sha256": sha256} if sha256 else {}
             missing = [a for a in tf.hashes if a not in computed]
@@ -448,7 +448,7 @@ def _check_target(refuse, role_file, role_name, path, tf: TargetFile, bundle_tar
                 computed.update(_hash_file(staged, missing))
             for algorithm, expected in tf.hashes.items():
                 if computed[algorithm] != expected:
-                    raise refuse(f"targets/{relpath}", f"{algorithm} hash does not match {role_file}",
+                    raise refuse(f"targets/{relpath}", f"target {show(path)}: {algorithm} hash does not match {role_file}",
                                  "the file was altered; get a fresh copy of the bundle")
             return TargetEntry(path, tf.length, dict(tf.hashes), dict(tf.custom), role_name, staged, filenames)
     for relpath in filenames:
