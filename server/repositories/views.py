@@ -12,7 +12,8 @@ import os
 import re
 import stat
 
-from flask import Blueprint, abort, current_app, send_file
+from flask import Blueprint, Response, abort, current_app, request
+from werkzeug.wsgi import wrap_file
 
 from server.repositories.store import RepositoryStore, is_metadata_name
 from signing.exceptions import UnsafeNameError
@@ -25,6 +26,9 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def _send(path, mimetype: str, cache_control: str):
+    """Serve the file at ``path`` from one open descriptor, so that the bytes,
+    length and ETag all come from the same file even if a publish swaps the
+    tree meanwhile."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -34,11 +38,12 @@ def _send(path, mimetype: str, cache_control: str):
         os.close(fd)
         abort(404)
     f = os.fdopen(fd, "rb")
-    response = send_file(f, mimetype=mimetype, conditional=True, etag=f"{st.st_ino:x}-{st.st_size:x}-{int(st.st_mtime_ns):x}",
-                         last_modified=st.st_mtime, max_age=None)
+    response = Response(wrap_file(request.environ, f), mimetype=mimetype, direct_passthrough=True)
+    response.content_length = st.st_size
+    response.set_etag(f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}")
+    response.last_modified = st.st_mtime
     response.headers["Cache-Control"] = cache_control
-    response.headers["Accept-Ranges"] = "bytes"
-    return response
+    return response.make_conditional(request, accept_ranges=True, complete_length=st.st_size)
 
 
 def _store(name: str) -> RepositoryStore:
