@@ -64,7 +64,7 @@ class ImportResult:
             if r.unchanged:
                 parts.append(f"{r.name}: unchanged")
                 continue
-            ver = ", ".join(f"{role} {r.versions_before.get(role, '-')}->{v}"
+            ver = ", ".join(f"{role} {r.versions_before.get(role, 'none')}->{v}"
                             for role, v in r.versions_after.items() if r.versions_before.get(role) != v)
             parts.append(f"{r.name}: {ver}; targets +{len(r.targets_added)} -{len(r.targets_removed)}")
         return "imported: " + "; ".join(parts)

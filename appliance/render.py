@@ -51,7 +51,7 @@ def render_trust_report(report) -> str:
             lines.append(f"      reason: {_safe(imp['reason'])}")
         elif detail and not detail.get("unchanged"):
             before, after = detail.get("versions_before", {}), detail.get("versions_after", {})
-            changes = ", ".join(f"{k} {before.get(k, '-')}->{v}" for k, v in after.items() if before.get(k) != v)
+            changes = ", ".join(f"{k} {before.get(k, 'none')}->{v}" for k, v in after.items() if before.get(k) != v)
             lines.append(f"      {changes}")
             if detail.get("targets_added"):
                 lines.append(f"      added: {', '.join(_safe(p) for p in detail['targets_added'])}")

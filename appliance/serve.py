@@ -38,8 +38,12 @@ class AirlockServer(BaseApplication):
             "loglevel": s.log_level.lower(),
             "proc_name": "airlock",
             "preload_app": False,
+            # gunicorn >= 24 opens a control socket under $HOME by default: an
+            # appliance service has no business writing there
+            "control_socket_disable": True,
         }.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
 
     def load(self):
         return create_app(self.settings)

@@ -13,6 +13,8 @@ from signing.exceptions import (
     VerificationError,
     WorkspaceError,
 )
+from signing.keys import generate_signer, load_public_key, load_signer, save_key, save_public_key
+from signing.workspace import Workspace
 
 __all__ = [
     "AirlockError",
@@ -21,5 +23,11 @@ __all__ = [
     "UnsafeBundleError",
     "UnsafeNameError",
     "VerificationError",
+    "Workspace",
     "WorkspaceError",
+    "generate_signer",
+    "load_public_key",
+    "load_signer",
+    "save_key",
+    "save_public_key",
 ]

@@ -150,7 +150,8 @@ class Layout:
         try:
             doc = json.loads(self.config.read_bytes())
             days = {str(k): int(v) for k, v in doc["expiry_days"].items()}
-            return Settings(name=check_repo_name(doc["name"]), expiry_days=days, key_type=doc.get("key_type", "ed25519"))
+            key_type = doc.get("key_type", "ed25519")
+            return Settings(name=check_repo_name(doc["name"]), expiry_days=days, key_type=key_type)
         except FileNotFoundError:
             raise WorkspaceError(
                 f"{self.root} is not an airlock-sign workspace (no {CONFIG_NAME}): create one with 'airlock-sign init'"

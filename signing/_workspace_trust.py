@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuf.api.metadata import Metadata, Signed, VerificationResult
 
+from signing._workspace_store import TOP_LEVEL
 from signing.exceptions import UnsafeNameError, WorkspaceError
 from signing.paths import check_target_path, show
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 _VERSION = re.compile(r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")
 MAX_HARDWARE = 64  # models per target
 MAX_MODEL = 128  # characters per model name
+MAX_KEYS_PER_ROLE = 32
 
 
 def check_custom(hardware: Sequence[str], version: str) -> dict[str, Any]:
@@ -105,3 +107,19 @@ def shortfalls(role: str, results: list[tuple[str, Signed, VerificationResult]])
         for label, _, r in results
         if r.missing
     ]
+
+
+def per_role(what: str, defaults: dict[str, int], given: dict[str, int] | None) -> dict[str, int]:
+    for role in given or {}:
+        if role not in TOP_LEVEL:
+            raise WorkspaceError(f"{what} given for {show(role)}: only root, targets, snapshot and timestamp")
+    return {**defaults, **(given or {})}
+
+
+def check_threshold(role: str, threshold: int, key_count: int) -> None:
+    if isinstance(key_count, bool) or not isinstance(key_count, int) or not 1 <= key_count <= MAX_KEYS_PER_ROLE:
+        raise WorkspaceError(f"{role} must end up with 1 to {MAX_KEYS_PER_ROLE} keys, not {key_count}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= key_count:
+        raise WorkspaceError(
+            f"threshold {threshold} for {role} is impossible with {key_count} key(s): use 1 to {key_count}"
+        )

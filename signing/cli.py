@@ -145,7 +145,10 @@ def cmd_init(args) -> int:
     _out("published version 1 of root, targets, snapshot and timestamp")
     _out(f"root of trust: {root_file}")
     _out(f"sha256 fingerprint: {_fingerprint(root_file)}")
-    _out(f"pin it on the appliance: airlock repo add {ws.name} --root {root_file.name} --fingerprint <the fingerprint above>")
+    _out(
+        f"pin it on the appliance: airlock repo add {ws.name} --root {root_file.name} "
+        "--fingerprint <the fingerprint above>"
+    )
     return 0
 
 

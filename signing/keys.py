@@ -139,7 +139,9 @@ def _public_from_doc(doc: dict[str, Any], path: Path) -> SSlibKey:
     if key.keyid != expected:
         raise KeyStoreError(f"{path}: key id {key.keyid} does not match the key (expected {expected})")
     if (key.keytype, key.scheme) not in (("ed25519", "ed25519"), ("ecdsa", "ecdsa-sha2-nistp256")):
-        raise KeyStoreError(f"{path}: key type {key.keytype}/{key.scheme} is not supported (ed25519 or ecdsa-sha2-nistp256)")
+        raise KeyStoreError(
+            f"{path}: key type {key.keytype}/{key.scheme} is not supported (ed25519 or ecdsa-sha2-nistp256)"
+        )
     return key
 
 

@@ -587,7 +587,7 @@ class BundleReport:
                 where = f" delegated by {r.delegator}" if r.delegator not in (None, "root") else ""
                 paths = f" paths {', '.join(r.paths)}" if r.paths else ""
                 lines.append(f"  {r.name:<12} v{r.version:<5} expires {r.expires:%Y-%m-%d} "
-                             f"signed {len(r.signed_by)}/{r.threshold} of {len(r.keyids)} keys{where}{paths}")
+                             f"signed by {len(r.signed_by)} of {len(r.keyids)} keys (threshold {r.threshold}){where}{paths}")
             lines.append(f"  targets: {len(repo.targets)}")
             for t in sorted(repo.targets, key=lambda t: t.path):
                 custom = f" {t.custom}" if t.custom else ""

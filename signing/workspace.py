@@ -34,9 +34,12 @@ from signing._workspace_store import (
     utc_in,
 )
 from signing._workspace_trust import (
+    MAX_KEYS_PER_ROLE,
     check_custom,
     check_path_pattern,
+    check_threshold,
     find_keyids,
+    per_role,
     results_for,
 )
 from signing.exceptions import WorkspaceError
@@ -44,8 +47,6 @@ from signing.keys import generate_signer, load_public_key, save_key, save_public
 from signing.paths import check_role_name, check_target_path, show
 
 logger = logging.getLogger(__name__)
-
-MAX_KEYS_PER_ROLE = 32
 
 
 class Workspace:
@@ -79,11 +80,11 @@ class Workspace:
         """A new workspace with keys and version 1 of all four roles, published."""
         path = Path(path)
         check_repo_name(name)
-        counts = _per_role("key count", {r: 1 for r in TOP_LEVEL}, key_counts)
-        limits = _per_role("threshold", {r: 1 for r in TOP_LEVEL}, thresholds)
-        days = _per_role("expiry", dict(DEFAULT_EXPIRY_DAYS), expiry_days)
+        counts = per_role("key count", {r: 1 for r in TOP_LEVEL}, key_counts)
+        limits = per_role("threshold", {r: 1 for r in TOP_LEVEL}, thresholds)
+        days = per_role("expiry", dict(DEFAULT_EXPIRY_DAYS), expiry_days)
         for role in TOP_LEVEL:
-            _check_threshold(role, limits[role], counts[role])
+            check_threshold(role, limits[role], counts[role])
             check_days(role, days[role])
         generate_signer(key_type)  # refuse an unknown key type before touching disk
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -288,7 +289,7 @@ class Workspace:
         patterns = [check_path_pattern(p) for p in paths]
         given = [load_public_key(p) for p in public_keys]
         count = (0 if given else 1) if key_count is None else key_count
-        _check_threshold(role_name, threshold, count + len({k.keyid for k in given}))
+        check_threshold(role_name, threshold, count + len({k.keyid for k in given}))
         keys = given + self._new_keys(role_name, count, key_type, passphrase)
         with self._edit(parent) as md:
             if md.signed.delegations is None:
@@ -327,7 +328,7 @@ class Workspace:
         kept = {k for k in current.keyids if k not in remove}
         total = len(kept | {k.keyid for k in given}) + count
         limit = current.threshold if threshold is None else threshold
-        _check_threshold(role, limit, total)
+        check_threshold(role, limit, total)
         keys = given + self._new_keys(role, count, key_type, passphrase)
         with self._edit(delegator) as md:
             for keyid in remove:
@@ -442,18 +443,3 @@ class Workspace:
             self.name, files, Path(dest), fmt=fmt, exclude_from=None if exclude_from is None else Path(exclude_from)
         )
 
-
-def _per_role(what: str, defaults: dict[str, int], given: dict[str, int] | None) -> dict[str, int]:
-    for role in given or {}:
-        if role not in TOP_LEVEL:
-            raise WorkspaceError(f"{what} given for {show(role)}: only root, targets, snapshot and timestamp")
-    return {**defaults, **(given or {})}
-
-
-def _check_threshold(role: str, threshold: int, key_count: int) -> None:
-    if isinstance(key_count, bool) or not isinstance(key_count, int) or not 1 <= key_count <= MAX_KEYS_PER_ROLE:
-        raise WorkspaceError(f"{role} must end up with 1 to {MAX_KEYS_PER_ROLE} keys, not {key_count}")
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= key_count:
-        raise WorkspaceError(
-            f"threshold {threshold} for {role} is impossible with {key_count} key(s): use 1 to {key_count}"
-        )
