@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tuf.api import exceptions as tuf_exceptions
-from tuf.api.metadata import Metadata, Root, Snapshot, Targets, TargetFile, Timestamp
+from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType
 
@@ -416,11 +416,18 @@ def _check_targets(refuse, loaded: dict[str, Metadata], scope, bundle_target, st
                 check_target_path(path)
             except UnsafeNameError as exc:
                 raise refuse(role_file, str(exc)) from None
-            if role_name != "targets" and not any(r.is_delegated_path(path) for r in scope[role_name]):
+            if role_name != "targets" and not any(_delegates(r, role_name, path) for r in scope[role_name]):
                 raise refuse(role_file, f"lists target {show(path)} outside the paths delegated to "
                              f"{show(role_name)}", "the vendor must sign it with the role that owns that path")
             entries.append(_check_target(refuse, role_file, role_name, path, tf, bundle_target, store_target))
     return entries
+
+
+def _delegates(role, role_name: str, path: str) -> bool:
+    """Whether the delegation ``role`` hands ``path`` to ``role_name``."""
+    if isinstance(role, SuccinctRoles):
+        return role.get_role_for_target(path) == role_name
+    return role.is_delegated_path(path)
 
 
 def _check_target(refuse, role_file, role_name, path, tf: TargetFile, bundle_target, store_target) -> TargetEntry:

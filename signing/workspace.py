@@ -87,6 +87,8 @@ class Workspace:
             check_threshold(role, limits[role], counts[role])
             check_days(role, days[role])
         generate_signer(key_type)  # refuse an unknown key type before touching disk
+        if not passphrase:
+            raise WorkspaceError("a passphrase is needed to encrypt the new keys")
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise WorkspaceError(f"{path} already exists and is not an empty folder: choose a new folder")
         ws = cls(path, Settings(name=name, expiry_days=days, key_type=key_type))

@@ -1,0 +1,115 @@
+"""Airlock benchmarks: ``python -m tests.bench.run`` (``make bench``).
+
+Prints one table: import throughput and peak memory against hashlib, and
+``timestamp.json`` requests per second against nginx.  Progress goes to
+stderr; the table to stdout.  See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+from tests.bench import import_bench, serve_bench
+from tests.bench.common import Scratch, log, which
+
+AIM_IMPORT_RATIO = 0.8
+AIM_PEAK_RSS = 150e6
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (r.stdout + r.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def table(imp: import_bench.ImportFigures | None, srv: serve_bench.ServeFigures | None) -> str:
+    rows = [("measure", "airlock", "reference", "ratio", "aim")]
+    if imp:
+        for run in (imp.small, imp.big):
+            ratio = run.gbps / run.hash_gbps
+            aim = f">= {AIM_IMPORT_RATIO:.2f} {_verdict(ratio >= AIM_IMPORT_RATIO)}" if run is imp.big else ""
+            rows.append((f"import {run.bytes / 1e9:.1f} GB, {run.files} files (GB/s)", f"{run.gbps:.2f}",
+                         f"{run.hash_gbps:.2f} hashlib", f"{ratio:.2f}", aim))
+        for run in (imp.small, imp.big):
+            rows.append((f"import {run.bytes / 1e9:.1f} GB, peak RSS (MB)", f"{run.peak_rss / 1e6:.0f}", "", "",
+                         f"< {AIM_PEAK_RSS / 1e6:.0f} {_verdict(run.peak_rss < AIM_PEAK_RSS)}"))
+    if srv:
+        a, n = srv.airlock, srv.nginx
+        label = f"timestamp.json ({srv.size} B)"
+        rows.append((f"{label} req/s", f"{a.requests_per_second:,.0f}", f"{n.requests_per_second:,.0f} nginx",
+                     f"{a.requests_per_second / n.requests_per_second:.2f}", ""))
+        rows.append((f"{label} p50 latency (ms)", f"{a.p50_ms:.2f}", f"{n.p50_ms:.2f} nginx",
+                     f"{a.p50_ms / n.p50_ms:.1f}", ""))
+        rows.append((f"{label} p99 latency (ms)", f"{a.p99_ms:.2f}", f"{n.p99_ms:.2f} nginx",
+                     f"{a.p99_ms / n.p99_ms:.1f}", ""))
+        rows.append(("failed requests (socket errors, non-2xx)", str(a.errors), f"{n.errors} nginx", "",
+                     _verdict(a.errors == 0 and n.errors == 0)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def header(imp, srv) -> str:
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"Airlock benchmarks, {now}: {os.cpu_count()} cores, Python {platform.python_version()}, "
+             f"{platform.system()} {platform.release()}"]
+    if imp:
+        lines.append(f"import: one `airlock import` process per bundle, fresh home; page cache {imp.cache}")
+    if srv:
+        nginx = _version([which("nginx") or "nginx", "-v"]).replace("nginx version: ", "")
+        lines.append(f"serve: wrk {srv.wrk_args}; airlock serve {srv.workers} workers x {srv.threads} threads "
+                     f"(gthread) vs {nginx} {srv.workers} workers, same HOME/public tree")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", choices=("import", "serve"), help="run one benchmark only")
+    p.add_argument("--gb", type=float, default=float(os.environ.get("BENCH_IMPORT_GB", "3")),
+                   help="size of the big import bundle in GB (env BENCH_IMPORT_GB, default 3)")
+    p.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_WRK_SECONDS", "10")),
+                   help="wrk duration per server (env BENCH_WRK_SECONDS, default 10)")
+    p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = p.parse_args(argv)
+    if args.gb <= 0 or args.seconds < 1 or args.connections < 1:
+        p.error("--gb, --seconds and --connections must be positive")
+
+    # SIGTERM (make interrupted, CI timeout) unwinds like Ctrl-C: servers stopped, temp folders removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    imp = srv = None
+    with Scratch() as scratch:
+        log(f"scratch folder {scratch}")
+        if args.only in (None, "import"):
+            imp = import_bench.run(scratch, args.gb)
+        if args.only in (None, "serve"):
+            srv = serve_bench.run(scratch, seconds=args.seconds, connections=args.connections)
+    print(header(imp, srv))
+    print()
+    print(table(imp, srv))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"import": asdict(imp) if imp else None,
+                       "serve": asdict(srv) if srv else None}, f, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
