@@ -559,6 +559,11 @@ def _nothing(*_args) -> None:
     return None
 
 
+def _anywhere(relpath: str):
+    """For an incremental bundle: assume the appliance holds what is missing."""
+    return (Path(relpath), 0, None)
+
+
 @dataclass
 class BundleReport:
     """What ``airlock-sign verify`` found: one entry per repository."""
@@ -598,11 +603,13 @@ class BundleReport:
             lines.append(f"  targets: {len(repo.targets)}")
             for t in sorted(repo.targets, key=lambda t: t.path):
                 custom = f" {t.custom}" if t.custom else ""
-                lines.append(f"    {show(t.path)[1:-1]}  {t.length} bytes{custom}")
+                absent = "" if t.source is not None else "  (not in bundle: the appliance must hold it)"
+                lines.append(f"    {show(t.path)[1:-1]}  {t.length} bytes{custom}{absent}")
         return "\n".join(lines)
 
 
-def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: datetime | None = None) -> BundleReport:
+def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: datetime | None = None,
+                  incremental: bool = False) -> BundleReport:
     """Verify a bundle on its own, from pinned roots: ``airlock-sign verify``.
 
     Runs the appliance's import verification with nothing trusted but each
@@ -622,5 +629,6 @@ def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: da
         for name in staged.repositories:
             meta, target = bundle_lookups(staged, name)
             trusted = TrustedState(root=trusted_roots[name])
-            results.append(verify_repository(name, trusted, meta, _nothing, target, _nothing, now=now))
+            elsewhere = _anywhere if incremental else _nothing
+            results.append(verify_repository(name, trusted, meta, _nothing, target, elsewhere, now=now))
         return BundleReport(digest=staged.digest, repositories=results)

@@ -164,3 +164,26 @@ def test_every_subcommand_is_documented():
     commands = next(a for a in parser._actions if a.dest == "command").choices
     missing = [c for c in commands if f"airlock-sign {c}" not in text]
     assert not missing, f"docs/vendor-guide.md does not document: {missing}"
+
+
+def test_verify_incremental_bundle_needs_the_flag(tmp_path, capsys):
+    """An incremental bundle fails plain verify (missing target) and passes
+    with --incremental, which lists what the appliance must already hold."""
+    from tests.support.simulator import RepoSim
+
+    from signing.cli import main
+
+    sim = RepoSim("acme")
+    sim.add_target("a.bin", b"A" * 10)
+    sim.publish()
+    first = set(sim.target_files)
+    sim.add_target("b.bin", b"B" * 10)
+    sim.publish()
+    media = sim.write_bundle(tmp_path / "usb", only_targets=set(sim.target_files) - first)
+    root = tmp_path / "root.json"
+    root.write_bytes(sim.first_root())
+    assert main(["verify", str(media), "--root", str(root)]) == 1
+    assert "a.bin" in capsys.readouterr().err
+    assert main(["verify", str(media), "--root", str(root), "--incremental"]) == 0
+    out = capsys.readouterr().out
+    assert "a.bin  10 bytes" in out and "not in bundle" in out
