@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tuf.api import exceptions as tuf_exceptions
+from tuf.api.serialization import DeserializationError
 from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType
@@ -137,7 +138,7 @@ class _Refusal:
         if isinstance(exc, tuf_exceptions.LengthOrHashMismatchError):
             return self(filename, f"length or hash differs from what the signed metadata lists ({detail})",
                         "the file was altered or mixed from another release; get a fresh copy of the bundle")
-        if isinstance(exc, tuf_exceptions.DeserializationError):
+        if isinstance(exc, DeserializationError):
             return self(filename, f"not valid TUF metadata ({detail})")
         return self(filename, f"refused by TUF verification ({detail})")
 

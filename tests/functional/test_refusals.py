@@ -209,3 +209,27 @@ def test_symlink_in_bundle(airlock, served, home, tmp_path):
     media = served.write_bundle(tmp_path / "bad")
     (media / "airlock/acme/targets/link").symlink_to("/etc/passwd")
     refused(airlock, home, media, "symbolic link")
+
+
+@pytest.mark.parametrize("content", [
+    b'{"signed": {"_type": "snapshot", "x": 1}, "signatures": []}',
+    b'{"signed": {"_type": "snapshot"}, "signatures": [}',
+    b"[]",
+    b"",
+])
+def test_malformed_metadata(airlock, served, home, tmp_path, content):
+    served.add_target("fw/b.bin", b"B")
+    served.publish()
+    media = served.write_bundle(tmp_path / "bad")
+    name = f"{served.snapshot.signed.version}.snapshot.json"
+    (media / "airlock/acme/metadata" / name).write_bytes(content)
+    refused(airlock, home, media, name)
+
+
+def test_wrong_type_in_file(airlock, served, home, tmp_path):
+    served.add_target("fw/b.bin", b"B")
+    served.publish()
+    media = served.write_bundle(tmp_path / "bad")
+    name = f"{served.snapshot.signed.version}.snapshot.json"
+    (media / "airlock/acme/metadata" / name).write_bytes(served.metadata["timestamp.json"])
+    refused(airlock, home, media, name)
