@@ -212,8 +212,10 @@ def verify_repository(
         data = bundle_metadata(filename, cap)
         known = store_metadata(filename, cap)
         if data is not None and known is not None and data != known:
-            raise refuse(filename, "differs from the file of the same name the appliance already serves "
-                         "(a version number was reused)", "the vendor must publish a new version")
+            if not _same_signed_content(data, known):
+                raise refuse(filename, "differs from the file of the same name the appliance already serves "
+                             "(a version number was reused)", "the vendor must publish a new version")
+            data = None  # laid out differently, same signed content: keep serving ours
         if data is None:
             data = known
         elif known is None:
@@ -270,7 +272,8 @@ def verify_repository(
     try:
         tset.update_timestamp(ts_data)
     except tuf_exceptions.EqualVersionNumberError:
-        if ts_data != trusted.roles.get("timestamp"):
+        known_ts = trusted.roles.get("timestamp") or b""
+        if ts_data != known_ts and not _same_signed_content(ts_data, known_ts):
             raise refuse("timestamp.json", f"version {tset.timestamp.version} is already trusted with "
                          "different content (a version number was reused)",
                          "the vendor must publish a new timestamp version") from None
@@ -350,6 +353,16 @@ def verify_repository(
         versions_before=before, versions_after=after,
         targets_before=targets_before, targets_after={e.path for e in entries}, roles=summaries,
     )
+
+
+def _same_signed_content(a: bytes, b: bytes) -> bool:
+    """Same canonical signed content and signatures, whatever the layout."""
+    try:
+        ma, mb = Metadata.from_bytes(a), Metadata.from_bytes(b)
+    except Exception:  # noqa: BLE001 - unparsable is simply "not the same"
+        return False
+    return ma.signed_bytes == mb.signed_bytes and {k: s.signature for k, s in ma.signatures.items()} == {
+        k: s.signature for k, s in mb.signatures.items()}
 
 
 def _apply(refuse: _Refusal, filename: str, step: Callable) -> object:

@@ -14,8 +14,9 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 
 from tests.bench.bundle import Payload, link_payloads, signed_bundle, write_payloads
 from tests.bench.common import REPO_ROOT, drop_page_cache, log, new_home, read_through
@@ -28,22 +29,27 @@ FILE_SIZE = 256 << 20
 class ImportRun:
     bytes: int
     files: int
-    seconds: float
-    peak_rss: int  # bytes
-    hash_seconds: float  # hashlib over the same files
+    seconds: list[float] = field(default_factory=list)  # one per repetition
+    peak_rss: list[int] = field(default_factory=list)  # bytes, one per repetition
+    hash_seconds: list[float] = field(default_factory=list)  # hashlib over the same files
 
     @property
     def gbps(self) -> float:
-        return self.bytes / self.seconds / 1e9
+        return self.bytes / median(self.seconds) / 1e9
 
     @property
     def hash_gbps(self) -> float:
-        return self.bytes / self.hash_seconds / 1e9
+        return self.bytes / median(self.hash_seconds) / 1e9
+
+    def spread(self, samples: list[float]) -> tuple[float, float]:
+        """(lowest, highest) GB/s over the repetitions."""
+        return self.bytes / max(samples) / 1e9, self.bytes / min(samples) / 1e9
 
 
 @dataclass
 class ImportFigures:
-    cache: str  # "cold (drop_caches)" or "warm (...)"
+    cache: str  # "cold: ..." or "warm: ..."
+    repeat: int
     small: ImportRun
     big: ImportRun
 
@@ -89,50 +95,54 @@ def timed_import(home: Path, media: Path, log_file: Path, timeout: float) -> tup
     return seconds, usage.ru_maxrss * 1024, text.strip()
 
 
-def _import_run(scratch: Path, label: str, media: Path, payloads: list[Payload], root: bytes,
-                hash_times: list[float], cold: bool) -> ImportRun:
+def _import_once(scratch: Path, label: str, media: Path, payloads: list[Payload], root: bytes,
+                 cold: bool) -> tuple[float, int]:
     home = new_home(scratch / f"home-{label}", REPO, root)
     if cold:
         drop_page_cache()
     size = sum(p.length for p in payloads)
-    log(f"airlock import of {size / 1e9:.1f} GB ({label})")
     seconds, rss, _ = timed_import(home, media, scratch / f"import-{label}.log", timeout=60 + size / 20e6)
     published = list((home / "public/repos" / REPO / "targets/fw").iterdir())
     if len(published) != len(payloads):
         raise RuntimeError(f"{label}: {len(published)} targets published, expected {len(payloads)}")
-    run = ImportRun(size, len(payloads), seconds, rss, sum(hash_times))
-    log(f"  {run.gbps:.2f} GB/s, peak RSS {rss / 1e6:.0f} MB")
-    # The published copy is not needed any more: free the disk now.
-    shutil.rmtree(home, ignore_errors=True)
-    return run
+    log(f"  airlock import {size / 1e9:.1f} GB: {size / seconds / 1e9:.2f} GB/s, peak RSS {rss / 1e6:.0f} MB")
+    shutil.rmtree(home, ignore_errors=True)  # free the disk for the next run
+    return seconds, rss
 
 
-def run(scratch: Path, gigabytes: float) -> ImportFigures:
+def run(scratch: Path, gigabytes: float, repeat: int = 3) -> ImportFigures:
     count = max(3, round(gigabytes * 1e9 / FILE_SIZE))
     small_count = max(1, count // 3)
     big_media, small_media = scratch / "usb-big", scratch / "usb-small"
-
-    log(f"writing a bundle of {count} files of {FILE_SIZE >> 20} MiB ({count * FILE_SIZE / 1e9:.1f} GB)")
-    payloads = write_payloads(big_media, REPO, count, FILE_SIZE)
-    big_sim = signed_bundle(big_media, REPO, payloads)
-    small_payloads = link_payloads(small_media, REPO, payloads[:small_count])
-    small_sim = signed_bundle(small_media, REPO, small_payloads)
-
-    cold = drop_page_cache()
-    if cold:
-        cache = "cold: page cache dropped before each measurement"
-    else:
-        cache = "warm: drop_caches not permitted, files read once before measuring"
-        read_through([p.file for p in payloads])
-    log(f"page cache {cache}")
-
-    log("hashlib.file_digest over the same files")
-    hash_times = hash_files(payloads, cold)
     try:
-        small = _import_run(scratch, "small", small_media, small_payloads, small_sim.first_root(),
-                            hash_times[:small_count], cold)
-        big = _import_run(scratch, "big", big_media, payloads, big_sim.first_root(), hash_times, cold)
+        log(f"writing a bundle of {count} files of {FILE_SIZE >> 20} MiB ({count * FILE_SIZE / 1e9:.1f} GB)")
+        payloads = write_payloads(big_media, REPO, count, FILE_SIZE)
+        big_sim = signed_bundle(big_media, REPO, payloads)
+        small_payloads = link_payloads(small_media, REPO, payloads[:small_count])
+        small_sim = signed_bundle(small_media, REPO, small_payloads)
+        big = ImportRun(count * FILE_SIZE, count)
+        small = ImportRun(small_count * FILE_SIZE, small_count)
+
+        cold = drop_page_cache()
+        if cold:
+            cache = "cold: page cache dropped before each measurement"
+        else:
+            cache = "warm: drop_caches not permitted, files read once before measuring"
+            read_through([p.file for p in payloads])
+        log(f"page cache {cache}")
+        # Interleaved, so that a slow spell of a shared disk hits every figure alike.
+        for i in range(repeat):
+            log(f"round {i + 1} of {repeat}")
+            times = hash_files(payloads, cold)
+            big.hash_seconds.append(sum(times))
+            small.hash_seconds.append(sum(times[:small_count]))
+            log(f"  hashlib.file_digest {big.bytes / 1e9:.1f} GB: {big.bytes / sum(times) / 1e9:.2f} GB/s")
+            for run_, label, media, files, sim in ((small, "small", small_media, small_payloads, small_sim),
+                                                  (big, "big", big_media, payloads, big_sim)):
+                seconds, rss = _import_once(scratch, label, media, files, sim.first_root(), cold)
+                run_.seconds.append(seconds)
+                run_.peak_rss.append(rss)
     finally:
         shutil.rmtree(big_media, ignore_errors=True)
         shutil.rmtree(small_media, ignore_errors=True)
-    return ImportFigures(cache, small, big)
+    return ImportFigures(cache, repeat, small, big)

@@ -122,3 +122,79 @@ def test_import_is_recorded_with_operator_and_digest(airlock, sim, home, tmp_pat
     details = json.loads(row[3])
     assert details["repositories"]["acme"]["versions_before"] == {"root": 1}
     assert details["repositories"]["acme"]["versions_after"]["targets"] == 2
+
+
+def test_ecdsa_repository(airlock, home, tmp_path):
+    from tests.support.simulator import RepoSim
+
+    sim = RepoSim("ecorp", key_type="ecdsa")
+    assert pin(airlock, sim, tmp_path).code == 0
+    sim.add_target("fw.bin", b"E" * 100)
+    sim.publish()
+    r = airlock("import", sim.write_bundle(tmp_path / "usb"))
+    assert r.code == 0, r.err
+    report = json.loads(airlock("repo", "show", "ecorp", "--json").out)
+    assert {t for role in report["roles"] for t in role["keytypes"].values()} == {"ecdsa/ecdsa-sha2-nistp256"}
+
+
+def test_two_repositories_in_one_bundle_and_one_bad_refuses_both(airlock, home, tmp_path):
+    from tests.support.simulator import RepoSim
+
+    acme, beta = RepoSim("acme"), RepoSim("beta")
+    for s in (acme, beta):
+        assert pin(airlock, s, tmp_path).code == 0
+        s.add_target("fw.bin", s.name.encode() * 10)
+        s.publish()
+    media = tmp_path / "usb"
+    acme.write_bundle(media)
+    beta.write_bundle(media)
+    before = tree_state(home)
+    name = f"{beta.targets.signed.version}.targets.json"
+    good = (media / "airlock/beta/metadata" / name).read_bytes()
+    (media / "airlock/beta/metadata" / name).write_bytes(good.replace(b'"length": 40', b'"length": 41'))
+    r = airlock("import", media)
+    assert r.code == 1 and "'beta'" in r.err
+    assert tree_state(home) == before  # acme was fine, yet nothing of it was published
+
+    (media / "airlock/beta/metadata" / name).write_bytes(good)
+    r = airlock("import", media)
+    assert r.code == 0, r.err
+    assert "acme:" in r.out and "beta:" in r.out
+
+
+def test_non_canonical_json_is_accepted_and_served_byte_for_byte(airlock, sim, home, tmp_path):
+    pin(airlock, sim, tmp_path)
+    sim.add_target("fw.bin", b"F" * 10)
+    sim.publish()
+    # another tool's layout: odd indentation, reversed key order, a trailing newline
+    for name, data in list(sim.metadata.items()):
+        doc = json.loads(data)
+        sim.metadata[name] = (json.dumps(doc, indent=7, sort_keys=False, separators=(" ,", " : "))[::1] + "\n").encode()
+    media = sim.write_bundle(tmp_path / "usb")
+    r = airlock("import", media)
+    assert r.code == 0, r.err
+    for name in ("timestamp.json", f"{sim.snapshot.signed.version}.snapshot.json",
+                 f"{sim.targets.signed.version}.targets.json"):
+        assert (home / "public/repos/acme/metadata" / name).read_bytes() == sim.metadata[name]
+
+
+def test_progress_bar_shows_bytes_and_files(airlock, sim, home, tmp_path):
+    import io
+
+    from appliance.importer import import_bundle
+    from appliance.progress import ProgressBar
+    from server.settings import load_settings
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    pin(airlock, sim, tmp_path)
+    sim.add_target("big.bin", b"x" * (3 << 20))
+    sim.publish()
+    screen = Terminal()
+    bar = ProgressBar("importing", stream=screen, min_interval=0)
+    import_bundle(load_settings(home), sim.write_bundle(tmp_path / "usb"), "tester", progress=bar)
+    bar.close()
+    last = screen.getvalue().rstrip("\n").split("\r")[-1]
+    assert "[##############################]" in last and "files" in last and "MB" in last
