@@ -23,16 +23,20 @@ from server.models import ImportRecord, Repository, database
 from server.repositories.services import now_iso
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
-from signing.bundle import BundleLimits, Progress, stage_bundle
+from signing.bundle import BundleLimits, Progress, scan_bundle
 from signing.exceptions import AirlockError, VerificationError
 from signing.paths import show
-from signing.verify import VerifiedRepository, bundle_lookups, verify_repository
+from signing.verify import VerifiedRepository, verify_staged_bundle
 
 logger = logging.getLogger(__name__)
 
 
 class ImportBusyError(AirlockError):
     """Another import holds the lock."""
+
+
+class StagingSpaceError(AirlockError):
+    """The appliance has no room for the bundle's files."""
 
 
 @dataclass
@@ -115,17 +119,20 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
         staging = settings.staging_dir / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         try:
             limits = BundleLimits(max_files=settings.max_bundle_files, max_total_bytes=settings.max_bundle_bytes)
-            staged = stage_bundle(Path(source), staging, limits=limits, progress=progress)
+            staged = scan_bundle(Path(source), staging, limits=limits, progress=progress)
             digest = staged.digest
             names = staged.repositories
-            verified = [_verify_one(settings, staged, name, now) for name in names]
+            for name in names:
+                _check_pinned(name)
+            verified = verify_staged_bundle(staged, lambda name: _trust_for(settings, name), now=now,
+                                            progress=progress, before_copy=lambda n: _check_free_space(settings, n))
             changed = [v for v in verified if not v.unchanged]
             for v in changed:
                 RepositoryStore(settings.public_dir, v.name).publish(v, grace_period=settings.grace_period, now=now)
             status = "accepted" if changed else "unchanged"
             changes = [_change(v) for v in verified]
             record = _record(started, operator, source, digest, status, None, names, changes)
-            return ImportResult(record.id, status, digest, len(staged.files), staged.total_bytes, changes)
+            return ImportResult(record.id, status, digest, staged.files, staged.total_bytes, changes)
         except AirlockError as exc:
             _record(started, operator, source, digest, "refused", str(exc), names, [])
             logger.warning("import of %s refused: %s", show(str(source)), exc)
@@ -134,17 +141,29 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _verify_one(settings: Settings, staged, name: str, now) -> VerifiedRepository:
+def _check_pinned(name: str) -> None:
     if Repository.get_or_none(Repository.name == name) is None:
         raise VerificationError(f"the bundle holds repository {show(name)}, which is not pinned on this "
                                 f"appliance; a security officer must first run `airlock repo add {name} ...`")
+
+
+def _trust_for(settings: Settings, name: str):
     store = RepositoryStore(settings.public_dir, name)
-    meta, target = bundle_lookups(staged, name)
+    return store.trusted_state(), store.read_metadata, lambda rel: store.has_target(rel) or None
 
-    def store_target(relpath: str):
-        return (store.target_path(relpath), 0, None) if store.has_target(relpath) else None
 
-    return verify_repository(name, store.trusted_state(), meta, store.read_metadata, target, store_target, now=now)
+# Room kept free on the appliance's disk beyond what a bundle needs: the
+# database and logs must still be writable after an import.
+FREE_SPACE_MARGIN = 256 * 1024 * 1024  # bytes
+
+
+def _check_free_space(settings: Settings, needed: int) -> None:
+    free = shutil.disk_usage(settings.staging_dir).free
+    if needed + FREE_SPACE_MARGIN > free:
+        raise StagingSpaceError(
+            f"the bundle's new target files need {needed} bytes (by their signed lengths) plus a "
+            f"{FREE_SPACE_MARGIN}-byte margin, but only {free} bytes are free under {settings.home}; "
+            "free space on the appliance and import again")
 
 
 def _change(v: VerifiedRepository) -> RepositoryChange:

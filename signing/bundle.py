@@ -2,20 +2,28 @@
 
 A bundle is a directory, or a ``.tar``/``.tar.gz`` of one, holding
 ``<repo>/metadata/`` and ``<repo>/targets/`` per repository (on USB media it
-is the folder ``airlock/`` at the media's root).  Everything is copied into
-the appliance's own staging folder first, hashed while it is copied, and from
-then on only that copy is read: a stick that changes under us, or a crafted
-archive, cannot make verification and publication see different bytes.
+is the folder ``airlock/`` at the media's root).
 
-Every entry is checked before a byte of it is written: regular files and
-directories only (no links, devices or FIFOs), names that stay inside the
-bundle, caps on count, size and name length.  Directories on media are
-walked with ``O_NOFOLLOW`` and ``lstat``; archives are parsed member by member
-and never extracted by :mod:`tarfile` itself.
+Reading happens in two passes, so that nothing the signed metadata does not
+vouch for is ever copied:
+
+1. :func:`scan_bundle` checks every entry (regular files and folders only,
+   safe names, caps on count, size and time), copies the metadata files into
+   staging and catalogues the target files (name and size) without reading
+   them.
+2. After the metadata is verified, :meth:`StagedBundle.fetch_targets` copies
+   only the target files it lists, each read at most up to its signed length
+   and hashed with every listed algorithm while it is copied.
+
+From then on only the appliance's own copy is read: a stick that changes
+under us cannot make verification and publication see different bytes.
+Directories on media are walked with ``O_NOFOLLOW`` and ``lstat``; archives
+are parsed member by member and never extracted by :mod:`tarfile` itself.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -31,6 +39,9 @@ from signing.paths import check_target_path, show
 
 BUNDLE_FOLDER = "airlock"
 CHUNK = 1024 * 1024  # bytes read and hashed at a time
+MAX_METADATA_FILE = 16 * 1024 * 1024  # bytes; larger metadata is refused while reading
+GZIP_FREE_BYTES = 1 << 30  # bytes decompressed before the ratio limit applies
+MAX_GZIP_RATIO = 200  # decompressed / compressed, past GZIP_FREE_BYTES
 
 # progress(bytes_done, bytes_total or None, files_done)
 Progress = Callable[[int, "int | None", int], None]
@@ -42,46 +53,18 @@ class BundleLimits:
 
     max_files: int = 200_000  # entries, files and folders
     max_total_bytes: int = 1 << 40  # bytes of file content, all files
-    max_file_bytes: int = 1 << 38  # bytes, one file
     max_depth: int = 32  # folder levels
-    max_seconds: float = 6 * 3600.0  # wall time to read the whole bundle
+    max_seconds: float = 6 * 3600.0  # wall time for each pass over the bundle
 
 
 @dataclass(frozen=True)
 class StagedFile:
-    """One file of the bundle, as copied into staging."""
+    """A file copied into staging: the appliance's own copy."""
 
     relpath: str  # inside the bundle root, '/'-separated
-    path: Path  # the appliance's own copy
+    path: Path
     size: int  # bytes
-    sha256: str
-
-
-@dataclass
-class StagedBundle:
-    """A bundle copied into staging: its files and a digest of the whole."""
-
-    root: Path
-    files: dict[str, StagedFile] = field(default_factory=dict)
-    source: str = ""
-
-    @property
-    def repositories(self) -> list[str]:
-        return sorted({rel.split("/", 1)[0] for rel in self.files})
-
-    @property
-    def digest(self) -> str:
-        """SHA-256 over the sorted list of (path, size, sha256): the same for
-        a directory and for a tar of the same files."""
-        manifest = [[f.relpath, f.size, f.sha256] for f in sorted(self.files.values(), key=lambda f: f.relpath)]
-        return hashlib.sha256(json.dumps(manifest, separators=(",", ":")).encode()).hexdigest()
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files.values())
-
-    def get(self, repo: str, kind: str, relpath: str) -> StagedFile | None:
-        return self.files.get(f"{repo}/{kind}/{relpath}")
+    hashes: dict[str, str]  # algorithm -> hex digest, computed while copying
 
 
 class _Budget:
@@ -90,38 +73,90 @@ class _Budget:
     def __init__(self, limits: BundleLimits, progress: Progress | None, total: int | None):
         self.limits = limits
         self.files = 0
+        self.declared = 0
         self.bytes = 0
         self.progress = progress
         self.total = total
         self.deadline = time.monotonic() + limits.max_seconds
+        self.last_report = 0.0
 
     def entry(self, name: str) -> None:
         self.files += 1
         if self.files > self.limits.max_files:
             raise UnsafeBundleError(
                 f"bundle has more than {self.limits.max_files} entries; refused "
-                "(a bundle needs one file per metadata version and target)"
-            )
+                "(a bundle needs one file per metadata version and target)")
         if name.count("/") >= self.limits.max_depth:
-            raise UnsafeBundleError(f"{show(name)} is nested deeper than {self.limits.max_depth} folders")
+            raise UnsafeBundleError(f"{show(name)} is nested deeper than {self.limits.max_depth} folders; refused")
         self.check_time()
+
+    def declare(self, name: str, size: int) -> None:
+        self.declared += size
+        if self.declared > self.limits.max_total_bytes:
+            raise UnsafeBundleError(
+                f"bundle is larger than {self.limits.max_total_bytes} bytes (at {show(name)}); refused")
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
-            raise UnsafeBundleError(
-                f"reading the bundle took longer than {self.limits.max_seconds:.0f} s; refused"
-            )
+            raise UnsafeBundleError(f"reading the bundle took longer than {self.limits.max_seconds:.0f} s; refused")
 
-    def add_bytes(self, name: str, n: int, file_size: int) -> None:
+    def add(self, n: int) -> None:
         self.bytes += n
-        if file_size > self.limits.max_file_bytes:
-            raise UnsafeBundleError(f"{show(name)} is larger than {self.limits.max_file_bytes} bytes; refused")
-        if self.bytes > self.limits.max_total_bytes:
-            raise UnsafeBundleError(f"bundle is larger than {self.limits.max_total_bytes} bytes; refused")
+        self.check_time()
+        self.report()
 
-    def report(self, done: int | None = None) -> None:
-        if self.progress:
+    def report(self, done: int | None = None, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.progress and (force or now - self.last_report > 0.1):
+            self.last_report = now
             self.progress(self.bytes if done is None else done, self.total, self.files)
+
+
+def _new_hash(algorithm: str):
+    """A hashlib object for a TUF hash algorithm name; ValueError if unknown."""
+    if algorithm == "blake2b-256":
+        return hashlib.blake2b(digest_size=32)
+    if algorithm not in hashlib.algorithms_guaranteed or algorithm.startswith("shake"):
+        raise ValueError(algorithm)
+    return hashlib.new(algorithm)
+
+
+def _copy(src, dest: Path, name: str, cap: int, algorithms, budget: _Budget) -> StagedFile:
+    """Copy at most ``cap`` bytes of ``src`` into the new file ``dest``,
+    hashing on the way; refuse a source longer than ``cap``."""
+    hashers = {a: _new_hash(a) for a in algorithms}
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        while True:
+            want = min(CHUNK, cap + 1 - size)
+            try:
+                n = src.readinto(view[:want])
+            except OSError as exc:
+                raise UnsafeBundleError(f"read error in {show(name)} after {size} bytes ({exc.strerror or exc}): "
+                                        "the media may be damaged; copy the bundle again") from None
+            if not n:
+                break
+            size += n
+            if size > cap:
+                raise UnsafeBundleError(f"{show(name)} is longer than the {cap} bytes expected; refused")
+            chunk = view[:n]
+            for h in hashers.values():
+                h.update(chunk)
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
+            budget.add(n)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise UnsafeBundleError("the appliance's disk filled up while staging the bundle; free space in the "
+                                    "appliance home and import again") from None
+        raise
+    finally:
+        os.close(fd)
+    return StagedFile(relpath=name, path=dest, size=size, hashes={a: h.hexdigest() for a, h in hashers.items()})
 
 
 def _check_name(name: str) -> str:
@@ -131,166 +166,290 @@ def _check_name(name: str) -> str:
         raise UnsafeBundleError(f"bundle entry {show(name)} has an unsafe name: {exc}") from None
 
 
-def _copy_stream(src, dest: Path, name: str, budget: _Budget, declared: int | None) -> StagedFile:
-    """Copy ``src`` (a binary reader) into ``dest`` while hashing it."""
-    digest = hashlib.sha256()
-    size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        while True:
-            n = src.readinto(view)
-            if not n:
-                break
-            digest.update(view[:n])
-            mv = view[:n]
-            while mv:
-                written = os.write(fd, mv)
-                mv = mv[written:]
-            size += n
-            budget.add_bytes(name, n, size)
-            if declared is not None and size > declared:
-                raise UnsafeBundleError(f"{show(name)} grew while it was read; refused")
-            if size % (64 * CHUNK) < CHUNK:
-                budget.check_time()
-                budget.report()
-    finally:
-        os.close(fd)
-    return StagedFile(relpath=name, path=dest, size=size, sha256=digest.hexdigest())
+def _classify(name: str) -> str:
+    """'metadata', 'target' or 'folder' for a bundle path; refuse the rest."""
+    parts = name.split("/")
+    if len(parts) == 1 or (len(parts) == 2 and parts[1] in ("metadata", "targets")):
+        return "folder"
+    if parts[1] == "metadata" and len(parts) == 3:
+        return "metadata"
+    if parts[1] == "targets":
+        return "target"
+    raise UnsafeBundleError(f"bundle entry {show(name)} is outside <repository>/metadata/ and "
+                            "<repository>/targets/: not an Airlock bundle layout")
 
 
-def _prepare_dest(root: Path, name: str) -> Path:
-    dest = root.joinpath(*name.split("/"))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return dest
+@dataclass
+class StagedBundle:
+    """A bundle after the first pass: metadata copied, targets catalogued."""
+
+    source: Path
+    kind: str  # dir | tar | tar.gz
+    root: Path  # staging folder for this bundle's copies
+    limits: BundleLimits
+    prefix: str = ""  # "airlock/" when an archive holds that folder
+    metadata: dict[str, StagedFile] = field(default_factory=dict)  # "<repo>/metadata/<name>"
+    targets: dict[str, int] = field(default_factory=dict)  # "<repo>/targets/<rel>" -> size
+    offsets: dict[str, int] = field(default_factory=dict)  # plain tar: member data offsets
+    fetched: dict[str, StagedFile] = field(default_factory=dict)
+
+    @property
+    def repositories(self) -> list[str]:
+        return sorted({rel.split("/", 1)[0] for rel in (*self.metadata, *self.targets)})
+
+    @property
+    def files(self) -> int:
+        return len(self.metadata) + len(self.targets)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.metadata.values()) + sum(self.targets.values())
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the bundle's file list: metadata (name, size, sha256)
+        and targets (name, size); the same for a folder and its archive."""
+        manifest = [[n, f.size, f.hashes["sha256"]] for n, f in sorted(self.metadata.items())]
+        manifest += [[n, size] for n, size in sorted(self.targets.items())]
+        return hashlib.sha256(json.dumps(manifest, separators=(",", ":")).encode()).hexdigest()
+
+    def metadata_file(self, repo: str, filename: str) -> StagedFile | None:
+        return self.metadata.get(f"{repo}/metadata/{filename}")
+
+    def target_size(self, repo: str, relpath: str) -> int | None:
+        return self.targets.get(f"{repo}/targets/{relpath}")
+
+    def fetch_targets(self, wanted: dict[str, tuple[int, list[str]]], *, progress: Progress | None = None) -> None:
+        """Copy the target files ``wanted`` ("<repo>/targets/<rel>" -> (signed
+        length, hash algorithms)) into staging; results in :attr:`fetched`."""
+        todo = {n: w for n, w in wanted.items() if n not in self.fetched}
+        if not todo:
+            return
+        budget = _Budget(self.limits, progress, sum(length for length, _ in todo.values()))
+        dest_root = self.root / "targets"
+        if self.kind == "dir":
+            for name, (length, algorithms) in sorted(todo.items()):
+                with _open_in(self.source, name) as src:
+                    self.fetched[name] = _copy(src, dest_root / name, name, length, algorithms, budget)
+        elif self.kind == "tar":
+            with open(self.source, "rb", buffering=0) as raw:
+                for name, (length, algorithms) in sorted(todo.items(), key=lambda kv: self.offsets[kv[0]]):
+                    raw.seek(self.offsets[name])
+                    src = _Window(raw, self.targets[name])
+                    self.fetched[name] = _copy(src, dest_root / name, name, length, algorithms, budget)
+        else:
+            for member, raw_name, archive in _members(self.source, self.kind, budget):
+                name = _strip_prefix(raw_name)
+                if name in todo and member.isreg():
+                    length, algorithms = todo.pop(name)
+                    src = archive.extractfile(member)
+                    self.fetched[name] = _copy(src, dest_root / name, name, length, algorithms, budget)
+                    if not todo:
+                        break
+        budget.report(force=True)
+        missing = [n for n in wanted if n not in self.fetched]
+        if missing:
+            raise UnsafeBundleError(f"{show(missing[0])} vanished from the bundle between two reads; refused")
 
 
-def _stage_directory(source: Path, root: Path, budget: _Budget, bundle: StagedBundle) -> None:
-    """Walk a folder on media without ever following a link."""
+class _Window:
+    """A reader over ``size`` bytes of a raw file from its current offset."""
 
+    def __init__(self, raw, size: int):
+        self.raw = raw
+        self.left = size
+
+    def readinto(self, view) -> int:
+        if self.left <= 0:
+            return 0
+        n = self.raw.readinto(view[: min(len(view), self.left)])
+        self.left -= n
+        return n
+
+
+class _open_in:
+    """Open ``relpath`` under ``root`` one component at a time, following no
+    link; a context manager yielding an unbuffered reader."""
+
+    def __init__(self, root: Path, relpath: str):
+        self.root = root
+        self.parts = relpath.split("/")
+        self.fds: list[int] = []
+
+    def __enter__(self):
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        self.fds.append(fd)
+        try:
+            for part in self.parts[:-1]:
+                fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                self.fds.append(fd)
+            fd = os.open(self.parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        except OSError as exc:
+            raise UnsafeBundleError(f"{show('/'.join(self.parts))} cannot be opened any more ({exc.strerror}); "
+                                    "it changed on the media; refused") from None
+        self.fds.append(fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeBundleError(f"{show('/'.join(self.parts))} is no longer a regular file; refused")
+        return os.fdopen(os.dup(fd), "rb", buffering=0)
+
+    def __exit__(self, *exc):
+        for fd in self.fds:
+            os.close(fd)
+
+
+def _scan_directory(bundle: StagedBundle, budget: _Budget) -> None:
     def walk(dir_fd: int, prefix: str) -> None:
         with os.scandir(dir_fd) as entries:
             names = sorted(e.name for e in entries)
-        for raw in names:
+        for leaf in names:
             try:
-                leaf = raw if isinstance(raw, str) else os.fsdecode(raw)
                 leaf.encode("utf-8")
             except UnicodeError:
-                raise UnsafeBundleError(f"bundle entry {show(prefix + raw)} is not valid UTF-8") from None
+                raise UnsafeBundleError(f"bundle entry {show(prefix + leaf)} is not valid UTF-8; refused") from None
             name = _check_name(prefix + leaf)
             budget.entry(name)
             st = os.lstat(leaf, dir_fd=dir_fd)
             if stat.S_ISDIR(st.st_mode):
+                if _classify(name) == "metadata":
+                    raise UnsafeBundleError(f"{show(name)} is a folder inside metadata/; refused")
                 fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
                 try:
                     walk(fd, name + "/")
                 finally:
                     os.close(fd)
             elif stat.S_ISREG(st.st_mode):
-                fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-                try:
-                    fst = os.fstat(fd)
-                    if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
-                        raise UnsafeBundleError(f"{show(name)} changed while it was read; refused")
-                    budget.add_bytes(name, 0, fst.st_size)
-                    with os.fdopen(fd, "rb", buffering=0, closefd=False) as src:
-                        staged = _copy_stream(src, _prepare_dest(root, name), name, budget, fst.st_size)
-                finally:
-                    os.close(fd)
-                bundle.files[name] = staged
+                kind = _classify(name)
+                budget.declare(name, st.st_size)
+                if kind == "target":
+                    bundle.targets[name] = st.st_size
+                elif kind == "metadata":
+                    fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+                    with os.fdopen(fd, "rb", buffering=0) as src:
+                        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+                            raise UnsafeBundleError(f"{show(name)} changed while it was read; refused")
+                        bundle.metadata[name] = _copy(src, bundle.root / "metadata" / name, name,
+                                                      MAX_METADATA_FILE, ["sha256"], budget)
+                else:
+                    raise UnsafeBundleError(f"{show(name)} is a file where a repository folder belongs; refused")
             else:
-                kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
+                what = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file (device, FIFO or socket)"
                 raise UnsafeBundleError(
-                    f"bundle entry {show(name)} is a {kind}; bundles hold only regular files and folders"
-                )
+                    f"bundle entry {show(name)} is a {what}; bundles hold only regular files and folders")
 
-    fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    fd = os.open(bundle.source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         walk(fd, "")
     finally:
         os.close(fd)
 
 
-def _stage_tar(source: Path, root: Path, budget: _Budget, bundle: StagedBundle) -> None:
-    """Read an archive member by member; never let tarfile write anything."""
-    seen: set[str] = set()
-    raw = open(source, "rb")  # noqa: SIM115 - closed below
-    try:
+def _archive_kind(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(262)
+    if head[:2] == b"\x1f\x8b":
+        return "tar.gz"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    raise UnsafeBundleError(f"{show(str(path))} is neither a folder, a .tar nor a .tar.gz archive")
+
+
+class _CountingReader:
+    """Counts compressed bytes read, to bound the decompression ratio."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.count = 0
+
+    def read(self, n=-1):
+        data = self.raw.read(n)
+        self.count += len(data)
+        return data
+
+
+def _members(path: Path, kind: str, budget: _Budget):
+    """Yield (member, normalised name, archive) for each checked member."""
+    with open(path, "rb") as raw:
+        counter = _CountingReader(raw)
         try:
-            archive = tarfile.open(fileobj=raw, mode="r|*")
+            mode = "r|gz" if kind == "tar.gz" else "r:"
+            archive = tarfile.open(fileobj=counter if kind == "tar.gz" else raw, mode=mode)
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise UnsafeBundleError(f"{show(str(source))} is not a readable tar archive: {exc}") from None
+            raise UnsafeBundleError(f"{show(str(path))} is not a readable tar archive: {exc}") from None
         with archive:
             while True:
                 try:
                     member = archive.next()
                 except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-                    raise UnsafeBundleError(f"archive is damaged: {exc}") from None
+                    raise UnsafeBundleError(f"archive is damaged or truncated: {exc}") from None
                 if member is None:
-                    break
+                    return
+                budget.check_time()
+                if kind == "tar.gz":
+                    out = getattr(archive.fileobj, "pos", 0)
+                    if out > GZIP_FREE_BYTES and out > MAX_GZIP_RATIO * max(counter.count, 1):
+                        raise UnsafeBundleError(
+                            f"archive decompresses more than {MAX_GZIP_RATIO} times its size (a gzip bomb?); "
+                            "refused: ship an uncompressed .tar or a folder")
                 name = member.name
                 while name.startswith("./"):
                     name = name[2:]
                 name = name.rstrip("/") if member.isdir() else name
                 if not name or name == ".":
                     continue
-                name = _check_name(name)
-                budget.entry(name)
-                if name in seen:
-                    raise UnsafeBundleError(f"archive holds {show(name)} twice; refused")
-                seen.add(name)
-                if member.isdir():
-                    root.joinpath(*name.split("/")).mkdir(parents=True, exist_ok=True)
-                    continue
-                if not member.isreg() or member.issparse():
-                    raise UnsafeBundleError(
-                        f"archive member {show(name)} is not a regular file or folder "
-                        "(links, devices and sparse files are refused)"
-                    )
-                budget.add_bytes(name, 0, member.size)
-                src = archive.extractfile(member)
-                if src is None:
-                    raise UnsafeBundleError(f"archive member {show(name)} cannot be read")
-                dest = _prepare_dest(root, name)
-                if dest.exists():
-                    raise UnsafeBundleError(f"archive holds {show(name)} twice; refused")
-                staged = _copy_stream(src, dest, name, budget, member.size)
-                if staged.size != member.size:
-                    raise UnsafeBundleError(f"archive member {show(name)} is truncated")
-                bundle.files[name] = staged
-                budget.report(raw.tell())
-    except EOFError:
-        raise UnsafeBundleError("archive ends early: the file is truncated") from None
-    finally:
-        raw.close()
+                yield member, name, archive
 
 
-def _directory_size(path: Path, limit: int) -> int | None:
-    """Sum of file sizes under ``path`` (no links followed), for progress."""
-    total = 0
-    count = 0
-    stack = [str(path)]
-    while stack:
-        current = stack.pop()
-        try:
-            with os.scandir(current) as entries:
-                for e in entries:
-                    count += 1
-                    if count > limit:
-                        return None
-                    if e.is_dir(follow_symlinks=False):
-                        stack.append(e.path)
-                    elif e.is_file(follow_symlinks=False):
-                        total += e.stat(follow_symlinks=False).st_size
-        except OSError:
-            return None
-    return total
+def _scan_archive(bundle: StagedBundle, budget: _Budget) -> None:
+    seen: set[str] = set()
+    entries: list[tuple[tarfile.TarInfo, str]] = []
+    for member, name, archive in _members(bundle.source, bundle.kind, budget):
+        name = _check_name(name)
+        budget.entry(name)
+        if name in seen:
+            raise UnsafeBundleError(f"archive holds {show(name)} twice; refused")
+        seen.add(name)
+        if member.isdir():
+            continue
+        if not member.isreg() or member.issparse():
+            raise UnsafeBundleError(f"archive member {show(name)} is not a regular file or folder "
+                                    "(links, devices, FIFOs and sparse files are refused)")
+        budget.declare(name, member.size)
+        entries.append((member, name))
+        stripped = _strip_prefix(name)
+        if stripped is None:
+            raise UnsafeBundleError(f"archive member {show(name)} is outside <repository>/metadata/ and "
+                                    "<repository>/targets/: not an Airlock bundle layout")
+        kind = _classify(stripped)
+        if kind == "metadata":
+            if member.size > MAX_METADATA_FILE:
+                raise UnsafeBundleError(f"{show(name)} is larger than {MAX_METADATA_FILE} bytes; refused")
+            src = archive.extractfile(member)
+            bundle.metadata[stripped] = _copy(src, bundle.root / "metadata" / stripped, stripped,
+                                              MAX_METADATA_FILE, ["sha256"], budget)
+        elif kind == "target":
+            bundle.targets[stripped] = member.size
+            bundle.offsets[stripped] = member.offset_data
+        else:
+            raise UnsafeBundleError(f"{show(name)} is a file where a repository folder belongs; refused")
+        budget.report()
+
+
+def _strip_prefix(name: str) -> str | None:
+    """Archive names may start with ``airlock/``: drop it, unless the archive
+    holds a repository that is itself named ``airlock``."""
+    parts = name.split("/")
+    if parts[0] == BUNDLE_FOLDER and len(parts) >= 2 and parts[1] not in ("metadata", "targets"):
+        return "/".join(parts[1:])
+    if len(parts) >= 3 and parts[1] in ("metadata", "targets"):
+        return name
+    if len(parts) == 2 and parts[1] in ("metadata", "targets"):
+        return name
+    return None
 
 
 def locate_bundle(path: Path) -> Path:
-    """The bundle folder for ``path``: a media root holding ``airlock/``
-    resolves to that folder; a directory or archive is taken as it is."""
+    """The bundle for ``path``: a media root holding ``airlock/`` resolves to
+    that folder; a folder or archive file is taken as it is."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -311,53 +470,30 @@ def locate_bundle(path: Path) -> Path:
     return path
 
 
-def stage_bundle(
-    source: Path,
-    staging: Path,
-    *,
-    limits: BundleLimits = BundleLimits(),
-    progress: Progress | None = None,
-) -> StagedBundle:
-    """Copy the bundle at ``source`` into the new folder ``staging``.
+def scan_bundle(source: Path, staging: Path, *, limits: BundleLimits = BundleLimits(),
+                progress: Progress | None = None) -> StagedBundle:
+    """First pass over the bundle at ``source``: check every entry, copy the
+    metadata into the new folder ``staging``, catalogue the targets.
 
-    Returns the staged bundle, rooted at the repository folders.  Raises
-    :class:`UnsafeBundleError` on anything that is not plainly safe; the
-    caller removes ``staging`` then.
+    Raises :class:`UnsafeBundleError` on anything that is not plainly safe;
+    the caller removes ``staging`` then.
     """
     source = locate_bundle(Path(source))
     staging.mkdir(parents=True, exist_ok=False)
-    raw_root = staging / "bundle"
-    raw_root.mkdir()
-    staged = StagedBundle(root=raw_root, source=str(source))
-    if source.is_dir():
-        budget = _Budget(limits, progress, _directory_size(source, limits.max_files))
-        _stage_directory(source, raw_root, budget, staged)
-    else:
-        budget = _Budget(limits, progress, os.stat(source).st_size)
-        _stage_tar(source, raw_root, budget, staged)
-        _strip_bundle_folder(staged)
-    budget.report(budget.total)
-    if not staged.files:
+    kind = "dir" if source.is_dir() else _archive_kind(source)
+    bundle = StagedBundle(source=source, kind=kind, root=staging, limits=limits)
+    budget = _Budget(limits, progress, None)
+    try:
+        if kind == "dir":
+            _scan_directory(bundle, budget)
+        else:
+            _scan_archive(bundle, budget)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise UnsafeBundleError("the appliance's disk filled up while staging the bundle; free space "
+                                    "and import again") from None
+        raise UnsafeBundleError(f"cannot read the bundle ({exc.strerror or exc}): the media may be damaged; "
+                                "copy it again") from None
+    if not bundle.metadata and not bundle.targets:
         raise UnsafeBundleError(f"{show(str(source))} holds no files: is this an Airlock bundle?")
-    for rel in staged.files:
-        parts = rel.split("/")
-        if len(parts) < 3 or parts[1] not in ("metadata", "targets"):
-            raise UnsafeBundleError(
-                f"bundle entry {show(rel)} is outside <repository>/metadata/ and "
-                "<repository>/targets/: not an Airlock bundle layout"
-            )
-    return staged
-
-
-def _strip_bundle_folder(staged: StagedBundle) -> None:
-    """An archive of the ``airlock/`` folder: make its contents the root."""
-    names = list(staged.files)
-    prefix = BUNDLE_FOLDER + "/"
-    if not names or not all(n.startswith(prefix) for n in names):
-        return
-    if any(n.split("/")[1] in ("metadata", "targets") and len(n.split("/")) == 3 for n in names):
-        return  # a repository that is itself named "airlock"
-    staged.root = staged.root / BUNDLE_FOLDER
-    staged.files = {
-        n[len(prefix):]: StagedFile(n[len(prefix):], f.path, f.size, f.sha256) for n, f in staged.files.items()
-    }
+    return bundle

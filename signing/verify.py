@@ -14,7 +14,7 @@ what the vendor signed.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +28,7 @@ from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, TargetFile
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType
 
+from signing.bundle import _new_hash
 from signing.exceptions import AirlockError, UnsafeNameError, VerificationError
 from signing.paths import check_role_name, check_target_path, show
 
@@ -71,8 +72,9 @@ class TargetEntry:
     hashes: dict[str, str]
     custom: dict
     role: str
-    source: Path | None  # staged copy to publish; None when the store holds it
+    source: Path | None  # staged copy to publish, once copied and checked; None when the store holds it
     filenames: list[str]  # hash-prefixed names under targets/, one per hash
+    bundle_relpath: str | None = None  # the bundle's file to copy; None when the store holds it
 
 
 @dataclass
@@ -141,23 +143,6 @@ class _Refusal:
         if isinstance(exc, DeserializationError):
             return self(filename, f"not valid TUF metadata ({detail})")
         return self(filename, f"refused by TUF verification ({detail})")
-
-
-def _hash_file(path: Path, algorithms: list[str]) -> dict[str, str]:
-    hashers = {a: _new_hash(a) for a in algorithms}
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            for h in hashers.values():
-                h.update(chunk)
-    return {a: h.hexdigest() for a, h in hashers.items()}
-
-
-def _new_hash(algorithm: str):
-    if algorithm == "blake2b-256":
-        return hashlib.blake2b(digest_size=32)
-    if algorithm not in hashlib.algorithms_guaranteed or algorithm.startswith("shake"):
-        raise ValueError(algorithm)
-    return hashlib.new(algorithm)
 
 
 def valid_signers(md: Metadata, keyids, keys) -> list[str]:
@@ -457,26 +442,54 @@ def _check_target(refuse, role_file, role_name, path, tf: TargetFile, bundle_tar
     prefix = f"{folder}/" if folder else ""
     filenames = [f"{prefix}{digest}.{base}" for digest in tf.hashes.values()]
     for relpath in filenames:
-        found = bundle_target(relpath)
-        if found is not None:
-            staged, size, sha256 = found
-            if size != tf.length:
-                raise refuse(f"targets/{relpath}", f"target {show(path)} is {size} bytes but {role_file} lists {tf.length}",
-                             "the file was altered or truncated; get a fresh copy of the bundle")
-            computed = {"sha256": sha256} if sha256 else {}
-            missing = [a for a in tf.hashes if a not in computed]
-            if missing:
-                computed.update(_hash_file(staged, missing))
-            for algorithm, expected in tf.hashes.items():
-                if computed[algorithm] != expected:
-                    raise refuse(f"targets/{relpath}", f"target {show(path)}: {algorithm} hash does not match {role_file}",
-                                 "the file was altered; get a fresh copy of the bundle")
-            return TargetEntry(path, tf.length, dict(tf.hashes), dict(tf.custom), role_name, staged, filenames)
+        try:
+            check_target_path(relpath)
+        except UnsafeNameError as exc:
+            raise refuse(role_file, str(exc)) from None
+    entry = TargetEntry(path, tf.length, dict(tf.hashes), dict(tf.custom), role_name, None, filenames)
+    if any(store_target(relpath) is not None for relpath in filenames):
+        return entry  # already published: verified when it came in
     for relpath in filenames:
-        if store_target(relpath) is not None:
-            return TargetEntry(path, tf.length, dict(tf.hashes), dict(tf.custom), role_name, None, filenames)
+        size = bundle_target(relpath)
+        if size is not None:
+            if size != tf.length:
+                raise refuse(f"targets/{relpath}", f"target {show(path)} is {size} bytes but {role_file} lists "
+                             f"{tf.length}", "the file was altered or truncated; get a fresh copy of the bundle")
+            entry.bundle_relpath = relpath
+            return entry
     raise refuse(f"targets/{filenames[0]}", f"target {show(path)} listed in {role_file} is neither in the "
                  "bundle nor already on the appliance", "write a bundle that includes it (not incremental)")
+
+
+def wanted_targets(verified: VerifiedRepository) -> dict[str, tuple[int, list[str]]]:
+    """The target files to copy from the bundle: "<repo>/targets/<rel>" ->
+    (signed length, every hash algorithm to compute while copying)."""
+    wanted: dict[str, tuple[int, list[str]]] = {}
+    for e in verified.targets:
+        if e.bundle_relpath is None:
+            continue
+        key = f"{verified.name}/targets/{e.bundle_relpath}"
+        _, algorithms = wanted.get(key, (e.length, []))
+        wanted[key] = (e.length, sorted(set(algorithms) | set(e.hashes)))
+    return wanted
+
+
+def complete_targets(verified: VerifiedRepository, fetched: dict) -> None:
+    """Check each copied target's length and every listed hash; point the
+    entries at the appliance's own copies."""
+    refuse = _Refusal(verified.name)
+    for e in verified.targets:
+        if e.bundle_relpath is None:
+            continue
+        copy = fetched[f"{verified.name}/targets/{e.bundle_relpath}"]
+        if copy.size != e.length:
+            raise refuse(f"targets/{e.bundle_relpath}", f"target {show(e.path)} is {copy.size} bytes but "
+                         f"{e.length} are signed", "the file was altered or truncated; get a fresh copy of the bundle")
+        for algorithm, expected in e.hashes.items():
+            if copy.hashes.get(algorithm) != expected:
+                raise refuse(f"targets/{e.bundle_relpath}", f"target {show(e.path)}: {algorithm} hash does not "
+                             "match the signed metadata", "the file was altered; get a fresh copy of the bundle")
+        e.source = copy.path
 
 
 def _versions(trusted: TrustedState) -> dict[str, int]:
@@ -548,34 +561,56 @@ def trusted_state_from(lookup: MetadataLookup, latest_root_version: int) -> Trus
 
 
 def bundle_lookups(staged, repo: str) -> tuple[MetadataLookup, TargetLookup]:
-    """Lookups over a staged bundle's copy of repository ``repo``."""
+    """Lookups over a staged bundle's repository ``repo``: metadata bytes from
+    the appliance's copy (duplicate JSON keys refused), target sizes from the
+    catalogue."""
 
     def metadata(filename: str, cap: int) -> bytes | None:
         if "/" in filename:
             return None
-        f = staged.get(repo, "metadata", filename)
+        f = staged.metadata_file(repo, filename)
         if f is None:
             return None
         if f.size > cap:
             raise VerificationError(f"repository {show(repo)}: {filename}: {f.size} bytes is over the "
                                     f"{cap}-byte limit for this file; refused")
         with open(f.path, "rb") as fh:
-            return fh.read(cap + 1)
+            data = fh.read(cap + 1)
+        _refuse_duplicate_keys(repo, filename, data)
+        return data
 
-    def target(relpath: str):
-        f = staged.get(repo, "targets", relpath)
-        return None if f is None else (f.path, f.size, f.sha256)
+    def target(relpath: str) -> int | None:
+        return staged.target_size(repo, relpath)
 
     return metadata, target
+
+
+def _refuse_duplicate_keys(repo: str, filename: str, data: bytes) -> None:
+    """JSON with a key twice means different things to different parsers;
+    python's keeps the last, others the first: refuse it outright."""
+
+    def pairs(items):
+        seen = set()
+        for key, _ in items:
+            if key in seen:
+                raise VerificationError(f"repository {show(repo)}: {filename}: the JSON key {show(key)} appears "
+                                        "twice in one object; refused, ask the vendor for a correctly signed bundle")
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(data, object_pairs_hook=pairs)
+    except ValueError:
+        return  # not JSON at all: TUF's parser says so with its own message
 
 
 def _nothing(*_args) -> None:
     return None
 
 
-def _anywhere(relpath: str):
+def _anywhere(relpath: str) -> bool:
     """For an incremental bundle: assume the appliance holds what is missing."""
-    return (Path(relpath), 0, None)
+    return True
 
 
 @dataclass
@@ -599,7 +634,7 @@ class BundleReport:
                 ],
                 "targets": [
                     {"path": t.path, "length": t.length, "hashes": t.hashes, "custom": t.custom,
-                     "role": t.role, "in_bundle": t.source is not None}
+                     "role": t.role, "in_bundle": t.bundle_relpath is not None}
                     for t in sorted(repo.targets, key=lambda t: t.path)
                 ],
             })
@@ -617,9 +652,42 @@ class BundleReport:
             lines.append(f"  targets: {len(repo.targets)}")
             for t in sorted(repo.targets, key=lambda t: t.path):
                 custom = f" {t.custom}" if t.custom else ""
-                absent = "" if t.source is not None else "  (not in bundle: the appliance must hold it)"
+                absent = "" if t.bundle_relpath is not None else "  (not in bundle: the appliance must hold it)"
                 lines.append(f"    {show(t.path)[1:-1]}  {t.length} bytes{custom}{absent}")
         return "\n".join(lines)
+
+
+# Where a repository's trust starts: (trusted state, store metadata lookup,
+# store target lookup).  The appliance reads its published tree; the vendor's
+# verifier starts from a pinned root and an empty store.
+TrustSource = Callable[[str], "tuple[TrustedState, MetadataLookup, Callable[[str], object]]"]
+
+
+def verify_staged_bundle(staged, trust_for: TrustSource, *, now: datetime | None = None,
+                         progress=None, before_copy: Callable[[int], None] | None = None,
+                         ) -> list[VerifiedRepository]:
+    """Verify every repository of a scanned bundle, then copy and check the
+    target files the verified metadata lists (and only those).
+
+    ``before_copy(bytes)`` runs between the two, e.g. to check free space
+    against the signed lengths.  Raises :class:`AirlockError` (one line).
+    """
+    verified = []
+    for name in staged.repositories:
+        trusted, store_meta, store_target = trust_for(name)
+        meta, target = bundle_lookups(staged, name)
+        verified.append(verify_repository(name, trusted, meta, store_meta, target, store_target, now=now))
+    wanted: dict[str, tuple[int, list[str]]] = {}
+    for v in verified:
+        if not v.unchanged:
+            wanted.update(wanted_targets(v))
+    if before_copy is not None:
+        before_copy(sum(length for length, _ in wanted.values()))
+    staged.fetch_targets(wanted, progress=progress)
+    for v in verified:
+        if not v.unchanged:
+            complete_targets(v, staged.fetched)
+    return verified
 
 
 def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: datetime | None = None,
@@ -631,18 +699,17 @@ def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: da
     """
     import tempfile
 
-    from signing.bundle import stage_bundle
+    from signing.bundle import scan_bundle
 
     with tempfile.TemporaryDirectory(prefix="airlock-verify-") as tmp:
-        staged = stage_bundle(Path(bundle_path), Path(tmp) / "staging")
+        staged = scan_bundle(Path(bundle_path), Path(tmp) / "staging")
         unknown = [r for r in staged.repositories if r not in trusted_roots]
         if unknown:
             raise VerificationError(f"the bundle holds repository {show(unknown[0])} but no root was given "
                                     f"for it: pass --root {unknown[0]}=ROOT.json")
-        results = []
-        for name in staged.repositories:
-            meta, target = bundle_lookups(staged, name)
-            trusted = TrustedState(root=trusted_roots[name])
-            elsewhere = _anywhere if incremental else _nothing
-            results.append(verify_repository(name, trusted, meta, _nothing, target, elsewhere, now=now))
+
+        def trust_for(name: str):
+            return TrustedState(root=trusted_roots[name]), _nothing, (_anywhere if incremental else _nothing)
+
+        results = verify_staged_bundle(staged, trust_for, now=now)
         return BundleReport(digest=staged.digest, repositories=results)
