@@ -24,12 +24,14 @@ are parsed member by member and never extracted by :mod:`tarfile` itself.
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import json
 import os
 import stat
 import tarfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,9 +137,10 @@ def _copy(src, dest: Path, name: str, cap: int, algorithms, budget: _Budget) -> 
             want = min(CHUNK, cap + 1 - size)
             try:
                 n = src.readinto(view[:want])
-            except OSError as exc:
-                raise UnsafeBundleError(f"read error in {show(name)} after {size} bytes ({exc.strerror or exc}): "
-                                        "the media may be damaged; copy the bundle again") from None
+            except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+                raise UnsafeBundleError(f"read error in {show(name)} after {size} bytes "
+                                        f"({getattr(exc, 'strerror', None) or exc}): the media may be damaged; "
+                                        "copy the bundle again") from None
             if not n:
                 break
             size += n
@@ -366,30 +369,49 @@ class _CountingReader:
         return data
 
 
+class _Decompressed:
+    """gzip decompression that refuses a bomb and respects the time limit,
+    checked on every read (tarfile skips member data by reading it)."""
+
+    def __init__(self, raw, budget: _Budget):
+        self.compressed = _CountingReader(raw)
+        self.gz = gzip.GzipFile(fileobj=self.compressed, mode="rb")
+        self.budget = budget
+        self.out = 0
+
+    def read(self, n=-1):
+        data = self.gz.read(n if n is not None and n > 0 else CHUNK)
+        self.out += len(data)
+        if self.out > GZIP_FREE_BYTES and self.out > MAX_GZIP_RATIO * max(self.compressed.count, 1):
+            raise UnsafeBundleError(
+                f"archive decompresses to more than {MAX_GZIP_RATIO} times its size (a gzip bomb?); "
+                "refused: ship an uncompressed .tar or a folder")
+        self.budget.check_time()
+        return data
+
+
+_READ_ERRORS = (OSError, EOFError, tarfile.TarError, zlib.error)
+
+
 def _members(path: Path, kind: str, budget: _Budget):
-    """Yield (member, normalised name, archive) for each checked member."""
+    """Yield (member, normalised name, archive) for each member."""
     with open(path, "rb") as raw:
-        counter = _CountingReader(raw)
         try:
-            mode = "r|gz" if kind == "tar.gz" else "r:"
-            archive = tarfile.open(fileobj=counter if kind == "tar.gz" else raw, mode=mode)
-        except (tarfile.TarError, OSError, EOFError) as exc:
+            if kind == "tar.gz":
+                archive = tarfile.open(fileobj=_Decompressed(raw, budget), mode="r|")
+            else:
+                archive = tarfile.open(fileobj=raw, mode="r:")
+        except _READ_ERRORS as exc:
             raise UnsafeBundleError(f"{show(str(path))} is not a readable tar archive: {exc}") from None
         with archive:
             while True:
                 try:
                     member = archive.next()
-                except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+                except (*_READ_ERRORS, ValueError) as exc:
                     raise UnsafeBundleError(f"archive is damaged or truncated: {exc}") from None
                 if member is None:
                     return
                 budget.check_time()
-                if kind == "tar.gz":
-                    out = getattr(archive.fileobj, "pos", 0)
-                    if out > GZIP_FREE_BYTES and out > MAX_GZIP_RATIO * max(counter.count, 1):
-                        raise UnsafeBundleError(
-                            f"archive decompresses more than {MAX_GZIP_RATIO} times its size (a gzip bomb?); "
-                            "refused: ship an uncompressed .tar or a folder")
                 name = member.name
                 while name.startswith("./"):
                     name = name[2:]
