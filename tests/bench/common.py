@@ -37,7 +37,7 @@ class Scratch:
 def airlock(home: Path, *args: str, timeout: float = 120.0) -> str:
     """Run ``airlock --home HOME ARGS`` in a subprocess; its stdout, or an error."""
     cmd = [sys.executable, "-m", "appliance.cli", "--home", str(home), *map(str, args)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
     if r.returncode != 0:
         raise RuntimeError(f"`airlock {' '.join(map(str, args))}` failed ({r.returncode}): {r.stderr.strip()}")
     return r.stdout
@@ -67,7 +67,8 @@ def ensure_tools(tools: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         for cmd in (["apt-get", "update", "-qq"],
                     ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
-            r = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
+            r = subprocess.run(cmd, check=False, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=900)
             if r.returncode != 0:
                 raise RuntimeError(f"`{' '.join(cmd)}` failed: {r.stderr.strip()[-500:]}")
     paths = {binary: which(binary) for binary in tools}

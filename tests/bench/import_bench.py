@@ -1,7 +1,8 @@
 """Import throughput and peak memory against hashing the same files.
 
-``airlock import`` runs in a subprocess of its own, so its peak RSS is that
-process's ``ru_maxrss`` (from ``wait4``).  The reference is
+``airlock import`` runs in a subprocess of its own, which reports its peak
+RSS (``VmHWM``) as it exits.  (A child's ``ru_maxrss`` would not do: it counts
+the RSS of the parent it was forked from.)  The reference is
 ``hashlib.file_digest(f, "sha256")`` over the same files in the same run:
 import cannot be faster than hashing what it imports.
 """
@@ -32,6 +33,11 @@ class ImportRun:
     seconds: list[float] = field(default_factory=list)  # one per repetition
     peak_rss: list[int] = field(default_factory=list)  # bytes, one per repetition
     hash_seconds: list[float] = field(default_factory=list)  # hashlib over the same files
+    write_seconds: list[float] = field(default_factory=list)  # writing as many bytes durably (fdatasync)
+
+    @property
+    def write_gbps(self) -> float:
+        return self.bytes / median(self.write_seconds) / 1e9 if self.write_seconds else 0.0
 
     @property
     def gbps(self) -> float:
@@ -54,6 +60,25 @@ class ImportFigures:
     big: ImportRun
 
 
+def durable_write(scratch: Path, size: int) -> float:
+    """Seconds to write ``size`` bytes to the appliance's disk and fdatasync
+    them: an import must write every byte it publishes, durably, so this is
+    the disk's own bound on import speed."""
+    block = os.urandom(4 << 20)
+    path = scratch / "durable-write.bin"
+    t = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        left = size
+        while left > 0:
+            left -= os.write(fd, block[: min(len(block), left)])
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return time.perf_counter() - t
+
+
 def hash_files(payloads: list[Payload], cold: bool) -> list[float]:
     """Seconds to ``hashlib.file_digest`` each file (checked against its name)."""
     if cold:
@@ -69,30 +94,47 @@ def hash_files(payloads: list[Payload], cold: bool) -> list[float]:
     return times
 
 
+# `airlock ARGS`, as `python -m appliance.cli` runs it, then its peak RSS written to a file.
+_CHILD = """\
+import sys
+from appliance.cli import main
+code = main(sys.argv[2:])
+with open("/proc/self/status") as f, open(sys.argv[1], "w") as out:
+    out.write("".join(line for line in f if line.startswith("VmHWM:")))
+sys.exit(code)
+"""
+
+
+def _peak_rss(path: Path) -> int:
+    text = path.read_text().split()
+    if len(text) != 3 or text[2] != "kB":
+        raise RuntimeError(f"no VmHWM from the import process: {text}")
+    return int(text[1]) * 1024
+
+
 def timed_import(home: Path, media: Path, log_file: Path, timeout: float) -> tuple[float, int, str]:
     """(seconds, peak RSS in bytes, stdout) of ``airlock import MEDIA``."""
-    cmd = [sys.executable, "-m", "appliance.cli", "--home", str(home), "import", str(media)]
+    hwm = log_file.with_suffix(".hwm")
+    cmd = [sys.executable, "-c", _CHILD, str(hwm), "--home", str(home), "import", str(media)]
     with open(log_file, "w+") as out:
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT)
         deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
+        try:
+            while proc.poll() is None:  # polled every 5 ms: Popen.wait(timeout) would sleep up to 50 ms
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"airlock import took more than {timeout:.0f} s; killed")
+                time.sleep(0.005)
+        finally:
+            if proc.returncode is None:  # timed out, or the benchmark itself was interrupted
                 proc.kill()
-                os.wait4(proc.pid, 0)
-                proc.returncode = -9
-                raise RuntimeError(f"airlock import took more than {timeout:.0f} s; killed")
-            time.sleep(0.005)
+                proc.wait()
         seconds = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read()
     if proc.returncode != 0 or "imported" not in text:
         raise RuntimeError(f"airlock import failed ({proc.returncode}): {text.strip()[-500:]}")
-    return seconds, usage.ru_maxrss * 1024, text.strip()
+    return seconds, _peak_rss(hwm), text.strip()
 
 
 def _import_once(scratch: Path, label: str, media: Path, payloads: list[Payload], root: bytes,
@@ -137,6 +179,9 @@ def run(scratch: Path, gigabytes: float, repeat: int = 3) -> ImportFigures:
             big.hash_seconds.append(sum(times))
             small.hash_seconds.append(sum(times[:small_count]))
             log(f"  hashlib.file_digest {big.bytes / 1e9:.1f} GB: {big.bytes / sum(times) / 1e9:.2f} GB/s")
+            for run_ in (small, big):
+                run_.write_seconds.append(durable_write(scratch, run_.bytes))
+            log(f"  write + fdatasync {big.bytes / 1e9:.1f} GB: {big.write_gbps:.2f} GB/s")
             for run_, label, media, files, sim in ((small, "small", small_media, small_payloads, small_sim),
                                                   (big, "big", big_media, payloads, big_sim)):
                 seconds, rss = _import_once(scratch, label, media, files, sim.first_root(), cold)

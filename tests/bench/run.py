@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tests.bench import import_bench, serve_bench
 from tests.bench.common import Scratch, log, which
@@ -26,7 +26,7 @@ AIM_PEAK_RSS = 150e6
 
 def _version(cmd: list[str]) -> str:
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     text = (r.stdout + r.stderr).strip().splitlines()
@@ -45,8 +45,11 @@ def table(imp: import_bench.ImportFigures | None, srv: serve_bench.ServeFigures 
             aim = f">= {AIM_IMPORT_RATIO:.2f} {_verdict(ratio >= AIM_IMPORT_RATIO)}" if run is imp.big else ""
             lo, hi = run.spread(run.seconds)
             hlo, hhi = run.spread(run.hash_seconds)
-            rows.append((f"import {run.bytes / 1e9:.1f} GB, {run.files} files (GB/s)", f"{run.gbps:.2f} ({lo:.2f}-{hi:.2f})",
-                         f"{run.hash_gbps:.2f} ({hlo:.2f}-{hhi:.2f}) hashlib", f"{ratio:.2f}", aim))
+            rows.append((f"import {run.bytes / 1e9:.1f} GB, {run.files} files (GB/s)",
+                         f"{run.gbps:.2f} ({lo:.2f}-{hi:.2f})", f"{run.hash_gbps:.2f} ({hlo:.2f}-{hhi:.2f}) hashlib",
+                         f"{ratio:.2f}", aim))
+            rows.append((f"import {run.bytes / 1e9:.1f} GB vs durable disk write (GB/s)", f"{run.gbps:.2f}",
+                         f"{run.write_gbps:.2f} write+fdatasync", f"{run.gbps / run.write_gbps:.2f}", ""))
         for run in (imp.small, imp.big):
             peak = max(run.peak_rss)
             rows.append((f"import {run.bytes / 1e9:.1f} GB, peak RSS (MB)", f"{peak / 1e6:.0f}", "", "",
@@ -70,9 +73,9 @@ def table(imp: import_bench.ImportFigures | None, srv: serve_bench.ServeFigures 
 
 
 def header(imp, srv) -> str:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"Airlock benchmarks, {now}: {os.cpu_count()} cores, Python {platform.python_version()}, "
-             f"{platform.system()} {platform.release()}"]
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [(f"Airlock benchmarks, {now}: {os.cpu_count()} cores, Python {platform.python_version()}, "
+              f"{platform.system()} {platform.release()}")]
     if imp:
         lines.append(f"import: median (lowest-highest) of {imp.repeat} rounds, one `airlock import` process per "
                      f"bundle into a fresh home; page cache {imp.cache}")
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=("import", "serve"), help="run one benchmark only")
     p.add_argument("--gb", type=float, default=float(os.environ.get("BENCH_IMPORT_GB", "3")),
-                   help="size of the big import bundle in GB (env BENCH_IMPORT_GB, default 3)")
+                   help="size of the big import bundle in GB, in whole 256 MiB files, at least 3 "
+                   "(env BENCH_IMPORT_GB, default 3)")
     p.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "3")),
                    help="rounds of the import benchmark (env BENCH_REPEAT, default 3)")
     p.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_WRK_SECONDS", "10")),

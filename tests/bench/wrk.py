@@ -20,15 +20,15 @@ class WrkResult:
 
 
 def _latency_ms(text: str, percentile: str) -> float:
-    m = re.search(rf"^\s*{percentile}%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
+    m = re.search(rf"^\s*{percentile}%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.MULTILINE)
     if not m:
         raise RuntimeError(f"no {percentile}% latency in wrk output:\n{text}")
     return float(m.group(1)) * _UNITS_MS[m.group(2)]
 
 
 def parse(text: str) -> WrkResult:
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
-    total = re.search(r"^\s*(\d+) requests in", text, re.M)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
+    total = re.search(r"^\s*(\d+) requests in", text, re.MULTILINE)
     if not rps or not total:
         raise RuntimeError(f"cannot read wrk output:\n{text}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
@@ -42,7 +42,7 @@ def run_wrk(wrk: str, url: str, *, threads: int, connections: int, seconds: int)
     """``wrk -tT -cC -dDs --latency URL``; bounded by ``seconds`` (plus a margin)
     and by wrk's per-request timeout."""
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency", url]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, stdin=subprocess.DEVNULL)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=seconds + 30, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         raise RuntimeError(f"wrk failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}")
     return parse(r.stdout)
