@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -215,6 +214,7 @@ def verify_repository(
     except tuf_exceptions.RepositoryError as exc:
         raise refuse("root.json", f"the trusted root does not verify ({exc})", "re-pin the vendor's root") from None
     tset.reference_time = now
+    _refuse_duplicate_root_keys(refuse, f"{tset.root.version}.root.json", tset.root)
     before = _versions(trusted)
     targets_before = _target_paths(trusted)
 
@@ -234,6 +234,7 @@ def verify_repository(
             raise refuse.from_tuf(filename, exc) from None
         except Exception as exc:  # noqa: BLE001 - malformed JSON and friends
             raise refuse(filename, f"not valid TUF root metadata ({exc})") from None
+        _refuse_duplicate_root_keys(refuse, filename, tset.root)
         new_roots += 1
         version += 1
     root_file = f"{tset.root.version}.root.json"
@@ -295,34 +296,44 @@ def verify_repository(
     summaries.append(_role_summary("targets", targets_md, _keys_of(tset.root, "targets"), "root"))
     scope: dict[str, list] = {"targets": []}  # role -> DelegatedRole objects it was reached through
     edges: set[tuple[str, str]] = set()
-    queue: deque[tuple[str, Metadata]] = deque([("targets", targets_md)])
-    while queue:
-        parent_name, parent_md = queue.popleft()
+    # depth first, with each role's chain of delegators, to name a cycle
+    stack: list[tuple[str, Metadata, tuple[str, ...]]] = [("targets", targets_md, ("targets",))]
+    while stack:
+        parent_name, parent_md, chain = stack.pop()
+        parent_file = f"{parent_md.signed.version}.{parent_name}.json"
         delegations = parent_md.signed.delegations
         if delegations is None:
             continue
         if delegations.roles is not None:
             children = [(r.name, r) for r in delegations.roles.values()]
+            for r in delegations.roles.values():
+                _refuse_duplicate_key_values(refuse, parent_file, r.name, r.keyids, delegations.keys)
         else:
             succinct = delegations.succinct_roles
             children = [(n, succinct) for n in succinct.get_roles()]
-        for role_name, role in children:
+            _refuse_duplicate_key_values(refuse, parent_file, "succinct roles", succinct.keyids, delegations.keys)
+        for role_name, role in reversed(children):
             try:
                 check_role_name(role_name)
             except UnsafeNameError as exc:
-                raise refuse(f"{parent_name}.json", str(exc)) from None
+                raise refuse(parent_file, str(exc)) from None
+            if role_name in chain:
+                cycle = " -> ".join((*chain[chain.index(role_name):], role_name))
+                raise refuse(parent_file, f"delegation cycle {cycle}",
+                             "the vendor must remove the delegation that points back")
             if (parent_name, role_name) in edges:
                 continue
             edges.add((parent_name, role_name))
             if len(edges) > MAX_DELEGATIONS:
-                raise refuse(f"{parent_name}.json", f"more than {MAX_DELEGATIONS} delegations")
+                raise refuse(parent_file, f"more than {MAX_DELEGATIONS} delegations in the repository",
+                             "the vendor must use fewer roles (or succinct hash bins)")
             md = _load_targets(tset, refuse, fetch, trusted, role_name, parent_name)
             scope.setdefault(role_name, []).append(role)
             paths = list(getattr(role, "paths", None) or getattr(role, "path_hash_prefixes", None) or [])
             summaries.append(_role_summary(role_name, md, _keys_of(parent_md.signed, role_name), parent_name, paths))
             if role_name not in loaded:
                 loaded[role_name] = md
-                queue.append((role_name, md))
+                stack.append((role_name, md, (*chain, role_name)))
 
     # 5. every target of every role: names, algorithms, length, hashes
     entries = _check_targets(refuse, loaded, scope, bundle_target, store_target)
@@ -348,6 +359,37 @@ def _same_signed_content(a: bytes, b: bytes) -> bool:
         return False
     return ma.signed_bytes == mb.signed_bytes and {k: s.signature for k, s in ma.signatures.items()} == {
         k: s.signature for k, s in mb.signatures.items()}
+
+
+def _key_value(key) -> tuple:
+    public = key.keyval.get("public", "") if isinstance(key.keyval, dict) else ""
+    return key.keytype, "".join(str(public).split())
+
+
+def _refuse_duplicate_key_values(refuse, filename: str, role: str, keyids, keys) -> None:
+    """One key listed under two key ids would count twice towards a
+    threshold (python-tuf counts key ids): refuse it."""
+    seen: dict[tuple, str] = {}
+    for keyid in keyids:
+        key = keys.get(keyid)
+        if key is None:
+            continue
+        value = _key_value(key)
+        if value in seen:
+            raise refuse(filename, f"role {show(role)} lists one key under two key ids ({seen[value][:16]}... and "
+                         f"{keyid[:16]}...), so it would count twice towards the threshold",
+                         "the vendor must list each key once")
+        seen[value] = keyid
+
+
+def check_root_keys(name: str, filename: str, root: Root) -> None:
+    """Raise :class:`VerificationError` if a root lists a key twice."""
+    _refuse_duplicate_root_keys(_Refusal(name), filename, root)
+
+
+def _refuse_duplicate_root_keys(refuse, filename: str, root: Root) -> None:
+    for role_name, role in root.roles.items():
+        _refuse_duplicate_key_values(refuse, filename, role_name, role.keyids, root.keys)
 
 
 def _apply(refuse: _Refusal, filename: str, step: Callable) -> object:

@@ -17,7 +17,7 @@ from server.models import ImportRecord, Repository, database
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing.exceptions import AirlockError, VerificationError
-from signing.verify import MAX_LENGTH, valid_signers
+from signing.verify import MAX_LENGTH, check_root_keys, valid_signers
 
 _REPO_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -97,6 +97,7 @@ def pin_repository(settings: Settings, name: str, root_path: Path, fingerprint: 
         md.signed.verify_delegate("root", md.signed_bytes, md.signatures)
     except (tuf_exceptions.RepositoryError, ValueError, KeyError, TypeError) as exc:
         raise VerificationError(f"{root_path}: not a validly self-signed TUF root ({exc}); nothing pinned") from None
+    check_root_keys(name, root_path.name, md.signed)
     if not md.signed.consistent_snapshot:
         raise VerificationError(f"{root_path}: root disables consistent snapshots, which Airlock requires; "
                                 "nothing pinned")
