@@ -21,6 +21,7 @@ from pathlib import Path
 
 from server.models import ImportRecord, Repository, database
 from server.repositories.services import now_iso
+from appliance.recovery import reconcile
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing.bundle import BundleLimits, Progress, scan_bundle
@@ -99,14 +100,6 @@ class _ImportLock:
         os.close(self.fd)
 
 
-def _clean_stale_staging(staging_root: Path) -> None:
-    """Staging left by a crashed import: holding the lock, it is ours to remove."""
-    if staging_root.exists():
-        for entry in staging_root.iterdir():
-            logger.warning("removing stale staging folder %s", entry)
-            shutil.rmtree(entry, ignore_errors=True)
-
-
 def import_bundle(settings: Settings, source: Path, operator: str, *, progress: Progress | None = None,
                   now: datetime | None = None) -> ImportResult:
     """Import the bundle at ``source``.  Raises :class:`AirlockError` (one
@@ -114,8 +107,9 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
     started = now_iso()
     digest: str | None = None
     names: list[str] = []
+    token = uuid.uuid4().hex
     with _ImportLock(settings.state_dir / "import.lock"):
-        _clean_stale_staging(settings.staging_dir)
+        reconcile(settings)
         staging = settings.staging_dir / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         try:
             limits = BundleLimits(max_files=settings.max_bundle_files, max_total_bytes=settings.max_bundle_bytes)
@@ -128,10 +122,15 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                                             progress=progress, before_copy=lambda n: _check_free_space(settings, n))
             changed = [v for v in verified if not v.unchanged]
             for v in changed:
-                RepositoryStore(settings.public_dir, v.name).publish(v, grace_period=settings.grace_period, now=now)
+                # what the record will say, kept with the publication in case we die before writing it
+                publication = {"token": token, "started_at": started, "operator": operator, "source": str(source),
+                               "bundle_digest": digest, "change": _change_dict(_change(v))}
+                RepositoryStore(settings.public_dir, v.name).publish(
+                    v, grace_period=settings.grace_period, now=now, publication=publication)
             status = "accepted" if changed else "unchanged"
             changes = [_change(v) for v in verified]
-            record = _record(started, operator, source, digest, status, None, names, changes)
+            record = _record(started, operator, source, digest, status, None, names, changes,
+                             token if changed else None)
             return ImportResult(record.id, status, digest, staged.files, staged.total_bytes, changes)
         except AirlockError as exc:
             _record(started, operator, source, digest, "refused", str(exc), names, [])
@@ -139,6 +138,16 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def reconcile_if_idle(settings: Settings):
+    """Start-up reconciliation, unless an import is running right now (it
+    reconciles itself).  Returns the reconciliation, or None when busy."""
+    try:
+        with _ImportLock(settings.state_dir / "import.lock"):
+            return reconcile(settings)
+    except ImportBusyError:
+        return None
 
 
 def _check_pinned(name: str) -> None:
@@ -171,11 +180,15 @@ def _change(v: VerifiedRepository) -> RepositoryChange:
                             v.targets_removed)
 
 
-def _record(started, operator, source, digest, status, reason, names, changes) -> ImportRecord:
-    details = {"names": names,
-               "repositories": {c.name: {"unchanged": c.unchanged, "versions_before": c.versions_before,
-                                         "versions_after": c.versions_after, "targets_added": c.targets_added,
-                                         "targets_removed": c.targets_removed} for c in changes}}
+def _change_dict(c: RepositoryChange) -> dict:
+    return {"unchanged": c.unchanged, "versions_before": c.versions_before, "versions_after": c.versions_after,
+            "targets_added": c.targets_added, "targets_removed": c.targets_removed}
+
+
+def _record(started, operator, source, digest, status, reason, names, changes, token=None) -> ImportRecord:
+    details = {"names": names, "repositories": {c.name: _change_dict(c) for c in changes}}
+    if token:
+        details["publication"] = token
     with database.atomic("IMMEDIATE"):
         return ImportRecord.create(started_at=started, finished_at=now_iso(), operator=operator,
                                    source=str(source), bundle_digest=digest, status=status, reason=reason,

@@ -140,7 +140,8 @@ class RepositoryStore:
                                  "targets": [], "targets_retired": {}})
         self._swap(1)
 
-    def publish(self, verified: VerifiedRepository, *, grace_period: int, now: datetime | None = None) -> int:
+    def publish(self, verified: VerifiedRepository, *, grace_period: int, now: datetime | None = None,
+                publication: dict | None = None) -> int:
         """Publish a verified repository; returns the new generation number.
 
         Targets go in first (new names only), then a complete new metadata
@@ -196,7 +197,8 @@ class RepositoryStore:
         fsync_dir(tmp)
         os.rename(tmp, self.generations_dir / f"{gen:06d}")
         self._write_manifest(gen, {"current": sorted(new_current | {"timestamp.json"}), "retired": retired,
-                                   "targets": targets_now, "targets_retired": targets_retired})
+                                   "targets": targets_now, "targets_retired": targets_retired,
+                                   "publication": publication or {}})
         self._swap(gen)
         self._remove_old_generations(keep_from=gen - 1)
         for rel in expired_targets:
@@ -208,6 +210,15 @@ class RepositoryStore:
 
     def _publish_targets(self, verified: VerifiedRepository) -> None:
         touched: set[Path] = set()
+
+        def make_parents(folder: Path) -> None:
+            missing = []
+            while not folder.exists():
+                missing.append(folder)
+                folder = folder.parent
+            for f in reversed(missing):
+                f.mkdir()
+                touched.add(f.parent)  # the new entry lives in the parent
         for entry in verified.targets:
             if entry.source is None:
                 continue
@@ -216,7 +227,7 @@ class RepositoryStore:
                 dest = self.target_path(rel)
                 if dest.exists():
                     continue
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                make_parents(dest.parent)
                 tmp = dest.with_name(f".tmp-{dest.name}")
                 if tmp.exists():
                     tmp.unlink()
@@ -231,6 +242,39 @@ class RepositoryStore:
                 touched.add(dest.parent)
         for folder in touched:
             fsync_dir(folder)
+
+    def clean_up_after_crash(self) -> list[str]:
+        """Remove what an interrupted publication leaves: temporary files and
+        folders, and a generation built but never made current.  Call it only
+        while holding the import lock."""
+        removed = []
+        if not self.exists():
+            return removed
+        current = self.current_generation()
+        for entry in os.listdir(self.generations_dir):
+            path = self.generations_dir / entry
+            stem = entry.removesuffix(".json")
+            stale = entry.startswith(".tmp-") or (_GENERATION.match(stem) and int(stem) > current)
+            if stale:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                removed.append(str(path))
+        link = self.root / ".metadata.new"
+        if link.is_symlink():
+            link.unlink()
+            removed.append(str(link))
+        # target files that no generation references: copied in by a
+        # publication that never went live
+        manifest = self.manifest()
+        known = set(manifest.get("targets", [])) | set(manifest.get("targets_retired", {}))
+        for dirpath, _dirs, files in os.walk(self.targets_dir):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                if name.startswith(".tmp-") or os.path.relpath(path, self.targets_dir) not in known:
+                    os.unlink(path)
+                    removed.append(path)
+        if removed:
+            fsync_dir(self.generations_dir)
+        return removed
 
     def _write_manifest(self, gen: int, manifest: dict) -> None:
         path = self.generations_dir / f"{gen:06d}.json"
