@@ -23,5 +23,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run
 
+# the property-based fuzzers, long (CI runs them briefly within `make test`)
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/fuzz
+
 clean:
 	rm -rf $(VENV) demo .cache .pytest_cache
