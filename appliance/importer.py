@@ -27,7 +27,8 @@ from server.settings import Settings
 from signing.bundle import BundleLimits, Progress, scan_bundle
 from signing.exceptions import AirlockError, VerificationError
 from signing.paths import show
-from signing.verify import VerifiedRepository, verify_staged_bundle
+from signing.report import verify_staged_bundle
+from signing.verify import VerifiedRepository
 
 logger = logging.getLogger(__name__)
 

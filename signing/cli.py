@@ -337,7 +337,7 @@ def cmd_verify(args) -> int:
             roots[name] = path.read_bytes()
         except OSError as e:
             raise AirlockError(f"cannot read root file {path}: {e.strerror}") from None
-    from signing.verify import verify_bundle
+    from signing.report import verify_bundle
 
     report = verify_bundle(bundle, roots, incremental=args.incremental)
     _out(json.dumps(report.to_dict(), indent=2) if args.json else report.render())

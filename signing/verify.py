@@ -14,52 +14,42 @@ what the vendor signed.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.serialization import DeserializationError
-from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp
+from tuf.api.metadata import Metadata, Root, SuccinctRoles, TargetFile, Targets
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType
 
 from signing.bundle import _new_hash
-from signing.exceptions import AirlockError, UnsafeNameError, VerificationError
+from signing.exceptions import UnsafeNameError, VerificationError
 from signing.paths import check_role_name, check_target_path, show
+from signing.trust import (  # noqa: F401 - re-exported: the verifier's vocabulary
+    MAX_LENGTH,
+    MetadataLookup,
+    TrustedState,
+    refuse_duplicate_key_values,
+    refuse_duplicate_root_keys,
+    root_versions,
+    same_signed_content,
+    trusted_state_from,
+    valid_signers,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_ROOT_ROTATIONS = 256  # root versions in one bundle, as ngclient
 MAX_DELEGATIONS = 10_000  # (delegator, role) edges walked in one repository
-MAX_LENGTH = {  # bytes, ngclient's defaults
-    "root": 512_000,
-    "timestamp": 16_384,
-    "snapshot": 2_000_000,
-    "targets": 5_000_000,
-}
 HASH_CHUNK = 1024 * 1024  # bytes
 TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
 
-# lookup(filename) -> bytes or None; the callable enforces its own size cap
-MetadataLookup = Callable[[str, int], "bytes | None"]
 # lookup(relpath under targets/) -> (path, size, sha256) or None
 TargetLookup = Callable[[str], "tuple[Path, int, str | None] | None"]
-
-
-@dataclass
-class TrustedState:
-    """What is trusted before an import: unversioned role name -> bytes."""
-
-    root: bytes
-    roles: dict[str, bytes] = field(default_factory=dict)  # timestamp, snapshot, targets, delegated
-
-    @property
-    def root_version(self) -> int:
-        return Metadata[Root].from_bytes(self.root).signed.version
 
 
 @dataclass
@@ -144,19 +134,6 @@ class _Refusal:
         return self(filename, f"refused by TUF verification ({detail})")
 
 
-def valid_signers(md: Metadata, keyids, keys) -> list[str]:
-    """Key ids among ``keyids`` whose signature on ``md`` verifies."""
-    out = []
-    for keyid, signature in md.signatures.items():
-        if keyid in keyids and keyid in keys:
-            try:
-                keys[keyid].verify_signature(signature, md.signed_bytes)
-            except Exception:  # noqa: BLE001 - any failure means "did not sign"
-                continue
-            out.append(keyid)
-    return sorted(out)
-
-
 def _role_summary(name: str, md: Metadata, delegator_keys, delegator: str | None, paths=None) -> RoleSummary:
     keyids, threshold, keys = delegator_keys
     return RoleSummary(
@@ -196,7 +173,7 @@ def verify_repository(
         data = bundle_metadata(filename, cap)
         known = store_metadata(filename, cap)
         if data is not None and known is not None and data != known:
-            if not _same_signed_content(data, known):
+            if not same_signed_content(data, known):
                 raise refuse(filename, "differs from the file of the same name the appliance already serves "
                              "(a version number was reused)", "the vendor must publish a new version")
             data = None  # laid out differently, same signed content: keep serving ours
@@ -214,7 +191,7 @@ def verify_repository(
     except tuf_exceptions.RepositoryError as exc:
         raise refuse("root.json", f"the trusted root does not verify ({exc})", "re-pin the vendor's root") from None
     tset.reference_time = now
-    _refuse_duplicate_root_keys(refuse, f"{tset.root.version}.root.json", tset.root)
+    refuse_duplicate_root_keys(refuse, f"{tset.root.version}.root.json", tset.root)
     before = _versions(trusted)
     targets_before = _target_paths(trusted)
 
@@ -234,7 +211,7 @@ def verify_repository(
             raise refuse.from_tuf(filename, exc) from None
         except Exception as exc:  # noqa: BLE001 - malformed JSON and friends
             raise refuse(filename, f"not valid TUF root metadata ({exc})") from None
-        _refuse_duplicate_root_keys(refuse, filename, tset.root)
+        refuse_duplicate_root_keys(refuse, filename, tset.root)
         new_roots += 1
         version += 1
     root_file = f"{tset.root.version}.root.json"
@@ -259,7 +236,7 @@ def verify_repository(
         tset.update_timestamp(ts_data)
     except tuf_exceptions.EqualVersionNumberError:
         known_ts = trusted.roles.get("timestamp") or b""
-        if ts_data != known_ts and not _same_signed_content(ts_data, known_ts):
+        if ts_data != known_ts and not same_signed_content(ts_data, known_ts):
             raise refuse("timestamp.json", f"version {tset.timestamp.version} is already trusted with "
                          "different content (a version number was reused)",
                          "the vendor must publish a new timestamp version") from None
@@ -307,11 +284,11 @@ def verify_repository(
         if delegations.roles is not None:
             children = [(r.name, r) for r in delegations.roles.values()]
             for r in delegations.roles.values():
-                _refuse_duplicate_key_values(refuse, parent_file, r.name, r.keyids, delegations.keys)
+                refuse_duplicate_key_values(refuse, parent_file, r.name, r.keyids, delegations.keys)
         else:
             succinct = delegations.succinct_roles
             children = [(n, succinct) for n in succinct.get_roles()]
-            _refuse_duplicate_key_values(refuse, parent_file, "succinct roles", succinct.keyids, delegations.keys)
+            refuse_duplicate_key_values(refuse, parent_file, "succinct roles", succinct.keyids, delegations.keys)
         for role_name, role in reversed(children):
             try:
                 check_role_name(role_name)
@@ -351,45 +328,9 @@ def verify_repository(
     )
 
 
-def _same_signed_content(a: bytes, b: bytes) -> bool:
-    """Same canonical signed content and signatures, whatever the layout."""
-    try:
-        ma, mb = Metadata.from_bytes(a), Metadata.from_bytes(b)
-    except Exception:  # noqa: BLE001 - unparsable is simply "not the same"
-        return False
-    return ma.signed_bytes == mb.signed_bytes and {k: s.signature for k, s in ma.signatures.items()} == {
-        k: s.signature for k, s in mb.signatures.items()}
-
-
-def _key_value(key) -> tuple:
-    public = key.keyval.get("public", "") if isinstance(key.keyval, dict) else ""
-    return key.keytype, "".join(str(public).split())
-
-
-def _refuse_duplicate_key_values(refuse, filename: str, role: str, keyids, keys) -> None:
-    """One key listed under two key ids would count twice towards a
-    threshold (python-tuf counts key ids): refuse it."""
-    seen: dict[tuple, str] = {}
-    for keyid in keyids:
-        key = keys.get(keyid)
-        if key is None:
-            continue
-        value = _key_value(key)
-        if value in seen:
-            raise refuse(filename, f"role {show(role)} lists one key under two key ids ({seen[value][:16]}... and "
-                         f"{keyid[:16]}...), so it would count twice towards the threshold",
-                         "the vendor must list each key once")
-        seen[value] = keyid
-
-
 def check_root_keys(name: str, filename: str, root: Root) -> None:
     """Raise :class:`VerificationError` if a root lists a key twice."""
-    _refuse_duplicate_root_keys(_Refusal(name), filename, root)
-
-
-def _refuse_duplicate_root_keys(refuse, filename: str, root: Root) -> None:
-    for role_name, role in root.roles.items():
-        _refuse_duplicate_key_values(refuse, filename, role_name, role.keyids, root.keys)
+    refuse_duplicate_root_keys(_Refusal(name), filename, root)
 
 
 def _apply(refuse: _Refusal, filename: str, step: Callable) -> object:
@@ -561,197 +502,3 @@ def _unchanged(name, trusted, before, targets_before) -> VerifiedRepository:
         name=name, unchanged=True, metadata={}, current={}, targets=[], versions_before=before,
         versions_after=dict(before), targets_before=targets_before, targets_after=set(targets_before), roles=[],
     )
-
-
-def root_versions(names) -> list[int]:
-    """Root versions present among file names (``N.root.json``)."""
-    out = []
-    for n in names:
-        head, _, rest = n.partition(".")
-        if rest == "root.json" and head.isdigit() and not head.startswith("0"):
-            out.append(int(head))
-    return sorted(out)
-
-
-def trusted_state_from(lookup: MetadataLookup, latest_root_version: int) -> TrustedState:
-    """Rebuild the trusted state from a published tree (the store).
-
-    ``latest_root_version`` is the newest ``N.root.json`` there; every root in
-    the tree was verified on its way in.  ``timestamp.json`` names the
-    snapshot version, the snapshot names each targets role's version.
-    """
-    root = lookup(f"{latest_root_version}.root.json", MAX_LENGTH["root"])
-    if root is None:
-        raise AirlockError(f"the published tree lacks {latest_root_version}.root.json: "
-                           "the repository is damaged; run `airlock repo show` and re-pin it")
-    state = TrustedState(root=root)
-    ts = lookup("timestamp.json", MAX_LENGTH["timestamp"])
-    if ts is None:
-        return state
-    state.roles["timestamp"] = ts
-    snap_version = Metadata[Timestamp].from_bytes(ts).signed.snapshot_meta.version
-    snap = lookup(f"{snap_version}.snapshot.json", MAX_LENGTH["snapshot"])
-    if snap is None:
-        return state
-    state.roles["snapshot"] = snap
-    for filename, meta in Metadata[Snapshot].from_bytes(snap).signed.meta.items():
-        role = filename[: -len(".json")]
-        data = lookup(f"{meta.version}.{role}.json", MAX_LENGTH["targets"])
-        if data is not None:
-            state.roles[role] = data
-    return state
-
-
-def bundle_lookups(staged, repo: str) -> tuple[MetadataLookup, TargetLookup]:
-    """Lookups over a staged bundle's repository ``repo``: metadata bytes from
-    the appliance's copy (duplicate JSON keys refused), target sizes from the
-    catalogue."""
-
-    def metadata(filename: str, cap: int) -> bytes | None:
-        if "/" in filename:
-            return None
-        f = staged.metadata_file(repo, filename)
-        if f is None:
-            return None
-        if f.size > cap:
-            raise VerificationError(f"repository {show(repo)}: {filename}: {f.size} bytes is over the "
-                                    f"{cap}-byte limit for this file; refused")
-        with open(f.path, "rb") as fh:
-            data = fh.read(cap + 1)
-        _refuse_duplicate_keys(repo, filename, data)
-        return data
-
-    def target(relpath: str) -> int | None:
-        return staged.target_size(repo, relpath)
-
-    return metadata, target
-
-
-def _refuse_duplicate_keys(repo: str, filename: str, data: bytes) -> None:
-    """JSON with a key twice means different things to different parsers;
-    python's keeps the last, others the first: refuse it outright."""
-
-    def pairs(items):
-        seen = set()
-        for key, _ in items:
-            if key in seen:
-                raise VerificationError(f"repository {show(repo)}: {filename}: the JSON key {show(key)} appears "
-                                        "twice in one object; refused, ask the vendor for a correctly signed bundle")
-            seen.add(key)
-        return dict(items)
-
-    try:
-        json.loads(data, object_pairs_hook=pairs)
-    except ValueError:
-        return  # not JSON at all: TUF's parser says so with its own message
-
-
-def _nothing(*_args) -> None:
-    return None
-
-
-def _anywhere(relpath: str) -> bool:
-    """For an incremental bundle: assume the appliance holds what is missing."""
-    return True
-
-
-@dataclass
-class BundleReport:
-    """What ``airlock-sign verify`` found: one entry per repository."""
-
-    digest: str
-    repositories: list[VerifiedRepository]
-
-    def to_dict(self) -> dict:
-        out = {"bundle_digest": self.digest, "repositories": []}
-        for repo in self.repositories:
-            out["repositories"].append({
-                "name": repo.name,
-                "versions": repo.versions_after,
-                "roles": [
-                    {"name": r.name, "version": r.version, "expires": r.expires.isoformat(),
-                     "threshold": r.threshold, "keyids": r.keyids, "keytypes": r.keytypes,
-                     "signed_by": r.signed_by, "delegator": r.delegator, "paths": r.paths}
-                    for r in repo.roles
-                ],
-                "targets": [
-                    {"path": t.path, "length": t.length, "hashes": t.hashes, "custom": t.custom,
-                     "role": t.role, "in_bundle": t.bundle_relpath is not None}
-                    for t in sorted(repo.targets, key=lambda t: t.path)
-                ],
-            })
-        return out
-
-    def render(self) -> str:
-        lines = [f"bundle digest sha256:{self.digest}", "verdict: OK, every check passed"]
-        for repo in self.repositories:
-            lines.append(f"repository {repo.name}")
-            for r in repo.roles:
-                where = f" delegated by {r.delegator}" if r.delegator not in (None, "root") else ""
-                paths = f" paths {', '.join(r.paths)}" if r.paths else ""
-                lines.append(f"  {r.name:<12} v{r.version:<5} expires {r.expires:%Y-%m-%d} "
-                             f"signed by {len(r.signed_by)} of {len(r.keyids)} keys (threshold {r.threshold}){where}{paths}")
-            lines.append(f"  targets: {len(repo.targets)}")
-            for t in sorted(repo.targets, key=lambda t: t.path):
-                custom = f" {t.custom}" if t.custom else ""
-                absent = "" if t.bundle_relpath is not None else "  (not in bundle: the appliance must hold it)"
-                lines.append(f"    {show(t.path)[1:-1]}  {t.length} bytes{custom}{absent}")
-        return "\n".join(lines)
-
-
-# Where a repository's trust starts: (trusted state, store metadata lookup,
-# store target lookup).  The appliance reads its published tree; the vendor's
-# verifier starts from a pinned root and an empty store.
-TrustSource = Callable[[str], "tuple[TrustedState, MetadataLookup, Callable[[str], object]]"]
-
-
-def verify_staged_bundle(staged, trust_for: TrustSource, *, now: datetime | None = None,
-                         progress=None, before_copy: Callable[[int], None] | None = None,
-                         ) -> list[VerifiedRepository]:
-    """Verify every repository of a scanned bundle, then copy and check the
-    target files the verified metadata lists (and only those).
-
-    ``before_copy(bytes)`` runs between the two, e.g. to check free space
-    against the signed lengths.  Raises :class:`AirlockError` (one line).
-    """
-    verified = []
-    for name in staged.repositories:
-        trusted, store_meta, store_target = trust_for(name)
-        meta, target = bundle_lookups(staged, name)
-        verified.append(verify_repository(name, trusted, meta, store_meta, target, store_target, now=now))
-    wanted: dict[str, tuple[int, list[str]]] = {}
-    for v in verified:
-        if not v.unchanged:
-            wanted.update(wanted_targets(v))
-    if before_copy is not None:
-        before_copy(sum(length for length, _ in wanted.values()))
-    staged.fetch_targets(wanted, progress=progress)
-    for v in verified:
-        if not v.unchanged:
-            complete_targets(v, staged.fetched)
-    return verified
-
-
-def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: datetime | None = None,
-                  incremental: bool = False) -> BundleReport:
-    """Verify a bundle on its own, from pinned roots: ``airlock-sign verify``.
-
-    Runs the appliance's import verification with nothing trusted but each
-    repository's root; the bundle is staged into a temporary folder.
-    """
-    import tempfile
-
-    from signing.bundle import scan_bundle
-
-    with tempfile.TemporaryDirectory(prefix="airlock-verify-") as tmp:
-        staged = scan_bundle(Path(bundle_path), Path(tmp) / "staging")
-        unknown = [r for r in staged.repositories if r not in trusted_roots]
-        if unknown:
-            raise VerificationError(f"the bundle holds repository {show(unknown[0])} but no root was given "
-                                    f"for it: pass --root {unknown[0]}=ROOT.json")
-
-        def trust_for(name: str):
-            return TrustedState(root=trusted_roots[name]), _nothing, (_anywhere if incremental else _nothing)
-
-        results = verify_staged_bundle(staged, trust_for, now=now)
-        return BundleReport(digest=staged.digest, repositories=results)

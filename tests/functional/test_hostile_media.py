@@ -214,7 +214,7 @@ def test_verification_uses_the_appliances_copy(served, home, tmp_path):
     from server.repositories.store import RepositoryStore
     from server.settings import load_settings
     from signing.bundle import scan_bundle
-    from signing.verify import verify_staged_bundle
+    from signing.report import verify_staged_bundle
 
     settings = load_settings(home)
     bind_database(settings)

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from signing.bundle import BundleLimits, scan_bundle
 from signing.exceptions import AirlockError
-from signing.verify import TrustedState, verify_staged_bundle
+from signing.report import verify_staged_bundle
+from signing.verify import TrustedState
 from tests.support.simulator import RepoSim
 
 settings.register_profile("ci", max_examples=60, deadline=None,

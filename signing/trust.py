@@ -1,0 +1,122 @@
+"""What the appliance trusts, and checks on keys and signatures that
+python-tuf leaves to its caller.  No I/O: lookups are passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
+
+from signing.exceptions import AirlockError
+from signing.paths import show
+
+MAX_LENGTH = {  # bytes, ngclient's defaults
+    "root": 512_000,
+    "timestamp": 16_384,
+    "snapshot": 2_000_000,
+    "targets": 5_000_000,
+}
+
+# lookup(filename, cap) -> bytes or None; the callable enforces its own size cap
+MetadataLookup = Callable[[str, int], "bytes | None"]
+
+
+@dataclass
+class TrustedState:
+    """What is trusted before an import: unversioned role name -> bytes."""
+
+    root: bytes
+    roles: dict[str, bytes] = field(default_factory=dict)  # timestamp, snapshot, targets, delegated
+
+    @property
+    def root_version(self) -> int:
+        return Metadata[Root].from_bytes(self.root).signed.version
+
+
+def valid_signers(md: Metadata, keyids, keys) -> list[str]:
+    """Key ids among ``keyids`` whose signature on ``md`` verifies."""
+    out = []
+    for keyid, signature in md.signatures.items():
+        if keyid in keyids and keyid in keys:
+            try:
+                keys[keyid].verify_signature(signature, md.signed_bytes)
+            except Exception:  # noqa: BLE001 - any failure means "did not sign"
+                continue
+            out.append(keyid)
+    return sorted(out)
+
+
+def same_signed_content(a: bytes, b: bytes) -> bool:
+    """Same canonical signed content and signatures, whatever the layout."""
+    try:
+        ma, mb = Metadata.from_bytes(a), Metadata.from_bytes(b)
+    except Exception:  # noqa: BLE001 - unparsable is simply "not the same"
+        return False
+    return ma.signed_bytes == mb.signed_bytes and {k: s.signature for k, s in ma.signatures.items()} == {
+        k: s.signature for k, s in mb.signatures.items()}
+
+
+def _key_value(key) -> tuple:
+    public = key.keyval.get("public", "") if isinstance(key.keyval, dict) else ""
+    return key.keytype, "".join(str(public).split())
+
+
+def refuse_duplicate_key_values(refuse, filename: str, role: str, keyids, keys) -> None:
+    """One key listed under two key ids would count twice towards a
+    threshold (python-tuf counts key ids): refuse it."""
+    seen: dict[tuple, str] = {}
+    for keyid in keyids:
+        key = keys.get(keyid)
+        if key is None:
+            continue
+        value = _key_value(key)
+        if value in seen:
+            raise refuse(filename, f"role {show(role)} lists one key under two key ids ({seen[value][:16]}... and "
+                         f"{keyid[:16]}...), so it would count twice towards the threshold",
+                         "the vendor must list each key once")
+        seen[value] = keyid
+
+
+def refuse_duplicate_root_keys(refuse, filename: str, root: Root) -> None:
+    for role_name, role in root.roles.items():
+        refuse_duplicate_key_values(refuse, filename, role_name, role.keyids, root.keys)
+
+
+def root_versions(names) -> list[int]:
+    """Root versions present among file names (``N.root.json``)."""
+    out = []
+    for n in names:
+        head, _, rest = n.partition(".")
+        if rest == "root.json" and head.isdigit() and not head.startswith("0"):
+            out.append(int(head))
+    return sorted(out)
+
+
+def trusted_state_from(lookup: MetadataLookup, latest_root_version: int) -> TrustedState:
+    """Rebuild the trusted state from a published tree (the store).
+
+    ``latest_root_version`` is the newest ``N.root.json`` there; every root in
+    the tree was verified on its way in.  ``timestamp.json`` names the
+    snapshot version, the snapshot names each targets role's version.
+    """
+    root = lookup(f"{latest_root_version}.root.json", MAX_LENGTH["root"])
+    if root is None:
+        raise AirlockError(f"the published tree lacks {latest_root_version}.root.json: "
+                           "the repository is damaged; run `airlock repo show` and re-pin it")
+    state = TrustedState(root=root)
+    ts = lookup("timestamp.json", MAX_LENGTH["timestamp"])
+    if ts is None:
+        return state
+    state.roles["timestamp"] = ts
+    snap_version = Metadata[Timestamp].from_bytes(ts).signed.snapshot_meta.version
+    snap = lookup(f"{snap_version}.snapshot.json", MAX_LENGTH["snapshot"])
+    if snap is None:
+        return state
+    state.roles["snapshot"] = snap
+    for filename, meta in Metadata[Snapshot].from_bytes(snap).signed.meta.items():
+        role = filename[: -len(".json")]
+        data = lookup(f"{meta.version}.{role}.json", MAX_LENGTH["targets"])
+        if data is not None:
+            state.roles[role] = data
+    return state
