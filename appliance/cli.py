@@ -181,6 +181,15 @@ def settings_cmd(ctx: Context) -> None:
         click.echo(f"{name} = {getattr(ctx.settings, name)}\n    {f.metadata['help']}")
 
 
+from appliance.cli_discovery import discovery, mdns  # noqa: E402 - commands from their own module
+
+cli.add_command(discovery)
+cli.add_command(mdns)
+
+
+from appliance.cli_devices import devices, releases; cli.add_command(devices); cli.add_command(releases)  # noqa: E402,E702,I001
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("AIRLOCK_LOG_LEVEL", "WARNING").upper(),
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -12,6 +12,7 @@ import logging
 
 from gunicorn.app.base import BaseApplication
 
+from appliance.mdns_supervisor import start_supervised
 from server import create_app
 from server.settings import Settings
 
@@ -52,4 +53,11 @@ class AirlockServer(BaseApplication):
 def serve(settings: Settings) -> None:
     # Fail here, with one line, rather than in every worker.
     create_app(settings)
-    AirlockServer(settings).run()
+    # mDNS runs in its own supervised process, started before gunicorn forks
+    # (zeroconf's threads must never be in a forked worker).
+    mdns = start_supervised(settings)
+    try:
+        AirlockServer(settings).run()
+    finally:
+        if mdns is not None:
+            mdns.stop()

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
-import secrets
 import uuid
 from dataclasses import dataclass
 
 from server import bind_database
+from server.auth import check_password, hash_password  # noqa: F401 - check_password re-exported
 from server.db import migrate
 from server.models import User, database
 from server.repositories.services import now_iso
 from server.settings import Settings
 from signing.exceptions import AirlockError
-
-# OWASP ASVS 5.0: scrypt with N >= 2^17, r = 8, p = 1
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 17, 8, 1
-SCRYPT_MAXMEM = 256 * 1024 * 1024  # bytes
 
 
 class SetupError(AirlockError):
@@ -32,25 +25,6 @@ class InitResult:
     appliance_id: str
     migrations_applied: list[str]
     admin_created: str | None
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                            maxmem=SCRYPT_MAXMEM, dklen=32)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "scrypt":
-        return False
-    computed = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                              maxmem=SCRYPT_MAXMEM, dklen=32)
-    return hmac.compare_digest(computed, base64.b64decode(digest))
 
 
 def appliance_id(settings: Settings) -> str:

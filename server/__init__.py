@@ -36,11 +36,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     check_schema(db)
     db.close()
 
+    from server.devices.views import bp as devices_bp
     from server.health import bp as health_bp
     from server.repositories.views import bp as repos_bp
 
     app.register_blueprint(repos_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(devices_bp)
 
     @app.errorhandler(AirlockError)
     def airlock_error(exc: AirlockError):

@@ -8,7 +8,9 @@ at start-up; a bad value stops the process with a message naming it.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 from signing.exceptions import AirlockError
 
 DEFAULT_HOME = "/var/lib/airlock"
+# RFC 6335 service name (1-15 letters, digits, hyphens), then the protocol
+_SERVICE_TYPE = re.compile(r"^_[A-Za-z0-9](?:[A-Za-z0-9-]{0,13}[A-Za-z0-9])?\._(?:tcp|udp)\.local\.$")
 
 
 class SettingsError(AirlockError):
@@ -43,6 +47,45 @@ class Settings:
         "help": "Most files and folders a bundle may hold."})
     log_level: str = field(default="INFO", metadata={
         "help": "Logging level: DEBUG, INFO, WARNING or ERROR."})
+    # devices (server/devices/)
+    checkin_interval: int = field(default=300, metadata={
+        "help": "Seconds between a device's check-ins, told to each device in every answer; a device is "
+                "offline after missing 3."})
+    checkin_jitter: int = field(default=60, metadata={
+        "help": "Up to this many seconds a device adds at random to each wait, so a fleet does not arrive "
+                "in the same second (after a power cut, say)."})
+    enrollment_max_skew: int = field(default=900, metadata={
+        "help": "Seconds an enrollment request's timestamp may differ from the appliance's clock; seen "
+                "nonces are kept twice as long, so a replay is always refused."})
+    health_max_cpu_temp_c: int = field(default=85, metadata={
+        "help": "A device reporting a CPU temperature at or above this (degrees Celsius) is flagged hot."})
+    health_min_storage_free_bytes: int = field(default=64 * 1024 * 1024, metadata={
+        "help": "A device reporting less free storage than this, in bytes, is flagged low_storage."})
+    health_min_mem_free_bytes: int = field(default=16 * 1024 * 1024, metadata={
+        "help": "A device reporting less free memory than this, in bytes, is flagged low_memory."})
+    health_max_reboots_per_day: int = field(default=3, metadata={
+        "help": "A device that rebooted more often than this in the last 24 hours is flagged rebooting_often."})
+    metrics_raw_retention: int = field(default=86400, metadata={
+        "help": "Seconds each check-in's metrics are kept as sent; older ones are rolled up hourly "
+                "(min/max/avg)."})
+    metrics_hourly_retention: int = field(default=30 * 86400, metadata={
+        "help": "Seconds hourly rollups are kept; older ones are rolled up daily."})
+    metrics_daily_retention: int = field(default=365 * 86400, metadata={
+        "help": "Seconds daily rollups are kept; older ones are dropped."})
+    maintenance_interval: int = field(default=3600, metadata={
+        "help": "Seconds between metric-history maintenance runs, started by a check-in in the background "
+                "(one worker at a time); `airlock devices maintain` runs it at once."})
+    # discovery (appliance/mdns.py, server/discovery/)
+    mdns_enabled: int = field(default=1, metadata={
+        "help": "1: `airlock serve` also runs mDNS (advertises the appliance, browses for devices); 0: no mDNS."})
+    mdns_interfaces: str = field(default="127.0.0.1", metadata={
+        "help": "Comma-separated IPv4 addresses of the only interfaces mDNS uses (loopback by default): name "
+                "the plant LAN address, never the management port's."})
+    mdns_extra_types: str = field(default="", metadata={
+        "help": "Comma-separated service types browsed besides _airlock-device._tcp and listed as discovered, "
+                "e.g. _opcua-tcp._tcp."})
+    mdns_gone_after: int = field(default=600, metadata={
+        "help": "Seconds without an mDNS answer after which a discovered service is marked gone."})
 
     @property
     def database_path(self) -> Path:
@@ -65,14 +108,62 @@ class Settings:
         host, sep, port = self.bind.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingsError(f"bind {self.bind!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
-        for name in ("workers", "threads", "max_bundle_bytes", "max_bundle_files"):
+        for name in ("workers", "threads", "max_bundle_bytes", "max_bundle_files", "checkin_interval",
+                     "enrollment_max_skew", "maintenance_interval", "metrics_raw_retention",
+                     "metrics_hourly_retention", "metrics_daily_retention"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        for name in ("checkin_jitter", "health_min_storage_free_bytes", "health_min_mem_free_bytes",
+                     "health_max_reboots_per_day"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must be 0 or more")
+        if not (self.metrics_raw_retention <= self.metrics_hourly_retention <= self.metrics_daily_retention):
+            raise SettingsError("metrics retention must grow: metrics_raw_retention <= metrics_hourly_retention "
+                                "<= metrics_daily_retention")
         if self.grace_period < 0:
             raise SettingsError("grace_period must be 0 or more seconds")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"log_level {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+        self._validate_mdns()
         return self
+
+    @property
+    def mdns_interface_list(self) -> list[str]:
+        """The IPv4 addresses mDNS may use."""
+        return [a.strip() for a in self.mdns_interfaces.split(",") if a.strip()]
+
+    @property
+    def mdns_extra_type_list(self) -> list[str]:
+        """The extra service types, fully qualified (``_opcua-tcp._tcp.local.``)."""
+        out = []
+        for t in (t.strip() for t in self.mdns_extra_types.split(",")):
+            if t:
+                full = t.rstrip(".").removesuffix(".local") + ".local."
+                if full not in out:
+                    out.append(full)
+        return out
+
+    def _validate_mdns(self) -> None:
+        if self.mdns_enabled not in (0, 1):
+            raise SettingsError("mdns_enabled must be 0 or 1")
+        addresses = self.mdns_interface_list
+        if not addresses or len(addresses) > 16:
+            raise SettingsError("mdns_interfaces must name 1 to 16 IPv4 addresses, comma-separated")
+        for a in addresses:
+            try:
+                ip = ipaddress.IPv4Address(a)
+            except ValueError:
+                raise SettingsError(f"mdns_interfaces: {a!r} is not an IPv4 address") from None
+            if ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
+                # 0.0.0.0 would mean every interface, the management port's too
+                raise SettingsError(f"mdns_interfaces: {a} is not one interface's address")
+        for given in (t.strip() for t in self.mdns_extra_types.split(",")):
+            if given and not _SERVICE_TYPE.match(given.rstrip(".").removesuffix(".local") + ".local."):
+                raise SettingsError(f"mdns_extra_types: {given!r} is not a service type like _opcua-tcp._tcp")
+        if len(self.mdns_extra_type_list) > 16:
+            raise SettingsError("mdns_extra_types may name at most 16 service types")
+        if self.mdns_gone_after < 1:
+            raise SettingsError("mdns_gone_after must be at least 1 second")
 
 
 SETTINGS = {f.name: f for f in dataclasses.fields(Settings)}

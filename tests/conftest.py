@@ -15,6 +15,11 @@ import pytest
 
 from tests.support.simulator import RepoSim
 
+# mDNS only ever runs inside a test's private network namespace
+# (tests/support/netns.py): an `airlock serve` started by any other test must
+# not multicast on this machine's interfaces.
+os.environ["AIRLOCK_MDNS_ENABLED"] = "0"
+
 
 @dataclass
 class Result:

@@ -21,7 +21,8 @@ def free_port() -> int:
 @contextmanager
 def airlock_server(home: Path, *, workers: int = 1, threads: int = 8, timeout: float = 30.0):
     port = free_port()
-    env = dict(os.environ, AIRLOCK_HOME=str(home))
+    # no mDNS: this serve runs in the machine's own network (tests/support/netns.py runs mDNS)
+    env = dict(os.environ, AIRLOCK_HOME=str(home), AIRLOCK_MDNS_ENABLED="0")
     log = open(home / "serve.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "appliance.cli", "serve", "--bind", f"127.0.0.1:{port}",

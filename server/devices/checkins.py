@@ -1,0 +1,115 @@
+"""Check-ins: an accepted device reports its firmware and health, and learns
+when to come back and what to install.
+
+A check-in is a handful of statements: one indexed read to authenticate the
+token, then one short ``BEGIN IMMEDIATE`` transaction (an ``UPDATE`` of the
+device row that re-checks the token, and one ``INSERT`` of the raw sample),
+then one read of the releases that may apply.  Health flags are computed here,
+from this check-in and the previous one, so that listing 50,000 devices reads
+only their rows.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from datetime import datetime
+
+from peewee import SqliteDatabase
+
+from server.devices._common import token_hash, utcnow
+from server.devices.exceptions import InvalidTokenError
+from server.devices.records import Checkin, CheckinResult, DeviceIdentity
+from server.devices.releases import update_for
+from server.devices.writes import writing
+from server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+OFFLINE_AFTER_INTERVALS = 3
+REBOOT_MEMORY = 32  # most recent reboots remembered per device
+DAY = 86400  # seconds
+
+_AUTH = ("SELECT id, device_id, hardware, firmware, token_hash, metrics, reboots FROM device "
+         "WHERE token_hash = ? AND state = 'accepted'")
+_UPDATE = ("UPDATE device SET firmware = ?, last_seen = ?, last_address = ?, checkins = checkins + 1, "
+           "metrics = ?, health = ?, reboots = ? WHERE id = ? AND token_hash = ? AND state = 'accepted'")
+_SAMPLE = "INSERT INTO metric_sample (device, resolution, ts, data) VALUES (?, 0, ?, ?)"
+
+
+def authenticate(db: SqliteDatabase, token: str | None) -> DeviceIdentity:
+    """The accepted device holding ``token``; raises for anything else."""
+    if not token:
+        raise InvalidTokenError("send the token from an accepted enrollment as `Authorization: Bearer TOKEN`")
+    digest = token_hash(token)
+    row = db.execute_sql(_AUTH, (digest,)).fetchone()
+    # The lookup is by the token's hash, so timing tells nothing about the
+    # token; compare once more in constant time all the same.
+    if row is None or not hmac.compare_digest(row[4], digest):
+        raise InvalidTokenError("the token is unknown or was revoked (a newer enrollment, a rejection or a "
+                                "decommissioning): enroll again")
+    return DeviceIdentity(pk=row[0], device_id=row[1], hardware=row[2], firmware=row[3], token_hash=row[4],
+                          metrics=json.loads(row[5] or "{}"), reboots=json.loads(row[6] or "[]"))
+
+
+def health_flags(settings: Settings, metrics: dict, previous: dict, reboots: list[int],
+                 now: int) -> tuple[list[str], list[int]]:
+    """(flags, recent reboots) from a check-in's metrics and the previous check-in's."""
+    flags = []
+    temp = metrics.get("cpu_temp_c")
+    if temp is not None and temp >= settings.health_max_cpu_temp_c:
+        flags.append("hot")
+    storage = metrics.get("storage_free_bytes")
+    if storage is not None and storage < settings.health_min_storage_free_bytes:
+        flags.append("low_storage")
+    memory = metrics.get("mem_free_bytes")
+    if memory is not None and memory < settings.health_min_mem_free_bytes:
+        flags.append("low_memory")
+
+    boots, before = metrics.get("boot_count"), previous.get("boot_count")
+    new_boots = 0
+    if boots is not None and before is not None and boots > before:
+        new_boots = min(boots - before, REBOOT_MEMORY)
+    elif boots is None and metrics.get("uptime_s") is not None and previous.get("uptime_s") is not None:
+        new_boots = 1 if metrics["uptime_s"] < previous["uptime_s"] else 0
+    reboots = [t for t in reboots if t > now - DAY] + [now] * new_boots
+    reboots = reboots[-REBOOT_MEMORY:]
+    if len(reboots) > settings.health_max_reboots_per_day:
+        flags.append("rebooting_often")
+
+    counters, old = metrics.get("error_counters") or {}, previous.get("error_counters") or {}
+    if any(name in old and value > old[name] for name, value in counters.items()):
+        flags.append("errors_rising")
+    return flags, reboots
+
+
+def _store(db: SqliteDatabase, params: tuple, sample: tuple) -> bool:
+    """One check-in's two statements, inside the caller's transaction;
+    False (nothing stored) if the token was revoked meanwhile."""
+    if db.execute_sql(_UPDATE, params).rowcount != 1:
+        return False
+    db.execute_sql(_SAMPLE, sample)
+    return True
+
+
+def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, checkin: Checkin, *,
+                   address: str | None = None, now: datetime | None = None) -> CheckinResult:
+    """Store a check-in and answer it.  ``db`` may be a connection with a
+    relaxed ``synchronous`` policy: see ``server.devices.views``."""
+    ts = int((now or utcnow()).timestamp())
+    flags, reboots = health_flags(settings, checkin.metrics, device.metrics, device.reboots, ts)
+    metrics_json = json.dumps(checkin.metrics, separators=(",", ":"), sort_keys=True)
+    sample = json.dumps({"firmware": checkin.firmware, **checkin.metrics}, separators=(",", ":"), sort_keys=True)
+    params = (checkin.firmware, ts, address, metrics_json, json.dumps(flags), json.dumps(reboots), device.pk,
+              device.token_hash)
+    with writing(db):
+        stored = _store(db, params, (device.pk, ts, sample))
+    if not stored:
+        raise InvalidTokenError("the token was revoked: enroll again")
+    update = update_for(settings, db, device, checkin.firmware)
+    return CheckinResult(settings.checkin_interval, settings.checkin_jitter, update)
+
+
+def is_online(settings: Settings, last_seen: int | None, now: int) -> bool:
+    return last_seen is not None and now - last_seen <= OFFLINE_AFTER_INTERVALS * settings.checkin_interval

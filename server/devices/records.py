@@ -1,0 +1,183 @@
+"""Dataclasses at the device side's boundary: what the services take and
+return to the API, the CLI and (later) the console.  No peewee rows here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class EnrollmentRequest:
+    device_id: str
+    hardware: str
+    firmware: str
+    public_key: str  # base64 of the raw 32-byte Ed25519 key
+    nonce: str  # hex
+    timestamp: str  # ISO 8601 UTC
+    signature: str  # base64
+    enrollment_token: str | None = None
+
+    def signed_fields(self) -> dict:
+        fields = {k: v for k, v in asdict(self).items() if k != "signature"}
+        if fields["enrollment_token"] is None:
+            del fields["enrollment_token"]
+        return fields
+
+
+@dataclass(frozen=True)
+class EnrollmentResult:
+    state: str  # pending | accepted
+    checkin_interval: int  # seconds
+    jitter: int  # seconds
+    token: str | None = None  # only when accepted; shown once
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """An authenticated device, as a check-in or report sees it."""
+
+    pk: int
+    device_id: str
+    hardware: str
+    firmware: str
+    token_hash: str
+    metrics: dict
+    reboots: list[int]
+
+
+@dataclass(frozen=True)
+class Checkin:
+    firmware: str
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpdateOffer:
+    release_id: int
+    repository: str
+    target_path: str
+    version: str
+    metadata_url: str
+    targets_url: str
+
+
+@dataclass(frozen=True)
+class CheckinResult:
+    checkin_interval: int  # seconds
+    jitter: int  # seconds
+    update: UpdateOffer | None
+
+
+@dataclass(frozen=True)
+class UpdateReportIn:
+    report_id: str
+    release_id: int
+    step: str
+    at: str
+    reason: str | None = None
+
+
+@dataclass
+class UpdateReportInfo:
+    report_id: str
+    release_id: int
+    version: str
+    step: str
+    reason: str | None
+    at: str
+    received_at: str
+
+
+@dataclass
+class KeyInfo:
+    fingerprint: str  # sha256 hex of the raw key
+    state: str  # active | pending | rejected | retired
+    created_at: str
+    decided_at: str | None
+    decided_by: str | None
+
+
+@dataclass
+class DeviceSummary:
+    device_id: str
+    hardware: str
+    firmware: str
+    state: str
+    state_reason: str | None
+    last_seen: str | None  # ISO 8601 UTC
+    online: bool
+    health: list[str]
+    tags: list[str]
+    key_change_pending: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DeviceDetail:
+    summary: DeviceSummary
+    enrolled_at: str
+    last_enroll_at: str
+    state_changed_at: str
+    state_changed_by: str
+    token_issued_at: str | None
+    last_address: str | None
+    checkins: int
+    metrics: dict
+    keys: list[KeyInfo]
+    updates: list[UpdateReportInfo]
+    history: dict[str, int]  # samples kept per resolution: raw, hourly, daily
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ReleaseInfo:
+    id: int
+    repository: str
+    target_path: str
+    version: str
+    target_hardware: list[str]
+    length: int
+    sha256: str | None
+    hardware: str | None
+    group: str | None
+    allow_downgrade: bool
+    approved_at: str
+    approved_by: str
+    withdrawn_at: str | None
+    withdrawn_by: str | None
+
+    @property
+    def scope(self) -> str:
+        return f"hardware {self.hardware}" if self.hardware else f"group {self.group}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RuleInfo:
+    id: int
+    hardware: str
+    note: str
+    created_at: str
+    created_by: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class MaintenanceResult:
+    raw_rolled_up: int = 0  # raw samples folded into hourly rollups
+    hourly_rolled_up: int = 0  # hourly rollups folded into daily ones
+    daily_dropped: int = 0
+    nonces_pruned: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,262 @@
+"""Releases: IT approves a target of a pinned repository for a hardware model
+or a group of devices (a tag); check-ins learn what to install.
+
+A target can be approved only if the repository's current verified metadata
+lists it (found as a TUF client finds it: pre-order depth-first through the
+delegations), with custom metadata ``{"hardware": [...], "version": "X.Y.Z"}``.
+
+Which release applies to a device: among active releases for one of its
+tags or for its hardware model, those whose target lists the device's
+hardware, group releases first, newest approval first; the first one is the
+device's release.  The device is told to install it when its firmware
+differs, and never a version older than it runs unless the release is
+marked as a permitted downgrade.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from peewee import SqliteDatabase
+from tuf.api.metadata import Metadata, Targets
+
+from server.devices._common import iso, utcnow
+from server.devices.exceptions import InvalidRequestError, InvalidTokenError, NotFoundError, ReleaseError
+from server.devices.models import FirmwareRelease
+from server.devices.openapi import HARDWARE, TAG, VERSION
+from server.devices.records import DeviceIdentity, ReleaseInfo, UpdateOffer, UpdateReportIn
+from server.devices.writes import writing
+from server.models import Repository, database
+from server.repositories.store import RepositoryStore
+from server.settings import Settings
+from signing.exceptions import AirlockError
+
+logger = logging.getLogger(__name__)
+
+_VERSION = re.compile(VERSION.strip("^$"))
+_HARDWARE = re.compile(HARDWARE.strip("^$"))
+_TAG = re.compile(TAG.strip("^$"))
+MAX_DELEGATIONS = 32  # roles visited per lookup, as python-tuf's client
+
+
+def version_key(version: str) -> tuple:
+    """Order versions numerically: X.Y.Z, a pre-release (``-rc1``) before
+    its release; build metadata (``+...``) is ignored."""
+    m = _VERSION.fullmatch(version)
+    if not m:
+        raise InvalidRequestError(f"version {version!r} is not X.Y.Z")
+    core, _, _build = version.partition("+")
+    numbers, _, pre = core.partition("-")
+    x, y, z = (int(n) for n in numbers.split("."))
+    return (x, y, z, 0 if pre else 1, pre)
+
+
+def should_install(device_version: str, release_version: str, allow_downgrade: bool) -> bool:
+    if device_version == release_version:
+        return False
+    try:
+        ours, theirs = version_key(device_version), version_key(release_version)
+    except InvalidRequestError:
+        return False
+    if theirs > ours:
+        return True
+    return theirs < ours and allow_downgrade
+
+
+# the repository's verified targets --------------------------------------------------
+
+@dataclass(frozen=True)
+class TargetInfo:
+    path: str
+    length: int
+    sha256: str | None
+    custom: dict
+    role: str
+
+
+def _roles(store: RepositoryStore) -> dict[str, Targets]:
+    state = store.trusted_state()
+    return {name: Metadata[Targets].from_bytes(data).signed for name, data in state.roles.items()
+            if name not in ("root", "timestamp", "snapshot")}
+
+
+def find_target(roles: dict[str, Targets], path: str) -> TargetInfo | None:
+    """Resolve ``path`` as a TUF client does: pre-order depth-first search
+    from ``targets`` through the delegations whose paths match."""
+    stack = [("targets", "root")]
+    visited: set[tuple[str, str]] = set()
+    budget = MAX_DELEGATIONS
+    while stack and budget > 0:
+        role, parent = stack.pop()
+        if (role, parent) in visited or role not in roles:
+            continue
+        signed = roles[role]
+        if path in signed.targets:
+            tf = signed.targets[path]
+            return TargetInfo(path, tf.length, tf.hashes.get("sha256"), dict(tf.custom), role)
+        visited.add((role, parent))
+        budget -= 1
+        if signed.delegations is not None:
+            children = []
+            for name, terminating in signed.delegations.get_roles_for_target(path):
+                children.append((name, role))
+                if terminating:
+                    stack.clear()  # a terminating delegation ends the search below it
+                    break
+            stack.extend(reversed(children))
+    return None
+
+
+class _TargetIndex:
+    """Per-process cache: does a repository still list a target?  Rebuilt when
+    the published metadata generation changes (one ``readlink`` per check)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], tuple[str, dict[str, Targets]]] = {}
+
+    def find(self, public_dir: Path, repository: str, path: str) -> TargetInfo | None:
+        store = RepositoryStore(public_dir, repository)
+        try:
+            generation = os.readlink(store.metadata_dir)
+        except OSError:
+            return None
+        key = (str(public_dir), repository)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is None or cached[0] != generation:
+            try:
+                cached = (generation, _roles(store))
+            except (AirlockError, OSError, ValueError) as exc:
+                logger.warning("cannot read repository %s: %s", repository, exc)
+                return None
+            with self._lock:
+                self._cache[key] = cached
+        return find_target(cached[1], path)
+
+
+TARGETS = _TargetIndex()
+
+
+# approving ---------------------------------------------------------------------------
+
+def approve(settings: Settings, repository: str, target_path: str, operator: str, *, hardware: str | None = None,
+            group: str | None = None, allow_downgrade: bool = False) -> ReleaseInfo:
+    if (hardware is None) == (group is None):
+        raise ReleaseError("give exactly one of --hardware MODEL or --group TAG")
+    if hardware is not None and not _HARDWARE.fullmatch(hardware):
+        raise InvalidRequestError(f"hardware {hardware!r} is not a model name")
+    if group is not None and not _TAG.fullmatch(group):
+        raise InvalidRequestError(f"group {group!r} is not a tag (letters, digits, '.', '_', '-')")
+    if Repository.get_or_none(Repository.name == repository) is None:
+        raise NotFoundError(f"no repository named {repository!r} is pinned: see `airlock repo list`")
+    store = RepositoryStore(settings.public_dir, repository)
+    target = find_target(_roles(store), target_path) if store.exists() else None
+    if target is None:
+        raise ReleaseError(f"{target_path!r} is not a target of {repository}'s current metadata: see "
+                           f"`airlock repo show {repository}` and import a bundle that has it")
+    custom = target.custom
+    models, version = custom.get("hardware"), custom.get("version")
+    if (not isinstance(models, list) or not all(isinstance(m, str) for m in models)
+            or not isinstance(version, str) or not _VERSION.fullmatch(version)):
+        raise ReleaseError(f"{target_path!r} lacks custom metadata {{\"hardware\": [...], \"version\": \"X.Y.Z\"}}: "
+                           "the vendor must add it; it cannot be released")
+    if hardware is not None and hardware not in models:
+        raise ReleaseError(f"{target_path!r} is for {', '.join(models) or 'no hardware'}, not {hardware}")
+    with writing(database):
+        scope = (FirmwareRelease.hardware == hardware) if hardware else (FirmwareRelease.group_tag == group)
+        same = FirmwareRelease.get_or_none(
+            scope & (FirmwareRelease.repository == repository) & (FirmwareRelease.target_path == target_path)
+            & FirmwareRelease.withdrawn_at.is_null() & (FirmwareRelease.allow_downgrade == allow_downgrade))
+        if same is not None:
+            raise ReleaseError(f"this is already release {same.id}; withdraw it first to approve it again")
+        row = FirmwareRelease.create(
+            repository=repository, target_path=target_path, version=version, target_hardware=json.dumps(models),
+            length=target.length, sha256=target.sha256, hardware=hardware, group_tag=group,
+            allow_downgrade=allow_downgrade, approved_at=iso(utcnow()), approved_by=operator)
+    logger.info("release %s: %s %s (%s) for %s approved by %s", row.id, repository, target_path, version,
+                hardware or f"group {group}", operator)
+    return _info(row)
+
+
+def list_releases(include_withdrawn: bool = False) -> list[ReleaseInfo]:
+    query = FirmwareRelease.select().order_by(FirmwareRelease.id.desc())
+    if not include_withdrawn:
+        query = query.where(FirmwareRelease.withdrawn_at.is_null())
+    return [_info(r) for r in query]
+
+
+def withdraw(release_id: int, operator: str) -> ReleaseInfo:
+    with writing(database):
+        row = FirmwareRelease.get_or_none(FirmwareRelease.id == release_id)
+        if row is None:
+            raise NotFoundError(f"no release {release_id}: see `airlock releases list`")
+        if row.withdrawn_at is not None:
+            raise ReleaseError(f"release {release_id} was already withdrawn on {row.withdrawn_at}")
+        row.withdrawn_at, row.withdrawn_by = iso(utcnow()), operator
+        row.save()
+    logger.info("release %s withdrawn by %s", release_id, operator)
+    return _info(row)
+
+
+def _info(row: FirmwareRelease) -> ReleaseInfo:
+    return ReleaseInfo(row.id, row.repository, row.target_path, row.version, json.loads(row.target_hardware),
+                       row.length, row.sha256, row.hardware, row.group_tag, bool(row.allow_downgrade),
+                       row.approved_at, row.approved_by, row.withdrawn_at, row.withdrawn_by)
+
+
+# what a checking-in device should install -------------------------------------------------
+
+_CANDIDATES = """
+SELECT r.id, r.repository, r.target_path, r.version, r.target_hardware, r.allow_downgrade
+FROM firmware_release AS r
+WHERE r.withdrawn_at IS NULL
+  AND (r.hardware = ? OR r.group_tag IN (SELECT t.tag FROM device_tag AS t WHERE t.device = ?))
+ORDER BY (r.group_tag IS NOT NULL) DESC, r.id DESC
+"""
+
+
+def update_for(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, firmware: str) -> UpdateOffer | None:
+    """The update a device running ``firmware`` should install now, if any."""
+    for rid, repo, path, version, hardware_json, allow_downgrade in db.execute_sql(
+            _CANDIDATES, (device.hardware, device.pk)).fetchall():
+        if device.hardware not in json.loads(hardware_json):
+            continue
+        if TARGETS.find(settings.public_dir, repo, path) is None:
+            continue  # no longer in the repository: a device could not fetch it
+        if not should_install(firmware, version, bool(allow_downgrade)):
+            return None
+        return UpdateOffer(rid, repo, path, version, f"/repos/{repo}/metadata/", f"/repos/{repo}/targets/")
+    return None
+
+
+def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -> bool:
+    """Store an update report; False when this report_id was stored before."""
+    stamp = iso(now or utcnow())
+    status = json.dumps({"release_id": report.release_id, "step": report.step, "reason": report.reason,
+                         "at": report.at}, separators=(",", ":"))
+    with writing(database):
+        still = database.execute_sql("SELECT 1 FROM device WHERE id = ? AND token_hash = ? AND state = 'accepted'",
+                                     (device.pk, device.token_hash)).fetchone()
+        if still is None:
+            raise InvalidTokenError("the token was revoked: enroll again")
+        if FirmwareRelease.get_or_none(FirmwareRelease.id == report.release_id) is None:
+            raise ReleaseError(f"there is no release {report.release_id}: report the release_id that the "
+                               "check-in answered", code="unknown_release")
+        cursor = database.execute_sql(
+            "INSERT INTO update_report (device, report_id, release_id, step, reason, at, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, report_id) DO NOTHING",
+            (device.pk, report.report_id.lower(), report.release_id, report.step, report.reason, report.at, stamp))
+        if cursor.rowcount == 0:
+            return False
+        database.execute_sql("UPDATE device SET update_status = ? WHERE id = ?", (status, device.pk))
+    if report.step == "failure":
+        logger.warning("device %s: update to release %s failed: %s", device.device_id, report.release_id,
+                       report.reason)
+    return True

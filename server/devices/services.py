@@ -1,0 +1,155 @@
+"""The device inventory: listing, showing and tagging devices.
+
+The device side's service layer is split by domain; this module re-exports
+the whole of it, so the API, the CLI and the console import one place:
+enrollment and admission (``enrollment``), check-ins (``checkins``),
+releases and update reports (``releases``), history upkeep (``maintenance``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from peewee import IntegrityError, fn
+
+from server.devices._common import iso_from_unix, key_fingerprint
+from server.devices.checkins import OFFLINE_AFTER_INTERVALS, authenticate, is_online, record_checkin
+from server.devices.enrollment import (
+    accept,
+    add_rule,
+    decommission,
+    enroll,
+    list_rules,
+    reject,
+    remove_rule,
+    verify_request,
+)
+from server.devices.exceptions import InvalidRequestError, NotFoundError
+from server.devices.maintenance import run_maintenance
+from server.devices.models import (
+    Device,
+    DeviceKey,
+    DeviceTag,
+    FirmwareRelease,
+    MetricSample,
+    UpdateReport,
+)
+from server.devices.openapi import DEVICE_STATES, TAG
+from server.devices.records import DeviceDetail, DeviceSummary, KeyInfo, UpdateReportInfo
+from server.devices.releases import approve, list_releases, record_report, withdraw
+from server.devices.writes import writing
+from server.models import database
+from server.settings import Settings
+
+__all__ = [
+    "accept", "add_rule", "approve", "authenticate", "decommission", "enroll", "get_device", "list_devices",
+    "list_releases", "list_rules", "metric_history", "record_checkin", "record_report", "reject", "remove_rule",
+    "run_maintenance", "show_device", "tag", "untag", "verify_request", "withdraw",
+]
+
+_TAG = re.compile(TAG.strip("^$"))
+LIST_STATES = DEVICE_STATES + ["offline"]
+UPDATE_HISTORY = 50  # reports shown per device
+
+
+def _summary(settings: Settings, row: Device, tags: list[str], pending_key: bool, now: int) -> DeviceSummary:
+    online = row.state == "accepted" and is_online(settings, row.last_seen, now)
+    health = list(json.loads(row.health or "[]"))
+    if row.state == "accepted" and not online:
+        health.insert(0, "offline" if row.last_seen is not None else "never_checked_in")
+    status = json.loads(row.update_status) if row.update_status else None
+    if status and status.get("step") == "failure":
+        health.append("update_failed")
+    if pending_key:
+        health.append("key_change_pending")
+    return DeviceSummary(row.device_id, row.hardware, row.firmware, row.state, row.state_reason,
+                         iso_from_unix(row.last_seen), online, health, sorted(tags), pending_key)
+
+
+def list_devices(settings: Settings, state: str | None = None) -> list[DeviceSummary]:
+    """Every device, or those in ``state`` (``offline``: accepted but silent)."""
+    if state is not None and state not in LIST_STATES:
+        raise InvalidRequestError(f"state {state!r} is not one of {', '.join(LIST_STATES)}")
+    now = int(time.time())
+    query = Device.select().order_by(Device.device_id)
+    if state == "offline":
+        cutoff = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
+        query = query.where((Device.state == "accepted") & (Device.last_seen.is_null() | (Device.last_seen < cutoff)))
+    elif state:
+        query = query.where(Device.state == state)
+    tags: dict[int, list[str]] = {}
+    for device_pk, tag_name in DeviceTag.select(DeviceTag.device, DeviceTag.tag).tuples():
+        tags.setdefault(device_pk, []).append(tag_name)
+    pending = {pk for (pk,) in DeviceKey.select(DeviceKey.device).where(DeviceKey.state == "pending").tuples()}
+    return [_summary(settings, row, tags.get(row.id, []), row.id in pending, now) for row in query]
+
+
+def _row(device_id: str) -> Device:
+    row = Device.get_or_none(Device.device_id == device_id)
+    if row is None:
+        raise NotFoundError(f"no device {device_id!r} has enrolled: see `airlock devices list`")
+    return row
+
+
+def get_device(settings: Settings, device_id: str) -> DeviceSummary:
+    row = _row(device_id)
+    tags = [t.tag for t in DeviceTag.select().where(DeviceTag.device == row)]
+    pending = DeviceKey.select().where((DeviceKey.device == row) & (DeviceKey.state == "pending")).exists()
+    return _summary(settings, row, tags, pending, int(time.time()))
+
+
+def show_device(settings: Settings, device_id: str) -> DeviceDetail:
+    """Everything about one device: keys, latest metrics, update history."""
+    row = _row(device_id)
+    summary = get_device(settings, device_id)
+    keys = [KeyInfo(key_fingerprint(k.public_key), k.state, k.created_at, k.decided_at, k.decided_by)
+            for k in DeviceKey.select().where(DeviceKey.device == row).order_by(DeviceKey.id)]
+    reports = (UpdateReport.select(UpdateReport.report_id, FirmwareRelease.id, FirmwareRelease.version,
+                                   UpdateReport.step, UpdateReport.reason, UpdateReport.at, UpdateReport.received_at)
+               .join(FirmwareRelease).where(UpdateReport.device == row).order_by(UpdateReport.id.desc())
+               .limit(UPDATE_HISTORY).tuples())
+    updates = [UpdateReportInfo(*r) for r in reports]
+    names = {0: "raw", 3600: "hourly", 86400: "daily"}
+    history = {name: 0 for name in names.values()}
+    for resolution, count in (MetricSample.select(MetricSample.resolution, fn.COUNT(MetricSample.id))
+                              .where(MetricSample.device == row).group_by(MetricSample.resolution).tuples()):
+        history[names[resolution]] = count
+    return DeviceDetail(summary, row.enrolled_at, row.last_enroll_at, row.state_changed_at, row.state_changed_by,
+                        row.token_issued_at, row.last_address, row.checkins, json.loads(row.metrics or "{}"),
+                        keys, updates, history)
+
+
+def metric_history(device_id: str, resolution: int = 3600, limit: int = 48) -> list[dict]:
+    """The latest ``limit`` samples at ``resolution`` (0, 3600 or 86400 s):
+    raw values, or ``{metric: {min, max, avg}}`` for rollups."""
+    row = _row(device_id)
+    out = []
+    for ts, data in (MetricSample.select(MetricSample.ts, MetricSample.data)
+                     .where((MetricSample.device == row) & (MetricSample.resolution == resolution))
+                     .order_by(MetricSample.ts.desc()).limit(limit).tuples()):
+        values = json.loads(data)
+        if resolution:
+            values = {k: {"min": v[0], "max": v[1], "avg": v[2] / v[3]} for k, v in values.items()}
+        out.append({"at": iso_from_unix(ts), "values": values})
+    return out
+
+
+def tag(device_id: str, tag_name: str) -> bool:
+    """Tag a device (a release for a group reaches devices with its tag)."""
+    if not _TAG.fullmatch(tag_name or ""):
+        raise InvalidRequestError(f"tag {tag_name!r} is not allowed: letters, digits, '.', '_', '-', at most 64")
+    with writing(database):
+        row = _row(device_id)
+        try:
+            DeviceTag.insert(device=row.id, tag=tag_name).execute()
+        except IntegrityError:
+            return False
+    return True
+
+
+def untag(device_id: str, tag_name: str) -> bool:
+    with writing(database):
+        row = _row(device_id)
+        return DeviceTag.delete().where((DeviceTag.device == row.id) & (DeviceTag.tag == tag_name)).execute() > 0

@@ -1,0 +1,206 @@
+"""The device API, ``/api/v1/``: thin views over ``server.devices.services``.
+
+Each view checks the credential, reads at most its endpoint's byte limit,
+parses strictly and validates against the OpenAPI document's schema before
+any service runs, so a malformed request stores nothing.  Every answer under
+``/api/`` is JSON, errors included (``{"error": code, "message": ...}``).
+Tokens travel only in ``Authorization`` headers and are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict
+
+from flask import Blueprint, current_app, jsonify, request
+from peewee import SqliteDatabase
+from werkzeug.exceptions import HTTPException
+
+from server.auth import AuthError, LoginLimiter, authenticate_admin
+from server.db import PRAGMAS
+from server.devices import services
+from server.devices.exceptions import DeviceError, InvalidRequestError
+from server.devices.maintenance import MaintenanceScheduler
+from server.devices.openapi import DEVICE_ID, build_spec
+from server.devices.records import Checkin, EnrollmentRequest, UpdateReportIn
+from server.devices.schema import SchemaValidator, loads_strict
+from server.models import database
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("devices", __name__, url_prefix="/api/v1")
+
+LIMITS = {"enroll": 4096, "checkin": 16384, "updates": 4096, "admin": 2048}  # bytes per request body
+SPEC = build_spec(LIMITS)
+VALIDATOR = SchemaValidator(SPEC["components"])
+_DEVICE_ID = re.compile(DEVICE_ID.strip("^$"))
+_BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]{1,128})", re.IGNORECASE)
+_ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+                415: "unsupported_media_type", 500: "internal_error"}
+
+# Check-ins are telemetry a device sends again every interval, and they are
+# most of the appliance's writes.  They go through a second connection with
+# synchronous=NORMAL: in WAL mode that never corrupts the database, it can only
+# lose the latest check-ins on a power cut, and any later FULL commit (every
+# enrollment, admission, token revocation and update report goes through the
+# FULL connection) fsyncs the shared WAL file, these frames included.  It saves
+# an fsync per check-in, which is what lets one SQLite file take thousands a
+# second.
+CHECKIN_PRAGMAS = {**PRAGMAS, "synchronous": "normal"}
+
+
+class _ApiState:
+    def __init__(self, settings):
+        self.settings = settings
+        self.checkin_db = SqliteDatabase(str(settings.database_path), pragmas=CHECKIN_PRAGMAS, autoconnect=True)
+        self.limiter = LoginLimiter()
+        self.maintenance = MaintenanceScheduler(settings)
+
+
+@bp.record_once
+def _setup(state) -> None:
+    # The check-in connection opens lazily in each worker thread, after
+    # gunicorn forks, and stays open for the thread's life: opening a SQLite
+    # connection (and closing the last one, which checkpoints the WAL) would
+    # cost more than the check-in itself.
+    state.app.extensions["airlock.devices"] = _ApiState(state.app.config["AIRLOCK"])
+
+
+def _api() -> _ApiState:
+    return current_app.extensions["airlock.devices"]
+
+
+# request helpers ---------------------------------------------------------------------
+
+def _body(schema: str, limit: int, *, optional: bool = False) -> dict:
+    """The request's JSON body, at most ``limit`` bytes, valid against ``schema``."""
+    if optional and not request.content_length and not request.headers.get("Transfer-Encoding"):
+        return {}
+    if request.mimetype != "application/json":
+        raise DeviceError("send the body as Content-Type: application/json", code="unsupported_media_type",
+                          status=415)
+    if request.content_length is not None and request.content_length > limit:
+        raise DeviceError(f"the body is {request.content_length} bytes; this endpoint takes at most {limit}",
+                          code="too_large", status=413)
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise DeviceError(f"the body is larger than this endpoint's {limit} bytes", code="too_large", status=413)
+    return VALIDATOR.validate(loads_strict(data), {"$ref": f"#/components/schemas/{schema}"})
+
+
+def _bearer() -> str | None:
+    m = _BEARER.fullmatch(request.headers.get("Authorization", "").strip())
+    return m.group(1) if m else None
+
+
+def _without_none(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+# device endpoints ------------------------------------------------------------------
+
+@bp.post("/enroll")
+def enroll():
+    req = EnrollmentRequest(**_body("EnrollRequest", LIMITS["enroll"]))
+    result = services.enroll(_api().settings, req)
+    return jsonify(_without_none(asdict(result))), (200 if result.state == "accepted" else 202)
+
+
+@bp.post("/checkin")
+def checkin():
+    api = _api()
+    device = services.authenticate(api.checkin_db, _bearer())
+    body = _body("CheckinRequest", LIMITS["checkin"])
+    result = services.record_checkin(api.settings, api.checkin_db, device,
+                                     Checkin(body["firmware"], body.get("metrics", {})), address=request.remote_addr)
+    api.maintenance.poke()
+    return jsonify(checkin_interval=result.checkin_interval, jitter=result.jitter,
+                   update=asdict(result.update) if result.update else None)
+
+
+@bp.post("/updates")
+def updates():
+    device = services.authenticate(database, _bearer())
+    report = UpdateReportIn(**_body("UpdateReportRequest", LIMITS["updates"]))
+    stored = services.record_report(device, report)
+    return jsonify(status="recorded", duplicate=not stored)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(SPEC)
+
+
+# administrators ---------------------------------------------------------------------
+
+@bp.post("/admin/devices/<device_id>/<action>")
+def admin_decision(device_id: str, action: str):
+    if action not in ("accept", "reject", "decommission"):
+        raise DeviceError(f"no admin action {action!r}: use accept, reject or decommission", code="not_found",
+                          status=404)
+    admin = authenticate_admin(request.headers.get("Authorization"), _api().limiter)
+    if not _DEVICE_ID.fullmatch(device_id):
+        raise InvalidRequestError(f"{device_id[:80]!r} is not a device id")
+    body = _body("AdminDecisionRequest", LIMITS["admin"], optional=True)
+    operator = f"{admin.username} (api)"
+    new_key, reason = body.get("new_key", False), body.get("reason")
+    if action != "accept" and "key_fingerprint" in body:
+        raise InvalidRequestError("key_fingerprint applies only to accept with new_key")
+    if action == "accept":
+        services.accept(device_id, operator, new_key=new_key, key_fingerprint_hex=body.get("key_fingerprint"),
+                        reason=reason)
+    elif action == "reject":
+        services.reject(device_id, operator, new_key=new_key, reason=reason)
+    else:
+        if new_key:
+            raise InvalidRequestError("new_key does not apply to decommission")
+        services.decommission(device_id, operator, reason=reason)
+    return jsonify(services.get_device(_api().settings, device_id).to_dict())
+
+
+# errors -----------------------------------------------------------------------------
+
+@bp.errorhandler(DeviceError)
+def _device_error(exc: DeviceError):
+    response = jsonify(error=exc.code, message=str(exc), **exc.extra)
+    response.status_code = exc.status
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="airlock"'
+    return response
+
+
+@bp.errorhandler(AuthError)
+def _auth_error(exc: AuthError):
+    code = {401: "unauthorized", 403: "forbidden", 429: "too_many_attempts"}.get(exc.status, "unauthorized")
+    body = {"error": code, "message": str(exc)}
+    if exc.retry_after:
+        body["retry_after"] = exc.retry_after
+    response = jsonify(body)
+    response.status_code = exc.status
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="airlock admin", charset="UTF-8"'
+    if exc.retry_after:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+@bp.app_errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    """JSON for every HTTP error under /api/ (unknown paths, wrong methods,
+    bodies over the app's limit, unexpected errors); other paths unchanged."""
+    if not request.path.startswith("/api/"):
+        return exc
+    status = exc.code or 500
+    message = {404: "no such endpoint: see /api/v1/openapi.json",
+               405: f"{request.method} is not allowed here: see /api/v1/openapi.json",
+               413: "the body is too large for this endpoint",
+               500: "an unexpected error stopped this request, which was not applied; try again later (the "
+                    "appliance's log has the details)"}.get(status, exc.description or exc.name)
+    response = jsonify(error=_ERROR_CODES.get(status, re.sub(r"\W+", "_", exc.name.lower())), message=message)
+    response.status_code = status
+    for header in ("Allow", "Retry-After"):
+        value = exc.get_response().headers.get(header)
+        if value:
+            response.headers[header] = value
+    return response

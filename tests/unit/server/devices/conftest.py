@@ -1,0 +1,49 @@
+"""Fixtures for the device services: a real appliance home (``airlock init``)
+with the models bound to its SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from server import bind_database
+from server.devices import services
+from server.devices.records import EnrollmentRequest
+from server.settings import load_settings
+from tests.functional.devices.client import SimDevice
+
+
+@pytest.fixture
+def settings(home):
+    return load_settings(home, environ={})
+
+
+@pytest.fixture
+def db(settings):
+    database = bind_database(settings)
+    yield database
+    database.close()
+
+
+def request_for(device: SimDevice, **kw) -> EnrollmentRequest:
+    return EnrollmentRequest(**device.enrollment(**kw))
+
+
+def accepted(settings, device: SimDevice) -> SimDevice:
+    """Enroll ``device``, accept it, enroll again: it holds a token."""
+    services.enroll(settings, request_for(device))
+    services.accept(device.device_id, "tester")
+    device.token = services.enroll(settings, request_for(device)).token
+    assert device.token
+    return device
+
+
+def counts(home) -> dict[str, int]:
+    con = sqlite3.connect(home / "airlock.db")
+    try:
+        return {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
+                for t in ("device", "device_key", "enrollment_nonce", "metric_sample", "update_report",
+                          "firmware_release", "device_tag", "auto_accept_rule")}
+    finally:
+        con.close()

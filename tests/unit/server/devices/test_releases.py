@@ -1,0 +1,142 @@
+"""Releases and what a check-in answers, over a repository imported from a
+real signed bundle (RepoSim)."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.devices import services
+from server.devices.exceptions import NotFoundError, ReleaseError
+from server.devices.records import Checkin, UpdateReportIn
+from server.devices.releases import should_install, version_key
+from tests.conftest import pin
+from tests.functional.devices.client import SimDevice
+from tests.unit.server.devices.conftest import accepted, counts
+
+
+@pytest.fixture
+def repo(airlock, sim, tmp_path):
+    """``acme`` pinned and imported: plc-x 1.0.0 / 2.0.0 / 3.0.0-rc1, a
+    multi-model 2.1.0, one without custom metadata, and one through a
+    delegated role."""
+    assert pin(airlock, sim, tmp_path).code == 0
+    sim.add_target("plc-x/fw-1.0.0.bin", b"one", hardware=("plc-x",), version="1.0.0")
+    sim.add_target("plc-x/fw-2.0.0.bin", b"two", hardware=("plc-x",), version="2.0.0")
+    sim.add_target("plc-x/fw-3.0.0-rc1.bin", b"three", hardware=("plc-x",), version="3.0.0-rc1")
+    sim.add_target("common/fw-2.1.0.bin", b"both", hardware=("plc-x", "plc-y"), version="2.1.0")
+    sim.add_target("misc/readme.txt", b"text", custom={})
+    sim.delegate("gateways", ["gw/*"])
+    sim.add_target("gw/gw-5.0.0.bin", b"gw", role="gateways", hardware=("gw-1",), version="5.0.0")
+    sim.publish(roles=("targets", "gateways"))
+    r = airlock("import", sim.write_bundle(tmp_path / "usb"))
+    assert r.code == 0, r.err
+    return "acme"
+
+
+def checkin(settings, db, dev, firmware=None, **metrics):
+    device = services.authenticate(db, dev.token)
+    return services.record_checkin(settings, db, device, Checkin(firmware or dev.firmware, metrics))
+
+
+@pytest.mark.parametrize("device, release, allowed, expected", [
+    ("1.0.0", "2.0.0", False, True),
+    ("2.0.0", "2.0.0", False, False),
+    ("2.0.0", "1.9.9", False, False),
+    ("2.0.0", "1.9.9", True, True),
+    ("1.10.0", "1.9.0", False, False),  # numeric, not lexical
+    ("1.9.0", "1.10.0", False, True),
+    ("2.0.0-rc1", "2.0.0", False, True),  # a pre-release comes before its release
+    ("2.0.0", "2.0.0-rc1", False, False),
+    ("2.0.0+b7", "2.0.0", False, False),  # build metadata does not order
+])
+def test_versions_compare_numerically(device, release, allowed, expected):
+    assert should_install(device, release, allowed) is expected
+
+
+def test_version_key_orders_numerically():
+    assert version_key("10.0.0") > version_key("9.99.99")
+
+
+def test_approval_checks_the_target_against_verified_metadata(settings, db, repo):
+    with pytest.raises(NotFoundError):
+        services.approve(settings, "nope", "x.bin", "it", hardware="plc-x")
+    with pytest.raises(ReleaseError, match="not a target"):
+        services.approve(settings, repo, "plc-x/missing.bin", "it", hardware="plc-x")
+    with pytest.raises(ReleaseError, match="not plc-y"):
+        services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-y")
+    with pytest.raises(ReleaseError, match="custom metadata"):
+        services.approve(settings, repo, "misc/readme.txt", "it", hardware="plc-x")
+    with pytest.raises(ReleaseError, match="exactly one"):
+        services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x", group="pilot")
+    r = services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x")
+    assert (r.version, r.target_hardware, r.length) == ("2.0.0", ["plc-x"], 3)
+    with pytest.raises(ReleaseError, match="already release"):
+        services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x")
+    delegated = services.approve(settings, repo, "gw/gw-5.0.0.bin", "it", hardware="gw-1")
+    assert delegated.version == "5.0.0"
+    assert [x.id for x in services.list_releases()] == [delegated.id, r.id]
+    services.withdraw(r.id, "it")
+    assert [x.id for x in services.list_releases()] == [delegated.id]
+    assert len(services.list_releases(include_withdrawn=True)) == 2
+    with pytest.raises(ReleaseError):
+        services.withdraw(r.id, "it")
+
+
+def test_checkin_answers_the_approved_update_when_firmware_differs(settings, db, repo):
+    dev = accepted(settings, SimDevice("d-1"))
+    assert checkin(settings, db, dev).update is None
+    release = services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x")
+    update = checkin(settings, db, dev).update
+    assert update.release_id == release.id and update.version == "2.0.0"
+    assert update.metadata_url == "/repos/acme/metadata/" and update.targets_url == "/repos/acme/targets/"
+    assert update.target_path == "plc-x/fw-2.0.0.bin"
+    assert checkin(settings, db, dev, firmware="2.0.0").update is None
+    other = accepted(settings, SimDevice("d-2", hardware="plc-y"))
+    assert checkin(settings, db, other).update is None
+
+
+def test_group_release_wins_then_newest_approval(settings, db, repo):
+    dev = accepted(settings, SimDevice("d-3"))
+    services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x")
+    newer = services.approve(settings, repo, "common/fw-2.1.0.bin", "it", hardware="plc-x")
+    assert checkin(settings, db, dev).update.release_id == newer.id
+    pilot = services.approve(settings, repo, "plc-x/fw-3.0.0-rc1.bin", "it", group="pilot")
+    assert checkin(settings, db, dev).update.release_id == newer.id  # not tagged yet
+    assert services.tag("d-3", "pilot") and not services.tag("d-3", "pilot")
+    assert checkin(settings, db, dev).update.release_id == pilot.id
+    services.untag("d-3", "pilot")
+    assert checkin(settings, db, dev).update.release_id == newer.id
+
+
+def test_never_a_downgrade_unless_the_release_permits_it(settings, db, repo):
+    dev = accepted(settings, SimDevice("d-4", firmware="2.5.0"))
+    services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x")
+    assert checkin(settings, db, dev).update is None
+    allowed = services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x", allow_downgrade=True)
+    assert checkin(settings, db, dev).update.release_id == allowed.id
+
+
+def test_a_group_release_for_other_hardware_does_not_apply(settings, db, repo):
+    dev = accepted(settings, SimDevice("d-5", hardware="plc-y"))
+    services.tag("d-5", "pilot")
+    services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", group="pilot")  # plc-x only
+    hw = services.approve(settings, repo, "common/fw-2.1.0.bin", "it", hardware="plc-y")
+    assert checkin(settings, db, dev).update.release_id == hw.id
+
+
+def test_update_reports_are_deduplicated_per_device(settings, db, repo, home):
+    dev = accepted(settings, SimDevice("d-6"))
+    release = services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x")
+    device = services.authenticate(db, dev.token)
+    report = UpdateReportIn("0b6f0a2e-8d1c-4f0e-9b7a-2b1a3c4d5e6f", release.id, "failure", "2026-11-01T10:00:00Z",
+                            "signature check failed")
+    assert services.record_report(device, report) is True
+    assert services.record_report(device, report) is False
+    assert counts(home)["update_report"] == 1
+    with pytest.raises(ReleaseError) as info:
+        services.record_report(device, UpdateReportIn("1b6f0a2e-8d1c-4f0e-9b7a-2b1a3c4d5e6f", 999, "success",
+                                                      "2026-11-01T10:00:00Z"))
+    assert info.value.code == "unknown_release" and counts(home)["update_report"] == 1
+    shown = services.show_device(settings, "d-6")
+    assert shown.updates[0].step == "failure" and shown.updates[0].version == "2.0.0"
+    assert "update_failed" in shown.summary.health
