@@ -12,6 +12,7 @@ import logging
 
 from gunicorn.app.base import BaseApplication
 
+from appliance.importer import reconcile_if_idle
 from appliance.mdns_supervisor import start_supervised
 from server import create_app
 from server.settings import Settings
@@ -53,6 +54,12 @@ class AirlockServer(BaseApplication):
 def serve(settings: Settings) -> None:
     # Fail here, with one line, rather than in every worker.
     create_app(settings)
+    # An import cut short by a crash or power loss: repair its record and
+    # leftovers before devices are served (skipped while an import runs).
+    repaired = reconcile_if_idle(settings)
+    if repaired:
+        logger.warning("start-up reconciliation: removed %d leftovers, recorded imports %s",
+                       len(repaired.removed), repaired.recorded)
     # mDNS runs in its own supervised process, started before gunicorn forks
     # (zeroconf's threads must never be in a forked worker).
     mdns = start_supervised(settings)

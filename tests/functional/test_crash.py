@@ -170,3 +170,29 @@ def test_two_imports_at_once_never_interleave(airlock, sim, home, tmp_path):
     finally:
         os.close(fd)
     assert airlock("import", media).code == 0
+
+
+def test_serve_start_records_a_publication_whose_record_was_lost(airlock, sim, home, tmp_path):
+    """The state a crash between the metadata swap and the database commit
+    leaves (tree new, record missing) is repaired when `airlock serve` starts."""
+    from tests.support.server import airlock_server
+
+    pin(airlock, sim, tmp_path)
+    sim.add_target("fw/a.bin", b"A")
+    sim.publish()
+    assert airlock("import", sim.write_bundle(tmp_path / "usb"), "--operator", "alice").code == 0
+    con = sqlite3.connect(home / "airlock.db")
+    with con:
+        con.execute("DELETE FROM import_record")
+    con.close()
+    (home / "staging" / "20260101T000000-cafe").mkdir()
+    with airlock_server(home):
+        pass
+    records = accepted(home)
+    assert len(records) == 1 and records[0]["recovered"] is True
+    assert records[0]["repositories"]["acme"]["targets_added"] == ["fw/a.bin"]
+    con = sqlite3.connect(home / "airlock.db")
+    operator, reason = con.execute("SELECT operator, reason FROM import_record").fetchone()
+    con.close()
+    assert operator == "alice" and "stopped before recording it" in reason
+    assert os.listdir(home / "staging") == []
