@@ -72,6 +72,14 @@ def table(imp: import_bench.ImportFigures | None, srv: serve_bench.ServeFigures 
     return "\n".join(lines)
 
 
+def plain_table(rows) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
+    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             .rstrip() for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
 def header(imp, srv) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [(f"Airlock benchmarks, {now}: {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -88,7 +96,7 @@ def header(imp, srv) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("import", "serve"), help="run one benchmark only")
+    p.add_argument("--only", choices=("import", "serve", "devices"), help="run one benchmark only")
     p.add_argument("--gb", type=float, default=float(os.environ.get("BENCH_IMPORT_GB", "3")),
                    help="size of the big import bundle in GB, in whole 256 MiB files, at least 3 "
                    "(env BENCH_IMPORT_GB, default 3)")
@@ -105,19 +113,27 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (make interrupted, CI timeout) unwinds like Ctrl-C: servers stopped, temp folders removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     imp = srv = None
+    device_rows: list = []
     with Scratch() as scratch:
         log(f"scratch folder {scratch}")
         if args.only in (None, "import"):
             imp = import_bench.run(scratch, args.gb, args.repeat)
         if args.only in (None, "serve"):
             srv = serve_bench.run(scratch, seconds=args.seconds, connections=args.connections)
+        if args.only in (None, "devices"):
+            from tests.bench.devices_bench import run_device_benches
+
+            device_rows = run_device_benches(seconds=args.seconds)
     print(header(imp, srv))
     print()
     print(table(imp, srv))
+    if device_rows:
+        print()
+        print(plain_table([("measure", "airlock", "reference", "ratio", "aim"), *device_rows]))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"import": asdict(imp) if imp else None,
-                       "serve": asdict(srv) if srv else None}, f, indent=2, default=str)
+            json.dump({"import": asdict(imp) if imp else None, "serve": asdict(srv) if srv else None,
+                       "devices": device_rows}, f, indent=2, default=str)
     return 0
 
 
