@@ -36,8 +36,9 @@ class Settings:
         "help": "HOST:PORT that `airlock serve` listens on; loopback by default."})
     workers: int = field(default=2, metadata={
         "help": "gunicorn worker processes for `airlock serve` (one per core is a good start)."})
-    threads: int = field(default=32, metadata={
-        "help": "Threads per worker; each long firmware download holds one thread."})
+    threads: int = field(default=256, metadata={
+        "help": "Threads per worker; each firmware download holds one for its whole length, so workers x "
+                "threads must exceed the downloads in flight (200 slow downloads starve polls at 2 x 32)."})
     grace_period: int = field(default=7 * 86400, metadata={
         "help": "Seconds that superseded snapshot/targets metadata and removed targets stay served, so a "
                 "device in the middle of an update can finish."})

@@ -96,7 +96,7 @@ def header(imp, srv) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("import", "serve", "devices"), help="run one benchmark only")
+    p.add_argument("--only", choices=("import", "serve", "devices", "downloads"), help="run one benchmark only")
     p.add_argument("--gb", type=float, default=float(os.environ.get("BENCH_IMPORT_GB", "3")),
                    help="size of the big import bundle in GB, in whole 256 MiB files, at least 3 "
                    "(env BENCH_IMPORT_GB, default 3)")
@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             from tests.bench.devices_bench import run_device_benches
 
             device_rows = run_device_benches(seconds=args.seconds)
+        if args.only in (None, "downloads"):
+            from tests.bench.download_bench import run_download_bench
+
+            device_rows += run_download_bench()
     print(header(imp, srv))
     print()
     print(table(imp, srv))

@@ -1,0 +1,144 @@
+"""Polls during a download storm: p50/p99 latency of ``timestamp.json``
+polls while 200 simulated devices download firmware from ``airlock serve``
+over throttled connections (each reads at a fixed slow rate, as a device on
+a slow plant link would).  Aim: p99 under 100 ms for the polls, no errors.
+
+Everything on 127.0.0.1; every loop is bounded in count and time."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import threading
+import time
+from pathlib import Path
+from statistics import median
+
+from tests.bench.common import Scratch, airlock, log, new_home
+from tests.support.server import airlock_server
+from tests.support.simulator import RepoSim
+
+REPO = "bench"
+DOWNLOADERS = 200
+FIRMWARE_BYTES = 8 << 20  # 8 MiB: longer than the measurement at the throttled rate
+RATE = 256 * 1024  # bytes per second per device
+POLLERS = 4
+WINDOW = 15.0  # seconds of measurement while the downloads run
+WORKERS = 2
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def _throttled_download(port: int, path: str, stop: threading.Event, stats: dict) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        if r.status != 200:
+            stats["errors"] += 1
+            return
+        started = time.monotonic()
+        got = 0
+        while not stop.is_set():
+            chunk = r.read(16384)
+            if not chunk:
+                break
+            got += len(chunk)
+            ahead = got / RATE - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(min(ahead, 1.0))
+        stats["bytes"] += got
+    except OSError:
+        stats["errors"] += 1
+    finally:
+        conn.close()
+
+
+def _poll(port: int, path: str, stop: threading.Event, latencies: list[float], stats: dict) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for _ in range(100_000):  # bounded; the stop event ends it
+        if stop.is_set():
+            break
+        t = time.perf_counter()
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200:
+                stats["errors"] += 1
+            latencies.append((time.perf_counter() - t) * 1000)
+        except OSError:
+            stats["errors"] += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        time.sleep(0.02)
+    conn.close()
+
+
+def run_download_bench(threads: int | None = None) -> list[tuple[str, str, str, str, str]]:
+    """Rows ``(measure, airlock, reference, ratio, aim)`` for the table."""
+    with Scratch("airlock-bench-downloads-") as scratch:
+        sim = RepoSim(REPO)
+        home = new_home(scratch / "home", REPO, sim.first_root())
+        sim.add_target("fw/big.bin", os.urandom(1 << 20) * (FIRMWARE_BYTES >> 20), version="2.0.0")
+        sim.publish()
+        airlock(home, "import", str(sim.write_bundle(scratch / "usb")))
+        tf = sim.targets.signed.targets["fw/big.bin"]
+        target = f"/repos/{REPO}/targets/fw/{tf.hashes['sha256']}.big.bin"
+        poll = f"/repos/{REPO}/metadata/timestamp.json"
+        kwargs = {"workers": WORKERS} | ({"threads": threads} if threads else {})
+        with airlock_server(home, **kwargs) as base:
+            port = int(base.rsplit(":", 1)[1])
+            # the same polls with the server idle: the reference
+            idle: list[float] = []
+            stop = threading.Event()
+            stats = {"errors": 0, "bytes": 0}
+            pollers = [threading.Thread(target=_poll, args=(port, poll, stop, idle, stats)) for _ in range(POLLERS)]
+            for t in pollers:
+                t.start()
+            time.sleep(3)
+            stop.set()
+            for t in pollers:
+                t.join(timeout=15)
+
+            log(f"download storm: {DOWNLOADERS} devices at {RATE // 1024} KiB/s each, {POLLERS} pollers, "
+                f"{WINDOW:.0f} s")
+            busy: list[float] = []
+            stop = threading.Event()
+            storm = {"errors": 0, "bytes": 0}
+            downloads = [threading.Thread(target=_throttled_download, args=(port, target, stop, storm), daemon=True)
+                         for _ in range(DOWNLOADERS)]
+            for t in downloads:
+                t.start()
+            time.sleep(2)  # let every download get going
+            pollers = [threading.Thread(target=_poll, args=(port, poll, stop, busy, storm)) for _ in range(POLLERS)]
+            for t in pollers:
+                t.start()
+            time.sleep(WINDOW)
+            stop.set()
+            for t in pollers + downloads:
+                t.join(timeout=40)
+    rate = storm["bytes"] / (WINDOW + 2) / 1e6
+    log(f"  polls idle p50 {median(idle):.1f} ms; during storm p50 {median(busy):.1f} ms, "
+        f"p99 {_percentile(busy, 99):.1f} ms; {storm['errors']} errors; {rate:.1f} MB/s downloaded")
+    p99 = _percentile(busy, 99)
+    return [
+        ("timestamp.json poll p50 during 200 downloads (ms)", f"{median(busy):.1f}", f"{median(idle):.1f} idle",
+         f"{median(busy) / median(idle):.1f}", ""),
+        ("timestamp.json poll p99 during 200 downloads (ms)", f"{p99:.1f}", f"{_percentile(idle, 99):.1f} idle",
+         f"{p99 / _percentile(idle, 99):.1f}", f"< 100 {'ok' if p99 < 100 else 'MISSED'}"),
+        ("errors during the download storm", str(storm["errors"]), "", "",
+         "0 ok" if storm["errors"] == 0 else "0 MISSED"),
+        ("firmware bytes served during the storm (MB/s)", f"{rate:.1f}",
+         f"{DOWNLOADERS * RATE / 1e6:.1f} asked", "", ""),
+    ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    for row in run_download_bench(int(sys.argv[1]) if len(sys.argv) > 1 else None):
+        print(" | ".join(row))
