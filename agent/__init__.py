@@ -17,5 +17,15 @@ from agent.exceptions import (
     UpdateError,
 )
 
-__all__ = ["AgentConfig", "load_config", "AgentError", "ApiError", "ConfigError", "DeviceRefusedError",
-           "NotAcceptedError", "TokenRefusedError", "UnreachableError", "UpdateError"]
+__all__ = [
+    "AgentConfig",
+    "AgentError",
+    "ApiError",
+    "ConfigError",
+    "DeviceRefusedError",
+    "NotAcceptedError",
+    "TokenRefusedError",
+    "UnreachableError",
+    "UpdateError",
+    "load_config",
+]

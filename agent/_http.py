@@ -50,6 +50,8 @@ class ApiClient:
             r = self.pool.request("POST", self.base_url + path, body=json.dumps(body).encode(), headers=headers,
                                   timeout=urllib3.Timeout(self.timeout), retries=False, preload_content=False)
             data = r.read(MAX_ANSWER + 1, decode_content=True)
+            if len(data) > MAX_ANSWER:
+                r.close()  # unread bytes must not go back to the pool
             r.release_conn()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise UnreachableError(f"{self.base_url} did not answer POST {path}: {type(exc).__name__}") from None

@@ -46,7 +46,7 @@ class AgentConfig:
     checkin_interval: float | None = None  # seconds; None: what the appliance answers (tests, simulations)
     log_level: str = "INFO"
 
-    def validate(self) -> "AgentConfig":
+    def validate(self) -> AgentConfig:
         if not self.device_id or not DEVICE_ID.match(self.device_id):
             raise ConfigError(f"device_id {self.device_id!r} must match {DEVICE_ID.pattern}")
         if not self.hardware or not HARDWARE.match(self.hardware):

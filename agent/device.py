@@ -238,7 +238,12 @@ class Agent:
         token = self.token
         if token is None:
             return None
-        result = self.spool.flush(self.client(), token)
+        try:
+            result = self.spool.flush(self.client(), token)
+        except TokenRefusedError:
+            self._set_token(None)
+            self._save_state(enrollment="token_refused")
+            raise
         if result.unreachable:
             self._count_error("report_send_failures")
         return result
@@ -344,10 +349,14 @@ class Agent:
                         raise
             result.interval = float(answer.get("checkin_interval", result.interval))
             result.jitter = float(answer.get("jitter", result.jitter))
+            pending = self.state().get("pending_install") or {}
             if answer.get("update"):
                 offer = Offer.from_answer(answer["update"])
                 result.release_id = offer.release_id
-                result.update = self.take_update(offer)
+                if pending.get("release_id") == offer.release_id:
+                    result.update = "reboot_pending"  # installed; the appliance learns after the reboot
+                else:
+                    result.update = self.take_update(offer)
                 if result.update == "installed":
                     self.checkin()  # tell the appliance the new version at once
         except NotAcceptedError as exc:
@@ -379,7 +388,8 @@ class Agent:
         advert = self._advertise()
         try:
             if not once:
-                stop.wait(random.uniform(0, float(self.state().get("jitter", DEFAULT_JITTER))))
+                jitter = float(self.state().get("jitter", DEFAULT_JITTER))
+                stop.wait(random.uniform(0, min(jitter, self.config.checkin_interval or jitter)))
             while True:
                 result = self.cycle()
                 if once or stop.is_set():

@@ -56,12 +56,12 @@ class ResumingFetcher(FetcherInterface):
         response = self._get(url, offset)
         if response.status == 416 and offset:
             # the kept part is not a prefix of what is served now: start over
-            response.release_conn()
+            _done_with(response, complete=False)
             part.unlink(missing_ok=True)
             offset = 0
             response = self._get(url, 0)
         if response.status >= 400:
-            response.release_conn()
+            _done_with(response, complete=False)
             raise exceptions.DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
         if offset:
             content_range = response.headers.get("Content-Range", "")
@@ -75,6 +75,7 @@ class ResumingFetcher(FetcherInterface):
 
     def _chunks(self, response, part: Path | None, offset: int) -> Iterator[bytes]:
         sink = None
+        complete = False
         try:
             if part is not None:
                 if offset:
@@ -93,6 +94,7 @@ class ResumingFetcher(FetcherInterface):
                 if sink is not None:
                     sink.write(chunk)
                 yield chunk
+            complete = True
         except urllib3.exceptions.TimeoutError as exc:
             raise exceptions.SlowRetrievalError("timed out between bytes") from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -101,4 +103,12 @@ class ResumingFetcher(FetcherInterface):
             if sink is not None:
                 sink.flush()
                 sink.close()
-            response.release_conn()
+            _done_with(response, complete)
+
+
+def _done_with(response, complete: bool) -> None:
+    """Give the connection back to the pool only when the whole body was
+    read: a connection with unread bytes would poison the next request."""
+    if not complete:
+        response.close()
+    response.release_conn()

@@ -42,7 +42,7 @@ class Offer:
     targets_url: str
 
     @classmethod
-    def from_answer(cls, update: dict) -> "Offer":
+    def from_answer(cls, update: dict) -> Offer:
         try:
             offer = cls(int(update["release_id"]), str(update["repository"]), str(update["target_path"]),
                         str(update["version"]), str(update["metadata_url"]), str(update["targets_url"]))
@@ -84,7 +84,7 @@ def fetch_verified(base_url: str, offer: Offer, metadata_dir: Path, download_dir
     except tuf_errors.DownloadHTTPError as exc:
         raise UpdateError(f"TUF metadata of {offer.repository} could not be fetched: {exc}") from None
     except tuf_errors.DownloadError as exc:
-        raise UnreachableError(f"TUF metadata download failed: {exc}") from None
+        raise UnreachableError(f"TUF metadata download failed: {exc}: {exc.__cause__!r}") from None
     except (tuf_errors.RepositoryError, ValueError) as exc:
         raise UpdateError(f"TUF refused the metadata of {offer.repository}: {type(exc).__name__}: {exc}") from None
     if info is None:
@@ -103,6 +103,7 @@ def fetch_verified(base_url: str, offer: Offer, metadata_dir: Path, download_dir
     part = final.with_name(final.name + ".part")
     staged = final.with_name("." + final.name + ".verified")
     fetcher.resume_into(base_url + offer.targets_url, part)
+    received, resumed = fetcher.received_bytes, fetcher.resumed_bytes
     try:
         updater.download_target(info, str(staged))
     except (tuf_errors.RepositoryError, tuf_errors.DownloadLengthMismatchError) as exc:
@@ -115,6 +116,8 @@ def fetch_verified(base_url: str, offer: Offer, metadata_dir: Path, download_dir
         raise UnreachableError(f"download of {offer.target_path} interrupted, kept for resuming: {exc}") from None
     finally:
         fetcher.resume_into("", None)
+    logger.info("downloaded %s: %d bytes over the network, %d kept from an earlier try", offer.target_path,
+                fetcher.received_bytes - received, fetcher.resumed_bytes - resumed)
     os.replace(staged, final)
     part.unlink(missing_ok=True)
     # The file the hook gets is checked once more where it lies now.

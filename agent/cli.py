@@ -1,0 +1,203 @@
+"""`airlock-agent`: the reference device agent's command line (argparse: a
+device has only the standard library and a few packages).  A thin shell:
+parse, build an Agent, call it, print, exit 0 or non-zero with one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from agent.config import load_config
+from agent.device import Agent
+from agent.exceptions import AgentError, DeviceRefusedError, NotAcceptedError
+from agent.identity import key_fingerprint
+
+EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_REFUSED, EXIT_UNREACHABLE = 1, 2, 3, 4, 75
+
+# flag -> config setting
+SETTINGS = {
+    "state_dir": ("--state-dir", "DIR", "keys, token, spool, TUF metadata, downloads"),
+    "appliance_url": ("--url", "URL", "the appliance, http://HOST:PORT (default: discover by mDNS)"),
+    "device_id": ("--device-id", "ID", "this device's id"),
+    "hardware": ("--hardware", "MODEL", "hardware model"),
+    "firmware": ("--firmware", "X.Y.Z", "firmware version running now"),
+    "firmware_file": ("--firmware-file", "FILE", "file holding the running firmware version"),
+    "repository": ("--repository", "NAME", "the vendor repository this device trusts"),
+    "root_file": ("--root", "FILE", "the vendor's root.json (bootstraps TUF on first run)"),
+    "install_hook": ("--install-hook", "COMMAND", "run as COMMAND VERIFIED_FILE"),
+    "enrollment_token_file": ("--enrollment-token-file", "FILE", "pre-shared commissioning token"),
+    "mdns_interfaces": ("--mdns-interfaces", "ADDRS", "comma-separated IPv4 addresses, or 'all'"),
+    "log_level": ("--log-level", "LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+}
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    for name, (flag, metavar, text) in SETTINGS.items():
+        common.add_argument(flag, dest=name, metavar=metavar, help=text)
+    common.add_argument("--mdns", dest="mdns_enabled", action="store_true", default=None,
+                        help="discover the appliance and advertise this device by mDNS")
+    common.add_argument("--no-mdns", dest="mdns_enabled", action="store_false", help="no mDNS")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airlock-agent", description="Airlock's reference device agent.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common()
+    run = sub.add_parser("run", parents=[common], help="enroll, check in, take updates and report, on the "
+                                                       "appliance's interval")
+    run.add_argument("--once", action="store_true", help="one round, then exit")
+    enroll = sub.add_parser("enroll", parents=[common], help="enroll (or get a new token)")
+    enroll.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                        help="keep polling while pending for up to this long")
+    enroll.add_argument("--poll", type=float, default=None, metavar="SECONDS",
+                        help="seconds between polls (default: the appliance's interval)")
+    sub.add_parser("checkin", parents=[common], help="check in once and print the answer (installs nothing)")
+    status = sub.add_parser("status", parents=[common], help="show the agent's state (no network)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    sim = sub.add_parser("simulate", help="run a fleet of simulated devices in this process")
+    sim.add_argument("--devices", type=int, required=True, metavar="N")
+    sim.add_argument("--server", required=True, metavar="URL", help="the appliance, http://HOST:PORT")
+    sim.add_argument("--duration", type=float, default=120.0, metavar="SECONDS", help="hard time limit")
+    sim.add_argument("--interval", type=float, default=0.0, metavar="SECONDS",
+                     help="check in again every SECONDS until the time limit (default: one round)")
+    sim.add_argument("--hardware", default="plc-x", metavar="MODEL")
+    sim.add_argument("--firmware", default="1.0.0", metavar="X.Y.Z")
+    sim.add_argument("--enrollment-token-file", type=Path, metavar="FILE",
+                     help="token of an auto-accept rule for the model (else devices stay pending)")
+    sim.add_argument("--root", type=Path, metavar="FILE", help="the vendor's root.json, to verify updates")
+    sim.add_argument("--repository", default="", metavar="NAME", help="the repository that root is for")
+    sim.add_argument("--concurrency", type=int, default=32, metavar="THREADS")
+    sim.add_argument("--id-prefix", default="", metavar="PREFIX", help="device ids are PREFIX-0, PREFIX-1 ...")
+    sim.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
+
+
+def _config(args):
+    overrides = {name: getattr(args, name) for name in [*SETTINGS, "mdns_enabled"]}
+    config = load_config(args.config, overrides)
+    level = getattr(logging, config.log_level.upper(), None)
+    if not isinstance(level, int):
+        raise ValueError(  # noqa: TRY004 - a bad setting, reported as a one-line error
+            f"log_level {config.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+    logging.getLogger().setLevel(level)
+    return config
+
+
+def _outcome(result) -> int:
+    if result.state == "pending":
+        return EXIT_PENDING
+    if result.state == "refused":
+        return EXIT_REFUSED
+    if result.update == "failed":
+        return EXIT_FAILED
+    if result.state == "unreachable" or result.update == "unreachable" or result.reports_left:
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED if result.errors else 0
+
+
+def cmd_run(args) -> int:
+    agent = Agent(_config(args))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    result = agent.run(stop, once=args.once)
+    line = f"{agent.config.device_id}: {result.state}"
+    if result.update:
+        line += f", release {result.release_id}: {result.update}"
+    if result.reports_left:
+        line += f", {result.reports_left} report(s) spooled"
+    print(line)
+    for error in result.errors:
+        print(f"  {error}", file=sys.stderr)
+    return _outcome(result) if args.once else 0
+
+
+def cmd_enroll(args) -> int:
+    config = _config(args)
+    agent = Agent(config)
+    wait = args.wait if args.wait is not None else config.enroll_wait
+    try:
+        answer = agent.enroll_waiting(wait, args.poll)
+    except NotAcceptedError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_PENDING
+    except DeviceRefusedError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"{config.device_id}: accepted (check in every {answer.get('checkin_interval')} s)")
+    return 0
+
+
+def cmd_checkin(args) -> int:
+    agent = Agent(_config(args))
+    if agent.token is None:
+        agent.enroll()
+    agent.flush()
+    print(json.dumps(agent.checkin(), indent=1, sort_keys=True))
+    return 0
+
+
+def cmd_status(args) -> int:
+    config = _config(args)
+    agent = Agent(config)
+    state = agent.state()
+    try:
+        firmware = agent.firmware()
+    except AgentError as exc:
+        firmware = f"unknown ({exc})"
+    status = {
+        "device_id": config.device_id, "hardware": config.hardware, "firmware": firmware,
+        "appliance_url": config.appliance_url or "(mDNS)", "state_dir": str(config.state_dir),
+        "key_fingerprint": key_fingerprint(agent.key), "enrollment": state.get("enrollment", "not enrolled"),
+        "token": "present" if agent.token else "none", "last_checkin": state.get("last_checkin"),
+        "checkin_interval": state.get("checkin_interval"), "spooled_reports": len(agent.spool),
+        "dead_reports": len(list(agent.spool.dead.glob("*.json"))) // 2 if agent.spool.dead.exists() else 0,
+        "pending_install": state.get("pending_install"), "failed_attempts": state.get("attempts", {}),
+        "last_failure": state.get("last_failure"), "error_counters": state.get("error_counters", {}),
+    }
+    if args.json:
+        print(json.dumps(status, indent=1, sort_keys=True))
+    else:
+        for key, value in status.items():
+            print(f"{key:<18} {value if value not in (None, {}) else '-'}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from agent.simulate import SimSettings, simulate
+
+    summary = simulate(SimSettings(
+        server=args.server.rstrip("/"), devices=args.devices, duration=args.duration, interval=args.interval,
+        hardware=args.hardware, firmware=args.firmware, enrollment_token_file=args.enrollment_token_file,
+        root_file=args.root, repository=args.repository, concurrency=args.concurrency, id_prefix=args.id_prefix))
+    print(json.dumps(summary.to_dict(), indent=1) if args.json else summary.text(args.server))
+    return 0 if summary.ok else EXIT_FAILED
+
+
+COMMANDS = {"run": cmd_run, "enroll": cmd_enroll, "checkin": cmd_checkin, "status": cmd_status,
+            "simulate": cmd_simulate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = getattr(args, "log_level", None) or ("WARNING" if args.command == "simulate" else "INFO")
+    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except (AgentError, ValueError, OSError) as exc:
+        print(f"airlock-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
