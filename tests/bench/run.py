@@ -129,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
 
             device_rows += run_download_bench()
     print(header(imp, srv))
-    print()
-    print(table(imp, srv))
+    if imp or srv:
+        print()
+        print(table(imp, srv))
     if device_rows:
         print()
         print(plain_table([("measure", "airlock", "reference", "ratio", "aim"), *device_rows]))
