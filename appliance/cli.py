@@ -189,6 +189,10 @@ cli.add_command(mdns)
 
 from appliance.cli_devices import devices, releases; cli.add_command(devices); cli.add_command(releases)  # noqa: E402,E702,I001
 
+from appliance.cli_reports import labels, reports; devices.add_command(labels); cli.add_command(reports)  # noqa: E402,E702,I001
+
+from appliance.cli_export import register as _register_export; _register_export(cli)  # noqa: E402,E702,I001
+
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("AIRLOCK_LOG_LEVEL", "WARNING").upper(),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from server import audit
 from server.models import ImportRecord, Repository, database
 from server.repositories.services import now_iso
 from appliance.recovery import reconcile
@@ -191,6 +192,8 @@ def _record(started, operator, source, digest, status, reason, names, changes, t
     if token:
         details["publication"] = token
     with database.atomic("IMMEDIATE"):
+        audit.record(operator, f"import.{status}", str(source),
+                     {"bundle_digest": digest, "reason": reason, "repositories": names})
         return ImportRecord.create(started_at=started, finished_at=now_iso(), operator=operator,
                                    source=str(source), bundle_digest=digest, status=status, reason=reason,
                                    details=json.dumps(details, sort_keys=True))

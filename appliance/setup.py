@@ -6,6 +6,7 @@ import os
 import uuid
 from dataclasses import dataclass
 
+from appliance.export.identity import ensure_key
 from server import bind_database
 from server.auth import check_password, hash_password  # noqa: F401 - check_password re-exported
 from server.db import migrate
@@ -42,6 +43,7 @@ def initialise(settings: Settings, admin: str | None = None, password: str | Non
     id_path = home / "appliance-id"
     if not id_path.exists():
         id_path.write_text(f"airlock-{uuid.uuid4().hex[:12]}\n")
+    ensure_key(settings)  # the appliance's identity key, which signs its exports
     db = bind_database(settings)
     applied = migrate(db)
     created = None

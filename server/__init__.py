@@ -43,6 +43,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(repos_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(devices_bp)
+    from server.reports.form import bp as report_form_bp
+    from server.reports.views import bp as reports_api_bp
+
+    app.register_blueprint(reports_api_bp)
+    app.register_blueprint(report_form_bp)
 
     @app.errorhandler(AirlockError)
     def airlock_error(exc: AirlockError):

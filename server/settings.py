@@ -87,6 +87,22 @@ class Settings:
                 "e.g. _opcua-tcp._tcp."})
     mdns_gone_after: int = field(default=600, metadata={
         "help": "Seconds without an mDNS answer after which a discovered service is marked gone."})
+    # reports (server/reports/)
+    public_url: str = field(default="", metadata={
+        "help": "Base URL that plant tablets reach the appliance at, printed in QR labels (e.g. "
+                "http://10.20.0.5:8080); empty: http://<bind>."})
+    report_max_attachment_bytes: int = field(default=256 * 1024, metadata={
+        "help": "Most bytes of attachments (decoded) one device report may carry; larger reports are refused."})
+    report_device_storage_bytes: int = field(default=16 * 1024 * 1024, metadata={
+        "help": "Most bytes of attachments kept per device; reports with attachments beyond it are refused."})
+    report_rate_per_hour: int = field(default=60, metadata={
+        "help": "Most error reports one device may send per hour; more are refused (429) and not stored."})
+    report_form_rate_per_hour: int = field(default=10, metadata={
+        "help": "Most problem reports operators may file against one device per hour through its QR label."})
+    # exports (appliance/export/)
+    export_incident_window: int = field(default=3600, metadata={
+        "help": "Seconds before and after an incident (a flagged device, a failed update, a report) whose raw "
+                "check-ins an export includes besides the hourly rollups."})
 
     @property
     def database_path(self) -> Path:
@@ -126,6 +142,9 @@ class Settings:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"log_level {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
         self._validate_mdns()
+        self._validate_reports()
+        if self.export_incident_window < 0:
+            raise SettingsError("export_incident_window must be 0 or more seconds")
         return self
 
     @property
@@ -165,6 +184,21 @@ class Settings:
             raise SettingsError("mdns_extra_types may name at most 16 service types")
         if self.mdns_gone_after < 1:
             raise SettingsError("mdns_gone_after must be at least 1 second")
+
+    @property
+    def report_url_base(self) -> str:
+        """Where QR labels point: ``public_url``, or http://<bind>."""
+        return (self.public_url or f"http://{self.bind}").rstrip("/")
+
+    def _validate_reports(self) -> None:
+        if self.public_url and not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/-]*)?",
+                                                self.public_url):
+            raise SettingsError(f"public_url {self.public_url!r} is not like http://HOST[:PORT][/PATH]")
+        for name in ("report_rate_per_hour", "report_form_rate_per_hour", "report_device_storage_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1")
+        if not 0 <= self.report_max_attachment_bytes <= 8 * 1024 * 1024:
+            raise SettingsError("report_max_attachment_bytes must be 0 to 8388608 (8 MiB)")
 
 
 SETTINGS = {f.name: f for f in dataclasses.fields(Settings)}

@@ -453,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("fingerprint", cmd_fingerprint, "print the SHA-256 of a root file, for pinning")
     p.add_argument("root_file", metavar="ROOT.json")
+
+    from signing.export_cli import add_export_commands  # airlock-sign export keygen|verify|show|unpack
+
+    add_export_commands(command("export", None, "verify and read an appliance's export files"), secret)
     return parser
 
 

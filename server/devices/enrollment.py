@@ -36,6 +36,7 @@ from server.devices.models import AutoAcceptRule, Device, DeviceKey, EnrollmentN
 from server.devices.openapi import ENROLLMENT_TOKEN, FREE_TEXT, HARDWARE
 from server.devices.records import EnrollmentRequest, EnrollmentResult, RuleInfo
 from server.devices.writes import writing
+from server import audit
 from server.models import database
 from server.settings import Settings
 
@@ -200,6 +201,7 @@ def accept(device_id: str, operator: str, *, new_key: bool = False, key_fingerpr
     stamp = iso(utcnow())
     with writing(database):
         device = _device(device_id)
+        audit.record(operator, "device.accept_key" if new_key else "device.accept", device_id, {"reason": reason})
         if new_key:
             key = _pending_key(device, key_fingerprint_hex)
             DeviceKey.update(state="retired", decided_at=stamp, decided_by=operator).where(
@@ -225,6 +227,7 @@ def reject(device_id: str, operator: str, *, new_key: bool = False, reason: str 
     stamp = iso(utcnow())
     with writing(database):
         device = _device(device_id)
+        audit.record(operator, "device.reject_key" if new_key else "device.reject", device_id, {"reason": reason})
         if new_key:
             if not _has_pending_key(device):
                 raise ConflictError(f"device {device_id} has no pending key change")
@@ -243,6 +246,7 @@ def decommission(device_id: str, operator: str, *, reason: str | None = None) ->
     stamp = iso(utcnow())
     with writing(database):
         device = _device(device_id)
+        audit.record(operator, "device.decommission", device_id, {"reason": reason})
         if device.state == "decommissioned":
             raise ConflictError(f"device {device_id} is already decommissioned")
         _set_state(device, "decommissioned", reason, operator, stamp)

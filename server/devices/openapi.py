@@ -204,6 +204,12 @@ SCHEMAS: dict = {
 }
 
 
+# The error reports' endpoint (server/reports/) is part of the same document.
+from server.reports.openapi import report_paths, report_schemas  # noqa: E402
+
+SCHEMAS.update(report_schemas(UUID, VERSION, ANY_TIME))
+
+
 def _json_body(name: str, limit: int | None = None) -> dict:
     body = {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
     if limit:
@@ -285,6 +291,7 @@ def build_spec(limits: dict[str, int]) -> dict:
                 "responses": {"200": _answer("UpdateReportResponse", "Recorded, or a duplicate."),
                               **_errors(400, 401, 413, 415, 422, 500)},
             }},
+            **report_paths(lambda description: _answer("Error", description)),
             "/openapi.json": {"get": {
                 "summary": "This document.", "operationId": "openapi", "tags": ["meta"], "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {

@@ -32,6 +32,7 @@ from server.devices.models import FirmwareRelease
 from server.devices.openapi import HARDWARE, TAG, VERSION
 from server.devices.records import DeviceIdentity, ReleaseInfo, UpdateOffer, UpdateReportIn
 from server.devices.writes import writing
+from server import audit
 from server.models import Repository, database
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
@@ -180,6 +181,8 @@ def approve(settings: Settings, repository: str, target_path: str, operator: str
             repository=repository, target_path=target_path, version=version, target_hardware=json.dumps(models),
             length=target.length, sha256=target.sha256, hardware=hardware, group_tag=group,
             allow_downgrade=allow_downgrade, approved_at=iso(utcnow()), approved_by=operator)
+        audit.record(operator, "release.approve", f"release {row.id}", {
+            "repository": repository, "target": target_path, "version": version, "hardware": hardware, "group": group})
     logger.info("release %s: %s %s (%s) for %s approved by %s", row.id, repository, target_path, version,
                 hardware or f"group {group}", operator)
     return _info(row)
@@ -201,6 +204,7 @@ def withdraw(release_id: int, operator: str) -> ReleaseInfo:
             raise ReleaseError(f"release {release_id} was already withdrawn on {row.withdrawn_at}")
         row.withdrawn_at, row.withdrawn_by = iso(utcnow()), operator
         row.save()
+        audit.record(operator, "release.withdraw", f"release {release_id}", {"version": row.version})
     logger.info("release %s withdrawn by %s", release_id, operator)
     return _info(row)
 

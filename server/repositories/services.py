@@ -13,6 +13,7 @@ from pathlib import Path
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Root
 
+from server import audit
 from server.models import ImportRecord, Repository, database
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
@@ -110,6 +111,7 @@ def pin_repository(settings: Settings, name: str, root_path: Path, fingerprint: 
         row = Repository.create(name=name, root_fingerprint=actual, pinned_root_version=md.signed.version,
                                 added_at=now_iso(), added_by=operator)
         store.create(data, md.signed.version)
+        audit.record(operator, "repository.pin", name, {"root_version": md.signed.version, "root_sha256": actual})
     return _info(row)
 
 

@@ -1,0 +1,81 @@
+"""The appliance's own identity key: an Ed25519 key that signs its exports.
+
+Created by ``airlock init`` if missing, kept in ``HOME/appliance-key.pem``
+(mode 0600, PKCS#8, unencrypted: the appliance signs unattended; the file is
+readable only by the appliance's user, and never exported).  Its public half
+goes into every export (``appliance.pub``) for first contact, and
+``airlock keys show`` prints it for the vendor to keep.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from server.settings import Settings
+from signing.exceptions import AirlockError
+from signing.export import key_fingerprint, public_key_file
+
+KEY_FILE = "appliance-key.pem"
+MAX_KEY_FILE = 64 * 1024  # bytes
+
+
+class IdentityError(AirlockError):
+    """The appliance's identity key is missing or unreadable."""
+
+
+@dataclass
+class ApplianceIdentity:
+    appliance_id: str
+    public_pem: str
+    fingerprint: str  # sha256 hex of the raw public key
+    public_file: bytes  # what `airlock keys show` prints and exports carry as appliance.pub
+
+
+def key_path(settings: Settings) -> Path:
+    return settings.home / KEY_FILE
+
+
+def ensure_key(settings: Settings) -> bool:
+    """Create the key if there is none; True when it was created."""
+    path = key_path(settings)
+    if os.path.lexists(path):
+        return False
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, pem)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def load_key(settings: Settings) -> Ed25519PrivateKey:
+    path = key_path(settings)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise IdentityError(f"the appliance has no identity key ({path}): run `airlock init`") from None
+    except OSError as exc:
+        raise IdentityError(f"cannot read the appliance's identity key {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_KEY_FILE)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise IdentityError(f"{path} is not a readable private key: restore it from backup") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise IdentityError(f"{path} is not an Ed25519 key")
+    return key
+
+
+def public_identity(settings: Settings, appliance_id: str) -> ApplianceIdentity:
+    public = load_key(settings).public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return ApplianceIdentity(appliance_id, pem.decode(), key_fingerprint(public), public_key_file(appliance_id, public))

@@ -1,0 +1,123 @@
+"""Writing one file to removable media so that a pulled or full stick never
+leaves a half file under the final name.
+
+The file is written as ``DEST/.<final name>.<random>.partial``, created with
+``O_EXCL | O_NOFOLLOW`` (an existing name, or a symbolic link planted on the
+stick, is never followed or overwritten), flushed with ``fsync``, renamed to
+its final name without replacing anything (``renameat2(RENAME_NOREPLACE)``),
+and the folder is flushed too.  On any error the partial file is removed (as
+far as the media still allows) and earlier files are untouched.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from signing.exceptions import AirlockError
+from signing.paths import show
+
+_RENAME_NOREPLACE = 1
+try:
+    _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+except (AttributeError, OSError):  # an old C library
+    _renameat2 = None
+
+
+class MediaError(AirlockError):
+    """The export cannot be written to the media."""
+
+
+def describe(exc: OSError, final: str, written: int) -> str:
+    """One line an operator can act on, for an OSError while writing."""
+    tail = f"nothing was written under {final}; earlier exports on the media are intact"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the export media is full after {written} bytes: {tail}; use a larger stick or free space on it"
+    if exc.errno in (errno.EIO, errno.ENODEV, errno.ENXIO, errno.ENOENT, errno.EROFS):
+        return (f"the export media failed ({exc.strerror}) after {written} bytes (was the stick pulled out?): "
+                f"{tail}; plug it in again and repeat the export")
+    return f"cannot write the export ({exc.strerror or exc}) after {written} bytes: {tail}"
+
+
+def open_folder(dest: Path) -> int:
+    """A descriptor of the destination folder; it must be a real folder."""
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        raise MediaError(f"{show(str(dest))} does not exist: give the folder of the mounted stick") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise MediaError(f"{show(str(dest))} is a symbolic link; give the real folder")
+    if not stat.S_ISDIR(st.st_mode):
+        raise MediaError(f"{show(str(dest))} is not a folder: give the folder of the mounted stick")
+    return os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+
+
+def exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def rename_noreplace(dir_fd: int, src: str, dst: str) -> None:
+    if _renameat2 is not None:
+        if _renameat2(dir_fd, src.encode(), dir_fd, dst.encode(), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(err, os.strerror(err), dst)
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), dst)
+    if exists(dir_fd, dst):  # a file system without RENAME_NOREPLACE: check, then rename
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+    os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+class MediaFile:
+    """``write`` bytes, then ``commit`` (flush, rename, flush the folder) or ``abort``."""
+
+    def __init__(self, dir_fd: int, final: str):
+        self.dir_fd = dir_fd
+        self.final = final
+        self.partial = f".{final}.{secrets.token_hex(4)}.partial"
+        self.written = 0
+        if exists(dir_fd, final):
+            raise MediaError(f"{final} exists on the media already: an export with this number was written but "
+                             "not recorded (power loss?); move it away or use another stick, then export again")
+        self.fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                          dir_fd=dir_fd)
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+            self.written += n
+        return len(data)
+
+    def commit(self) -> None:
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = None
+        try:
+            rename_noreplace(self.dir_fd, self.partial, self.final)
+        except FileExistsError:
+            raise MediaError(f"{self.final} appeared on the media while exporting; nothing was overwritten") from None
+        os.fsync(self.dir_fd)
+
+    def abort(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+        try:
+            os.unlink(self.partial, dir_fd=self.dir_fd)
+        except OSError:
+            pass  # a pulled stick: nothing to do; the partial name is never the final name

@@ -1,0 +1,279 @@
+"""``airlock export DEST``: one signed (optionally encrypted) export file.
+
+Steps: take the export lock; read the data sets since the last export in
+one read transaction into a private work folder under HOME (hashed on the
+way); build and sign the manifest; stream manifest, signature, public key and
+data files into a tar on the media (through the encryption when asked);
+flush and rename it; only then record the export (and its audit record) in
+the database.  See docs/export.md for the format.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuf.api.metadata import Metadata, Targets
+
+from appliance.export import collect
+from appliance.export.identity import load_key, public_identity
+from appliance.export.media import MediaError, MediaFile, describe, open_folder
+from server import audit
+from server.devices.releases import find_target
+from server.models import Repository, database
+from server.repositories.services import now_iso
+from server.repositories.store import RepositoryStore
+from server.settings import Settings
+from signing.exceptions import AirlockError
+from signing.export import (
+    EXPORT_KEY_TARGET,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    PUBLIC_KEY,
+    SIGNATURE,
+    EncryptingWriter,
+    key_fingerprint,
+    load_export_public_key,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_EXPORT_KEY = 64 * 1024  # bytes
+
+
+class ExportBusyError(AirlockError):
+    """Another export is running."""
+
+
+class ExportRefusedError(AirlockError):
+    """The export cannot be made as asked."""
+
+
+@dataclass
+class ExportResult:
+    sequence: int
+    path: str
+    bytes: int
+    files: int
+    manifest_sha256: str
+    encrypted_for: str | None
+    re_export_since: int | None
+
+    @property
+    def message(self) -> str:
+        kind = f" (a re-export since export {self.re_export_since})" if self.re_export_since is not None else ""
+        enc = f", encrypted for {self.encrypted_for}'s export key" if self.encrypted_for else ""
+        return (f"wrote export {self.sequence}{kind}: {self.path} ({self.bytes} bytes, {self.files} files{enc}); "
+                f"manifest sha256 {self.manifest_sha256}")
+
+
+class _Lock:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise ExportBusyError("another export is running; wait for it to finish") from None
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def export_file_name(appliance_id: str, sequence: int, encrypted: bool) -> str:
+    return f"airlock-export-{appliance_id}-{sequence:06d}.tar" + (".enc" if encrypted else "")
+
+
+def export_key_for(settings: Settings, repository: str):
+    """The vendor's X25519 key shipped as target ``airlock/export-key.pub`` of
+    ``repository``, read through the repository's trusted (TUF-verified)
+    targets metadata and checked against its length and hash again."""
+    if Repository.get_or_none(Repository.name == repository) is None:
+        raise ExportRefusedError(f"no repository named {repository!r} is pinned: see `airlock repo list`")
+    store = RepositoryStore(settings.public_dir, repository)
+    if not store.exists():
+        raise ExportRefusedError(f"repository {repository} has no published metadata yet: import a bundle first")
+    state = store.trusted_state()
+    roles = {name: Metadata[Targets].from_bytes(data).signed for name, data in state.roles.items()
+             if name not in ("root", "timestamp", "snapshot")}
+    target = find_target(roles, EXPORT_KEY_TARGET)
+    if target is None or not target.sha256:
+        raise ExportRefusedError(f"repository {repository}'s signed targets hold no {EXPORT_KEY_TARGET}: the vendor "
+                                 "ships their export key in a bundle (see docs/export.md)")
+    folder, _, base = EXPORT_KEY_TARGET.rpartition("/")
+    path = store.target_path(f"{folder}/{target.sha256}.{base}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ExportRefusedError(f"{EXPORT_KEY_TARGET} of {repository} cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_EXPORT_KEY + 1)
+    if len(data) != target.length or hashlib.sha256(data).hexdigest() != target.sha256:
+        raise ExportRefusedError(f"{EXPORT_KEY_TARGET} of {repository} does not match its signed length and hash")
+    return load_export_public_key(data, f"{EXPORT_KEY_TARGET} of {repository}")
+
+
+def _start_ranges(since: int | None) -> tuple[dict | None, int | None, dict | None]:
+    """(where this export starts: None for the very beginning, the export
+    re-exported from or None, the last export's sequence and manifest hash)."""
+    last = database.execute_sql("SELECT sequence, manifest_sha256, ranges FROM export_record "
+                                "ORDER BY sequence DESC LIMIT 1").fetchone()
+    last_info = {"sequence": last[0], "manifest_sha256": last[1]} if last else None
+    if since is None:
+        return (json.loads(last[2]) if last else None), None, last_info
+    row = database.execute_sql("SELECT ranges FROM export_record WHERE sequence = ?", (since,)).fetchone()
+    if row is None:
+        raise ExportRefusedError(f"there is no export {since} to re-export from: see `airlock audit list` or the "
+                                 "export files' numbers")
+    ranges = json.loads(row[0])
+    start = {}
+    for name, span in ranges.items():
+        if "after_id" in span:
+            start[name] = {"to_id": span["after_id"]}
+        elif "from" in span:
+            start[name] = {"to": span["from"]}
+    return start, since, last_info
+
+
+def run_export(settings: Settings, dest: Path, operator: str, *, since: int | None = None,
+               encrypt_for: str | None = None, progress=None) -> ExportResult:
+    """Write one export to the folder ``dest``; raises :class:`AirlockError`
+    with one line when it cannot, leaving the media's earlier files intact."""
+    from appliance.setup import appliance_id as read_appliance_id
+
+    appliance = read_appliance_id(settings)
+    if not appliance:
+        raise ExportRefusedError("the appliance has no id: run `airlock init`")
+    key = load_key(settings)
+    recipient = export_key_for(settings, encrypt_for) if encrypt_for else None
+    with _Lock(settings.state_dir / "export.lock"):
+        dir_fd = open_folder(Path(dest))
+        work = settings.state_dir / f"export-work-{os.getpid()}"
+        try:
+            for stale in settings.state_dir.glob("export-work-*"):  # left by an export that was killed
+                shutil.rmtree(stale, ignore_errors=True)
+            created = now_iso()
+            try:
+                os.mkdir(work, 0o700)
+                with database.atomic():  # one read snapshot for every data set
+                    start, since_seq, last = _start_ranges(since)
+                    sequence = (last["sequence"] + 1) if last else 1
+                    ranges = collect.current_ranges(start, collect.now_unix())
+                    files = collect.Collector(settings, work, ranges, progress).collect()
+            except OSError as exc:
+                raise ExportRefusedError(f"cannot prepare the export under {work} ({exc.strerror or exc}): the "
+                                         "appliance's disk needs room for one export; nothing was written") from None
+            manifest = {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "appliance_id": appliance,
+                "appliance_key_sha256": key_fingerprint(key.public_key()), "sequence": sequence,
+                "previous_sequence": last["sequence"] if last else None,
+                "previous_manifest_sha256": last["manifest_sha256"] if last else None,
+                "re_export_since": since_seq, "created_at": created, "ranges": ranges,
+                "audit": {"from_hash": ranges["audit"]["from_hash"], "head_hash": ranges["audit"]["head_hash"]},
+                "incident_window_seconds": settings.export_incident_window,
+            }
+            public = public_identity(settings, appliance).public_file
+            pub_entry = collect.FileEntry(PUBLIC_KEY, len(public), hashlib.sha256(public).hexdigest())
+            manifest["files"] = [pub_entry.to_dict()] + [f.to_dict() for f in files]
+            manifest_bytes = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("ascii")
+            signature = base64.b64encode(key.sign(manifest_bytes)) + b"\n"
+            name = export_file_name(appliance, sequence, recipient is not None)
+            size = _write(dir_fd, name, work, files, manifest_bytes, signature, public, recipient, created, progress)
+            manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
+            _record(sequence, since_seq, created, operator, name, size, manifest_sha, encrypt_for, ranges)
+        finally:
+            os.close(dir_fd)
+            shutil.rmtree(work, ignore_errors=True)
+    logger.info("export %s written to %s", sequence, name)
+    return ExportResult(sequence, str(Path(dest) / name), size, len(manifest["files"]), manifest_sha, encrypt_for,
+                        since_seq)
+
+
+class _Counter:
+    """The tar stream's sink: counts bytes for the progress bar."""
+
+    def __init__(self, write, total: int, progress):
+        self._write, self.total, self.progress, self.done, self.files = write, total, progress, 0, 0
+
+    def write(self, data) -> int:
+        self._write(data)
+        self.done += len(data)
+        if self.progress:
+            self.progress(self.done, self.total, self.files)
+        return len(data)
+
+
+def _write(dir_fd: int, name: str, work: Path, files, manifest: bytes, signature: bytes, public: bytes, recipient,
+           created: str, progress) -> int:
+    out = MediaFile(dir_fd, name)
+    try:
+        encryptor = EncryptingWriter(out.write, recipient) if recipient is not None else None
+        total = _tar_size([f.size for f in files] + [len(manifest), len(signature), len(public)])
+        sink = _Counter(encryptor.write if encryptor else out.write, total, progress)
+        mtime = _unix(created)
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for member, data in ((MANIFEST, manifest), (SIGNATURE, signature), (PUBLIC_KEY, public)):
+                tar.addfile(_info(member, len(data), mtime), io.BytesIO(data))
+            for f in files:
+                with open(work / f.name, "rb") as src:
+                    tar.addfile(_info(f.name, f.size, mtime), src)
+                sink.files += 1
+        if encryptor:
+            encryptor.close()
+        out.commit()
+    except OSError as exc:
+        out.abort()
+        raise MediaError(describe(exc, name, out.written)) from None
+    except BaseException:
+        out.abort()
+        raise
+    return out.written
+
+
+def _tar_size(sizes: list[int]) -> int:
+    """Bytes of the tar stream (for the progress bar): a 512-byte header and
+    the data padded to 512 per member, two empty blocks, whole records."""
+    blocks = sum(1 + (size + 511) // 512 for size in sizes) + 2
+    return -(-blocks * 512 // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
+def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, mtime, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _unix(iso_time: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(iso_time).timestamp())
+
+
+def _record(sequence, since, created, operator, name, size, manifest_sha, encrypt_for, ranges) -> None:
+    with database.atomic("IMMEDIATE"):
+        database.execute_sql(
+            "INSERT INTO export_record (sequence, re_export_since, created_at, finished_at, operator, file_name, "
+            "bytes, manifest_sha256, encrypted_for, ranges) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (sequence, since, created, now_iso(), operator, name, size, manifest_sha, encrypt_for,
+             json.dumps(ranges, sort_keys=True)))
+        audit.record(operator, "export.written", name, {"sequence": sequence, "bytes": size,
+                                                        "manifest_sha256": manifest_sha, "re_export_since": since,
+                                                        "encrypted_for": encrypt_for})

@@ -1,0 +1,155 @@
+"""The audit log: an append-only table whose rows form a hash chain.
+
+Each record's hash covers the previous record's hash and the canonical JSON
+of its fields (``at``, ``actor``, ``action``, ``subject``, ``details``), so a
+changed, removed or inserted row breaks the chain from there on, and
+:func:`verify` finds the first broken row.  The head hash travels in every
+export's signed manifest, so even cutting rows off the end is noticed by the
+vendor.  :func:`record` writes inside the caller's transaction when there is
+one (the action and its record commit together, with ``synchronous=FULL``),
+else in a short ``BEGIN IMMEDIATE`` transaction of its own.  Details must
+never hold secrets (passwords, tokens, keys): they are exported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from peewee import TextField
+
+from server.models import BaseModel, database
+from signing.exceptions import AirlockError
+from signing.export import AUDIT_GENESIS, audit_hash
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT = 1000  # characters of actor, action and subject kept
+
+
+class AuditError(AirlockError):
+    """The audit log's hash chain is broken."""
+
+
+class AuditRecord(BaseModel):
+    at = TextField()
+    actor = TextField()
+    action = TextField()
+    subject = TextField()
+    details = TextField(default="{}")  # JSON
+    prev_hash = TextField()
+    hash = TextField(unique=True)
+
+    class Meta:
+        table_name = "audit_log"
+
+
+@dataclass
+class AuditEntry:
+    id: int
+    at: str
+    actor: str
+    action: str
+    subject: str
+    details: dict
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ChainReport:
+    records: int
+    head: str  # hash of the last record (the genesis value when empty)
+
+    @property
+    def message(self) -> str:
+        return f"{self.records} records, chain intact (head {self.head[:16]}...)"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def record(actor: str, action: str, subject: str, details: dict | None = None, *, at: str | None = None) -> str:
+    """Append one record; returns its hash.  Inside a transaction it joins it."""
+    fields = {"at": at or _now(), "actor": str(actor)[:MAX_TEXT], "action": str(action)[:MAX_TEXT],
+              "subject": str(subject)[:MAX_TEXT], "details": json.loads(json.dumps(details or {}, default=str))}
+    if database.in_transaction():
+        return _append(fields)
+    with database.atomic("IMMEDIATE"):
+        return _append(fields)
+
+
+def _append(fields: dict) -> str:
+    row = database.execute_sql("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    prev = row[0] if row else AUDIT_GENESIS
+    digest = audit_hash(prev, fields)
+    database.execute_sql(
+        "INSERT INTO audit_log (at, actor, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (fields["at"], fields["actor"], fields["action"], fields["subject"],
+         json.dumps(fields["details"], sort_keys=True, separators=(",", ":")), prev, digest))
+    return digest
+
+
+def iter_rows(after_id: int = 0, up_to_id: int | None = None, batch: int = 1000):
+    """Audit rows as dicts, in order, read in batches (memory stays flat)."""
+    last = after_id
+    while True:
+        sql = "SELECT id, at, actor, action, subject, details, prev_hash, hash FROM audit_log WHERE id > ?"
+        params: list = [last]
+        if up_to_id is not None:
+            sql += " AND id <= ?"
+            params.append(up_to_id)
+        rows = database.execute_sql(sql + " ORDER BY id LIMIT ?", (*params, batch)).fetchall()
+        if not rows:
+            return
+        for r in rows:
+            try:
+                details = json.loads(r[5])
+            except ValueError:
+                details = r[5]  # kept as it is: verify reports the row
+            yield {"id": r[0], "at": r[1], "actor": r[2], "action": r[3], "subject": r[4], "details": details,
+                   "prev_hash": r[6], "hash": r[7]}
+        last = rows[-1][0]
+
+
+def head() -> tuple[int, str]:
+    """(id, hash) of the last record; (0, genesis) when the log is empty."""
+    row = database.execute_sql("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (0, AUDIT_GENESIS)
+
+
+def hash_before(record_id: int) -> str:
+    """The hash a record after ``record_id`` chains to."""
+    row = database.execute_sql("SELECT hash FROM audit_log WHERE id <= ? ORDER BY id DESC LIMIT 1",
+                               (record_id,)).fetchone()
+    return row[0] if row else AUDIT_GENESIS
+
+
+def verify() -> ChainReport:
+    """Recompute the whole chain; raise :class:`AuditError` at the first broken row."""
+    prev, count = AUDIT_GENESIS, 0
+    for rec in iter_rows():
+        if rec["prev_hash"] != prev:
+            raise AuditError(f"audit record {rec['id']} ({rec['action']} at {rec['at']}) does not follow the record "
+                             f"before it: a record was removed or inserted; chain broken after {count} good records")
+        if not isinstance(rec["details"], dict) or audit_hash(prev, rec) != rec["hash"]:
+            raise AuditError(f"audit record {rec['id']} ({rec['action']} at {rec['at']}) does not match its hash: "
+                             f"it was changed; chain broken after {count} good records")
+        prev = rec["hash"]
+        count += 1
+    return ChainReport(count, prev)
+
+
+def entries(since: int = 0, limit: int | None = None) -> list[AuditEntry]:
+    out = []
+    for rec in iter_rows(after_id=since):
+        out.append(AuditEntry(**rec))
+        if limit is not None and len(out) >= limit:
+            break
+    return out
