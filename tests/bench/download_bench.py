@@ -11,7 +11,6 @@ import http.client
 import os
 import threading
 import time
-from pathlib import Path
 from statistics import median
 
 from tests.bench.common import Scratch, airlock, log, new_home

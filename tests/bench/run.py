@@ -96,7 +96,7 @@ def header(imp, srv) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("import", "serve", "devices", "downloads"), help="run one benchmark only")
+    p.add_argument("--only", choices=("import", "serve", "devices", "downloads", "export"), help="run one benchmark only")
     p.add_argument("--gb", type=float, default=float(os.environ.get("BENCH_IMPORT_GB", "3")),
                    help="size of the big import bundle in GB, in whole 256 MiB files, at least 3 "
                    "(env BENCH_IMPORT_GB, default 3)")
@@ -128,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             from tests.bench.download_bench import run_download_bench
 
             device_rows += run_download_bench()
+        if args.only in (None, "export"):
+            from tests.bench.export_bench import run_export_bench
+
+            device_rows += run_export_bench()
     print(header(imp, srv))
     if imp or srv:
         print()
