@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent.config import load_config
 from agent.device import Agent
-from agent.exceptions import AgentError, DeviceRefusedError, NotAcceptedError
+from agent.exceptions import AgentError, DeviceRefusedError, NotAcceptedError, UnreachableError
 from agent.identity import key_fingerprint
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_REFUSED, EXIT_UNREACHABLE = 1, 2, 3, 4, 75
@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("checkin", parents=[common], help="check in once and print the answer (installs nothing)")
     status = sub.add_parser("status", parents=[common], help="show the agent's state (no network)")
     status.add_argument("--json", action="store_true", help="print JSON")
+    rep = sub.add_parser("report", parents=[common], help="send an error report (spooled until the appliance "
+                                                          "has it)")
+    rep.add_argument("--kind", required=True, choices=("crash", "error", "watchdog_reset", "log"))
+    rep.add_argument("--severity", default="error", choices=("critical", "error", "warning", "info"))
+    msg = rep.add_mutually_exclusive_group(required=True)
+    msg.add_argument("--message", metavar="TEXT", help="what happened (at most 4000 characters)")
+    msg.add_argument("--message-file", type=Path, metavar="FILE", help="read the message from FILE")
+    rep.add_argument("--attach", type=Path, action="append", default=[], metavar="FILE",
+                     help="attach a file, e.g. a log excerpt or a core dump (repeatable, at most 4)")
     sim = sub.add_parser("simulate", help="run a fleet of simulated devices in this process")
     sim.add_argument("--devices", type=int, required=True, metavar="N")
     sim.add_argument("--server", required=True, metavar="URL", help="the appliance, http://HOST:PORT")
@@ -145,6 +154,29 @@ def cmd_checkin(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    agent = Agent(_config(args))
+    message = args.message if args.message is not None else args.message_file.read_text(errors="replace")
+    if len(args.attach) > 4:
+        raise ValueError("at most 4 attachments per report")
+    agent.error_report(args.kind, args.severity, message, args.attach)
+    if agent.token is None:
+        try:
+            agent.enroll()
+        except (UnreachableError, NotAcceptedError, DeviceRefusedError) as exc:
+            print(f"report spooled; not sent yet: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    result = agent.flush()
+    if result is None or result.unreachable or result.left:
+        print(f"report spooled; {len(agent.spool)} report(s) wait for the appliance", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if result.dead:
+        print("the appliance refused a report for good; it is kept in the spool's dead/ folder", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{agent.config.device_id}: report delivered ({result.sent} sent, {result.duplicates} already there)")
+    return 0
+
+
 def cmd_status(args) -> int:
     config = _config(args)
     agent = Agent(config)
@@ -182,7 +214,7 @@ def cmd_simulate(args) -> int:
     return 0 if summary.ok else EXIT_FAILED
 
 
-COMMANDS = {"run": cmd_run, "enroll": cmd_enroll, "checkin": cmd_checkin, "status": cmd_status,
+COMMANDS = {"run": cmd_run, "enroll": cmd_enroll, "checkin": cmd_checkin, "status": cmd_status, "report": cmd_report,
             "simulate": cmd_simulate}
 
 

@@ -7,6 +7,8 @@ in one process."""
 
 from __future__ import annotations
 
+import base64
+
 import logging
 import random
 import threading
@@ -36,6 +38,7 @@ from agent.spool import Spool
 from agent.updates import HOOK_REBOOT, Offer, fetch_verified, reason_text, run_hook
 
 logger = logging.getLogger(__name__)
+MAX_ATTACHMENT_BYTES = 1024 * 1024  # bytes read from one attachment file; the appliance's limit is its own
 DEFAULT_INTERVAL, DEFAULT_JITTER = 300.0, 60.0  # seconds, until the appliance says otherwise
 UNREACHABLE_RETRY = 30.0  # seconds, at most, between tries while the appliance is away
 
@@ -233,6 +236,26 @@ class Agent:
         self.spool.add("/api/v1/updates", body)
         logger.info("report release %d: %s%s", release_id, step, f" ({body['reason']})" if reason else "")
         self.flush()
+
+    def error_report(self, kind: str, severity: str, message: str, attachments: list[Path] = ()) -> Path:
+        """Spool an error report (crash, error, watchdog reset, log) with
+        attachment files, then try to send everything spooled.  The report
+        keeps its ``report_id`` in the spool, so a resend is stored once."""
+        files = []
+        for path in attachments:
+            with open(path, "rb") as f:
+                data = f.read(MAX_ATTACHMENT_BYTES + 1)
+            if len(data) > MAX_ATTACHMENT_BYTES:
+                raise ValueError(f"attachment {path} is larger than {MAX_ATTACHMENT_BYTES} bytes: "
+                                 "send an excerpt (the appliance sets its own, usually smaller, limit)")
+            files.append({"name": Path(path).name[:128], "content": base64.b64encode(data).decode()})
+        body = {"report_id": str(uuid.uuid4()), "kind": kind, "severity": severity,
+                "message": reason_text(message, limit=4000), "firmware": self.firmware(), "occurred_at": utc_now()}
+        if files:
+            body["attachments"] = files
+        entry = self.spool.add("/api/v1/reports", body)
+        logger.info("error report %s (%s, %s) spooled", body["report_id"], kind, severity)
+        return entry
 
     def flush(self):
         token = self.token

@@ -261,3 +261,37 @@ def test_enroll_polls_while_pending_and_checkin_prints_the_answer(site):
     assert r.returncode == 0, r.stderr
     answer = json.loads(r.stdout)
     assert answer["update"] is None and answer["checkin_interval"] > 0
+
+
+def test_error_reports_are_spooled_sent_once_and_keep_their_attachment(site, tmp_path):
+    device = site.device("report-1", "plc-z")
+    accepted(site, device)
+    excerpt = tmp_path / "kernel.log"
+    excerpt.write_bytes(b"watchdog: BUG: soft lockup - CPU#0 stuck for 23s!\n" * 20)
+
+    # the appliance is unreachable: the report waits in the spool
+    offline = device.agent("report", "--kind", "watchdog_reset", "--severity", "critical", "--message",
+                           "rebooted by the watchdog", "--attach", str(excerpt),
+                           "--url", "http://127.0.0.1:9")
+    assert offline.returncode == 75, offline.stderr
+    assert len(device.spool()) == 1
+    spooled = json.loads(device.spool()[0].read_text())
+    assert spooled["path"] == "/api/v1/reports" and spooled["body"]["kind"] == "watchdog_reset"
+
+    # back in reach: the next report sends both, oldest first; none is lost or doubled
+    r = device.agent("report", "--kind", "log", "--severity", "info", "--message", "back online")
+    assert r.returncode == 0, r.stderr
+    assert device.spool() == []
+    listed = json.loads(site.airlock("reports", "list", "--json", "--device", "report-1").out)
+    assert sorted(x["kind"] for x in listed) == ["log", "watchdog_reset"]
+    wd = next(x for x in listed if x["kind"] == "watchdog_reset")
+    shown = json.loads(site.airlock("reports", "show", str(wd["id"]), "--json").out)
+    assert shown["summary"]["message"] == "rebooted by the watchdog" and shown["summary"]["severity"] == "critical"
+    assert [a["size"] for a in shown["attachments"]] == [excerpt.stat().st_size]
+
+    # a resend of an already delivered report is recognised, not stored twice
+    device.state_dir.joinpath("spool").mkdir(exist_ok=True)
+    (device.state_dir / "spool" / "00000000000000000001-resend.json").write_text(json.dumps(spooled))
+    again = device.agent("report", "--kind", "log", "--message", "third")
+    assert again.returncode == 0 and "1 already there" in again.stdout, again.stdout + again.stderr
+    assert len(json.loads(site.airlock("reports", "list", "--json", "--device", "report-1").out)) == 3
