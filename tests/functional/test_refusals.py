@@ -78,7 +78,6 @@ def test_version_rollback(airlock, served, home, tmp_path, role):
     served.add_target("fw/b.bin", b"B")
     served.publish()
     assert airlock("import", served.write_bundle(tmp_path / "newer")).code == 0
-    md = {"timestamp": served.timestamp, "snapshot": served.snapshot, "targets": served.targets}[role]
     if role == "targets":
         served.targets.signed.version -= 2
         served.publish(signers={})

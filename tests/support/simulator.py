@@ -17,7 +17,6 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import (
     DelegatedRole,
     Delegations,
-    Key,
     Metadata,
     MetaFile,
     Root,
