@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
 
@@ -120,3 +121,33 @@ def trusted_state_from(lookup: MetadataLookup, latest_root_version: int) -> Trus
         if data is not None:
             state.roles[role] = data
     return state
+
+
+@dataclass
+class RoleSummary:
+    """One role as a security officer audits it: who may sign, who did."""
+
+    name: str
+    version: int
+    expires: datetime
+    keyids: list[str]
+    keytypes: dict[str, str]  # keyid -> "keytype/scheme"
+    threshold: int
+    signed_by: list[str]  # key ids whose signature on the current file verifies
+    delegator: str | None = None
+    paths: list[str] | None = None
+
+
+def describe_role(name: str, md: Metadata, delegator, delegator_name: str) -> RoleSummary:
+    """Summarise role ``name`` (its metadata ``md``) as ``delegator`` (a
+    Root or Targets) delegates it."""
+    role = delegator.get_delegated_role(name)
+    keys = delegator.keys if hasattr(delegator, "keys") else delegator.delegations.keys
+    keyids = sorted(getattr(role, "keyids", None) or [])
+    paths = list(getattr(role, "paths", None) or getattr(role, "path_hash_prefixes", None) or []) or None
+    return RoleSummary(
+        name=name, version=md.signed.version, expires=md.signed.expires, keyids=keyids,
+        keytypes={k: f"{keys[k].keytype}/{keys[k].scheme}" for k in keyids if k in keys},
+        threshold=role.threshold, signed_by=valid_signers(md, keyids, keys),
+        delegator=delegator_name, paths=paths,
+    )

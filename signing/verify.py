@@ -32,7 +32,9 @@ from signing.paths import check_role_name, check_target_path, show
 from signing.trust import (  # noqa: F401 - re-exported: the verifier's vocabulary
     MAX_LENGTH,
     MetadataLookup,
+    RoleSummary,
     TrustedState,
+    describe_role,
     refuse_duplicate_key_values,
     refuse_duplicate_root_keys,
     root_versions,
@@ -64,19 +66,6 @@ class TargetEntry:
     source: Path | None  # staged copy to publish, once copied and checked; None when the store holds it
     filenames: list[str]  # hash-prefixed names under targets/, one per hash
     bundle_relpath: str | None = None  # the bundle's file to copy; None when the store holds it
-
-
-@dataclass
-class RoleSummary:
-    name: str
-    version: int
-    expires: datetime
-    keyids: list[str]
-    keytypes: dict[str, str]
-    threshold: int
-    signed_by: list[str]
-    delegator: str | None = None
-    paths: list[str] | None = None
 
 
 @dataclass
@@ -132,21 +121,6 @@ class _Refusal:
         if isinstance(exc, DeserializationError):
             return self(filename, f"not valid TUF metadata ({detail})")
         return self(filename, f"refused by TUF verification ({detail})")
-
-
-def _role_summary(name: str, md: Metadata, delegator_keys, delegator: str | None, paths=None) -> RoleSummary:
-    keyids, threshold, keys = delegator_keys
-    return RoleSummary(
-        name=name,
-        version=md.signed.version,
-        expires=md.signed.expires,
-        keyids=sorted(keyids),
-        keytypes={k: keys[k].keytype for k in keyids if k in keys},
-        threshold=threshold,
-        signed_by=valid_signers(md, keyids, keys),
-        delegator=delegator,
-        paths=paths,
-    )
 
 
 def verify_repository(
@@ -270,7 +244,7 @@ def verify_repository(
     summaries: list[RoleSummary] = _top_level_summaries(tset, current_bytes)
     targets_md = _load_targets(tset, refuse, fetch, trusted, "targets", "root")
     loaded["targets"] = targets_md
-    summaries.append(_role_summary("targets", targets_md, _keys_of(tset.root, "targets"), "root"))
+    summaries.append(describe_role("targets", targets_md, tset.root, "root"))
     scope: dict[str, list] = {"targets": []}  # role -> DelegatedRole objects it was reached through
     edges: set[tuple[str, str]] = set()
     # depth first, with each role's chain of delegators, to name a cycle
@@ -306,8 +280,7 @@ def verify_repository(
                              "the vendor must use fewer roles (or succinct hash bins)")
             md = _load_targets(tset, refuse, fetch, trusted, role_name, parent_name)
             scope.setdefault(role_name, []).append(role)
-            paths = list(getattr(role, "paths", None) or getattr(role, "path_hash_prefixes", None) or [])
-            summaries.append(_role_summary(role_name, md, _keys_of(parent_md.signed, role_name), parent_name, paths))
+            summaries.append(describe_role(role_name, md, parent_md.signed, parent_name))
             if role_name not in loaded:
                 loaded[role_name] = md
                 stack.append((role_name, md, (*chain, role_name)))
@@ -373,20 +346,9 @@ def _load_targets(tset, refuse, fetch, trusted: TrustedState, role: str, delegat
     return Metadata.from_bytes(data)
 
 
-def _keys_of(delegator, role: str):
-    """(keyids, threshold, keys) that ``delegator`` trusts for ``role``."""
-    r = delegator.get_delegated_role(role)
-    keys = delegator.keys if hasattr(delegator, "keys") else delegator.delegations.keys
-    keyids = list(getattr(r, "keyids", []) or [])
-    return keyids, r.threshold, keys
-
-
 def _top_level_summaries(tset, current_bytes: dict[str, bytes]) -> list[RoleSummary]:
-    out = []
-    for role, signed in (("root", tset.root), ("timestamp", tset.timestamp), ("snapshot", tset.snapshot)):
-        md = Metadata.from_bytes(current_bytes[role])
-        out.append(_role_summary(role, md, _keys_of(tset.root, role), "root"))
-    return out
+    return [describe_role(role, Metadata.from_bytes(current_bytes[role]), tset.root, "root")
+            for role in ("root", "timestamp", "snapshot")]
 
 
 def _check_targets(refuse, loaded: dict[str, Metadata], scope, bundle_target, store_target) -> list[TargetEntry]:

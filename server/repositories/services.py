@@ -18,7 +18,8 @@ from server.models import ImportRecord, Repository, database
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing.exceptions import AirlockError, VerificationError
-from signing.verify import MAX_LENGTH, check_root_keys, valid_signers
+from signing.trust import describe_role
+from signing.verify import MAX_LENGTH, check_root_keys
 
 _REPO_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -182,14 +183,9 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
 
 
 def _role_state(name: str, md: Metadata, delegator, delegator_name: str, now: datetime) -> RoleState:
-    role = delegator.get_delegated_role(name)
-    keys = delegator.keys if hasattr(delegator, "keys") else delegator.delegations.keys
-    keyids = sorted(role.keyids)
-    expires = md.signed.expires
+    r = describe_role(name, md, delegator, delegator_name)
     return RoleState(
-        name=name, version=md.signed.version, expires=expires.isoformat(),
-        days_left=(expires - now).days, keyids=keyids,
-        keytypes={k: f"{keys[k].keytype}/{keys[k].scheme}" for k in keyids if k in keys},
-        threshold=role.threshold, signed_by=valid_signers(md, role.keyids, keys),
-        delegator=delegator_name, paths=list(getattr(role, "paths", None) or []) or None,
+        name=r.name, version=r.version, expires=r.expires.isoformat(), days_left=(r.expires - now).days,
+        keyids=r.keyids, keytypes=r.keytypes, threshold=r.threshold, signed_by=r.signed_by,
+        delegator=r.delegator, paths=r.paths,
     )
