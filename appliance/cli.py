@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+import peewee
 
 from server import bind_database
 from server.db import check_schema
@@ -38,6 +39,9 @@ class Context:
         return self._settings
 
     def database(self):
+        if not self.settings.database_path.exists():
+            raise AirlockError(f"no appliance database at {self.settings.database_path}: run `airlock init` "
+                               "first, or point --home (or AIRLOCK_HOME) at the appliance's folder")
         db = bind_database(self.settings)
         check_schema(db)
         return db
@@ -210,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except OSError as exc:
         click.echo(f"airlock: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        return 1
+    except peewee.DatabaseError as exc:
+        click.echo(f"airlock: error: the database cannot be used ({exc}); check the appliance home's "
+                   "permissions and free space, then `airlock init` to upgrade it", err=True)
         return 1
     return 0
 

@@ -622,8 +622,11 @@ def describe_export(path: Path, *, decrypt_key: X25519PrivateKey | None = None) 
              f"  created {_safe(m.get('created_at'))}, key sha256 {_safe(m.get('appliance_key_sha256'))}"]
     if m.get("re_export_since") is not None:
         lines.append(f"  re-export of everything since export {_safe(m['re_export_since'])}")
-    lines.append(f"  previous export {_safe(m.get('previous_sequence'))}, manifest sha256 "
-                 f"{_safe(m.get('previous_manifest_sha256'))}")
+    if m.get("previous_sequence") is None:
+        lines.append("  previous export: none (the appliance's first export)")
+    else:
+        lines.append(f"  previous export {_safe(m.get('previous_sequence'))}, manifest sha256 "
+                     f"{_safe(m.get('previous_manifest_sha256'))}")
     for name, span in sorted((m.get("ranges") or {}).items()):
         lines.append(f"  {_safe(name)}: {_safe(json.dumps(span, sort_keys=True))}")
     lines.append("files:")

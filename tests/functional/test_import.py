@@ -198,3 +198,13 @@ def test_progress_bar_shows_bytes_and_files(airlock, sim, home, tmp_path):
     bar.close()
     last = screen.getvalue().rstrip("\n").split("\r")[-1]
     assert "[##############################]" in last and "files" in last and "MB" in last
+
+
+def test_commands_on_a_missing_home_say_run_init(tmp_path):
+    from tests.conftest import run_airlock
+
+    for args in (("repo", "list"), ("import", tmp_path), ("audit", "verify"), ("devices", "list")):
+        r = run_airlock(tmp_path / "not-initialised", *args)
+        assert r.code == 1, args
+        assert r.err.startswith("airlock: error: no appliance database") and "airlock init" in r.err, r.err
+        assert "Traceback" not in r.err
