@@ -162,11 +162,14 @@ def admin_decision(device_id: str, action: str):
 # errors -----------------------------------------------------------------------------
 
 @bp.errorhandler(DeviceError)
-def _device_error(exc: DeviceError):
+def device_error_response(exc: DeviceError):
+    """The JSON answer for a DeviceError; the reports API registers it too."""
     response = jsonify(error=exc.code, message=str(exc), **exc.extra)
     response.status_code = exc.status
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="airlock"'
+    if exc.extra.get("retry_after"):
+        response.headers["Retry-After"] = str(exc.extra["retry_after"])
     return response
 
 

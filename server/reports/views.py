@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, jsonify, request
 from server.devices import services as devices
 from server.devices.exceptions import DeviceError, InvalidRequestError
 from server.devices.schema import loads_strict
-from server.devices.views import VALIDATOR
+from server.devices.views import VALIDATOR, device_error_response
 from server.models import database
 from server.reports import services
 from server.reports.exceptions import ReportTooLargeError
@@ -71,12 +71,4 @@ def file_report():
     return jsonify(status="recorded", id=filed.id, duplicate=filed.duplicate), (200 if filed.duplicate else 201)
 
 
-@bp.errorhandler(DeviceError)
-def _report_error(exc: DeviceError):
-    response = jsonify(error=exc.code, message=str(exc), **exc.extra)
-    response.status_code = exc.status
-    if exc.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="airlock"'
-    if exc.extra.get("retry_after"):
-        response.headers["Retry-After"] = str(exc.extra["retry_after"])
-    return response
+bp.register_error_handler(DeviceError, device_error_response)
