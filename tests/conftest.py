@@ -92,3 +92,26 @@ def refusals(home: Path) -> list[tuple[str, str]]:
     rows = con.execute("SELECT status, reason FROM import_record WHERE status = 'refused' ORDER BY id").fetchall()
     con.close()
     return rows
+
+
+# What a person must never see raw in a refusal line: control characters
+# (terminal escapes, newlines) and the bidi override.
+CONTROL = set(chr(c) for c in range(32)) | {"\x7f", "\u202e"}
+
+
+def refused(airlock, home: Path, media, *fragments: str) -> str:
+    """Import ``media``, expect a refusal, and check what every refusal must
+    guarantee: one escaped line naming ``fragments``, recorded, and nothing
+    else changed (tree, trusted state, database, staging)."""
+    before = tree_state(home)
+    r = airlock("import", media)
+    assert r.code == 1, r.out
+    line = r.err.strip()
+    assert line.startswith("airlock: error: ") and "\n" not in line, line
+    assert not CONTROL & set(line), f"hostile characters reached the terminal: {line!r}"
+    for fragment in fragments:
+        assert fragment in line, line
+    assert tree_state(home) == before
+    assert os.listdir(home / "staging") == []
+    assert refusals(home)[-1][1] in line
+    return line

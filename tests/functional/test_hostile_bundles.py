@@ -10,8 +10,7 @@ import pytest
 from securesystemslib.signer import Signature, SSlibKey
 from tuf.api.metadata import Metadata, MetaFile
 
-from tests.conftest import pin
-from tests.functional.test_refusals import refused
+from tests.conftest import pin, refused
 
 
 @pytest.fixture

@@ -14,10 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import pin, refusals, tree_state
-
-CONTROL = set(chr(c) for c in range(32)) | {"\x7f", "\u202e"}
-
+from tests.conftest import pin, refused, tree_state
 
 @pytest.fixture
 def served(airlock, sim, home, tmp_path):
@@ -28,21 +25,6 @@ def served(airlock, sim, home, tmp_path):
     sim.add_target("fw/b.bin", b"B" * 3000)
     sim.publish()
     return sim
-
-
-def refused(airlock, home, media, *fragments):
-    before = tree_state(home)
-    r = airlock("import", media)
-    assert r.code == 1, r.out
-    line = r.err.strip()
-    assert line.startswith("airlock: error: ") and "\n" not in line, line
-    assert not CONTROL & set(line), f"hostile characters reached the terminal: {line!r}"
-    for fragment in fragments:
-        assert fragment in line, line
-    assert tree_state(home) == before
-    assert os.listdir(home / "staging") == []
-    assert refusals(home)[-1][1] in line
-    return line
 
 
 def tar_of(tmp_path, media, extra=(), *, gz=False, name="bundle.tar"):

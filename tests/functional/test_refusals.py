@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from tuf.api.metadata import MetaFile
 
-from tests.conftest import pin, refusals, tree_state
+from tests.conftest import pin, refused, tree_state
 from tests.support.simulator import RepoSim
 
 
@@ -20,19 +20,6 @@ def served(airlock, sim, home, tmp_path):
     sim.publish()
     assert airlock("import", sim.write_bundle(tmp_path / "good")).code == 0
     return sim
-
-
-def refused(airlock, home, media, *fragments):
-    before = tree_state(home)
-    r = airlock("import", media)
-    assert r.code == 1, r.out
-    line = r.err.strip()
-    assert line.startswith("airlock: error: ") and "\n" not in line, line
-    for fragment in fragments:
-        assert fragment in line, line
-    assert tree_state(home) == before
-    assert refusals(home)[-1][1] in line
-    return line
 
 
 def expired():
