@@ -38,10 +38,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from server.devices.views import bp as devices_bp
     from server.health import bp as health_bp
+    from server.metrics import bp as metrics_bp
     from server.repositories.views import bp as repos_bp
 
     app.register_blueprint(repos_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(metrics_bp)
     app.register_blueprint(devices_bp)
     from server.reports.form import bp as report_form_bp
     from server.reports.views import bp as reports_api_bp

@@ -1,0 +1,81 @@
+"""``/metrics``: the appliance's state as Prometheus text (exposition 0.0.4).
+
+Counts read from the database at scrape time with a few aggregate queries
+(no per-request counters to keep in step across gunicorn workers), plus each
+repository's served versions and expiries from its published tree.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, current_app
+from peewee import fn
+from tuf.api.metadata import Metadata
+
+from server.devices.checkins import OFFLINE_AFTER_INTERVALS
+from server.devices.models import Device
+from server.models import ImportRecord, Repository, database
+from server.reports.models import Report
+from server.repositories.store import RepositoryStore
+
+bp = Blueprint("metrics", __name__)
+
+def _label(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _Exposition:
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str, samples: list[tuple[dict, float]]) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            inner = ",".join(f'{k}="{_label(v)}"' for k, v in sorted(labels.items()))
+            self.lines.append(f"{name}{{{inner}}} {value}" if inner else f"{name} {value}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+@bp.get("/metrics")
+def metrics():
+    settings = current_app.config["AIRLOCK"]
+    out = _Exposition()
+    now = int(time.time())
+    offline_before = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
+    with database.connection_context():
+        states = list(Device.select(Device.state, fn.COUNT(Device.id).alias("n")).group_by(Device.state)
+                      .tuples())
+        online = Device.select().where(Device.state == "accepted", Device.last_seen >= offline_before).count()
+        checkins = Device.select(fn.COALESCE(fn.SUM(Device.checkins), 0)).scalar()
+        imports = list(ImportRecord.select(ImportRecord.status, fn.COUNT(ImportRecord.id))
+                       .group_by(ImportRecord.status).tuples())
+        reports = list(Report.select(Report.status, fn.COUNT(Report.id)).group_by(Report.status).tuples())
+        repos = [r.name for r in Repository.select(Repository.name).order_by(Repository.name)]
+    out.family("airlock_devices", "gauge", "Devices in the inventory, by state.",
+               [({"state": s}, n) for s, n in states])
+    out.family("airlock_devices_online", "gauge",
+               "Accepted devices that checked in within 3 check-in intervals.", [({}, online)])
+    out.family("airlock_device_checkins_total", "counter", "Check-ins stored since the devices enrolled.",
+               [({}, checkins)])
+    out.family("airlock_imports_total", "counter", "Bundle imports, by outcome.",
+               [({"status": s}, n) for s, n in imports])
+    out.family("airlock_reports", "gauge", "Device and operator problem reports, by triage status.",
+               [({"status": s}, n) for s, n in reports])
+    versions, expiries = [], []
+    for name in repos:
+        store = RepositoryStore(settings.public_dir, name)
+        if not store.exists():
+            continue
+        state = store.trusted_state()
+        for role, data in (("root", state.root), *state.roles.items()):
+            signed = Metadata.from_bytes(data).signed
+            versions.append(({"repository": name, "role": role}, signed.version))
+            expiries.append(({"repository": name, "role": role}, int(signed.expires.timestamp())))
+    out.family("airlock_repository_role_version", "gauge", "Version of each role the appliance serves.", versions)
+    out.family("airlock_repository_role_expiry_seconds", "gauge",
+               "Unix time at which each served role's metadata expires.", expiries)
+    return Response(out.text(), mimetype="text/plain", content_type="text/plain; version=0.0.4; charset=utf-8")
