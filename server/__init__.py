@@ -20,7 +20,16 @@ __all__ = ["create_app", "Settings", "load_settings"]
 
 
 def bind_database(settings: Settings):
-    """Point the models at this appliance's database (connects lazily)."""
+    """Point the models at this appliance's database (connects lazily).
+
+    Binding the database that is already bound keeps the same object: a
+    background thread (device maintenance) in the middle of a transaction on
+    it must not find its transaction stack swapped under it when the same
+    process opens the appliance again (the CLI run in-process, a second app).
+    """
+    current = database.obj
+    if current is not None and current.database == str(settings.database_path):
+        return current
     db = open_database(settings.database_path)
     database.initialize(db)
     return db

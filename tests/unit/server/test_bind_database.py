@@ -1,0 +1,62 @@
+"""Opening the appliance again in the same process (the CLI run in-process
+next to a running app) must not disturb a transaction another thread holds.
+
+CI once failed on exactly this: the device-maintenance thread was inside a
+``BEGIN IMMEDIATE`` when the CLI re-bound the database proxy to a fresh
+object; the thread's commit then popped the new object's (empty) transaction
+stack, its own transaction never ended, and every later writer found the
+database locked."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from server import bind_database
+from server.devices.writes import writing
+from server.models import database
+from server.settings import load_settings
+
+
+def test_rebinding_the_same_home_keeps_the_database_object(home):
+    settings = load_settings(home, environ={})
+    first = bind_database(settings)
+    assert bind_database(settings) is first
+    first.close()
+
+
+def test_a_transaction_in_another_thread_survives_a_rebind(home):
+    settings = load_settings(home, environ={})
+    bind_database(settings)
+    inside, rebound = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def background():
+        try:
+            with writing(database):
+                database.execute_sql("INSERT INTO rebind_probe VALUES (1)")
+                inside.set()
+                assert rebound.wait(10)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+        finally:
+            database.close()
+
+    con = sqlite3.connect(home / "airlock.db")
+    con.execute("CREATE TABLE rebind_probe (n INTEGER)")
+    con.commit()
+    con.close()
+    t = threading.Thread(target=background)
+    t.start()
+    assert inside.wait(10)
+    bind_database(settings)  # what an in-process `airlock ...` does
+    rebound.set()
+    t.join(10)
+    assert not t.is_alive()
+    assert errors == []
+    # the thread's transaction ended: another connection can write at once
+    con = sqlite3.connect(home / "airlock.db", timeout=0.5)
+    con.execute("INSERT INTO rebind_probe VALUES (2)")
+    con.commit()
+    assert con.execute("SELECT COUNT(*) FROM rebind_probe").fetchone()[0] == 2
+    con.close()
