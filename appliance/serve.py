@@ -29,7 +29,7 @@ class AirlockServer(BaseApplication):
         s = self.settings
         for key, value in {
             "bind": [s.bind],
-            "workers": s.workers,
+            "workers": s.worker_count,
             "worker_class": "gthread",
             "threads": s.threads,
             "timeout": 60,  # s without a heartbeat, not a cap on a download
@@ -63,6 +63,7 @@ def serve(settings: Settings) -> None:
     # mDNS runs in its own supervised process, started before gunicorn forks
     # (zeroconf's threads must never be in a forked worker).
     mdns = start_supervised(settings)
+    logger.info("serving on %s with %d workers x %d threads", settings.bind, settings.worker_count, settings.threads)
     try:
         AirlockServer(settings).run()
     finally:

@@ -34,8 +34,9 @@ class Settings:
         "help": "Folder holding the database, the published repositories and staging (env AIRLOCK_HOME)."})
     bind: str = field(default="127.0.0.1:8080", metadata={
         "help": "HOST:PORT that `airlock serve` listens on; loopback by default."})
-    workers: int = field(default=2, metadata={
-        "help": "gunicorn worker processes for `airlock serve` (one per core is a good start)."})
+    workers: int = field(default=0, metadata={
+        "help": "gunicorn worker processes for `airlock serve`; 0 picks two per CPU core, at most 8 (a worker "
+                "waits on SQLite's single writer part of the time, so two per core keep the cores busy)."})
     threads: int = field(default=256, metadata={
         "help": "Threads per worker; each firmware download holds one for its whole length, so workers x "
                 "threads must exceed the downloads in flight (200 slow downloads starve polls at 2 x 32)."})
@@ -109,6 +110,15 @@ class Settings:
         return self.home / "airlock.db"
 
     @property
+    def worker_count(self) -> int:
+        """The gunicorn workers `airlock serve` starts: ``workers``, or for 0
+        two per CPU core this process may use, between 2 and 8."""
+        if self.workers:
+            return self.workers
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(2, min(8, 2 * cores))
+
+    @property
     def public_dir(self) -> Path:
         """Document root of the plain file tree a static web server can serve."""
         return self.home / "public"
@@ -125,7 +135,9 @@ class Settings:
         host, sep, port = self.bind.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingsError(f"bind {self.bind!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
-        for name in ("workers", "threads", "max_bundle_bytes", "max_bundle_files", "checkin_interval",
+        if self.workers < 0:
+            raise SettingsError("workers must be 0 (two per CPU core) or more")
+        for name in ("threads", "max_bundle_bytes", "max_bundle_files", "checkin_interval",
                      "enrollment_max_skew", "maintenance_interval", "metrics_raw_retention",
                      "metrics_hourly_retention", "metrics_daily_retention"):
             if getattr(self, name) < 1:

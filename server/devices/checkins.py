@@ -1,12 +1,15 @@
 """Check-ins: an accepted device reports its firmware and health, and learns
 when to come back and what to install.
 
-A check-in is a handful of statements: one indexed read to authenticate the
-token, then one short ``BEGIN IMMEDIATE`` transaction (an ``UPDATE`` of the
-device row that re-checks the token, and one ``INSERT`` of the raw sample),
-then one read of the releases that may apply.  Health flags are computed here,
-from this check-in and the previous one, so that listing 50,000 devices reads
-only their rows.
+A check-in is one indexed read to authenticate the token, then a write (an
+``UPDATE`` of the device row that re-checks the token, and an ``INSERT`` of
+the raw sample), then one read of the releases that may apply.  Health flags
+are computed here, from this check-in and the previous one, so that listing
+50,000 devices reads only their rows.
+
+The write is group-committed (``server.devices.group_commit``): concurrent
+check-ins in one worker share one short ``BEGIN IMMEDIATE`` transaction of
+two statements, and each is answered only after that transaction commits.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from peewee import SqliteDatabase
 
@@ -25,6 +30,9 @@ from server.devices.releases import update_for
 from server.devices.writes import writing
 from server.settings import Settings
 
+if TYPE_CHECKING:
+    from server.devices.group_commit import GroupCommit
+
 logger = logging.getLogger(__name__)
 
 OFFLINE_AFTER_INTERVALS = 3
@@ -33,9 +41,17 @@ DAY = 86400  # seconds
 
 _AUTH = ("SELECT id, device_id, hardware, firmware, token_hash, metrics, reboots FROM device "
          "WHERE token_hash = ? AND state = 'accepted'")
-_UPDATE = ("UPDATE device SET firmware = ?, last_seen = ?, last_address = ?, checkins = checkins + 1, "
-           "metrics = ?, health = ?, reboots = ? WHERE id = ? AND token_hash = ? AND state = 'accepted'")
-_SAMPLE = "INSERT INTO metric_sample (device, resolution, ts, data) VALUES (?, 0, ?, ?)"
+# Many check-ins in two statements: the device rows are updated from a VALUES
+# table (only rows whose token is still valid; RETURNING names them) and the
+# samples of exactly those rows are inserted.  A batch holds each device once.
+_UPDATE_MANY = ("UPDATE device SET firmware = v.column1, last_seen = v.column2, last_address = v.column3, "
+                "checkins = checkins + 1, metrics = v.column4, health = v.column5, reboots = v.column6 "
+                "FROM (VALUES {rows}) AS v "
+                "WHERE device.id = v.column7 AND device.token_hash = v.column8 AND device.state = 'accepted' "
+                "RETURNING device.id")
+_UPDATE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+_SAMPLES = "INSERT INTO metric_sample (device, resolution, ts, data) VALUES {rows}"
+_SAMPLE_ROW = "(?, 0, ?, ?)"
 
 
 def authenticate(db: SqliteDatabase, token: str | None) -> DeviceIdentity:
@@ -84,27 +100,46 @@ def health_flags(settings: Settings, metrics: dict, previous: dict, reboots: lis
     return flags, reboots
 
 
-def _store(db: SqliteDatabase, params: tuple, sample: tuple) -> bool:
-    """One check-in's two statements, inside the caller's transaction;
-    False (nothing stored) if the token was revoked meanwhile."""
-    if db.execute_sql(_UPDATE, params).rowcount != 1:
-        return False
-    db.execute_sql(_SAMPLE, sample)
-    return True
+@dataclass(frozen=True)
+class PendingCheckin:
+    """One check-in's write: the device row's new values and the raw sample."""
+
+    device: int  # the device row's id
+    params: tuple  # _UPDATE_ROW's eight values
+    sample: tuple  # _SAMPLE_ROW's three values
+
+
+def store_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> set[int]:
+    """Write ``batch`` (each device at most once) in one transaction; the
+    device ids stored.  A device whose token was revoked meanwhile (a newer
+    enrollment, a rejection) is left out and stores nothing."""
+    if len({c.device for c in batch}) != len(batch):
+        raise ValueError("a check-in batch holds each device at most once")
+    with writing(db):
+        rows = db.execute_sql(_UPDATE_MANY.format(rows=", ".join([_UPDATE_ROW] * len(batch))),
+                              [v for c in batch for v in c.params]).fetchall()
+        stored = {r[0] for r in rows}
+        samples = [c.sample for c in batch if c.device in stored]
+        if samples:
+            db.execute_sql(_SAMPLES.format(rows=", ".join([_SAMPLE_ROW] * len(samples))),
+                           [v for sample in samples for v in sample])
+    return stored
 
 
 def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, checkin: Checkin, *,
-                   address: str | None = None, now: datetime | None = None) -> CheckinResult:
+                   address: str | None = None, now: datetime | None = None,
+                   writer: GroupCommit | None = None) -> CheckinResult:
     """Store a check-in and answer it.  ``db`` may be a connection with a
-    relaxed ``synchronous`` policy: see ``server.devices.views``."""
+    relaxed ``synchronous`` policy: see ``server.devices.views``.  With a
+    ``writer`` the write joins its next group commit; without, it is written
+    at once, alone."""
     ts = int((now or utcnow()).timestamp())
     flags, reboots = health_flags(settings, checkin.metrics, device.metrics, device.reboots, ts)
     metrics_json = json.dumps(checkin.metrics, separators=(",", ":"), sort_keys=True)
     sample = json.dumps({"firmware": checkin.firmware, **checkin.metrics}, separators=(",", ":"), sort_keys=True)
-    params = (checkin.firmware, ts, address, metrics_json, json.dumps(flags), json.dumps(reboots), device.pk,
-              device.token_hash)
-    with writing(db):
-        stored = _store(db, params, (device.pk, ts, sample))
+    pending = PendingCheckin(device.pk, (checkin.firmware, ts, address, metrics_json, json.dumps(flags),
+                                         json.dumps(reboots), device.pk, device.token_hash), (device.pk, ts, sample))
+    stored = writer.store(pending) if writer else device.pk in store_checkins(db, [pending])
     if not stored:
         raise InvalidTokenError("the token was revoked: enroll again")
     update = update_for(settings, db, device, checkin.firmware)

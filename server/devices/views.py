@@ -21,6 +21,7 @@ from server.auth import AuthError, LoginLimiter, authenticate_admin
 from server.db import PRAGMAS
 from server.devices import services
 from server.devices.exceptions import DeviceError, InvalidRequestError
+from server.devices.group_commit import GroupCommit
 from server.devices.maintenance import MaintenanceScheduler
 from server.devices.openapi import DEVICE_ID, build_spec
 from server.devices.records import Checkin, EnrollmentRequest, UpdateReportIn
@@ -54,6 +55,7 @@ class _ApiState:
     def __init__(self, settings):
         self.settings = settings
         self.checkin_db = SqliteDatabase(str(settings.database_path), pragmas=CHECKIN_PRAGMAS, autoconnect=True)
+        self.checkin_writer = GroupCommit(self.checkin_db)
         self.limiter = LoginLimiter()
         self.maintenance = MaintenanceScheduler(settings)
 
@@ -113,7 +115,8 @@ def checkin():
     device = services.authenticate(api.checkin_db, _bearer())
     body = _body("CheckinRequest", LIMITS["checkin"])
     result = services.record_checkin(api.settings, api.checkin_db, device,
-                                     Checkin(body["firmware"], body.get("metrics", {})), address=request.remote_addr)
+                                     Checkin(body["firmware"], body.get("metrics", {})), address=request.remote_addr,
+                                     writer=api.checkin_writer)
     api.maintenance.poke()
     return jsonify(checkin_interval=result.checkin_interval, jitter=result.jitter,
                    update=asdict(result.update) if result.update else None)

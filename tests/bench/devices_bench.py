@@ -5,8 +5,9 @@
    cut); each enrolls (accepted at once by an auto-accept rule) and checks in
    once.  p50/p99 latency of both requests, and every non-2xx or socket error.
 2. Sustained check-ins per second: ``wrk`` with a Lua script that rotates
-   over the burst's tokens, against ``airlock serve`` with 2 gthread workers on
-   SQLite; the inventory is padded to ``INVENTORY`` devices first.
+   over the burst's tokens, against ``airlock serve`` with its default sizing
+   (two gthread workers per core) on SQLite; the inventory is padded to
+   ``INVENTORY`` devices first.
 
 Everything runs on loopback, bounded in count and time (about 1.5 minutes).
 """
@@ -27,8 +28,8 @@ from tests.bench.wrk import WrkResult, parse
 from tests.functional.devices.client import ApiClient, SimDevice
 from tests.support.server import airlock_server
 
-WORKERS = 2
-THREADS = Settings.__dataclass_fields__["threads"].default
+DEFAULTS = Settings()
+WORKERS, THREADS = DEFAULTS.worker_count, DEFAULTS.threads  # what `airlock serve` starts here by default
 BURST_DEVICES = 5000
 BURST_WINDOW = 60.0  # seconds over which the devices arrive
 BURST_CLIENTS = 64  # client threads (connections) for the burst
@@ -188,7 +189,7 @@ def run_device_benches(*, devices: int = BURST_DEVICES, window: float = BURST_WI
         airlock(home, "init")
         (scratch / "token").write_text(ENROLLMENT_TOKEN)
         airlock(home, "devices", "auto-accept", "add", "--hardware", "plc-x", "--token-file", str(scratch / "token"))
-        with airlock_server(home, workers=WORKERS, threads=THREADS) as base:
+        with airlock_server(home, workers=None, threads=None) as base:
             log(f"device burst: {devices} devices arrive within {window:.0f} s, enroll and check in "
                 f"({WORKERS} workers x {THREADS} threads)")
             b = burst(base, devices, window)

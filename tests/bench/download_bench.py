@@ -13,6 +13,7 @@ import threading
 import time
 from statistics import median
 
+from server.settings import Settings
 from tests.bench.common import Scratch, airlock, log, new_home
 from tests.support.server import airlock_server
 from tests.support.simulator import RepoSim
@@ -23,7 +24,7 @@ FIRMWARE_BYTES = 8 << 20  # 8 MiB: longer than the measurement at the throttled 
 RATE = 256 * 1024  # bytes per second per device
 POLLERS = 4
 WINDOW = 15.0  # seconds of measurement while the downloads run
-WORKERS = 2
+DEFAULTS = Settings()
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -88,8 +89,8 @@ def run_download_bench(threads: int | None = None) -> list[tuple[str, str, str, 
         tf = sim.targets.signed.targets["fw/big.bin"]
         target = f"/repos/{REPO}/targets/fw/{tf.hashes['sha256']}.big.bin"
         poll = f"/repos/{REPO}/metadata/timestamp.json"
-        kwargs = {"workers": WORKERS} | ({"threads": threads} if threads else {})
-        with airlock_server(home, **kwargs) as base:
+        # `airlock serve` as it runs by default (two workers per core, 256 threads each)
+        with airlock_server(home, workers=None, threads=threads) as base:
             port = int(base.rsplit(":", 1)[1])
             # the same polls with the server idle: the reference
             idle: list[float] = []
@@ -104,7 +105,7 @@ def run_download_bench(threads: int | None = None) -> list[tuple[str, str, str, 
                 t.join(timeout=15)
 
             log(f"download storm: {DOWNLOADERS} devices at {RATE // 1024} KiB/s each, {POLLERS} pollers, "
-                f"{WINDOW:.0f} s")
+                f"{WINDOW:.0f} s; airlock serve {DEFAULTS.worker_count} workers x {threads or DEFAULTS.threads} threads")
             busy: list[float] = []
             stop = threading.Event()
             storm = {"errors": 0, "bytes": 0}

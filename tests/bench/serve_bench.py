@@ -16,8 +16,8 @@ from tests.support.simulator import RepoSim
 
 REPO = "bench"
 PATH = f"/repos/{REPO}/metadata/timestamp.json"
-WORKERS = 2
-THREADS = Settings.__dataclass_fields__["threads"].default  # what `airlock serve` runs by default
+DEFAULTS = Settings()
+WORKERS, THREADS = DEFAULTS.worker_count, DEFAULTS.threads  # what `airlock serve` runs by default (nginx: as many)
 WARMUP_SECONDS = 2
 
 

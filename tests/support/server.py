@@ -19,14 +19,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def airlock_server(home: Path, *, workers: int = 1, threads: int = 8, timeout: float = 30.0):
+def airlock_server(home: Path, *, workers: int | None = 1, threads: int | None = 8, timeout: float = 30.0):
+    """``airlock serve`` on a free loopback port; ``None`` keeps the setting's default."""
     port = free_port()
     # no mDNS: this serve runs in the machine's own network (tests/support/netns.py runs mDNS)
     env = dict(os.environ, AIRLOCK_HOME=str(home), AIRLOCK_MDNS_ENABLED="0")
     log = open(home / "serve.log", "wb")  # noqa: SIM115
+    sizing = [arg for flag, value in (("--workers", workers), ("--threads", threads)) if value is not None
+              for arg in (flag, str(value))]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "serve", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--threads", str(threads)],
+        [sys.executable, "-m", "appliance.cli", "serve", "--bind", f"127.0.0.1:{port}", *sizing],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"

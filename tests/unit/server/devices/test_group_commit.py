@@ -1,0 +1,149 @@
+"""Group commit of check-ins: concurrent check-ins share one transaction,
+each is answered only after it commits, a revoked token stores nothing, a
+failed transaction keeps nothing of any check-in in it and tells each one."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from server.devices import services
+from server.devices.exceptions import InvalidTokenError
+from server.devices.group_commit import GroupCommit
+from server.devices.records import Checkin
+from server.devices.writes import _gate_for
+from tests.functional.devices.client import SimDevice
+from tests.unit.server.devices.conftest import accepted, counts
+
+
+def _fleet(settings, db, n: int, prefix: str):
+    return [services.authenticate(db, accepted(settings, SimDevice(f"{prefix}-{i}")).token) for i in range(n)]
+
+
+def _checkins(home) -> dict[str, int]:
+    con = sqlite3.connect(home / "airlock.db")
+    try:
+        return dict(con.execute("SELECT device_id, checkins FROM device"))
+    finally:
+        con.close()
+
+
+def _in_threads(calls) -> list:
+    """Run each call in its own thread; their results (or exceptions) in order."""
+    out: list = [None] * len(calls)
+
+    def run(i, call):
+        try:
+            out[i] = call()
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    return threads, out
+
+
+def _until(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+def _gathered(db, writer: GroupCommit, first: list, then: list) -> tuple[list, list]:
+    """Hold the write gate; start ``first`` and let the writer take them (it
+    then waits at the gate), start ``then``, which gather in the queue
+    meanwhile; open the gate.  The results (or exceptions) of both."""
+    with _gate_for(db).hold():
+        threads, out_first = _in_threads(first)
+        _until(lambda: writer.received == len(first), "the writer took the first check-ins")
+        time.sleep(0.1)  # the writer is past its gathering, waiting at the gate
+        more, out_then = _in_threads(then)
+        threads += more
+        _until(lambda: writer._queue.qsize() == len(then), "the others are queued")  # noqa: SLF001
+        assert writer.batches == 0 and not any(out_first + out_then), "answered before any commit"
+    for t in threads:
+        t.join(10)
+    return out_first, out_then
+
+
+def _checkin_calls(settings, db, writer, devices, firmware="1.0.1", metrics=None):
+    return [lambda d=d: services.record_checkin(settings, db, d, Checkin(firmware, (metrics or {}).get(d.device_id, {})),
+                                                writer=writer) for d in devices]
+
+
+def test_concurrent_checkins_share_one_transaction(settings, db, home):
+    devices = _fleet(settings, db, 12, "g")
+    writer = GroupCommit(db)
+    first, then = _gathered(db, writer, *(_checkin_calls(settings, db, writer, part) for part in (devices[:1], devices[1:])))
+    assert all(r.checkin_interval == settings.checkin_interval for r in first + then), first + then
+    assert writer.batches == 2  # the first alone, then the eleven that gathered meanwhile
+    assert set(_checkins(home).values()) == {1}
+    assert counts(home)["metric_sample"] == len(devices)
+
+
+def test_one_device_twice_in_a_gathering_is_stored_twice(settings, db, home):
+    [device] = _fleet(settings, db, 1, "twice")
+    writer = GroupCommit(db)
+    calls = _checkin_calls(settings, db, writer, [device] * 3)
+    first, then = _gathered(db, writer, calls[:1], calls[1:])
+    assert not any(isinstance(r, Exception) for r in first + then)
+    assert writer.batches == 3  # the two that gathered went in transactions of their own
+    assert _checkins(home) == {"twice-0": 3}  # none overwrote another
+    assert counts(home)["metric_sample"] == 3
+
+
+def test_a_revoked_token_stores_nothing_and_the_rest_are_stored(settings, db, home):
+    devices = _fleet(settings, db, 4, "rv")
+    services.reject("rv-2", "it")  # after authentication, before the write
+    writer = GroupCommit(db)
+    calls = _checkin_calls(settings, db, writer, devices)
+    first, then = _gathered(db, writer, calls[:1], calls[1:])
+    assert [isinstance(r, InvalidTokenError) for r in first + then] == [False, False, True, False]
+    assert writer.batches == 2
+    assert _checkins(home) == {"rv-0": 1, "rv-1": 1, "rv-2": 0, "rv-3": 1}
+    assert counts(home)["metric_sample"] == 3
+
+
+def test_a_failed_transaction_keeps_nothing_and_every_checkin_hears_why(settings, db, home):
+    devices = _fleet(settings, db, 5, "fail")
+    con = sqlite3.connect(home / "airlock.db")
+    con.execute("CREATE TRIGGER poison BEFORE INSERT ON metric_sample WHEN NEW.data LIKE '%poison%' "
+                "BEGIN SELECT RAISE(ABORT, 'poisoned sample'); END")
+    con.commit()
+    con.close()
+    writer = GroupCommit(db)
+    before = counts(home)
+    calls = _checkin_calls(settings, db, writer, devices, metrics={"fail-3": {"gauges": {"poison": 1}}})
+    first, then = _gathered(db, writer, calls[:1], calls[1:])
+    assert not isinstance(first[0], Exception)
+    assert all(isinstance(r, Exception) and "poisoned sample" in str(r) for r in then), then
+    assert counts(home)["metric_sample"] == before["metric_sample"] + 1  # the first transaction only
+    assert _checkins(home) == {"fail-0": 1, "fail-1": 0, "fail-2": 0, "fail-3": 0, "fail-4": 0}
+    # the writer goes on after a failure
+    services.record_checkin(settings, db, devices[1], Checkin("1.0.1", {}), writer=writer)
+    assert _checkins(home)["fail-1"] == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_gets_its_own_writer(settings, db, home):
+    devices = _fleet(settings, db, 2, "fork")
+    writer = GroupCommit(db)
+    services.record_checkin(settings, db, devices[0], Checkin("1.0.1", {}), writer=writer)
+    db.close()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's writer thread does not exist here
+        code = 1
+        try:
+            services.record_checkin(settings, db, devices[1], Checkin("1.0.1", {}), writer=writer)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _checkins(home) == {"fork-0": 1, "fork-1": 1}
