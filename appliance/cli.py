@@ -76,7 +76,7 @@ def init(ctx: Context, admin: str | None, password_file: str | None) -> None:
             password = click.prompt("Password for " + admin, hide_input=True, confirmation_prompt=True)
         else:
             raise AirlockError("--admin needs --password-file when standard input is not a terminal")
-    result = initialise(ctx.settings, admin, password)
+    result = initialise(ctx.settings, admin, password, _operator())
     click.echo(f"home {result.home}; appliance id {result.appliance_id}")
     for m in result.migrations_applied:
         click.echo(f"applied migration {m}")

@@ -141,7 +141,7 @@ def devices_decommission(ctx, device_id: str, reason: str | None) -> None:
 @click.pass_obj
 def devices_tag(ctx, device_id: str, tag: str) -> None:
     """Add a device to a group (releases can target a group)."""
-    added = _services(ctx).tag(device_id, tag)
+    added = _services(ctx).tag(device_id, tag, _operator())
     click.echo(f"tagged {device_id} {tag}" if added else f"{device_id} already has tag {tag}")
 
 
@@ -151,7 +151,7 @@ def devices_tag(ctx, device_id: str, tag: str) -> None:
 @click.pass_obj
 def devices_untag(ctx, device_id: str, tag: str) -> None:
     """Remove a device from a group."""
-    removed = _services(ctx).untag(device_id, tag)
+    removed = _services(ctx).untag(device_id, tag, _operator())
     click.echo(f"removed tag {tag} from {device_id}" if removed else f"{device_id} has no tag {tag}")
 
 

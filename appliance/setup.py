@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from appliance.export.identity import ensure_key
-from server import bind_database
+from server import audit, bind_database
 from server.auth import check_password, hash_password  # noqa: F401 - check_password re-exported
 from server.db import migrate
 from server.models import User, database
@@ -33,7 +33,8 @@ def appliance_id(settings: Settings) -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
-def initialise(settings: Settings, admin: str | None = None, password: str | None = None) -> InitResult:
+def initialise(settings: Settings, admin: str | None = None, password: str | None = None,
+               operator: str = "airlock init") -> InitResult:
     """Create the folders and database, apply pending migrations, and add
     the first admin if asked.  Safe to run again: it upgrades in place."""
     home = settings.home
@@ -54,6 +55,7 @@ def initialise(settings: Settings, admin: str | None = None, password: str | Non
             if User.get_or_none(User.username == admin) is not None:
                 raise SetupError(f"user {admin!r} already exists; nothing changed")
             User.create(username=admin, password_hash=hash_password(password), role="admin", created_at=now_iso())
+            audit.record(operator, "user.create", admin, {"role": "admin"})
         created = admin
     db.close()
     return InitResult(str(home), appliance_id(settings), applied, created)

@@ -3,17 +3,21 @@ leaves a half file under the final name.
 
 The file is written as ``DEST/.<final name>.<random>.partial``, created with
 ``O_EXCL | O_NOFOLLOW`` (an existing name, or a symbolic link planted on the
-stick, is never followed or overwritten), flushed with ``fsync``, renamed to
-its final name without replacing anything (``renameat2(RENAME_NOREPLACE)``),
-and the folder is flushed too.  On any error the partial file is removed (as
-far as the media still allows) and earlier files are untouched.
+stick, is never followed or overwritten), hashed as it is written, flushed
+with ``fsync``, renamed to its final name without replacing anything
+(``renameat2(RENAME_NOREPLACE)``), and the folder is flushed too.  Flushing
+and renaming are separate steps so that the caller can note what it is about
+to publish in between.  On any error the partial file is removed (as far as
+the media still allows) and earlier files are untouched.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -78,32 +82,79 @@ def rename_noreplace(dir_fd: int, src: str, dst: str) -> None:
     os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
+def file_digest(dir_fd: int, name: str, limit: int) -> tuple[int, str] | None:
+    """(length, SHA-256) of the regular file ``name`` in the folder, read
+    without following links and at most ``limit`` + 1 bytes (so a length
+    above ``limit`` shows); None if there is no such regular file."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except (FileNotFoundError, OSError):
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        h, n = hashlib.sha256(), 0
+        while n <= limit:
+            chunk = f.read(min(1 << 20, limit + 1 - n))
+            if not chunk:
+                break
+            h.update(chunk)
+            n += len(chunk)
+    return n, h.hexdigest()
+
+
+def remove_partials(dir_fd: int, final: str) -> list[str]:
+    """Remove the hidden partial files an interrupted write of ``final`` left
+    (only names this module makes, never following links); their names."""
+    pattern = re.compile(re.escape(f".{final}.") + r"[0-9a-f]{8}\.partial")
+    removed = []
+    for name in os.listdir(dir_fd):
+        if pattern.fullmatch(name):
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
+
+
 class MediaFile:
-    """``write`` bytes, then ``commit`` (flush, rename, flush the folder) or ``abort``."""
+    """``write`` bytes, ``flush`` them to the media, then ``publish`` (rename,
+    flush the folder); or ``abort``."""
 
     def __init__(self, dir_fd: int, final: str):
         self.dir_fd = dir_fd
         self.final = final
         self.partial = f".{final}.{secrets.token_hex(4)}.partial"
         self.written = 0
+        self._hash = hashlib.sha256()
         if exists(dir_fd, final):
-            raise MediaError(f"{final} exists on the media already: an export with this number was written but "
-                             "not recorded (power loss?); move it away or use another stick, then export again")
+            raise MediaError(f"{final} exists on the media already, and this appliance did not record writing it; "
+                             "move it away or use another stick, then export again")
         self.fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
                           dir_fd=dir_fd)
 
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
     def write(self, data) -> int:
         view = memoryview(data)
+        self._hash.update(view)
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
             self.written += n
         return len(data)
 
-    def commit(self) -> None:
+    def flush(self) -> None:
+        """The bytes are on the media (under the hidden name)."""
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = None
+
+    def publish(self) -> None:
+        """Rename to the final name (never replacing one) and flush the folder."""
         try:
             rename_noreplace(self.dir_fd, self.partial, self.final)
         except FileExistsError:

@@ -1,11 +1,18 @@
 """``airlock export DEST``: one signed (optionally encrypted) export file.
 
-Steps: take the export lock; read the data sets since the last export in
-one read transaction into a private work folder under HOME (hashed on the
-way); build and sign the manifest; stream manifest, signature, public key and
-data files into a tar on the media (through the encryption when asked);
-flush and rename it; only then record the export (and its audit record) in
-the database.  See docs/export.md for the format.
+Steps: take the export lock; settle an export that a power loss left
+unrecorded (below); read the data sets since the last export in one read
+transaction into a private work folder under HOME (hashed on the way); build
+and sign the manifest; stream manifest, signature, public key and data files
+into a tar on the media (through the encryption when asked) and flush it;
+note it as pending in the database; rename it to its final name; only then
+record the export (and its audit record) and drop the pending note, in one
+transaction.  See docs/export.md for the format.
+
+If the power goes after the rename but before the record, the next export
+finds the pending note and the file on the stick (same length and SHA-256)
+and records it, then goes on with the next number.  If the file is not on the
+stick (the power went before the rename), that number is written again.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from tuf.api.metadata import Metadata, Targets
 
 from appliance.export import collect
 from appliance.export.identity import load_key, public_identity
-from appliance.export.media import MediaError, MediaFile, describe, open_folder
+from appliance.export.media import MediaError, MediaFile, describe, file_digest, open_folder, remove_partials
 from server import audit
 from server.devices.releases import find_target
 from server.models import Repository, database
@@ -68,13 +75,15 @@ class ExportResult:
     manifest_sha256: str
     encrypted_for: str | None
     re_export_since: int | None
+    settled: str | None = None  # what became of an export a power loss left unrecorded
 
     @property
     def message(self) -> str:
         kind = f" (a re-export since export {self.re_export_since})" if self.re_export_since is not None else ""
         enc = f", encrypted for {self.encrypted_for}'s export key" if self.encrypted_for else ""
-        return (f"wrote export {self.sequence}{kind}: {self.path} ({self.bytes} bytes, {self.files} files{enc}); "
+        done = (f"wrote export {self.sequence}{kind}: {self.path} ({self.bytes} bytes, {self.files} files{enc}); "
                 f"manifest sha256 {self.manifest_sha256}")
+        return f"{self.settled}\n{done}" if self.settled else done
 
 
 class _Lock:
@@ -168,6 +177,7 @@ def run_export(settings: Settings, dest: Path, operator: str, *, since: int | No
         try:
             for stale in settings.state_dir.glob("export-work-*"):  # left by an export that was killed
                 shutil.rmtree(stale, ignore_errors=True)
+            settled = _settle_pending(dir_fd, operator)
             created = now_iso()
             try:
                 os.mkdir(work, 0o700)
@@ -194,15 +204,72 @@ def run_export(settings: Settings, dest: Path, operator: str, *, since: int | No
             manifest_bytes = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("ascii")
             signature = base64.b64encode(key.sign(manifest_bytes)) + b"\n"
             name = export_file_name(appliance, sequence, recipient is not None)
-            size = _write(dir_fd, name, work, files, manifest_bytes, signature, public, recipient, created, progress)
-            manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
-            _record(sequence, since_seq, created, operator, name, size, manifest_sha, encrypt_for, ranges)
+            record = {"sequence": sequence, "re_export_since": since_seq, "created_at": created, "operator": operator,
+                      "file_name": name, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+                      "encrypted_for": encrypt_for, "ranges": json.dumps(ranges, sort_keys=True)}
+            out = _write(dir_fd, name, work, files, manifest_bytes, signature, public, recipient, created, progress)
+            record.update(bytes=out.written, file_sha256=out.sha256)
+            _publish(out, record)
         finally:
             os.close(dir_fd)
             shutil.rmtree(work, ignore_errors=True)
     logger.info("export %s written to %s", sequence, name)
-    return ExportResult(sequence, str(Path(dest) / name), size, len(manifest["files"]), manifest_sha, encrypt_for,
-                        since_seq)
+    return ExportResult(sequence, str(Path(dest) / name), record["bytes"], len(manifest["files"]),
+                        record["manifest_sha256"], encrypt_for, since_seq, settled)
+
+
+_RECORD_COLUMNS = ("sequence", "re_export_since", "created_at", "operator", "file_name", "bytes", "file_sha256",
+                   "manifest_sha256", "encrypted_for", "ranges")
+
+
+def _publish(out: MediaFile, record: dict) -> None:
+    """Note the flushed file as pending, rename it on the media, record it."""
+    with database.atomic("IMMEDIATE"):
+        database.execute_sql(f"INSERT INTO export_pending (id, {', '.join(_RECORD_COLUMNS)}) "
+                             f"VALUES (1, {', '.join('?' * len(_RECORD_COLUMNS))})",
+                             [record[c] for c in _RECORD_COLUMNS])
+    try:
+        out.publish()
+    except BaseException as exc:
+        out.abort()
+        with database.atomic("IMMEDIATE"):
+            database.execute_sql("DELETE FROM export_pending")
+        if isinstance(exc, OSError):
+            raise MediaError(describe(exc, out.final, out.written)) from None
+        raise
+    _record(record)
+
+
+def _pending() -> dict | None:
+    row = database.execute_sql(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM export_pending WHERE id = 1").fetchone()
+    return dict(zip(_RECORD_COLUMNS, row)) if row else None
+
+
+def _settle_pending(dir_fd: int, operator: str) -> str | None:
+    """An export a power loss left between its rename and its record: record
+    it if it is on this media, else let its number be written again.  One
+    line for the operator saying which, or None if there was none."""
+    pending = _pending()
+    if pending is None:
+        return None
+    name, sequence = pending["file_name"], pending["sequence"]
+    remove_partials(dir_fd, name)
+    found = file_digest(dir_fd, name, pending["bytes"])
+    if found == (pending["bytes"], pending["file_sha256"]):
+        _record(pending, recovered=True)
+        logger.warning("export %s was on the media but not recorded (power loss); recorded now", sequence)
+        return f"export {sequence} ({name}) was written before a power loss but not recorded: it is on this stick " \
+               "intact, and is recorded now"
+    if found is not None:
+        raise ExportRefusedError(f"{name} on the media is not the export {sequence} this appliance wrote before a "
+                                 "power loss (its length or SHA-256 differs); move it away, then export again")
+    with database.atomic("IMMEDIATE"):
+        database.execute_sql("DELETE FROM export_pending")
+        audit.record(operator, "export.interrupted", name, {"sequence": sequence, "file_sha256":
+                                                            pending["file_sha256"]})
+    logger.warning("export %s was interrupted before it was renamed on the media; writing it again", sequence)
+    return (f"export {sequence} was interrupted by a power loss before it was complete on the media: it is written "
+            "again now, with everything since the export before it")
 
 
 class _Counter:
@@ -220,7 +287,9 @@ class _Counter:
 
 
 def _write(dir_fd: int, name: str, work: Path, files, manifest: bytes, signature: bytes, public: bytes, recipient,
-           created: str, progress) -> int:
+           created: str, progress) -> MediaFile:
+    """The export streamed to the media and flushed, under its hidden name."""
+    remove_partials(dir_fd, name)  # left by an earlier try at this number that the power cut short
     out = MediaFile(dir_fd, name)
     try:
         encryptor = EncryptingWriter(out.write, recipient) if recipient is not None else None
@@ -236,14 +305,14 @@ def _write(dir_fd: int, name: str, work: Path, files, manifest: bytes, signature
                 sink.files += 1
         if encryptor:
             encryptor.close()
-        out.commit()
+        out.flush()
     except OSError as exc:
         out.abort()
         raise MediaError(describe(exc, name, out.written)) from None
     except BaseException:
         out.abort()
         raise
-    return out.written
+    return out
 
 
 def _tar_size(sizes: list[int]) -> int:
@@ -267,13 +336,17 @@ def _unix(iso_time: str) -> int:
     return int(datetime.fromisoformat(iso_time).timestamp())
 
 
-def _record(sequence, since, created, operator, name, size, manifest_sha, encrypt_for, ranges) -> None:
+def _record(record: dict, *, recovered: bool = False) -> None:
+    """The export is done: its record and audit record; the pending note goes."""
     with database.atomic("IMMEDIATE"):
         database.execute_sql(
-            "INSERT INTO export_record (sequence, re_export_since, created_at, finished_at, operator, file_name, "
-            "bytes, manifest_sha256, encrypted_for, ranges) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (sequence, since, created, now_iso(), operator, name, size, manifest_sha, encrypt_for,
-             json.dumps(ranges, sort_keys=True)))
-        audit.record(operator, "export.written", name, {"sequence": sequence, "bytes": size,
-                                                        "manifest_sha256": manifest_sha, "re_export_since": since,
-                                                        "encrypted_for": encrypt_for})
+            f"INSERT INTO export_record (finished_at, {', '.join(_RECORD_COLUMNS)}) "
+            f"VALUES (?, {', '.join('?' * len(_RECORD_COLUMNS))})",
+            [now_iso()] + [record[c] for c in _RECORD_COLUMNS])
+        database.execute_sql("DELETE FROM export_pending")
+        details = {"sequence": record["sequence"], "bytes": record["bytes"], "file_sha256": record["file_sha256"],
+                   "manifest_sha256": record["manifest_sha256"], "re_export_since": record["re_export_since"],
+                   "encrypted_for": record["encrypted_for"]}
+        if recovered:
+            details["recorded_after_power_loss"] = True
+        audit.record(record["operator"], "export.written", record["file_name"], details)

@@ -130,6 +130,7 @@ def _new_device(settings: Settings, req: EnrollmentRequest, stamp: str) -> Enrol
         enrolled_at=stamp, last_enroll_at=stamp)
     DeviceKey.create(device=device, public_key=req.public_key, state="active", created_at=stamp)
     if token:
+        _audit_auto_accept(rule, req)
         logger.info("device %s (%s) auto-accepted by rule %s", req.device_id, req.hardware, rule)
         return _result(settings, "accepted", token=token)
     logger.info("device %s (%s) enrolled: pending", req.device_id, req.hardware)
@@ -147,10 +148,16 @@ def _known_device(settings: Settings, device: Device, req: EnrollmentRequest, st
             return _result(settings, "pending", reason="waiting for IT to accept this device")
         changes.update({Device.state: "accepted", Device.state_reason: f"auto-accepted by rule {rule}",
                         Device.state_changed_at: stamp, Device.state_changed_by: f"rule {rule}"})
+        _audit_auto_accept(rule, req)
     token, digest = new_token()
     changes.update({Device.token_hash: digest, Device.token_issued_at: stamp})
     Device.update(changes).where(Device.id == device.id).execute()
     return _result(settings, "accepted", token=token)
+
+
+def _audit_auto_accept(rule: int, req: EnrollmentRequest) -> None:
+    audit.record(f"rule {rule}", "device.auto_accept", req.device_id,
+                 {"hardware": req.hardware, "key_sha256": key_fingerprint(req.public_key)})
 
 
 def _refused(device: Device) -> DeviceRefusedError:
@@ -281,6 +288,7 @@ def add_rule(hardware: str, token: str, operator: str, note: str = "") -> RuleIn
                                         note=note, created_at=iso(utcnow()), created_by=operator)
         except IntegrityError:
             raise ConflictError(f"a rule for {hardware} with this token exists already") from None
+        audit.record(operator, "device.auto_accept_rule.add", f"rule {row.id}", {"hardware": hardware, "note": note})
     logger.warning("auto-accept rule %s added for %s by %s", row.id, hardware, operator)
     return _rule(row)
 
@@ -295,6 +303,7 @@ def remove_rule(rule_id: int, operator: str) -> RuleInfo:
         if row is None:
             raise NotFoundError(f"no auto-accept rule {rule_id}: see `airlock devices auto-accept list`")
         row.delete_instance()
+        audit.record(operator, "device.auto_accept_rule.remove", f"rule {rule_id}", {"hardware": row.hardware})
     logger.warning("auto-accept rule %s removed by %s", rule_id, operator)
     return _rule(row)
 

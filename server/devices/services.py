@@ -14,6 +14,7 @@ import time
 
 from peewee import IntegrityError, fn
 
+from server import audit
 from server.devices._common import iso_from_unix, key_fingerprint
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS, authenticate, is_online, record_checkin
 from server.devices.enrollment import (
@@ -136,20 +137,25 @@ def metric_history(device_id: str, resolution: int = 3600, limit: int = 48) -> l
     return out
 
 
-def tag(device_id: str, tag_name: str) -> bool:
+def tag(device_id: str, tag_name: str, operator: str) -> bool:
     """Tag a device (a release for a group reaches devices with its tag)."""
     if not _TAG.fullmatch(tag_name or ""):
         raise InvalidRequestError(f"tag {tag_name!r} is not allowed: letters, digits, '.', '_', '-', at most 64")
     with writing(database):
         row = _row(device_id)
         try:
-            DeviceTag.insert(device=row.id, tag=tag_name).execute()
+            with database.atomic():  # a savepoint: a duplicate leaves the transaction usable
+                DeviceTag.insert(device=row.id, tag=tag_name).execute()
         except IntegrityError:
             return False
+        audit.record(operator, "device.tag", device_id, {"tag": tag_name})
     return True
 
 
-def untag(device_id: str, tag_name: str) -> bool:
+def untag(device_id: str, tag_name: str, operator: str) -> bool:
     with writing(database):
         row = _row(device_id)
-        return DeviceTag.delete().where((DeviceTag.device == row.id) & (DeviceTag.tag == tag_name)).execute() > 0
+        removed = DeviceTag.delete().where((DeviceTag.device == row.id) & (DeviceTag.tag == tag_name)).execute() > 0
+        if removed:
+            audit.record(operator, "device.untag", device_id, {"tag": tag_name})
+    return removed

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from server import audit
 from server.devices._common import iso, token_hash, utcnow
 from server.devices.models import Device
 from server.devices.writes import writing
@@ -85,6 +86,7 @@ def issue_labels(settings: Settings, device_ids: list[str], operator: str) -> li
                                   DeviceLabel.created_by: operator})
              .execute())
             labels.append(Label(row.device_id, row.hardware, report_url(base, row.device_id, key)))
+            audit.record(operator, "device.label", row.device_id, {})  # the device's earlier label stops working
     return labels
 
 

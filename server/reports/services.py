@@ -25,6 +25,7 @@ import logging
 import re
 import time
 
+from server import audit
 from server.devices import services as devices
 from server.devices._common import iso, iso_from_unix, token_hash, utcnow
 from server.devices.exceptions import InvalidTokenError
@@ -274,6 +275,7 @@ def _transition(report_id: int, to: str, allowed_from: tuple[str, ...], who: str
         stamp = iso(utcnow())
         Report.update(status=to, status_changed_at=stamp, status_changed_by=who).where(Report.id == row.id).execute()
         ReportNote.create(report=row.id, action=to, text=text, author=who, at=stamp)
+        audit.record(who, f"report.{to}", f"report {report_id}", {"from": row.status, "note": bool(text)})
         row.status = to
     return _summary(row, row.device.device_id)
 
@@ -296,4 +298,5 @@ def add_note(report_id: int, who: str, text: str) -> NoteInfo:
     with writing(database):
         row = _row(report_id)
         note = ReportNote.create(report=row.id, action="note", text=clean, author=who, at=iso(utcnow()))
+        audit.record(who, "report.note", f"report {report_id}", {"status": row.status})
     return NoteInfo(note.action, note.text, note.author, note.at)

@@ -102,9 +102,9 @@ def test_group_release_wins_then_newest_approval(settings, db, repo):
     assert checkin(settings, db, dev).update.release_id == newer.id
     pilot = services.approve(settings, repo, "plc-x/fw-3.0.0-rc1.bin", "it", group="pilot")
     assert checkin(settings, db, dev).update.release_id == newer.id  # not tagged yet
-    assert services.tag("d-3", "pilot") and not services.tag("d-3", "pilot")
+    assert services.tag("d-3", "pilot", "it") and not services.tag("d-3", "pilot", "it")
     assert checkin(settings, db, dev).update.release_id == pilot.id
-    services.untag("d-3", "pilot")
+    services.untag("d-3", "pilot", "it")
     assert checkin(settings, db, dev).update.release_id == newer.id
 
 
@@ -118,7 +118,7 @@ def test_never_a_downgrade_unless_the_release_permits_it(settings, db, repo):
 
 def test_a_group_release_for_other_hardware_does_not_apply(settings, db, repo):
     dev = accepted(settings, SimDevice("d-5", hardware="plc-y"))
-    services.tag("d-5", "pilot")
+    services.tag("d-5", "pilot", "it")
     services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", group="pilot")  # plc-x only
     hw = services.approve(settings, repo, "common/fw-2.1.0.bin", "it", hardware="plc-y")
     assert checkin(settings, db, dev).update.release_id == hw.id
