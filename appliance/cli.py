@@ -4,7 +4,6 @@ line on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -14,6 +13,7 @@ from pathlib import Path
 import click
 import peewee
 
+from appliance.render import current_operator
 from server import bind_database
 from server.db import check_schema
 from server.settings import SETTINGS, load_settings
@@ -21,9 +21,6 @@ from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
 
-
-def _operator() -> str:
-    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 class Context:
@@ -76,7 +73,7 @@ def init(ctx: Context, admin: str | None, password_file: str | None) -> None:
             password = click.prompt("Password for " + admin, hide_input=True, confirmation_prompt=True)
         else:
             raise AirlockError("--admin needs --password-file when standard input is not a terminal")
-    result = initialise(ctx.settings, admin, password, _operator())
+    result = initialise(ctx.settings, admin, password, current_operator())
     click.echo(f"home {result.home}; appliance id {result.appliance_id}")
     for m in result.migrations_applied:
         click.echo(f"applied migration {m}")
@@ -102,7 +99,7 @@ def repo_add(ctx: Context, name: str, root_file: str, fingerprint: str) -> None:
     from server.repositories.services import pin_repository
 
     ctx.database()
-    info = pin_repository(ctx.settings, name, Path(root_file), fingerprint, _operator())
+    info = pin_repository(ctx.settings, name, Path(root_file), fingerprint, current_operator())
     click.echo(f"pinned {info.name}: root version {info.pinned_root_version}, sha256 {info.root_fingerprint}")
 
 
@@ -155,7 +152,7 @@ def import_(ctx: Context, path: str, operator: str | None) -> None:
     ctx.database()
     bar = ProgressBar("importing")
     try:
-        result = import_bundle(ctx.settings, Path(path), operator or _operator(), progress=bar)
+        result = import_bundle(ctx.settings, Path(path), operator or current_operator(), progress=bar)
     finally:
         bar.close()
     click.echo(result.message)

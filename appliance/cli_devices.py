@@ -6,24 +6,13 @@ as ``__main__`` under ``python -m``)."""
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from pathlib import Path
 
 import click
 
+from appliance.render import _safe, current_operator
 from signing.exceptions import AirlockError
-from signing.paths import show
-
-
-def _operator() -> str:
-    return os.environ.get("SUDO_USER") or getpass.getuser()
-
-
-def _safe(text) -> str:
-    s = str(text)
-    return s if s.isprintable() and s.isascii() else show(s)
 
 
 def _services(ctx):
@@ -109,7 +98,7 @@ def devices_accept(ctx, device_id: str, new_key: bool, key_fingerprint: str | No
     """Accept a pending device (or, with --new-key, its new key)."""
     if key_fingerprint and not new_key:
         raise AirlockError("--key-fingerprint goes with --new-key")
-    _services(ctx).accept(device_id, _operator(), new_key=new_key, key_fingerprint_hex=key_fingerprint)
+    _services(ctx).accept(device_id, current_operator(), new_key=new_key, key_fingerprint_hex=key_fingerprint)
     click.echo(f"accepted the new key of {device_id}; it gets a token at its next enrollment" if new_key
                else f"accepted {device_id}; it gets a token at its next enrollment")
 
@@ -121,7 +110,7 @@ def devices_accept(ctx, device_id: str, new_key: bool, key_fingerprint: str | No
 @click.pass_obj
 def devices_reject(ctx, device_id: str, new_key: bool, reason: str | None) -> None:
     """Reject a device (its token stops working at once), or its new key."""
-    _services(ctx).reject(device_id, _operator(), new_key=new_key, reason=reason)
+    _services(ctx).reject(device_id, current_operator(), new_key=new_key, reason=reason)
     click.echo(f"rejected the new key of {device_id}" if new_key else f"rejected {device_id}")
 
 
@@ -131,7 +120,7 @@ def devices_reject(ctx, device_id: str, new_key: bool, reason: str | None) -> No
 @click.pass_obj
 def devices_decommission(ctx, device_id: str, reason: str | None) -> None:
     """Retire a device: its token stops working at once."""
-    _services(ctx).decommission(device_id, _operator(), reason=reason)
+    _services(ctx).decommission(device_id, current_operator(), reason=reason)
     click.echo(f"decommissioned {device_id}")
 
 
@@ -141,7 +130,7 @@ def devices_decommission(ctx, device_id: str, reason: str | None) -> None:
 @click.pass_obj
 def devices_tag(ctx, device_id: str, tag: str) -> None:
     """Add a device to a group (releases can target a group)."""
-    added = _services(ctx).tag(device_id, tag, _operator())
+    added = _services(ctx).tag(device_id, tag, current_operator())
     click.echo(f"tagged {device_id} {tag}" if added else f"{device_id} already has tag {tag}")
 
 
@@ -151,7 +140,7 @@ def devices_tag(ctx, device_id: str, tag: str) -> None:
 @click.pass_obj
 def devices_untag(ctx, device_id: str, tag: str) -> None:
     """Remove a device from a group."""
-    removed = _services(ctx).untag(device_id, tag, _operator())
+    removed = _services(ctx).untag(device_id, tag, current_operator())
     click.echo(f"removed tag {tag} from {device_id}" if removed else f"{device_id} has no tag {tag}")
 
 
@@ -178,7 +167,7 @@ def auto_accept() -> None:
 def auto_accept_add(ctx, hardware: str, token_file: str, note: str) -> None:
     """Add a rule: MODEL devices enrolling with the token are accepted at once."""
     token = Path(token_file).read_text(encoding="ascii", errors="replace").strip()
-    rule = _services(ctx).add_rule(hardware, token, _operator(), note)
+    rule = _services(ctx).add_rule(hardware, token, current_operator(), note)
     click.echo(f"rule {rule.id}: {rule.hardware} devices enrolling with this token are accepted at once")
 
 
@@ -202,7 +191,7 @@ def auto_accept_list(ctx, as_json: bool) -> None:
 @click.pass_obj
 def auto_accept_remove(ctx, rule_id: int) -> None:
     """Remove a rule (devices it accepted stay accepted)."""
-    rule = _services(ctx).remove_rule(rule_id, _operator())
+    rule = _services(ctx).remove_rule(rule_id, current_operator())
     click.echo(f"removed rule {rule.id} for {rule.hardware}")
 
 
@@ -221,7 +210,7 @@ def releases() -> None:
 def releases_approve(ctx, repository: str, target_path: str, hardware: str | None, group: str | None,
                      allow_downgrade: bool) -> None:
     """Approve a target of a pinned repository for a model or a group."""
-    r = _services(ctx).approve(ctx.settings, repository, target_path, _operator(), hardware=hardware, group=group,
+    r = _services(ctx).approve(ctx.settings, repository, target_path, current_operator(), hardware=hardware, group=group,
                                allow_downgrade=allow_downgrade)
     click.echo(f"release {r.id}: {r.repository} {_safe(r.target_path)} version {r.version} for {r.scope}"
                + (" (downgrade allowed)" if r.allow_downgrade else ""))
@@ -250,5 +239,5 @@ def releases_list(ctx, as_json: bool, include_withdrawn: bool) -> None:
 @click.pass_obj
 def releases_withdraw(ctx, release_id: int) -> None:
     """Withdraw a release: check-ins stop offering it."""
-    r = _services(ctx).withdraw(release_id, _operator())
+    r = _services(ctx).withdraw(release_id, current_operator())
     click.echo(f"withdrew release {r.id} ({r.repository} {_safe(r.target_path)} for {r.scope})")

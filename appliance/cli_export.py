@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from appliance.render import _safe
+from appliance.render import _safe, current_operator
 
 
 def _ctx():
@@ -45,7 +45,6 @@ def keys_show(as_json: bool) -> None:
 @click.option("--operator", default=None, help="Who is exporting (default: the login user).")
 def export(dest: str, since: int | None, encrypt_for: str | None, operator: str | None) -> None:
     """Write everything collected since the last export to the folder DEST (a mounted stick)."""
-    from appliance.cli import _operator
     from appliance.export import run_export
     from appliance.progress import ProgressBar
 
@@ -53,7 +52,7 @@ def export(dest: str, since: int | None, encrypt_for: str | None, operator: str 
     ctx.database()
     bar = ProgressBar("exporting")
     try:
-        result = run_export(ctx.settings, Path(dest), operator or _operator(), since=since, encrypt_for=encrypt_for,
+        result = run_export(ctx.settings, Path(dest), operator or current_operator(), since=since, encrypt_for=encrypt_for,
                             progress=bar)
     finally:
         bar.close()

@@ -10,21 +10,18 @@ report cannot move the cursor, recolour or retitle an IT person's terminal.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 from pathlib import Path
 
 import click
 
+from appliance.render import current_operator
 from signing.exceptions import AirlockError
 
 STATUSES = ["new", "acknowledged", "resolved"]
 LIST_MESSAGE = 60  # characters of the message shown per line by `reports list`
 
-
-def _operator() -> str:
-    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 def _text(value) -> str:
@@ -134,7 +131,7 @@ def reports_show(ctx, report_id: int, as_json: bool) -> None:
 @click.pass_obj
 def reports_ack(ctx, report_id: int, note: str | None) -> None:
     """Acknowledge a new report: someone is on it."""
-    _services(ctx).acknowledge(report_id, _operator(), note)
+    _services(ctx).acknowledge(report_id, current_operator(), note)
     click.echo(f"report {report_id} acknowledged")
 
 
@@ -144,7 +141,7 @@ def reports_ack(ctx, report_id: int, note: str | None) -> None:
 @click.pass_obj
 def reports_resolve(ctx, report_id: int, note: str | None) -> None:
     """Resolve a new or acknowledged report."""
-    _services(ctx).resolve(report_id, _operator(), note)
+    _services(ctx).resolve(report_id, current_operator(), note)
     click.echo(f"report {report_id} resolved")
 
 
@@ -154,7 +151,7 @@ def reports_resolve(ctx, report_id: int, note: str | None) -> None:
 @click.pass_obj
 def reports_note(ctx, report_id: int, text: str) -> None:
     """Add a note to a report without changing its status."""
-    _services(ctx).add_note(report_id, _operator(), text)
+    _services(ctx).add_note(report_id, current_operator(), text)
     click.echo(f"noted on report {report_id}")
 
 
@@ -172,7 +169,7 @@ def labels(ctx, device_ids: tuple[str, ...], fmt: str, out: str | None) -> None:
     from server.reports.sheet import render_svg
 
     ctx.database()
-    made = issue_labels(ctx.settings, list(device_ids), _operator())
+    made = issue_labels(ctx.settings, list(device_ids), current_operator())
     if not made:
         raise AirlockError("no device needs a label: every accepted device has one (name IDS to replace theirs)")
     sheet = render_svg(made)

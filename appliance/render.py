@@ -1,7 +1,17 @@
-"""Plain-text renderings for the terminal.  Names that came from a bundle
-are escaped (``ascii``) so that they cannot carry terminal control codes."""
+"""Plain-text renderings for the terminal, and who is at it.  Names that
+came from a bundle are escaped (``ascii``) so that they cannot carry
+terminal control codes."""
+
+import getpass
+import os
 
 from signing.paths import show
+
+
+def current_operator() -> str:
+    """Who runs this command, for records and the audit log: the user behind
+    ``sudo`` if any, else the login user."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 def _safe(text) -> str:
