@@ -54,6 +54,14 @@ TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
 TargetLookup = Callable[[str], "tuple[Path, int, str | None] | None"]
 
 
+def custom_of(target_file) -> dict:
+    """A target's custom metadata as a dict: ``{}`` when the target has none
+    (TUF makes ``custom`` optional, and python-tuf then gives None) or when
+    it is not a JSON object."""
+    custom = target_file.custom
+    return dict(custom) if isinstance(custom, dict) else {}
+
+
 @dataclass
 class TargetEntry:
     """A target listed by a verified role, and where its bytes are."""
@@ -391,7 +399,7 @@ def _check_target(refuse, role_file, role_name, path, tf: TargetFile, bundle_tar
             check_target_path(relpath)
         except UnsafeNameError as exc:
             raise refuse(role_file, str(exc)) from None
-    entry = TargetEntry(path, tf.length, dict(tf.hashes), dict(tf.custom), role_name, None, filenames)
+    entry = TargetEntry(path, tf.length, dict(tf.hashes), custom_of(tf), role_name, None, filenames)
     if any(store_target(relpath) is not None for relpath in filenames):
         return entry  # already published: verified when it came in
     for relpath in filenames:

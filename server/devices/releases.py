@@ -36,6 +36,7 @@ from server import audit
 from server.models import Repository, database
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
+from signing.verify import custom_of
 from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def find_target(roles: dict[str, Targets], path: str) -> TargetInfo | None:
         signed = roles[role]
         if path in signed.targets:
             tf = signed.targets[path]
-            return TargetInfo(path, tf.length, tf.hashes.get("sha256"), dict(tf.custom), role)
+            return TargetInfo(path, tf.length, tf.hashes.get("sha256"), custom_of(tf), role)
         visited.add((role, parent))
         budget -= 1
         if signed.delegations is not None:

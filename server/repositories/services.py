@@ -19,7 +19,7 @@ from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing.exceptions import AirlockError, VerificationError
 from signing.trust import describe_role
-from signing.verify import MAX_LENGTH, check_root_keys
+from signing.verify import MAX_LENGTH, check_root_keys, custom_of
 
 _REPO_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -173,7 +173,7 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
             roles.append(_role_state(role, md, delegator, delegator_name, now))
             for path, tf in sorted(md.signed.targets.items()):
                 targets.append({"path": path, "length": tf.length, "hashes": dict(tf.hashes),
-                                "custom": dict(tf.custom), "role": role})
+                                "custom": custom_of(tf), "role": role})
             if md.signed.delegations and md.signed.delegations.roles:
                 for child in md.signed.delegations.roles.values():
                     if child.name in state.roles:

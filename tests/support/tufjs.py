@@ -37,3 +37,19 @@ def fetch_with_tufjs(root: Path, metadata_dir: Path, base_url: str, target: str,
     if not lines:
         raise AssertionError(f"tuf-js printed nothing: {proc.stderr}")
     return json.loads(lines[-1])
+
+
+REPO_SCRIPT = Path(__file__).with_name("tufjs_repo.mjs")
+
+
+def build_repo_with_tufjs(out_dir: Path, repo: str) -> dict:
+    """A vendor repository and two bundles written by tufjs_repo.mjs with
+    tuf-js's own models (another TUF implementation); what it made."""
+    folder = ensure_tufjs()
+    script = folder / REPO_SCRIPT.name
+    shutil.copyfile(REPO_SCRIPT, script)  # so that `import '@tufjs/models'` resolves in the cache folder
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["node", str(script), str(out_dir), repo], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f"tufjs_repo.mjs failed: {proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
