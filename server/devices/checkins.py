@@ -113,16 +113,21 @@ def store_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> set[int]:
     """Write ``batch`` (each device at most once) in one transaction; the
     device ids stored.  A device whose token was revoked meanwhile (a newer
     enrollment, a rejection) is left out and stores nothing."""
+    with writing(db):
+        return write_checkins(db, batch)
+
+
+def write_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> set[int]:
+    """``store_checkins`` inside the caller's write transaction."""
     if len({c.device for c in batch}) != len(batch):
         raise ValueError("a check-in batch holds each device at most once")
-    with writing(db):
-        rows = db.execute_sql(_UPDATE_MANY.format(rows=", ".join([_UPDATE_ROW] * len(batch))),
-                              [v for c in batch for v in c.params]).fetchall()
-        stored = {r[0] for r in rows}
-        samples = [c.sample for c in batch if c.device in stored]
-        if samples:
-            db.execute_sql(_SAMPLES.format(rows=", ".join([_SAMPLE_ROW] * len(samples))),
-                           [v for sample in samples for v in sample])
+    rows = db.execute_sql(_UPDATE_MANY.format(rows=", ".join([_UPDATE_ROW] * len(batch))),
+                          [v for c in batch for v in c.params]).fetchall()
+    stored = {r[0] for r in rows}
+    samples = [c.sample for c in batch if c.device in stored]
+    if samples:
+        db.execute_sql(_SAMPLES.format(rows=", ".join([_SAMPLE_ROW] * len(samples))),
+                       [v for sample in samples for v in sample])
     return stored
 
 

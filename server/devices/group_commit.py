@@ -7,10 +7,12 @@ waits for the GIL between statements; at a few thousand a second that, not
 the work, was the ceiling.  Here a request thread hands its check-in to the
 worker's writer thread and waits; the writer takes everything queued (up to
 ``MAX_BATCH``, each device once) and writes it in one transaction of two
-statements (``server.devices.checkins.store_checkins``).  A request is
+statements (``server.devices.checkins.write_checkins``).  A request is
 answered only after the transaction holding its check-in has committed, so
 what a device is told was stored, was stored; if the transaction fails, every
-check-in in it gets the error and nothing of it is kept.
+check-in in it gets the error and nothing of it is kept.  A request that
+waits longer than ``WAIT`` for a writer that has not yet taken its check-in
+withdraws it (503, nothing stored); one already taken waits for its commit.
 
 While one batch is being written the next one gathers, so the batches grow
 with the load and the cost per check-in falls as it rises; a lone check-in
@@ -28,8 +30,9 @@ from collections import deque
 
 from peewee import SqliteDatabase
 
-from server.devices.checkins import PendingCheckin, store_checkins
+from server.devices.checkins import PendingCheckin, write_checkins
 from server.devices.exceptions import DeviceError
+from server.devices.writes import writing
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +41,28 @@ WAIT = 60.0  # seconds a request waits for its commit before it gives up (gunico
 
 
 class _Slot:
-    __slots__ = ("checkin", "done", "stored", "error")
+    __slots__ = ("checkin", "done", "stored", "error", "lock", "claimed", "cancelled")
 
     def __init__(self, checkin: PendingCheckin):
         self.checkin = checkin
         self.done = threading.Event()
         self.stored = False
         self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self.claimed = False  # taken into a transaction: it will be answered by that commit
+        self.cancelled = False  # given up by its request before that: never written
+
+    def claim(self) -> bool:
+        with self.lock:
+            if not self.cancelled:
+                self.claimed = True
+            return self.claimed
+
+    def cancel(self) -> bool:
+        with self.lock:
+            if not self.claimed:
+                self.cancelled = True
+            return self.cancelled
 
 
 class GroupCommit:
@@ -65,8 +83,10 @@ class GroupCommit:
         slot = _Slot(checkin)
         self._ensure_writer().put(slot)
         if not slot.done.wait(WAIT):
-            raise DeviceError(f"the check-in was not stored within {WAIT:.0f} s; the appliance is overloaded. "
-                              "Check in again later", code="unavailable", status=503, retry_after=30)
+            if slot.cancel():  # the writer never took it, and now never will: nothing was stored
+                raise DeviceError(f"the check-in was not stored within {WAIT:.0f} s; the appliance is overloaded. "
+                                  "Check in again later", code="unavailable", status=503, retry_after=30)
+            slot.done.wait()  # it is in a transaction being written: its commit answers it
         if slot.error is not None:
             raise slot.error
         return slot.stored
@@ -101,28 +121,38 @@ class GroupCommit:
                     except queue.Empty:
                         break
                 held.extendleft(reversed(later))
-                self._commit(list(batch.values()))
+                if batch:
+                    self._commit(list(batch.values()))
         finally:
             if not self.db.is_closed():
                 self.db.close()
 
     def _take(self, slot: _Slot, batch: dict[int, _Slot], later: deque[_Slot], *, new: bool = True) -> None:
         self.received += new
+        if slot.cancelled:
+            return
         if slot.checkin.device in batch:
             later.append(slot)
         else:
             batch[slot.checkin.device] = slot
 
     def _commit(self, batch: list[_Slot]) -> None:
+        claimed: list[_Slot] = []
         try:
-            stored = store_checkins(self.db, [s.checkin for s in batch])
-            self.batches += 1
-            for slot in batch:
-                slot.stored = slot.checkin.device in stored
+            with writing(self.db):
+                # holding the write lock now: a request that gave up meanwhile is left out
+                claimed = [slot for slot in batch if slot.claim()]
+                if claimed:
+                    stored = write_checkins(self.db, [s.checkin for s in claimed])
+                    for slot in claimed:
+                        slot.stored = slot.checkin.device in stored
+            if claimed:
+                self.batches += 1
         except Exception as exc:  # noqa: BLE001 - handed to each waiting request, which answers with it
             logger.warning("a group commit of %d check-ins failed: %s", len(batch), exc)
-            for slot in batch:
-                slot.error = exc
+            for slot in batch:  # also those not claimed yet, if the transaction could not even begin
+                if not slot.cancelled:
+                    slot.error = exc
         finally:
             for slot in batch:
                 slot.done.set()

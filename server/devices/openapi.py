@@ -231,7 +231,8 @@ def _errors(*codes: int) -> dict:
             415: "The body must be application/json.",
             422: "Refers to something that does not exist.",
             429: "Too many failed logins for this user; wait retry_after seconds.",
-            500: "Unexpected error; nothing was stored."}
+            500: "Unexpected error; nothing was stored.",
+            503: "Overloaded: the check-in was not stored in time; check in again after retry_after seconds."}
     return {str(c): _answer("Error", text[c]) for c in codes}
 
 
@@ -282,7 +283,7 @@ def build_spec(limits: dict[str, int]) -> dict:
                 "operationId": "checkin", "tags": ["device"], "security": [{"deviceToken": []}],
                 "requestBody": _json_body("CheckinRequest", limits["checkin"]),
                 "responses": {"200": _answer("CheckinResponse", "Recorded."),
-                              **_errors(400, 401, 413, 415, 500)},
+                              **_errors(400, 401, 413, 415, 500, 503)},
             }},
             "/updates": {"post": {
                 "summary": "Report a step of an update; resends with the same report_id are stored once.",

@@ -147,3 +147,46 @@ def test_a_forked_worker_gets_its_own_writer(settings, db, home):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert _checkins(home) == {"fork-0": 1, "fork-1": 1}
+
+
+def test_a_checkin_not_taken_in_time_is_answered_503_and_never_written(settings, db, home, monkeypatch):
+    from server.devices import group_commit
+    from server.devices.exceptions import DeviceError
+
+    [device] = _fleet(settings, db, 1, "slow")
+    monkeypatch.setattr(group_commit, "WAIT", 0.3)
+    writer = GroupCommit(db)
+    with _gate_for(db).hold():  # another writer holds SQLite's write lock for longer than a request may wait
+        with pytest.raises(DeviceError) as refused:
+            services.record_checkin(settings, db, device, Checkin("1.0.1", {}), writer=writer)
+    assert refused.value.status == 503 and refused.value.extra["retry_after"] == 30
+    assert "check in again later" in str(refused.value).lower()
+    # the writer, let through at last, does not write the withdrawn check-in
+    services.record_checkin(settings, db, _fleet(settings, db, 1, "after")[0], Checkin("1.0.1", {}), writer=writer)
+    assert _checkins(home) == {"slow-0": 0, "after-0": 1}
+
+
+def test_a_transaction_that_cannot_begin_tells_every_checkin(settings, db, home, monkeypatch):
+    """If SQLite's write lock cannot be had at all (another program held it
+    past the busy timeout), each check-in hears that, not that its token is
+    bad, and nothing is stored."""
+    import contextlib
+
+    from peewee import OperationalError
+
+    from server.devices import group_commit
+
+    devices = _fleet(settings, db, 3, "locked")
+
+    @contextlib.contextmanager
+    def locked(_db):
+        raise OperationalError("database is locked")
+        yield  # pragma: no cover - never reached
+
+    monkeypatch.setattr(group_commit, "writing", locked)
+    writer = GroupCommit(db)
+    threads, out = _in_threads(_checkin_calls(settings, db, writer, devices))
+    for t in threads:
+        t.join(10)
+    assert all(isinstance(r, OperationalError) and "locked" in str(r) for r in out), out
+    assert set(_checkins(home).values()) == {0}
