@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -34,8 +35,14 @@ class SchemaError(AirlockError):
     """The database schema is missing or older than this version of Airlock."""
 
 
+MIN_SQLITE = (3, 35)  # UPDATE ... FROM and RETURNING (the check-in group commit)
+
+
 def open_database(path: Path) -> SqliteDatabase:
     """A peewee database for ``path``; connects lazily, on first use."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise SchemaError(f"Airlock needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this Python's is "
+                          f"{sqlite3.sqlite_version}: use a Python built against a newer SQLite (Debian 12 has 3.40)")
     return SqliteDatabase(str(path), pragmas=PRAGMAS, autoconnect=True)
 
 

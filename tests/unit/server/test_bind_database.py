@@ -60,3 +60,15 @@ def test_a_transaction_in_another_thread_survives_a_rebind(home):
     con.commit()
     assert con.execute("SELECT COUNT(*) FROM rebind_probe").fetchone()[0] == 2
     con.close()
+
+
+def test_an_sqlite_too_old_for_the_checkin_statements_is_one_clear_line(home, monkeypatch):
+    from server import db as dbmod
+    from tests.conftest import run_airlock
+
+    monkeypatch.setattr(dbmod.sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(dbmod.sqlite3, "sqlite_version", "3.31.1")
+    monkeypatch.setattr(database, "obj", None)  # as in a new process
+    r = run_airlock(home, "devices", "list")
+    assert r.code != 0 and "needs SQLite 3.35 or newer" in r.err and "3.31.1" in r.err, r.err
+    assert r.err.count("\n") == 1
