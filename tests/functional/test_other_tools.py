@@ -1,5 +1,6 @@
 """A vendor whose tools are not ours: a repository made with tuf-js's own
-models (@tufjs/models from npm; keys and signatures from Node's crypto;
+models (@tufjs/models from npm; Ed25519, ECDSA P-256 and RSA-PSS keys and
+signatures from Node's crypto;
 files indented by JSON.stringify, so valid but not canonical), including a
 root key rotation, a delegation, a target without custom metadata and an
 incremental second bundle.  `airlock-sign verify` accepts it, the appliance
@@ -85,6 +86,8 @@ def test_a_repository_made_with_tufjs(airlock, home, tmp_path):
 
     shown = json.loads(airlock("repo", "show", REPO, "--json").out)
     assert json.dumps(shown).count("plc-x/*") >= 1
+    kinds = json.dumps(shown)
+    assert "ecdsa/ecdsa-sha2-nistp256" in kinds and "rsa/rsassa-pss-sha256" in kinds and "ed25519/ed25519" in kinds
     paths = {t["path"]: t["custom"] for t in shown["targets"]}
     assert paths == {"docs/readme.txt": {}, "plc-x/fw-1.0.0.bin": {"hardware": ["plc-x"], "version": "1.0.0"},
                      "plc-x/fw-1.1.0.bin": {"hardware": ["plc-x"], "version": "1.1.0"}}

@@ -5,7 +5,8 @@
 //
 // usage: node tufjs_repo.mjs OUT_DIR REPO_NAME
 // Writes OUT_DIR/bundle1/airlock/REPO (root v1 and v2 (rotated root key),
-// targets with a delegation of plc-x/* to role plc-x, a target in each) and
+// targets with a delegation of plc-x/* to role plc-x, a target in each;
+// Ed25519, ECDSA P-256 and RSA-PSS keys) and
 // OUT_DIR/bundle2/airlock/REPO (incremental: plc-x v2 adds a target; only the
 // new target file is in it).  Prints JSON naming the files.
 import crypto from 'node:crypto';
@@ -25,16 +26,38 @@ const [outDir, repo] = process.argv.slice(2);
 const SPEC = '1.0.31';
 const expires = new Date(Date.now() + 30 * 86400 * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
-function newKey() {
-  const { publicKey, privateKey } = crypto.generateKeyPairSync('ed25519');
-  const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32).toString('hex');
-  const keyJson = { keytype: 'ed25519', keyval: { public: raw }, scheme: 'ed25519' };
+// Ed25519 by default; the snapshot key is ECDSA P-256 and the timestamp key
+// RSA-PSS, as other vendors' tools make them (PEM public keys, DER ECDSA
+// signatures, PSS with a 32-byte salt).
+function newKey(kind = 'ed25519') {
+  let keyType, scheme, pub, privateKey, sign;
+  if (kind === 'ed25519') {
+    const pair = crypto.generateKeyPairSync('ed25519');
+    privateKey = pair.privateKey;
+    [keyType, scheme] = ['ed25519', 'ed25519'];
+    pub = pair.publicKey.export({ format: 'der', type: 'spki' }).subarray(-32).toString('hex');
+    sign = (bytes) => crypto.sign(null, bytes, privateKey);
+  } else if (kind === 'ecdsa') {
+    const pair = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    privateKey = pair.privateKey;
+    [keyType, scheme] = ['ecdsa', 'ecdsa-sha2-nistp256'];
+    pub = pair.publicKey.export({ format: 'pem', type: 'spki' });
+    sign = (bytes) => crypto.sign('sha256', bytes, { key: privateKey, dsaEncoding: 'der' });
+  } else {
+    const pair = crypto.generateKeyPairSync('rsa', { modulusLength: 3072 });
+    privateKey = pair.privateKey;
+    [keyType, scheme] = ['rsa', 'rsassa-pss-sha256'];
+    pub = pair.publicKey.export({ format: 'pem', type: 'spki' });
+    sign = (bytes) => crypto.sign('sha256', bytes, { key: privateKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING,
+      saltLength: 32 });
+  }
+  const keyJson = { keytype: keyType, keyval: { public: pub }, scheme };
   const keyID = crypto.createHash('sha256').update(canonicalize(keyJson)).digest('hex');
-  return { key: new Key({ keyID, keyType: 'ed25519', scheme: 'ed25519', keyVal: { public: raw } }), privateKey };
+  return { key: new Key({ keyID, keyType, scheme, keyVal: { public: pub } }), sign };
 }
 
 function signer(k) {
-  return (bytes) => new Signature({ keyID: k.key.keyID, sig: crypto.sign(null, bytes, k.privateKey).toString('hex') });
+  return (bytes) => new Signature({ keyID: k.key.keyID, sig: k.sign(bytes).toString('hex') });
 }
 
 function serialize(md) {
@@ -62,7 +85,7 @@ function writeBundle(name, files, targetFiles) {
   return path.join(outDir, name);
 }
 
-const keys = { root1: newKey(), root2: newKey(), targets: newKey(), snapshot: newKey(), timestamp: newKey(),
+const keys = { root1: newKey(), root2: newKey(), targets: newKey(), snapshot: newKey('ecdsa'), timestamp: newKey('rsa'),
   plcx: newKey() };
 const role = (k) => new Role({ keyIDs: [k.key.keyID], threshold: 1 });
 const rootFor = (version, rootKey) => new Root({
