@@ -1,11 +1,11 @@
 """A vendor whose tools are not ours: a repository made with tuf-js's own
 models (@tufjs/models from npm; Ed25519, ECDSA P-256 and RSA-PSS keys and
-signatures from Node's crypto;
-files indented by JSON.stringify, so valid but not canonical), including a
-root key rotation, a delegation, a target without custom metadata and an
-incremental second bundle.  `airlock-sign verify` accepts it, the appliance
-imports it, serves it byte for byte, and python-tuf's ngclient and tuf-js
-both fetch through it from root v1.
+signatures from Node's crypto; files indented by JSON.stringify, so valid
+but not canonical), including a root key rotation, a delegation, a target
+without custom metadata and an incremental second bundle packed by GNU tar.
+`airlock-sign verify` accepts it, the appliance imports it, serves it byte
+for byte, and python-tuf's ngclient and tuf-js both fetch through it from
+root v1.
 
 This test found that a target without `custom` (optional in TUF) crashed
 the import."""
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 from tuf.ngclient import Updater
@@ -69,10 +70,12 @@ def test_a_repository_made_with_tufjs(airlock, home, tmp_path):
         assert readme is not None and readme.custom is None
         assert u.get_targetinfo("plc-x/fw-1.1.0.bin") is None
 
-        # the vendor's next delivery: only the new target travels
-        code, out = _sign_verify(made["bundle2"], str(root1), "--incremental")
+        # the vendor's next delivery: only the new target travels, as a .tar.gz made by GNU tar
+        archive = tmp_path / "delivery-2.tar.gz"
+        subprocess.run(["tar", "-czf", str(archive), "-C", made["bundle2"], "airlock"], check=True, timeout=60)
+        code, out = _sign_verify(str(archive), str(root1), "--incremental")
         assert code == 0, out
-        r = airlock("import", made["bundle2"])
+        r = airlock("import", archive)
         assert r.code == 0 and "plc-x 1->2" in r.out, r.err
         u = updater()
         u.refresh()
