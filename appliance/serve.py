@@ -52,6 +52,9 @@ class AirlockServer(BaseApplication):
 
 
 def serve(settings: Settings) -> None:
+    # The service logs at the `log_level` setting (the CLI's other commands
+    # keep to warnings); gunicorn's workers inherit it.
+    logging.getLogger().setLevel(settings.log_level.upper())
     # Fail here, with one line, rather than in every worker.
     create_app(settings)
     # An import cut short by a crash or power loss: repair its record and
@@ -63,7 +66,8 @@ def serve(settings: Settings) -> None:
     # mDNS runs in its own supervised process, started before gunicorn forks
     # (zeroconf's threads must never be in a forked worker).
     mdns = start_supervised(settings)
-    logger.info("serving on %s with %d workers x %d threads", settings.bind, settings.worker_count, settings.threads)
+    logger.info("serving on %s; gunicorn workers: %d, threads per worker: %d", settings.bind, settings.worker_count,
+                settings.threads)
     try:
         AirlockServer(settings).run()
     finally:
