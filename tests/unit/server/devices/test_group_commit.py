@@ -190,3 +190,13 @@ def test_a_transaction_that_cannot_begin_tells_every_checkin(settings, db, home,
         t.join(10)
     assert all(isinstance(r, OperationalError) and "locked" in str(r) for r in out), out
     assert set(_checkins(home).values()) == {0}
+
+
+def test_a_gathering_larger_than_a_batch_is_split(settings, db, home):
+    devices = _fleet(settings, db, 10, "big")
+    writer = GroupCommit(db, max_batch=4)
+    calls = _checkin_calls(settings, db, writer, devices)
+    first, then = _gathered(db, writer, calls[:1], calls[1:])
+    assert not any(isinstance(r, Exception) for r in first + then), first + then
+    assert writer.batches == 1 + 3  # the first alone, then the nine that gathered: 4 + 4 + 1
+    assert set(_checkins(home).values()) == {1}
