@@ -115,7 +115,10 @@ class Settings:
         two per CPU core this process may use, between 2 and 8."""
         if self.workers:
             return self.workers
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # not Linux, or a sandbox that refuses the call
+            cores = os.cpu_count() or 1
         return max(2, min(8, 2 * cores))
 
     @property
