@@ -1,10 +1,11 @@
 """Group commit for check-ins: one writer thread per worker process.
 
 Check-ins are most of the appliance's writes, and SQLite takes one writer at
-a time.  Written one by one, every check-in pays for the write gate, a
-``BEGIN IMMEDIATE`` and a commit, and holds the write lock while its thread
-waits for the GIL between statements; at a few thousand a second that, not
-the work, was the ceiling.  Here a request thread hands its check-in to the
+a time.  Written one by one, every check-in paid for the write gate, a
+``BEGIN IMMEDIATE`` and a commit, and held the write lock across several
+statements, with its thread competing for the GIL between them; at about
+1,600 a second the workers then stood idle part of the time (measured in
+docs/benchmarks.md).  Here a request thread hands its check-in to the
 worker's writer thread and waits; the writer takes everything queued (up to
 ``MAX_BATCH``, each device once) and writes it in one transaction of two
 statements (``server.devices.checkins.write_checkins``).  A request is
