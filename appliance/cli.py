@@ -22,7 +22,6 @@ from signing.exceptions import AirlockError
 logger = logging.getLogger(__name__)
 
 
-
 class Context:
     def __init__(self, home: str | None, overrides: dict):
         self.home = home

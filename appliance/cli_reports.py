@@ -23,7 +23,6 @@ STATUSES = ["new", "acknowledged", "resolved"]
 LIST_MESSAGE = 60  # characters of the message shown per line by `reports list`
 
 
-
 def _text(value) -> str:
     """``value`` with every non-printable character as a visible escape
     (``\\x1b``, ``\\n``...): safe to print to a terminal."""

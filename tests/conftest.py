@@ -38,6 +38,16 @@ def run_airlock(home: Path, *args: str) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+def sign_cli(*args) -> tuple[int, str, str]:
+    """Run `airlock-sign ARGS...` in this process: (exit code, stdout, stderr)."""
+    from signing.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
 @pytest.fixture
 def home(tmp_path) -> Path:
     h = tmp_path / "home"

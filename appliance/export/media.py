@@ -88,7 +88,7 @@ def file_digest(dir_fd: int, name: str, limit: int) -> tuple[int, str] | None:
     above ``limit`` shows); None if there is no such regular file."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    except (FileNotFoundError, OSError):
+    except OSError:  # missing, a symbolic link, unreadable
         return None
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):

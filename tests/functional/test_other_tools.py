@@ -19,29 +19,18 @@ from pathlib import Path
 
 from tuf.ngclient import Updater
 
+from tests.conftest import sign_cli
 from tests.support.server import airlock_server
 from tests.support.tufjs import build_repo_with_tufjs, fetch_with_tufjs
 
 REPO = "jsvendor"
 
 
-def _sign_verify(bundle: str, root: str, *extra) -> tuple[int, str]:
-    import contextlib
-    import io
-
-    from signing.cli import main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = main(["verify", bundle, "--root", root, *extra])
-    return code, out.getvalue()
-
-
 def test_a_repository_made_with_tufjs(airlock, home, tmp_path):
     made = build_repo_with_tufjs(tmp_path / "vendor", REPO)
     root1 = Path(made["root1"])
-    code, out = _sign_verify(made["bundle1"], str(root1))
-    assert code == 0, out
+    code, out, err = sign_cli("verify", made["bundle1"], "--root", root1)
+    assert code == 0, out + err
     r = airlock("repo", "add", REPO, "--root", root1, "--fingerprint", hashlib.sha256(root1.read_bytes()).hexdigest())
     assert r.code == 0, r.err
     r = airlock("import", made["bundle1"])
@@ -73,8 +62,8 @@ def test_a_repository_made_with_tufjs(airlock, home, tmp_path):
         # the vendor's next delivery: only the new target travels, as a .tar.gz made by GNU tar
         archive = tmp_path / "delivery-2.tar.gz"
         subprocess.run(["tar", "-czf", str(archive), "-C", made["bundle2"], "airlock"], check=True, timeout=60)
-        code, out = _sign_verify(str(archive), str(root1), "--incremental")
-        assert code == 0, out
+        code, out, err = sign_cli("verify", archive, "--root", root1, "--incremental")
+        assert code == 0, out + err
         r = airlock("import", archive)
         assert r.code == 0 and "plc-x 1->2" in r.out, r.err
         u = updater()

@@ -4,7 +4,6 @@ file system, tampered with in every way the vendor must notice."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -12,22 +11,13 @@ import sqlite3
 import tarfile
 from pathlib import Path
 
-from tests.conftest import run_airlock
+from tests.conftest import run_airlock, sign_cli
 from tests.functional.export.conftest import (
     ATTACHMENT,
     HOSTILE_MESSAGE,
     VENDOR_PASSPHRASE,
     newest,
 )
-
-
-def sign_cli(*args) -> tuple[int, str, str]:
-    from signing.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 def export(site, dest: Path, *args):

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_airlock
-from tests.functional.export.test_export import sign_cli
+from tests.conftest import run_airlock, sign_cli
 
 SYSCALLS = ["fsync", "fdatasync", "rename", "renameat", "renameat2", "unlink", "unlinkat"]
 
