@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.server import free_port
+from tests.support.server import free_port, wait_until_answers
 
 CONFIG = """\
 daemon off;
@@ -54,20 +52,9 @@ def nginx_server(nginx: str, root: Path, prefix: Path, *, workers: int = 2, prob
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {(prefix / 'stderr.log').read_text()} "
-                                   f"{(prefix / 'error.log').read_text() if (prefix / 'error.log').exists() else ''}")
-            try:
-                with urllib.request.urlopen(base + probe, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not answer on {base}{probe}")
-            time.sleep(0.05)
+        wait_until_answers(proc, base + probe, what="nginx", timeout=timeout, interval=0.05,
+                           log=lambda: f"{(prefix / 'stderr.log').read_text()} "
+                                       f"{(prefix / 'error.log').read_text() if (prefix / 'error.log').exists() else ''}")
         yield base
     finally:
         proc.terminate()

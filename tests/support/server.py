@@ -12,6 +12,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def wait_until_answers(proc: subprocess.Popen, url: str, *, what: str, timeout: float, interval: float = 0.1,
+                       log=lambda: "") -> None:
+    """Poll ``url`` until it answers 200, at most ``timeout`` seconds; raise,
+    with ``log()``, if ``proc`` exits first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer on {url}: {log()}")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -33,19 +52,8 @@ def airlock_server(home: Path, *, workers: int | None = 1, threads: int | None =
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"airlock serve exited: {(home / 'serve.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"airlock serve did not answer: {(home / 'serve.log').read_text()}")
-            time.sleep(0.1)
+        wait_until_answers(proc, f"{base}/healthz", what="airlock serve", timeout=timeout,
+                           log=lambda: (home / "serve.log").read_text())
         yield base
     finally:
         proc.terminate()

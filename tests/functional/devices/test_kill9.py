@@ -13,11 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 from tests.conftest import pin, run_airlock
 from tests.functional.devices.client import ApiClient, SimDevice
-from tests.support.server import free_port
+from tests.support.server import free_port, wait_until_answers
 
 TOKEN = "commissioning-sheet-token-4711"
 
@@ -39,13 +38,7 @@ def test_kill_9_during_checkins_keeps_every_acknowledged_one(tmp_path, sim):
                             stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_until_answers(proc, base + "/healthz", what="airlock serve", timeout=30)
         devices = [SimDevice(f"kill9-{i}") for i in range(8)]
         client = ApiClient(base)
         for d in devices:
