@@ -96,7 +96,9 @@ def test_devices_and_extra_types_are_discovered(home, tmp_path):
 def test_a_device_that_stops_answering_is_marked_gone(home, tmp_path):
     result = run_in_netns("gone", {"home": str(home), "work": str(tmp_path)})  # mdns_gone_after = 3
     assert result["all_present"]
-    assert result["bye_gone_after"] < 2.5, "a goodbye marks the service gone at once"
+    # a goodbye marks the service gone at once, by its own path, not by the sweep
+    # of the silent (no wall-clock bound: a loaded CI machine once took 4.2 s)
+    assert result["bye_by_goodbye"], result["bye_gone_after"]
     # silent: gone after 3 s without an answer, give or take a probe (1 s) and whole-second stamps
     assert 1.5 <= result["silent_gone_after"] <= 7.5, result["silent_gone_after"]
     later = result["later"]

@@ -195,7 +195,7 @@ def scenario_gone(args: dict) -> dict:
     home, work = Path(args["home"]), Path(args["work"])
     setup_loopback()
     log = work / "mdns.log"
-    mdns = airlock(home, "mdns", env={"AIRLOCK_MDNS_GONE_AFTER": "3"}, log=log)
+    mdns = airlock(home, "mdns", env={"AIRLOCK_MDNS_GONE_AFTER": "3", "AIRLOCK_LOG_LEVEL": "INFO"}, log=log)
     result: dict = {}
     silent = _advertiser("dev-silent")
     try:
@@ -212,6 +212,8 @@ def scenario_gone(args: dict) -> dict:
             result["bye_gone_after"] = time.monotonic() - t0
             wait_for(lambda: by_instance(home)["dev-silent"]["state"] == "gone", 15, every=0.1)
             result["silent_gone_after"] = time.monotonic() - t0
+            # which path marked dev-bye gone: its goodbye, or the sweep of the silent
+            result["bye_by_goodbye"] = "gone (goodbye): 'dev-bye." in log.read_text()
             time.sleep(max(0.0, t0 + 7 - time.monotonic()))  # over twice mdns_gone_after
             result["later"] = by_instance(home)
             with advertise_device("dev-silent", "plc-x", "1.0.1", 7100, interfaces=["127.0.0.1"]):
