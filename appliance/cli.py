@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import click
-import peewee
 
 from appliance.render import current_operator
 from server import bind_database
-from server.db import check_schema
+from server.db import DatabaseError, check_schema
 from server.settings import SETTINGS, load_settings
 from signing.exceptions import AirlockError
 
@@ -211,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         click.echo(f"airlock: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         return 1
-    except peewee.DatabaseError as exc:
+    except DatabaseError as exc:
         click.echo(f"airlock: error: the database cannot be used ({exc}); check the appliance home's "
                    "permissions and free space, then `airlock init` to upgrade it", err=True)
         return 1
