@@ -138,6 +138,21 @@ def repo_show(ctx: Context, name: str, as_json: bool) -> None:
         click.echo(render_trust_report(report))
 
 
+@repo.command("remove")
+@click.argument("name")
+@click.option("--archive", is_flag=True,
+              help="Remove it even though bundles were imported into it: its published tree moves to HOME/archive/repos/.")
+@pass_ctx
+def repo_remove(ctx: Context, name: str, archive: bool) -> None:
+    """Remove a pin (refused once anything was imported, unless --archive)."""
+    from appliance.importer import remove_repository
+
+    ctx.database()
+    removed = remove_repository(ctx.settings, name, current_operator(), archive=archive)
+    where = f"; its published tree is archived in {removed.archived_to}" if removed.archived_to else ""
+    click.echo(f"removed repository {removed.name}: devices no longer find it at /repos/{removed.name}/{where}")
+
+
 @cli.command("import")
 @click.argument("path", type=click.Path(exists=False))
 @click.option("--operator", default=None, help="Who is importing (default: the login user).")
@@ -191,6 +206,8 @@ from appliance.cli_devices import devices, releases; cli.add_command(devices); c
 from appliance.cli_reports import labels, reports; devices.add_command(labels); cli.add_command(reports)  # noqa: E402,E702,I001
 
 from appliance.cli_export import register as _register_export; _register_export(cli)  # noqa: E402,E702,I001
+
+from appliance.cli_users import register as _register_users; _register_users(cli)  # noqa: E402,E702,I001
 
 
 def main(argv: list[str] | None = None) -> int:

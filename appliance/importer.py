@@ -78,8 +78,9 @@ class ImportResult:
 
 
 class _ImportLock:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, again: str = "import again"):
         self.path = path
+        self.again = again  # what the refusal tells the operator to do when the import is done
         self.fd: int | None = None
 
     def __enter__(self):
@@ -91,7 +92,7 @@ class _ImportLock:
             holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
             os.close(self.fd)
             raise ImportBusyError(f"another import is running (pid {holder or '?'}); wait for it to finish "
-                                  "and import again") from None
+                                  f"and {self.again}") from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, str(os.getpid()).encode(), 0)
         return self
@@ -156,7 +157,7 @@ def remove_repository(settings: Settings, name: str, operator: str, *, archive: 
                       ) -> repositories.RemovedRepository:
     """``airlock repo remove``: under the import lock, so that no import
     publishes into the repository while its pin goes."""
-    with _ImportLock(settings.state_dir / "import.lock"):
+    with _ImportLock(settings.state_dir / "import.lock", "remove it again"):
         reconcile(settings)
         return repositories.remove_repository(settings, name, operator, archive=archive)
 
