@@ -42,7 +42,7 @@ def initialise(settings: Settings, admin: str | None = None, password: str | Non
     applied = migrate(db)
     created = None
     if admin:
-        check_new_password(password, "the admin password")
+        password = check_new_password(password, "the admin password")
         created = create_user(admin, password, "admin", operator).username
     db.close()
     return InitResult(str(home), appliance_id(settings), applied, created)

@@ -33,7 +33,7 @@ MAX_USERNAME = 64  # characters
 MAX_PASSWORD = 1024  # characters
 
 # Verify an unknown user name against this, so it costs what a real one does.
-_DUMMY_HASH = (f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${base64.b64encode(b'0' * 16).decode()}$"
+DUMMY_HASH = (f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${base64.b64encode(b'0' * 16).decode()}$"
                f"{base64.b64encode(b'0' * 32).decode()}")
 _scrypt_slot = threading.BoundedSemaphore(1)
 

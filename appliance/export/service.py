@@ -28,6 +28,7 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuf.api.metadata import Metadata, Targets
 
@@ -162,7 +163,7 @@ def run_export(settings: Settings, dest: Path, operator: str, *, since: int | No
                                          "appliance's disk needs room for one export; nothing was written") from None
             sequence, since_seq, ranges, files = (collection.sequence, collection.re_export_since,
                                                   collection.ranges, collection.files)
-            manifest = {
+            manifest: dict[str, Any] = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "appliance_id": appliance,
                 "appliance_key_sha256": key_fingerprint(key.public_key()), "sequence": sequence,
                 "previous_sequence": collection.previous_sequence,

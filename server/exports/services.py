@@ -79,7 +79,7 @@ def drop_pending() -> None:
 def pending() -> ExportRecord | None:
     """The export a power loss left between its rename and its record, if any."""
     row = database.execute_sql(f"SELECT {', '.join(_COLUMNS)} FROM export_pending WHERE id = 1").fetchone()
-    return ExportRecord(**dict(zip(_COLUMNS, row))) if row else None
+    return ExportRecord(**dict(zip(_COLUMNS, row, strict=True))) if row else None
 
 
 def record_export(record: ExportRecord, *, recovered: bool = False) -> None:

@@ -1,11 +1,12 @@
 """Rows of the imports domain: one per import tried."""
 
-from peewee import TextField
+from peewee import AutoField, TextField
 
 from server.models import BaseModel
 
 
 class ImportRecord(BaseModel):
+    id = AutoField()
     started_at = TextField()
     finished_at = TextField(null=True)
     operator = TextField()

@@ -38,7 +38,7 @@ def record_import(outcome: ImportOutcome) -> int:
                                   source=outcome.source, bundle_digest=outcome.bundle_digest,
                                   status=outcome.status, reason=outcome.reason,
                                   details=json.dumps(details, sort_keys=True))
-    return row.id
+    return row.get_id()
 
 
 def record_recovered_publication(publication: dict, repositories: dict[str, dict]) -> int:
@@ -54,7 +54,7 @@ def record_recovered_publication(publication: dict, repositories: dict[str, dict
             bundle_digest=publication.get("bundle_digest"), status="accepted",
             reason="recorded at start-up: the publication went live but the appliance stopped before "
                    "recording it", details=json.dumps(details, sort_keys=True))
-    return row.id
+    return row.get_id()
 
 
 def is_publication_recorded(token: str) -> bool:
@@ -86,7 +86,7 @@ def import_history(name: str | None = None, limit: int = 50) -> list[ImportEntry
             continue
         if name and rec.status == "refused" and name not in details.get("names", []):
             continue
-        out.append(ImportEntry(rec.id, rec.started_at, rec.finished_at, rec.operator, rec.source,
+        out.append(ImportEntry(rec.get_id(), rec.started_at, rec.finished_at, rec.operator, rec.source,
                                rec.bundle_digest, rec.status, rec.reason, repos.get(name) if name else repos))
         if len(out) >= limit:
             break

@@ -1,11 +1,12 @@
 """Rows of the repositories domain: one per pinned vendor repository."""
 
-from peewee import IntegerField, TextField
+from peewee import AutoField, IntegerField, TextField
 
 from server.models import BaseModel
 
 
 class Repository(BaseModel):
+    id = AutoField()
     name = TextField(unique=True)
     root_fingerprint = TextField()
     pinned_root_version = IntegerField()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from server import audit
-from server.auth import _DUMMY_HASH, MAX_PASSWORD, MAX_USERNAME, check_password, hash_password
+from server.auth import DUMMY_HASH, MAX_PASSWORD, MAX_USERNAME, check_password, hash_password
 from server.models import database
 from server.users.models import User
 from server.users.records import ROLES, UserInfo
@@ -67,7 +67,7 @@ def verify_password(username: str, password: str) -> UserInfo | None:
     """The user, if ``password`` is theirs; else None.  An unknown name costs
     what a known one does (it is checked against a dummy hash)."""
     row = User.get_or_none(User.username == username)
-    ok = check_password(password, row.password_hash if row is not None else _DUMMY_HASH)
+    ok = check_password(password, row.password_hash if row is not None else DUMMY_HASH)
     return _info(row) if ok and row is not None else None
 
 
@@ -79,6 +79,7 @@ def change_password(username: str, password: str, operator: str) -> UserInfo:
         row = User.get_or_none(User.username == username)
         if row is None:
             raise UserError(f"no user named {username[:MAX_USERNAME]!r}; nothing changed")
-        User.update(password_hash=hashed).where(User.id == row.id).execute()
+        row.password_hash = hashed
+        row.save()
         audit.record(operator, "user.password", username, {})
     return _info(row)

@@ -89,3 +89,27 @@ def test_passwd_never_prompts_without_a_terminal(admin_home):
 def test_a_missing_password_file_is_named(admin_home, tmp_path):
     r = run_airlock(admin_home, "users", "passwd", "alice", "--password-file", tmp_path / "nope")
     assert r.code == 1 and str(tmp_path / "nope") in r.err
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("ali:ce", "without ':'"),  # HTTP Basic could never carry it
+    ("x" * 65, "1 to 64 printable characters"),
+    ("bell\x07", "1 to 64 printable characters"),
+])
+def test_init_refuses_an_admin_name_that_could_never_log_in(tmp_path, name, expected):
+    (tmp_path / "pw").write_text(OLD + "\n")
+    r = run_airlock(tmp_path / "home", "init", "--admin", name, "--password-file", tmp_path / "pw")
+    assert r.code == 1 and expected in r.err
+    assert "\x07" not in r.err
+    assert users_table(tmp_path / "home") == []
+
+
+def test_init_refuses_an_existing_admin_and_a_short_password(admin_home, tmp_path):
+    (tmp_path / "pw").write_text(NEW + "\n")
+    before = users_table(admin_home)
+    r = run_airlock(admin_home, "init", "--admin", "alice", "--password-file", tmp_path / "pw")
+    assert r.code == 1 and "user 'alice' already exists; nothing changed" in r.err
+    (tmp_path / "short").write_text("short\n")
+    r = run_airlock(admin_home, "init", "--admin", "bob", "--password-file", tmp_path / "short")
+    assert r.code == 1 and "the admin password must be at least 12 characters" in r.err
+    assert users_table(admin_home) == before
