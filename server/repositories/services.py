@@ -181,12 +181,18 @@ def remove_repository(settings: Settings, name: str, operator: str, *, archive: 
                 f"offered: withdraw them first with `airlock releases withdraw ID`; nothing changed")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     moved_to = archive_dir(settings) / f"{name}-{stamp}" if archive else store.root.with_name(f".removing-{name}")
+    if not archive and moved_to.exists():
+        shutil.rmtree(moved_to)  # left by a removal that a crash cut short
     with database.atomic("IMMEDIATE"):
         if store.root.exists():
             moved_to.parent.mkdir(parents=True, exist_ok=True)
             if moved_to.exists():
                 raise RepositoryError(f"{moved_to} exists already: move it away and remove again; nothing changed")
-            os.rename(store.root, moved_to)  # one step: devices see the whole repository or none
+            try:
+                os.rename(store.root, moved_to)  # one step: devices see the whole repository or none
+            except OSError as exc:
+                raise RepositoryError(f"cannot move {store.root} to {moved_to} ({exc.strerror}): the archive must be "
+                                      f"on the same file system as {settings.public_dir}; nothing changed") from None
         try:
             Repository.delete().where(Repository.name == name).execute()
             audit.record(operator, "repository.remove", name,
