@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import click
-import peewee
 
 from appliance.render import current_operator
 from server import bind_database
-from server.db import check_schema
+from server.db import DatabaseError, check_schema
 from server.settings import SETTINGS, load_settings
 from signing.exceptions import AirlockError
 
@@ -139,6 +138,21 @@ def repo_show(ctx: Context, name: str, as_json: bool) -> None:
         click.echo(render_trust_report(report))
 
 
+@repo.command("remove")
+@click.argument("name")
+@click.option("--archive", is_flag=True,
+              help="Remove it even though bundles were imported into it: its published tree moves to HOME/archive/repos/.")
+@pass_ctx
+def repo_remove(ctx: Context, name: str, archive: bool) -> None:
+    """Remove a pin (refused once anything was imported, unless --archive)."""
+    from appliance.importer import remove_repository
+
+    ctx.database()
+    removed = remove_repository(ctx.settings, name, current_operator(), archive=archive)
+    where = f"; its published tree is archived in {removed.archived_to}" if removed.archived_to else ""
+    click.echo(f"removed repository {removed.name}: devices no longer find it at /repos/{removed.name}/{where}")
+
+
 @cli.command("import")
 @click.argument("path", type=click.Path(exists=False))
 @click.option("--operator", default=None, help="Who is importing (default: the login user).")
@@ -193,6 +207,8 @@ from appliance.cli_reports import labels, reports; devices.add_command(labels); 
 
 from appliance.cli_export import register as _register_export; _register_export(cli)  # noqa: E402,E702,I001
 
+from appliance.cli_users import register as _register_users; _register_users(cli)  # noqa: E402,E702,I001
+
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("AIRLOCK_LOG_LEVEL", "WARNING").upper(),
@@ -211,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         click.echo(f"airlock: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         return 1
-    except peewee.DatabaseError as exc:
+    except DatabaseError as exc:
         click.echo(f"airlock: error: the database cannot be used ({exc}); check the appliance home's "
                    "permissions and free space, then `airlock init` to upgrade it", err=True)
         return 1

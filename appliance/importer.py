@@ -10,7 +10,6 @@ refused imports alike are recorded; a refused one changes nothing else.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import shutil
@@ -19,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from server import audit
-from server.models import ImportRecord, Repository, database
-from server.repositories.services import now_iso
 from appliance.recovery import reconcile
+from server.imports import services as imports
+from server.imports.records import ImportOutcome
+from server.repositories import services as repositories
+from server.repositories.services import now_iso
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing.bundle import BundleLimits, Progress, scan_bundle
@@ -78,8 +78,9 @@ class ImportResult:
 
 
 class _ImportLock:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, again: str = "import again"):
         self.path = path
+        self.again = again  # what the refusal tells the operator to do when the import is done
         self.fd: int | None = None
 
     def __enter__(self):
@@ -91,7 +92,7 @@ class _ImportLock:
             holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
             os.close(self.fd)
             raise ImportBusyError(f"another import is running (pid {holder or '?'}); wait for it to finish "
-                                  "and import again") from None
+                                  f"and {self.again}") from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, str(os.getpid()).encode(), 0)
         return self
@@ -131,9 +132,9 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                     v, grace_period=settings.grace_period, now=now, publication=publication)
             status = "accepted" if changed else "unchanged"
             changes = [_change(v) for v in verified]
-            record = _record(started, operator, source, digest, status, None, names, changes,
-                             token if changed else None)
-            return ImportResult(record.id, status, digest, staged.files, staged.total_bytes, changes)
+            record_id = _record(started, operator, source, digest, status, None, names, changes,
+                                token if changed else None)
+            return ImportResult(record_id, status, digest, staged.files, staged.total_bytes, changes)
         except AirlockError as exc:
             _record(started, operator, source, digest, "refused", str(exc), names, [])
             logger.warning("import of %s refused: %s", show(str(source)), exc)
@@ -152,8 +153,17 @@ def reconcile_if_idle(settings: Settings):
         return None
 
 
+def remove_repository(settings: Settings, name: str, operator: str, *, archive: bool = False
+                      ) -> repositories.RemovedRepository:
+    """``airlock repo remove``: under the import lock, so that no import
+    publishes into the repository while its pin goes."""
+    with _ImportLock(settings.state_dir / "import.lock", "remove it again"):
+        reconcile(settings)
+        return repositories.remove_repository(settings, name, operator, archive=archive)
+
+
 def _check_pinned(name: str) -> None:
-    if Repository.get_or_none(Repository.name == name) is None:
+    if not repositories.is_pinned(name):
         raise VerificationError(f"the bundle holds repository {show(name)}, which is not pinned on this "
                                 f"appliance; a security officer must first run `airlock repo add {name} ...`")
 
@@ -187,13 +197,9 @@ def _change_dict(c: RepositoryChange) -> dict:
             "targets_added": c.targets_added, "targets_removed": c.targets_removed}
 
 
-def _record(started, operator, source, digest, status, reason, names, changes, token=None) -> ImportRecord:
-    details = {"names": names, "repositories": {c.name: _change_dict(c) for c in changes}}
-    if token:
-        details["publication"] = token
-    with database.atomic("IMMEDIATE"):
-        audit.record(operator, f"import.{status}", str(source),
-                     {"bundle_digest": digest, "reason": reason, "repositories": names})
-        return ImportRecord.create(started_at=started, finished_at=now_iso(), operator=operator,
-                                   source=str(source), bundle_digest=digest, status=status, reason=reason,
-                                   details=json.dumps(details, sort_keys=True))
+def _record(started: str, operator: str, source: Path, digest: str | None, status: str, reason: str | None,
+            names: list[str], changes: list[RepositoryChange], token: str | None = None) -> int:
+    """The import's record and its audit record, written together."""
+    return imports.record_import(ImportOutcome(
+        started_at=started, operator=operator, source=str(source), bundle_digest=digest, status=status,
+        reason=reason, names=names, repositories={c.name: _change_dict(c) for c in changes}, publication=token))

@@ -11,20 +11,16 @@ every import and when ``airlock serve`` starts.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass, field
 
-from server.models import ImportRecord, Repository, database
-from server.repositories.services import now_iso
+from server.imports import services as imports
+from server.repositories.services import list_repositories
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-RECOVERY_OPERATOR = "airlock (recovery)"
-
 
 @dataclass
 class Reconciliation:
@@ -44,34 +40,21 @@ def reconcile(settings: Settings) -> Reconciliation:
             shutil.rmtree(entry, ignore_errors=True)
             result.removed.append(str(entry))
     unrecorded: dict[str, dict] = {}
-    for repo in Repository.select(Repository.name):
+    for repo in list_repositories():
         store = RepositoryStore(settings.public_dir, repo.name)
         if not store.exists():
             continue
         result.removed += store.clean_up_after_crash()
         publication = store.manifest().get("publication") or {}
         token = publication.get("token")
-        if token and not _recorded(token):
+        if token and not imports.is_publication_recorded(token):
             unrecorded.setdefault(token, {"publication": publication, "repositories": {}})
             unrecorded[token]["repositories"][repo.name] = publication.get("change", {})
     for token, info in unrecorded.items():
-        pub = info["publication"]
-        details = {"names": sorted(info["repositories"]), "publication": token,
-                   "repositories": info["repositories"], "recovered": True}
-        with database.atomic("IMMEDIATE"):
-            rec = ImportRecord.create(
-                started_at=pub.get("started_at", now_iso()), finished_at=now_iso(),
-                operator=pub.get("operator", RECOVERY_OPERATOR), source=pub.get("source", "?"),
-                bundle_digest=pub.get("bundle_digest"), status="accepted",
-                reason="recorded at start-up: the publication went live but the appliance stopped before "
-                       "recording it", details=json.dumps(details, sort_keys=True))
-        result.recorded.append(rec.id)
-        logger.warning("recorded import #%d after a crash (publication %s)", rec.id, token)
+        record_id = imports.record_recovered_publication(info["publication"], info["repositories"])
+        result.recorded.append(record_id)
+        logger.warning("recorded import #%d after a crash (publication %s)", record_id, token)
     for path in result.removed:
         logger.warning("removed after an interrupted import: %s", path)
     return result
 
-
-def _recorded(token: str) -> bool:
-    pattern = f'%"publication": "{token}"%'
-    return ImportRecord.select().where(ImportRecord.details ** pattern).exists()

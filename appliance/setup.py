@@ -7,17 +7,10 @@ import uuid
 from dataclasses import dataclass
 
 from appliance.export.identity import ensure_key
-from server import audit, bind_database
-from server.auth import check_password, hash_password  # noqa: F401 - check_password re-exported
+from server import bind_database
 from server.db import migrate
-from server.models import User, database
-from server.repositories.services import now_iso
 from server.settings import Settings
-from signing.exceptions import AirlockError
-
-
-class SetupError(AirlockError):
-    """The appliance cannot be initialised as asked."""
+from server.users.services import check_new_password, create_user
 
 
 @dataclass
@@ -49,13 +42,7 @@ def initialise(settings: Settings, admin: str | None = None, password: str | Non
     applied = migrate(db)
     created = None
     if admin:
-        if not password or len(password) < 12:
-            raise SetupError("the admin password must be at least 12 characters")
-        with database.atomic("IMMEDIATE"):
-            if User.get_or_none(User.username == admin) is not None:
-                raise SetupError(f"user {admin!r} already exists; nothing changed")
-            User.create(username=admin, password_hash=hash_password(password), role="admin", created_at=now_iso())
-            audit.record(operator, "user.create", admin, {"role": "admin"})
-        created = admin
+        password = check_new_password(password, "the admin password")
+        created = create_user(admin, password, "admin", operator).username
     db.close()
     return InitResult(str(home), appliance_id(settings), applied, created)

@@ -33,7 +33,7 @@ MAX_USERNAME = 64  # characters
 MAX_PASSWORD = 1024  # characters
 
 # Verify an unknown user name against this, so it costs what a real one does.
-_DUMMY_HASH = (f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${base64.b64encode(b'0' * 16).decode()}$"
+DUMMY_HASH = (f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${base64.b64encode(b'0' * 16).decode()}$"
                f"{base64.b64encode(b'0' * 32).decode()}")
 _scrypt_slot = threading.BoundedSemaphore(1)
 
@@ -133,16 +133,15 @@ def parse_basic(header: str | None) -> tuple[str, str]:
 
 def authenticate_admin(header: str | None, limiter: LoginLimiter) -> Admin:
     """Check HTTP Basic credentials against the ``user`` table; admins only."""
-    from server.models import User
+    from server.users.services import verify_password
 
     username, password = parse_basic(header)
     wait = limiter.retry_after(username)
     if wait:
         raise AuthError(f"too many failed logins for {username!r}: try again in {wait} s", status=429,
                         retry_after=wait)
-    user = User.get_or_none(User.username == username)
-    ok = check_password(password, user.password_hash if user else _DUMMY_HASH) and user is not None
-    if not ok:
+    user = verify_password(username, password)
+    if user is None:
         limiter.failed(username)
         raise AuthError("wrong user name or password")
     limiter.succeeded(username)

@@ -15,11 +15,15 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
-from peewee import SqliteDatabase
+from peewee import DatabaseError, SqliteDatabase
 
 from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
+
+# What the database raises when it cannot be used (locked, read-only, corrupt):
+# callers outside server/ catch this name, never peewee's.
+__all__ = ["DatabaseError", "SchemaError", "check_schema", "migrate", "open_database"]
 
 # FULL: an acknowledged import or audit record survives a power cut.
 PRAGMAS = {

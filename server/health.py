@@ -3,7 +3,8 @@
 from flask import Blueprint, current_app, jsonify
 
 from server.db import check_schema
-from server.models import Repository, database
+from server.models import database
+from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
 from signing.exceptions import AirlockError
 

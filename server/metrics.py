@@ -15,8 +15,10 @@ from tuf.api.metadata import Metadata
 
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
 from server.devices.models import Device
-from server.models import ImportRecord, Repository, database
+from server.imports.models import ImportRecord
+from server.models import database
 from server.reports.models import Report
+from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
 
 bp = Blueprint("metrics", __name__)

@@ -28,16 +28,18 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuf.api.metadata import Metadata, Targets
 
-from appliance.export import collect
 from appliance.export.identity import load_key, public_identity
 from appliance.export.media import MediaError, MediaFile, describe, file_digest, open_folder, remove_partials
-from server import audit
 from server.devices.releases import find_target
-from server.models import Repository, database
-from server.repositories.services import now_iso
+from server.exports import services as exports
+from server.exports.collect import FileEntry
+from server.exports.records import ExportRecord
+from server.exports.services import ExportRefusedError
+from server.repositories.services import is_pinned, now_iso
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing.exceptions import AirlockError
@@ -60,10 +62,6 @@ MAX_EXPORT_KEY = 64 * 1024  # bytes
 
 class ExportBusyError(AirlockError):
     """Another export is running."""
-
-
-class ExportRefusedError(AirlockError):
-    """The export cannot be made as asked."""
 
 
 @dataclass
@@ -113,7 +111,7 @@ def export_key_for(settings: Settings, repository: str):
     """The vendor's X25519 key shipped as target ``airlock/export-key.pub`` of
     ``repository``, read through the repository's trusted (TUF-verified)
     targets metadata and checked against its length and hash again."""
-    if Repository.get_or_none(Repository.name == repository) is None:
+    if not is_pinned(repository):
         raise ExportRefusedError(f"no repository named {repository!r} is pinned: see `airlock repo list`")
     store = RepositoryStore(settings.public_dir, repository)
     if not store.exists():
@@ -138,28 +136,6 @@ def export_key_for(settings: Settings, repository: str):
     return load_export_public_key(data, f"{EXPORT_KEY_TARGET} of {repository}")
 
 
-def _start_ranges(since: int | None) -> tuple[dict | None, int | None, dict | None]:
-    """(where this export starts: None for the very beginning, the export
-    re-exported from or None, the last export's sequence and manifest hash)."""
-    last = database.execute_sql("SELECT sequence, manifest_sha256, ranges FROM export_record "
-                                "ORDER BY sequence DESC LIMIT 1").fetchone()
-    last_info = {"sequence": last[0], "manifest_sha256": last[1]} if last else None
-    if since is None:
-        return (json.loads(last[2]) if last else None), None, last_info
-    row = database.execute_sql("SELECT ranges FROM export_record WHERE sequence = ?", (since,)).fetchone()
-    if row is None:
-        raise ExportRefusedError(f"there is no export {since} to re-export from: see `airlock audit list` or the "
-                                 "export files' numbers")
-    ranges = json.loads(row[0])
-    start = {}
-    for name, span in ranges.items():
-        if "after_id" in span:
-            start[name] = {"to_id": span["after_id"]}
-        elif "from" in span:
-            start[name] = {"to": span["from"]}
-    return start, since, last_info
-
-
 def run_export(settings: Settings, dest: Path, operator: str, *, since: int | None = None,
                encrypt_for: str | None = None, progress=None) -> ExportResult:
     """Write one export to the folder ``dest``; raises :class:`AirlockError`
@@ -181,92 +157,74 @@ def run_export(settings: Settings, dest: Path, operator: str, *, since: int | No
             created = now_iso()
             try:
                 os.mkdir(work, 0o700)
-                with database.atomic():  # one read snapshot for every data set
-                    start, since_seq, last = _start_ranges(since)
-                    sequence = (last["sequence"] + 1) if last else 1
-                    ranges = collect.current_ranges(start, collect.now_unix())
-                    files = collect.Collector(settings, work, ranges, progress).collect()
+                collection = exports.collect(settings, work, since=since, progress=progress)
             except OSError as exc:
                 raise ExportRefusedError(f"cannot prepare the export under {work} ({exc.strerror or exc}): the "
                                          "appliance's disk needs room for one export; nothing was written") from None
-            manifest = {
+            sequence, since_seq, ranges, files = (collection.sequence, collection.re_export_since,
+                                                  collection.ranges, collection.files)
+            manifest: dict[str, Any] = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "appliance_id": appliance,
                 "appliance_key_sha256": key_fingerprint(key.public_key()), "sequence": sequence,
-                "previous_sequence": last["sequence"] if last else None,
-                "previous_manifest_sha256": last["manifest_sha256"] if last else None,
+                "previous_sequence": collection.previous_sequence,
+                "previous_manifest_sha256": collection.previous_manifest_sha256,
                 "re_export_since": since_seq, "created_at": created, "ranges": ranges,
                 "audit": {"from_hash": ranges["audit"]["from_hash"], "head_hash": ranges["audit"]["head_hash"]},
                 "incident_window_seconds": settings.export_incident_window,
             }
             public = public_identity(settings, appliance).public_file
-            pub_entry = collect.FileEntry(PUBLIC_KEY, len(public), hashlib.sha256(public).hexdigest())
+            pub_entry = FileEntry(PUBLIC_KEY, len(public), hashlib.sha256(public).hexdigest())
             manifest["files"] = [pub_entry.to_dict()] + [f.to_dict() for f in files]
             manifest_bytes = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("ascii")
             signature = base64.b64encode(key.sign(manifest_bytes)) + b"\n"
             name = export_file_name(appliance, sequence, recipient is not None)
-            record = {"sequence": sequence, "re_export_since": since_seq, "created_at": created, "operator": operator,
-                      "file_name": name, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-                      "encrypted_for": encrypt_for, "ranges": json.dumps(ranges, sort_keys=True)}
             out = _write(dir_fd, name, work, files, manifest_bytes, signature, public, recipient, created, progress)
-            record.update(bytes=out.written, file_sha256=out.sha256)
+            record = ExportRecord(sequence=sequence, re_export_since=since_seq, created_at=created, operator=operator,
+                                  file_name=name, bytes=out.written, file_sha256=out.sha256,
+                                  manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+                                  encrypted_for=encrypt_for, ranges=json.dumps(ranges, sort_keys=True))
             _publish(out, record)
         finally:
             os.close(dir_fd)
             shutil.rmtree(work, ignore_errors=True)
     logger.info("export %s written to %s", sequence, name)
-    return ExportResult(sequence, str(Path(dest) / name), record["bytes"], len(manifest["files"]),
-                        record["manifest_sha256"], encrypt_for, since_seq, settled)
+    return ExportResult(sequence, str(Path(dest) / name), record.bytes, len(manifest["files"]),
+                        record.manifest_sha256, encrypt_for, since_seq, settled)
 
 
-_RECORD_COLUMNS = ("sequence", "re_export_since", "created_at", "operator", "file_name", "bytes", "file_sha256",
-                   "manifest_sha256", "encrypted_for", "ranges")
-
-
-def _publish(out: MediaFile, record: dict) -> None:
+def _publish(out: MediaFile, record: ExportRecord) -> None:
     """Note the flushed file as pending, rename it on the media, record it."""
-    with database.atomic("IMMEDIATE"):
-        database.execute_sql(f"INSERT INTO export_pending (id, {', '.join(_RECORD_COLUMNS)}) "
-                             f"VALUES (1, {', '.join('?' * len(_RECORD_COLUMNS))})",
-                             [record[c] for c in _RECORD_COLUMNS])
+    exports.note_pending(record)
     try:
         out.publish()
     except BaseException as exc:
         out.abort()
-        with database.atomic("IMMEDIATE"):
-            database.execute_sql("DELETE FROM export_pending")
+        exports.drop_pending()
         if isinstance(exc, OSError):
             raise MediaError(describe(exc, out.final, out.written)) from None
         raise
-    _record(record)
-
-
-def _pending() -> dict | None:
-    row = database.execute_sql(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM export_pending WHERE id = 1").fetchone()
-    return dict(zip(_RECORD_COLUMNS, row)) if row else None
+    exports.record_export(record)
 
 
 def _settle_pending(dir_fd: int, operator: str) -> str | None:
     """An export a power loss left between its rename and its record: record
     it if it is on this media, else let its number be written again.  One
     line for the operator saying which, or None if there was none."""
-    pending = _pending()
+    pending = exports.pending()
     if pending is None:
         return None
-    name, sequence = pending["file_name"], pending["sequence"]
+    name, sequence = pending.file_name, pending.sequence
     remove_partials(dir_fd, name)
-    found = file_digest(dir_fd, name, pending["bytes"])
-    if found == (pending["bytes"], pending["file_sha256"]):
-        _record(pending, recovered=True)
+    found = file_digest(dir_fd, name, pending.bytes)
+    if found == (pending.bytes, pending.file_sha256):
+        exports.record_export(pending, recovered=True)
         logger.warning("export %s was on the media but not recorded (power loss); recorded now", sequence)
         return f"export {sequence} ({name}) was written before a power loss but not recorded: it is on this stick " \
                "intact, and is recorded now"
     if found is not None:
         raise ExportRefusedError(f"{name} on the media is not the export {sequence} this appliance wrote before a "
                                  "power loss (its length or SHA-256 differs); move it away, then export again")
-    with database.atomic("IMMEDIATE"):
-        database.execute_sql("DELETE FROM export_pending")
-        audit.record(operator, "export.interrupted", name, {"sequence": sequence, "file_sha256":
-                                                            pending["file_sha256"]})
+    exports.record_interrupted(operator, pending)
     logger.warning("export %s was interrupted before it was renamed on the media; writing it again", sequence)
     return (f"export {sequence} was interrupted by a power loss before it was complete on the media: it is written "
             "again now, with everything since the export before it")
@@ -334,19 +292,3 @@ def _unix(iso_time: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(iso_time).timestamp())
-
-
-def _record(record: dict, *, recovered: bool = False) -> None:
-    """The export is done: its record and audit record; the pending note goes."""
-    with database.atomic("IMMEDIATE"):
-        database.execute_sql(
-            f"INSERT INTO export_record (finished_at, {', '.join(_RECORD_COLUMNS)}) "
-            f"VALUES (?, {', '.join('?' * len(_RECORD_COLUMNS))})",
-            [now_iso()] + [record[c] for c in _RECORD_COLUMNS])
-        database.execute_sql("DELETE FROM export_pending")
-        details = {"sequence": record["sequence"], "bytes": record["bytes"], "file_sha256": record["file_sha256"],
-                   "manifest_sha256": record["manifest_sha256"], "re_export_since": record["re_export_since"],
-                   "encrypted_for": record["encrypted_for"]}
-        if recovered:
-            details["recorded_after_power_loss"] = True
-        audit.record(record["operator"], "export.written", record["file_name"], details)

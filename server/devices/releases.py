@@ -33,7 +33,8 @@ from server.devices.openapi import HARDWARE, TAG, VERSION
 from server.devices.records import DeviceIdentity, ReleaseInfo, UpdateOffer, UpdateReportIn
 from server.devices.writes import writing
 from server import audit
-from server.models import Repository, database
+from server.models import database
+from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing.verify import custom_of

@@ -1,11 +1,13 @@
-"""Pinning repositories and reading their trust state: one service for the
-CLI, the API and the console."""
+"""Pinning repositories, removing a pin, and reading their trust state: one
+service for the CLI, the API and the console."""
 
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
+import os
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,12 +16,16 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Root
 
 from server import audit
-from server.models import ImportRecord, Repository, database
+from server.imports.services import import_history, imported_into
+from server.models import database
+from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing.exceptions import AirlockError, VerificationError
 from signing.trust import describe_role
 from signing.verify import MAX_LENGTH, check_root_keys, custom_of
+
+logger = logging.getLogger(__name__)
 
 _REPO_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -132,22 +138,74 @@ def list_repositories() -> list[RepositoryInfo]:
     return [_info(r) for r in Repository.select().order_by(Repository.name)]
 
 
-def import_history(name: str | None = None, limit: int = 50) -> list[dict]:
-    out = []
-    for rec in ImportRecord.select().order_by(ImportRecord.id.desc()).limit(limit * 4 if name else limit):
-        details = json.loads(rec.details or "{}")
-        repos = details.get("repositories", {})
-        if name and name not in repos and rec.status != "refused":
-            continue
-        if name and rec.status == "refused" and name not in details.get("names", []):
-            continue
-        out.append({"id": rec.id, "started_at": rec.started_at, "finished_at": rec.finished_at,
-                    "operator": rec.operator, "source": rec.source, "bundle_digest": rec.bundle_digest,
-                    "status": rec.status, "reason": rec.reason,
-                    "repository": repos.get(name) if name else repos})
-        if len(out) >= limit:
-            break
-    return out
+def is_pinned(name: str) -> bool:
+    return Repository.get_or_none(Repository.name == name) is not None
+
+
+@dataclass
+class RemovedRepository:
+    name: str
+    imports: int  # accepted imports that had published into it
+    archived_to: str | None  # where its published tree went; None when it held only the pinned root
+
+
+def archive_dir(settings: Settings) -> Path:
+    """Where removed repositories' published trees are kept."""
+    return settings.home / "archive" / "repos"
+
+
+def remove_repository(settings: Settings, name: str, operator: str, *, archive: bool = False) -> RemovedRepository:
+    """Remove a pin.  Refused while anything was imported into the repository,
+    unless ``archive``: then its published tree is moved under
+    :func:`archive_dir` (never deleted) and devices stop finding it at
+    ``/repos/NAME/``.  A pin nothing was imported into loses its tree, which
+    holds only the root the security officer pinned.  The caller holds the
+    import lock, so no import publishes meanwhile."""
+    info = get_repository(name)
+    store = RepositoryStore(settings.public_dir, name)
+    imports = imported_into(name)
+    published = store.exists() and any(n != "root.json" and not n.endswith(".root.json")
+                                       for n in store.metadata_names())
+    if (imports or published) and not archive:
+        raise RepositoryError(
+            f"repository {name} holds imported metadata ({imports} accepted import(s)); devices may trust it, so "
+            f"it is not removed: to take it out of service anyway, run `airlock repo remove {name} --archive` "
+            f"(its published tree is kept under {archive_dir(settings)}); nothing changed")
+    if archive:
+        from server.devices.releases import list_releases
+
+        active = [r.id for r in list_releases() if r.repository == name]
+        if active:
+            raise RepositoryError(
+                f"repository {name} has approved releases ({', '.join(map(str, active))}) that devices are "
+                f"offered: withdraw them first with `airlock releases withdraw ID`; nothing changed")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    moved_to = archive_dir(settings) / f"{name}-{stamp}" if archive else store.root.with_name(f".removing-{name}")
+    if not archive and moved_to.exists():
+        shutil.rmtree(moved_to)  # left by a removal that a crash cut short
+    with database.atomic("IMMEDIATE"):
+        if store.root.exists():
+            moved_to.parent.mkdir(parents=True, exist_ok=True)
+            if moved_to.exists():
+                raise RepositoryError(f"{moved_to} exists already: move it away and remove again; nothing changed")
+            try:
+                os.rename(store.root, moved_to)  # one step: devices see the whole repository or none
+            except OSError as exc:
+                raise RepositoryError(f"cannot move {store.root} to {moved_to} ({exc.strerror}): the archive must be "
+                                      f"on the same file system as {settings.public_dir}; nothing changed") from None
+        try:
+            Repository.delete().where(Repository.name == name).execute()
+            audit.record(operator, "repository.remove", name,
+                         {"root_sha256": info.root_fingerprint, "imports": imports,
+                          "archived_to": str(moved_to) if archive else None})
+        except BaseException:
+            if moved_to.exists() and not store.root.exists():
+                os.rename(moved_to, store.root)
+            raise
+    if not archive and moved_to.exists():
+        shutil.rmtree(moved_to, ignore_errors=True)
+    logger.info("repository %s removed by %s%s", name, operator, f"; tree archived to {moved_to}" if archive else "")
+    return RemovedRepository(name, imports, str(moved_to) if archive else None)
 
 
 def trust_report(settings: Settings, name: str, now: datetime | None = None) -> TrustReport:
@@ -179,7 +237,7 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
                     if child.name in state.roles:
                         queue.append((child.name, Metadata.from_bytes(state.roles[child.name]), md.signed, role))
     return TrustReport(repository=info, root_versions=store.root_versions(), roles=roles, targets=targets,
-                       imports=import_history(name))
+                       imports=[e.to_dict() for e in import_history(name)])
 
 
 def _role_state(name: str, md: Metadata, delegator, delegator_name: str, now: datetime) -> RoleState:

@@ -1,5 +1,7 @@
 """What goes into an export: the database read into JSON Lines files.
 
+Run by :func:`server.exports.services.collect` inside its read transaction.
+
 Everything is read in one read transaction (a consistent snapshot; check-ins
 go on meanwhile under WAL), row by row from SQLite cursors, and written
 straight to files in a private work folder, hashed on the way: memory stays

@@ -1,0 +1,94 @@
+"""Writing and reading the import record.
+
+Every write of the ``import_record`` table goes through here: an import's
+record and its audit record commit in one transaction (``synchronous=FULL``:
+an acknowledged import is on disk), and so does a publication that went live
+but whose record a crash cut off (written by start-up reconciliation)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from server import audit
+from server.imports.models import ImportRecord
+from server.imports.records import ImportEntry, ImportOutcome
+from server.models import database
+
+logger = logging.getLogger(__name__)
+
+RECOVERY_OPERATOR = "airlock (recovery)"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def record_import(outcome: ImportOutcome) -> int:
+    """Record one import and its audit record together; returns the record's id."""
+    details: dict = {"names": outcome.names, "repositories": outcome.repositories}
+    if outcome.publication:
+        details["publication"] = outcome.publication
+    with database.atomic("IMMEDIATE"):
+        audit.record(outcome.operator, f"import.{outcome.status}", outcome.source,
+                     {"bundle_digest": outcome.bundle_digest, "reason": outcome.reason,
+                      "repositories": outcome.names})
+        row = ImportRecord.create(started_at=outcome.started_at, finished_at=_now(), operator=outcome.operator,
+                                  source=outcome.source, bundle_digest=outcome.bundle_digest,
+                                  status=outcome.status, reason=outcome.reason,
+                                  details=json.dumps(details, sort_keys=True))
+    return row.get_id()
+
+
+def record_recovered_publication(publication: dict, repositories: dict[str, dict]) -> int:
+    """Record an import whose publication went live (``publication`` is what
+    its manifests kept) but whose record was never written; returns its id."""
+    token = publication.get("token")
+    details = {"names": sorted(repositories), "publication": token, "repositories": repositories,
+               "recovered": True}
+    with database.atomic("IMMEDIATE"):
+        row = ImportRecord.create(
+            started_at=publication.get("started_at", _now()), finished_at=_now(),
+            operator=publication.get("operator", RECOVERY_OPERATOR), source=publication.get("source", "?"),
+            bundle_digest=publication.get("bundle_digest"), status="accepted",
+            reason="recorded at start-up: the publication went live but the appliance stopped before "
+                   "recording it", details=json.dumps(details, sort_keys=True))
+    return row.get_id()
+
+
+def is_publication_recorded(token: str) -> bool:
+    pattern = f'%"publication": "{token}"%'
+    return ImportRecord.select().where(ImportRecord.details ** pattern).exists()
+
+
+def imported_into(name: str) -> int:
+    """How many accepted imports published something into repository ``name``."""
+    count = 0
+    for rec in ImportRecord.select(ImportRecord.details).where(ImportRecord.status == "accepted"):
+        try:
+            details = json.loads(rec.details or "{}")
+        except ValueError:
+            continue
+        if name in (details.get("repositories") or {}):
+            count += 1
+    return count
+
+
+def import_history(name: str | None = None, limit: int = 50) -> list[ImportEntry]:
+    """The newest imports first; for one repository, those that touched it
+    or that were refused while holding it."""
+    out = []
+    for rec in ImportRecord.select().order_by(ImportRecord.id.desc()).limit(limit * 4 if name else limit):
+        details = json.loads(rec.details or "{}")
+        repos = details.get("repositories", {})
+        if name and name not in repos and rec.status != "refused":
+            continue
+        if name and rec.status == "refused" and name not in details.get("names", []):
+            continue
+        out.append(ImportEntry(rec.get_id(), rec.started_at, rec.finished_at, rec.operator, rec.source,
+                               rec.bundle_digest, rec.status, rec.reason, repos.get(name) if name else repos))
+        if len(out) >= limit:
+            break
+    return out
+
