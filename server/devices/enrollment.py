@@ -26,6 +26,7 @@ from peewee import IntegrityError
 from server.devices._common import canonical_json, iso, key_fingerprint, new_token, utcnow
 from server.devices.exceptions import (
     BadSignatureError,
+    ClockSkewError,
     ConflictError,
     DeviceRefusedError,
     InvalidRequestError,
@@ -65,10 +66,10 @@ def verify_request(req: EnrollmentRequest) -> None:
 def _check_clock(settings: Settings, req: EnrollmentRequest, now: datetime) -> None:
     stamp = datetime.fromisoformat(req.timestamp.replace("Z", "+00:00"))
     if abs((now - stamp).total_seconds()) > settings.enrollment_max_skew:
-        raise InvalidRequestError(
+        raise ClockSkewError(
             f"timestamp {req.timestamp} is more than {settings.enrollment_max_skew} s from the appliance's "
             f"clock ({iso(now)}): set the device's clock (server_time) and sign a new request",
-            code="clock_skew", server_time=iso(now))
+            server_time=iso(now))
 
 
 def _auto_accept_rule(hardware: str, token: str | None) -> int | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 
+from server.errors import CODES
+
 DEVICE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 HARDWARE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 TAG = HARDWARE
@@ -57,7 +59,8 @@ SCHEMAS: dict = {
         "required": ["error", "message"],
         "additionalProperties": False,
         "properties": {
-            "error": {"type": "string", "description": "A short code, e.g. invalid_request, invalid_token."},
+            "error": {"type": "string", "enum": sorted(CODES),
+                      "description": "A short, stable code: " + "; ".join(f"{c}: {m}" for c, m in CODES.items())},
             "message": {"type": "string", "description": "What is wrong and what to do."},
             "state": {"type": "string", "enum": DEVICE_STATES + ["key_rejected", "key_retired"]},
             "server_time": _str(UTC_TIME, "The appliance's clock, when a timestamp was refused for skew."),
@@ -229,7 +232,8 @@ def _errors(*codes: int) -> dict:
             409: "Conflict: a replayed enrollment, or the device is not in a state this applies to.",
             413: "Request body too large.",
             415: "The body must be application/json.",
-            422: "Refers to something that does not exist.",
+            422: "Refers to a release that does not exist (unknown_release) or is not for this device "
+                 "(release_not_offered); nothing was stored.",
             429: "Too many failed logins for this user; wait retry_after seconds.",
             500: "Unexpected error; nothing was stored.",
             503: "Overloaded: the check-in was not stored in time; check in again after retry_after seconds."}

@@ -27,7 +27,13 @@ from peewee import SqliteDatabase
 from tuf.api.metadata import Metadata, Targets
 
 from server.devices._common import iso, utcnow
-from server.devices.exceptions import InvalidRequestError, InvalidTokenError, NotFoundError, ReleaseError
+from server.devices.exceptions import (
+    InvalidRequestError,
+    InvalidTokenError,
+    NotFoundError,
+    ReleaseError,
+    UnknownReleaseError,
+)
 from server.devices.models import FirmwareRelease
 from server.devices.openapi import HARDWARE, TAG, VERSION
 from server.devices.records import DeviceIdentity, ReleaseInfo, UpdateOffer, UpdateReportIn
@@ -252,8 +258,8 @@ def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -
         if still is None:
             raise InvalidTokenError("the token was revoked: enroll again")
         if FirmwareRelease.get_or_none(FirmwareRelease.id == report.release_id) is None:
-            raise ReleaseError(f"there is no release {report.release_id}: report the release_id that the "
-                               "check-in answered", code="unknown_release")
+            raise UnknownReleaseError(f"there is no release {report.release_id}: report the release_id that the "
+                                      "check-in answered")
         cursor = database.execute_sql(
             "INSERT INTO update_report (device, report_id, release_id, step, reason, at, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, report_id) DO NOTHING",

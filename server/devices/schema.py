@@ -17,7 +17,7 @@ import re
 from datetime import datetime
 from functools import lru_cache
 
-from server.devices.exceptions import InvalidRequestError
+from server.devices.exceptions import InvalidRequestError, MalformedJsonError
 
 _KNOWN = {"$ref", "type", "enum", "properties", "required", "additionalProperties", "maxProperties",
           "propertyNames", "pattern", "minLength", "maxLength", "minimum", "maximum", "format", "anyOf",
@@ -45,12 +45,11 @@ def loads_strict(data: bytes):
         text = data.decode("utf-8")
         return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
-        raise InvalidRequestError("the body is not UTF-8: send JSON encoded as UTF-8", code="malformed_json") from None
+        raise MalformedJsonError("the body is not UTF-8: send JSON encoded as UTF-8") from None
     except RecursionError:
-        raise InvalidRequestError("the body nests too deeply", code="malformed_json") from None
+        raise MalformedJsonError("the body nests too deeply") from None
     except ValueError as exc:
-        raise InvalidRequestError(f"the body is not valid JSON ({exc}): send one JSON object",
-                                  code="malformed_json") from None
+        raise MalformedJsonError(f"the body is not valid JSON ({exc}): send one JSON object") from None
 
 
 @lru_cache(maxsize=None)
