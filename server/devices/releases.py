@@ -42,6 +42,7 @@ from server import audit
 from server.models import Repository, database
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
+from server.text import escape_text
 from signing.verify import custom_of
 from signing.exceptions import AirlockError
 
@@ -268,6 +269,7 @@ def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -
             return False
         database.execute_sql("UPDATE device SET update_status = ? WHERE id = ?", (status, device.pk))
     if report.step == "failure":
-        logger.warning("device %s: update to release %s failed: %s", device.device_id, report.release_id,
-                       report.reason)
+        # the reason is the device's text: escaped again here, whoever called
+        logger.warning("device %s: update to release %s failed: %s", escape_text(device.device_id),
+                       report.release_id, escape_text(report.reason or "no reason given"))
     return True

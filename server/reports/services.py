@@ -22,7 +22,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
 import time
 
 from server import audit
@@ -56,6 +55,7 @@ from server.reports.records import (
     ReportSummary,
 )
 from server.settings import Settings
+from server.text import refusal
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,6 @@ MAX_NOTE = 2000  # characters of a triage note
 RECENT_SAMPLES = 5  # raw metric samples kept in a snapshot
 LIST_LIMIT = 500  # reports listed at most
 RESUBMIT_WINDOW = 600  # seconds an identical operator report counts as a resubmission
-# Line breaks and tabs are text; every other control character is refused.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 # the device's state, captured with each report ---------------------------------------
@@ -141,8 +139,9 @@ def _clean_text(value: str, field: str, limit: int, *, multiline: bool) -> str:
         raise InvalidRequestError(f"{field} is empty")
     if len(text) > limit:
         raise InvalidRequestError(f"{field} is {len(text)} characters; at most {limit} are allowed")
-    if _CONTROL.search(text) or (not multiline and ("\n" in text or "\t" in text)):
-        raise InvalidRequestError(f"{field} holds control characters")
+    problem = refusal(field, text, multiline=multiline)
+    if problem:
+        raise InvalidRequestError(problem)
     return text
 
 
