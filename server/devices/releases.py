@@ -11,6 +11,9 @@ hardware, group releases first, newest approval first; the first one is the
 device's release.  The device is told to install it when its firmware
 differs, and never a version older than it runs unless the release is
 marked as a permitted downgrade.
+
+A device may report update steps only on a release that is for it (its
+model, its groups); see ``_check_offered`` for a withdrawn one.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from peewee import SqliteDatabase
@@ -32,6 +36,7 @@ from server.devices.exceptions import (
     InvalidTokenError,
     NotFoundError,
     ReleaseError,
+    ReleaseNotOfferedError,
     UnknownReleaseError,
 )
 from server.devices.models import FirmwareRelease
@@ -248,6 +253,42 @@ def update_for(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, f
     return None
 
 
+def _unix(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp).timestamp())
+
+
+def _check_offered(device: DeviceIdentity, release: FirmwareRelease) -> None:
+    """Refuse a report on a release that was never for this device.
+
+    The release must list the device's hardware and be approved for its
+    model or for a group it is in.  If it is withdrawn, the device may still
+    be installing it, so its reports are taken from a device that already
+    reported a step of it, or whose latest check-in came while it was active
+    (that answer may have offered it); from any other device they are refused.
+    """
+    rid = release.id
+    if device.hardware not in json.loads(release.target_hardware):
+        raise ReleaseNotOfferedError(f"release {rid} is for {', '.join(json.loads(release.target_hardware))}, not "
+                                     f"this device's model {device.hardware}: report only the release_id a check-in "
+                                     "answered")
+    if release.hardware is not None and release.hardware != device.hardware:
+        raise ReleaseNotOfferedError(f"release {rid} is for model {release.hardware}, not {device.hardware}: "
+                                     "report only the release_id a check-in answered")
+    if release.group_tag is not None and not database.execute_sql(
+            "SELECT 1 FROM device_tag WHERE device = ? AND tag = ?", (device.pk, release.group_tag)).fetchone():
+        raise ReleaseNotOfferedError(f"release {rid} is for the group {release.group_tag}, which this device is not "
+                                     "in: report only the release_id a check-in answered")
+    if release.withdrawn_at is None:
+        return
+    started = database.execute_sql("SELECT 1 FROM update_report WHERE device = ? AND release_id = ? LIMIT 1",
+                                   (device.pk, rid)).fetchone()
+    (last_seen,) = database.execute_sql("SELECT last_seen FROM device WHERE id = ?", (device.pk,)).fetchone()
+    offered = last_seen is not None and _unix(release.approved_at) <= last_seen <= _unix(release.withdrawn_at)
+    if not (started or offered):
+        raise ReleaseNotOfferedError(f"release {rid} was withdrawn on {release.withdrawn_at} before this device was "
+                                     "offered it: do not install it; check in for the current release")
+
+
 def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -> bool:
     """Store an update report; False when this report_id was stored before."""
     stamp = iso(now or utcnow())
@@ -258,9 +299,14 @@ def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -
                                      (device.pk, device.token_hash)).fetchone()
         if still is None:
             raise InvalidTokenError("the token was revoked: enroll again")
-        if FirmwareRelease.get_or_none(FirmwareRelease.id == report.release_id) is None:
+        release = FirmwareRelease.get_or_none(FirmwareRelease.id == report.release_id)
+        if release is None:
             raise UnknownReleaseError(f"there is no release {report.release_id}: report the release_id that the "
                                       "check-in answered")
+        if database.execute_sql("SELECT 1 FROM update_report WHERE device = ? AND report_id = ?",
+                                (device.pk, report.report_id.lower())).fetchone():
+            return False  # a resend is always answered as a duplicate, whatever changed since
+        _check_offered(device, release)
         cursor = database.execute_sql(
             "INSERT INTO update_report (device, report_id, release_id, step, reason, at, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, report_id) DO NOTHING",
