@@ -150,6 +150,8 @@ class ReleaseInfo:
     approved_by: str
     withdrawn_at: str | None
     withdrawn_by: str | None
+    shadowed_by: int | None = None  # a newer active release of the same scope that check-ins offer instead
+    shadows: list[int] = field(default_factory=list)  # on approval: active releases this one now shadows
 
     @property
     def scope(self) -> str:

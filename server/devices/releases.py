@@ -198,14 +198,50 @@ def approve(settings: Settings, repository: str, target_path: str, operator: str
             "repository": repository, "target": target_path, "version": version, "hardware": hardware, "group": group})
     logger.info("release %s: %s %s (%s) for %s approved by %s", row.id, repository, target_path, version,
                 hardware or f"group {group}", operator)
-    return _info(row)
+    shadowed = _shadowed_by()
+    info = _info(row, shadowed)
+    info.shadows = sorted((old for old, new in shadowed.items() if new == row.id), reverse=True)
+    for old in info.shadows:
+        logger.warning("release %s shadows release %s: check-ins offer only %s to the devices both are for",
+                       row.id, old, row.id)
+    return info
+
+
+def _shadowed_by() -> dict[int, int]:
+    """Active releases that no check-in can offer, each with the newer active
+    release that wins instead.
+
+    A check-in takes the newest active release of a scope (a hardware model,
+    or a group) whose target lists the device's model, and stops there, even
+    when that release is older than what the device runs.  So a release is
+    shadowed when newer active releases of its scope cover every model it
+    could reach: approving fw-2.4.1 for plc-x after fw-2.5.0 leaves 2.5.0
+    offered to nobody, and a device on 2.4.1 is offered nothing.
+    """
+    scopes: dict[tuple[str, str], list[tuple[int, set[str]]]] = {}
+    for rid, hardware, group, models in (FirmwareRelease.select(FirmwareRelease.id, FirmwareRelease.hardware,
+                                                                 FirmwareRelease.group_tag,
+                                                                 FirmwareRelease.target_hardware)
+                                         .where(FirmwareRelease.withdrawn_at.is_null())
+                                         .order_by(FirmwareRelease.id.desc()).tuples()):
+        reach = {hardware} if hardware else set(json.loads(models))
+        scopes.setdefault(("hardware", hardware) if hardware else ("group", group), []).append((rid, reach))
+    shadowed: dict[int, int] = {}
+    for newest_first in scopes.values():
+        for i, (rid, reach) in enumerate(newest_first):
+            newer = newest_first[:i]
+            covered = set().union(*(r for _, r in newer)) if newer else set()
+            if reach and reach <= covered:
+                shadowed[rid] = next(n for n, r in newer if r & reach)  # the one check-ins take
+    return shadowed
 
 
 def list_releases(include_withdrawn: bool = False) -> list[ReleaseInfo]:
     query = FirmwareRelease.select().order_by(FirmwareRelease.id.desc())
     if not include_withdrawn:
         query = query.where(FirmwareRelease.withdrawn_at.is_null())
-    return [_info(r) for r in query]
+    shadowed = _shadowed_by()
+    return [_info(r, shadowed) for r in query]
 
 
 def withdraw(release_id: int, operator: str) -> ReleaseInfo:
@@ -222,10 +258,11 @@ def withdraw(release_id: int, operator: str) -> ReleaseInfo:
     return _info(row)
 
 
-def _info(row: FirmwareRelease) -> ReleaseInfo:
+def _info(row: FirmwareRelease, shadowed: dict[int, int] | None = None) -> ReleaseInfo:
     return ReleaseInfo(row.id, row.repository, row.target_path, row.version, json.loads(row.target_hardware),
                        row.length, row.sha256, row.hardware, row.group_tag, bool(row.allow_downgrade),
-                       row.approved_at, row.approved_by, row.withdrawn_at, row.withdrawn_by)
+                       row.approved_at, row.approved_by, row.withdrawn_at, row.withdrawn_by,
+                       (shadowed or {}).get(row.id))
 
 
 # what a checking-in device should install -------------------------------------------------

@@ -39,7 +39,7 @@ from server.devices.models import (
 )
 from server.devices.openapi import DEVICE_STATES, TAG
 from server.devices.records import DeviceDetail, DeviceSummary, KeyInfo, UpdateReportInfo
-from server.devices.releases import approve, list_releases, record_report, withdraw
+from server.devices.releases import approve, list_releases, record_report, version_key, withdraw
 from server.devices.writes import writing
 from server.models import database
 from server.settings import Settings
@@ -47,7 +47,7 @@ from server.settings import Settings
 __all__ = [
     "accept", "add_rule", "approve", "authenticate", "decommission", "enroll", "get_device", "list_devices",
     "list_releases", "list_rules", "metric_history", "record_checkin", "record_report", "reject", "remove_rule",
-    "run_maintenance", "show_device", "tag", "untag", "verify_request", "withdraw",
+    "run_maintenance", "show_device", "tag", "untag", "verify_request", "version_key", "withdraw",
 ]
 
 _TAG = re.compile(TAG.strip("^$"))
