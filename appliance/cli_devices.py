@@ -124,6 +124,21 @@ def devices_decommission(ctx, device_id: str, reason: str | None) -> None:
     click.echo(f"decommissioned {device_id}")
 
 
+@devices.command("remove")
+@click.argument("device_id")
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+@click.pass_obj
+def devices_remove(ctx, device_id: str, as_json: bool) -> None:
+    """Remove a device from the inventory for good, with everything recorded
+    about it (its token stops working; export first to keep its reports)."""
+    r = _services(ctx).remove_device(ctx.settings, device_id, current_operator())
+    if as_json:
+        click.echo(json.dumps(r.to_dict(), indent=2))
+        return
+    click.echo(f"removed {_safe(r.device_id)} (it was {r.state}) with {r.reports} reports, {r.update_reports} "
+               f"update reports and {r.metric_samples} metric samples; the audit log keeps the removal")
+
+
 @devices.command("tag")
 @click.argument("device_id")
 @click.argument("tag")

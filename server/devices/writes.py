@@ -69,6 +69,12 @@ def _gate_for(db) -> _WriteGate:
         return gate
 
 
+def write_gate(db):
+    """``with write_gate(db):`` hold the gate without a transaction, e.g. to
+    finish work on files after a transaction commits, before the next writer."""
+    return _gate_for(db).hold()
+
+
 @contextmanager
 def writing(db):
     """``with writing(db):`` a ``BEGIN IMMEDIATE`` transaction on ``db``, taken

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from server.devices import services
+from server.devices.records import UpdateReportInfo
 from tests.conftest import pin
 from tests.functional.devices.client import SimDevice
 from tests.unit.server.devices.conftest import accepted, request_for
@@ -146,3 +148,16 @@ def test_an_approval_that_shadows_another_says_so(airlock, fleet, sim, tmp_path,
     assert airlock("releases", "withdraw", "3").code == 0
     assert airlock("releases", "list").out.splitlines()[-1].endswith("active")  # 1 is offered again
     assert services.record_checkin(fleet, db, device, Checkin("2.4.1")).update.version == "2.5.0"
+
+
+def test_devices_show_json_fields_are_documented(airlock, fleet):
+    """docs/operator-guide.md documents every field of `devices show --json`."""
+    guide = (Path(__file__).resolve().parents[4] / "docs" / "operator-guide.md").read_text()
+    section = guide.split("`airlock devices show ID [--json]`", 1)[1].split("\n- `airlock devices accept", 1)[0]
+    shown = json.loads(airlock("devices", "show", "plc-1", "--json").out)
+    nested = {"summary": shown["summary"], "keys": shown["keys"][0], "history": shown["history"]}
+    missing = [name for name in shown if f"`{name}`" not in section]
+    missing += [f"{parent}.{name}" for parent, fields in nested.items() for name in fields
+                if f"`{name}`" not in section]
+    assert not missing, f"undocumented `devices show --json` fields: {missing}"
+    assert all(f"`{name}`" in section for name in UpdateReportInfo.__dataclass_fields__)

@@ -12,7 +12,13 @@ import pytest
 from server import create_app
 from server.devices import services
 from server.devices.records import UpdateReportIn
-from server.text import MULTILINE_PATTERN, REFUSED_CATEGORIES, TEXT_PATTERN, escape_text, first_unsafe
+from server.text import (
+    MULTILINE_PATTERN,
+    REFUSED_CATEGORIES,
+    TEXT_PATTERN,
+    escape_text,
+    first_unsafe,
+)
 from tests.functional.devices.client import SimDevice, utc_now
 from tests.unit.server.devices.conftest import accepted, counts
 from tests.unit.server.devices.test_releases import repo  # noqa: F401 - a fixture
