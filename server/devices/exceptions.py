@@ -20,7 +20,9 @@ class DeviceError(AirlockError):
     code = "bad_request"
     challenge = 'Bearer realm="airlock"'  # WWW-Authenticate on a 401
 
-    def __init__(self, message: str, **extra: object):
+    def __init__(self, message: str, **extra: object) -> None:
+        if {"code", "status", "error", "message"} & set(extra):
+            raise TypeError("an error's code and status belong to its class: raise the subclass that has them")
         super().__init__(message)
         self.extra = extra  # more JSON fields for the API answer (e.g. server_time, state)
 
