@@ -124,6 +124,21 @@ def devices_decommission(ctx, device_id: str, reason: str | None) -> None:
     click.echo(f"decommissioned {device_id}")
 
 
+@devices.command("remove")
+@click.argument("device_id")
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+@click.pass_obj
+def devices_remove(ctx, device_id: str, as_json: bool) -> None:
+    """Remove a device from the inventory for good, with everything recorded
+    about it (its token stops working; export first to keep its reports)."""
+    r = _services(ctx).remove_device(ctx.settings, device_id, current_operator())
+    if as_json:
+        click.echo(json.dumps(r.to_dict(), indent=2))
+        return
+    click.echo(f"removed {_safe(r.device_id)} (it was {r.state}) with {r.reports} reports, {r.update_reports} "
+               f"update reports and {r.metric_samples} metric samples; the audit log keeps the removal")
+
+
 @devices.command("tag")
 @click.argument("device_id")
 @click.argument("tag")
@@ -210,10 +225,19 @@ def releases() -> None:
 def releases_approve(ctx, repository: str, target_path: str, hardware: str | None, group: str | None,
                      allow_downgrade: bool) -> None:
     """Approve a target of a pinned repository for a model or a group."""
-    r = _services(ctx).approve(ctx.settings, repository, target_path, current_operator(), hardware=hardware, group=group,
-                               allow_downgrade=allow_downgrade)
+    services = _services(ctx)
+    r = services.approve(ctx.settings, repository, target_path, current_operator(), hardware=hardware, group=group,
+                         allow_downgrade=allow_downgrade)
     click.echo(f"release {r.id}: {r.repository} {_safe(r.target_path)} version {r.version} for {r.scope}"
                + (" (downgrade allowed)" if r.allow_downgrade else ""))
+    if r.shadows:
+        by_id = {x.id: x for x in services.list_releases()}
+        for old in (by_id[i] for i in r.shadows if i in by_id):
+            newer = " (a newer version: devices on it, or on this one, are offered nothing)" \
+                if services.version_key(old.version) > services.version_key(r.version) else ""
+            click.echo(f"note: release {old.id} ({_safe(old.target_path)} version {old.version}{newer}) for "
+                       f"{old.scope} is now shadowed: check-ins offer release {r.id} instead; withdraw the one you "
+                       "do not want with `airlock releases withdraw ID`")
 
 
 @releases.command("list")
@@ -230,7 +254,8 @@ def releases_list(ctx, as_json: bool, include_withdrawn: bool) -> None:
     else:
         click.echo(_table([(r.id, r.repository, r.target_path, r.version, r.scope,
                             "yes" if r.allow_downgrade else "no", f"{r.approved_at} by {r.approved_by}",
-                            f"withdrawn {r.withdrawn_at}" if r.withdrawn_at else "active") for r in found],
+                            f"withdrawn {r.withdrawn_at}" if r.withdrawn_at
+                            else f"shadowed by {r.shadowed_by}" if r.shadowed_by else "active") for r in found],
                           ("ID", "REPO", "TARGET", "VERSION", "FOR", "DOWNGRADE", "APPROVED", "STATUS")))
 
 

@@ -144,6 +144,16 @@ def reports_resolve(ctx, report_id: int, note: str | None) -> None:
     click.echo(f"report {report_id} resolved")
 
 
+@reports.command("reopen")
+@click.argument("report_id", type=int)
+@click.option("--note", help="Why it is back (the problem returned, the fix did not hold...).")
+@click.pass_obj
+def reports_reopen(ctx, report_id: int, note: str | None) -> None:
+    """Reopen a resolved report: it is new again, back in triage."""
+    _services(ctx).reopen(report_id, current_operator(), note)
+    click.echo(f"report {report_id} reopened: it is new again")
+
+
 @reports.command("note")
 @click.argument("report_id", type=int)
 @click.argument("text")

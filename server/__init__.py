@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, request
+
+from server import errors
 
 from server.db import check_schema, open_database
 from server.models import database
 from server.settings import Settings, load_settings
-from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(reports_api_bp)
     app.register_blueprint(report_form_bp)
 
-    @app.errorhandler(AirlockError)
-    def airlock_error(exc: AirlockError):
-        return jsonify(error=type(exc).__name__, message=str(exc)), 400
+    errors.register(app)
 
     @app.teardown_appcontext
     def close_db(_exc):

@@ -39,12 +39,19 @@ _scrypt_slot = threading.BoundedSemaphore(1)
 
 
 class AuthError(AirlockError):
-    """An administrator's credentials are missing, wrong or rate-limited."""
+    """An administrator's credentials are missing, wrong (401 ``unauthorized``),
+    not an admin's (403 ``forbidden``) or rate-limited (429 ``too_many_attempts``)."""
 
-    def __init__(self, message: str, *, status: int = 401, retry_after: int | None = None):
+    challenge = 'Basic realm="airlock admin", charset="UTF-8"'  # WWW-Authenticate on a 401
+    CODES = {401: "unauthorized", 403: "forbidden", 429: "too_many_attempts"}
+
+    def __init__(self, message: str, *, status: int = 401, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = self.CODES[status]
         self.retry_after = retry_after
+        if retry_after:
+            self.extra = {"retry_after": retry_after}
 
 
 def hash_password(password: str) -> str:

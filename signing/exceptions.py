@@ -6,9 +6,24 @@ it as a page.  The hierarchy starts here, in the lowest layer; ``server`` and
 ``appliance`` re-export it.
 """
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 
 class AirlockError(Exception):
-    """Base of every error Airlock raises on purpose."""
+    """Base of every error Airlock raises on purpose.
+
+    Like python-tuf's ``DownloadHTTPError.status_code``, each error carries
+    what a caller needs to answer it: ``status`` (HTTP) and ``code`` (the
+    short, stable machine-readable name the appliance's API answers with,
+    ``{"error": code, "message": ...}``).  Subclasses override both as class
+    attributes; ``extra`` holds more JSON fields for the answer (e.g.
+    ``retry_after``), set per instance by the subclasses that have any.
+    """
+
+    status: int = 400  # HTTP status
+    code: str = "bad_request"
+    extra: Mapping[str, object] = MappingProxyType({})
 
 
 class VerificationError(AirlockError):

@@ -26,6 +26,7 @@ from peewee import IntegrityError
 from server.devices._common import canonical_json, iso, key_fingerprint, new_token, utcnow
 from server.devices.exceptions import (
     BadSignatureError,
+    ClockSkewError,
     ConflictError,
     DeviceRefusedError,
     InvalidRequestError,
@@ -33,17 +34,17 @@ from server.devices.exceptions import (
     ReplayError,
 )
 from server.devices.models import AutoAcceptRule, Device, DeviceKey, EnrollmentNonce
-from server.devices.openapi import ENROLLMENT_TOKEN, FREE_TEXT, HARDWARE
+from server.devices.openapi import ENROLLMENT_TOKEN, HARDWARE
 from server.devices.records import EnrollmentRequest, EnrollmentResult, RuleInfo
 from server.devices.writes import writing
 from server import audit
 from server.models import database
+from server.text import refusal
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 MIN_RULE_TOKEN = 16  # characters of a pre-shared enrollment token
-_FREE_TEXT = re.compile(FREE_TEXT.strip("^$"))
 _HARDWARE = re.compile(HARDWARE.strip("^$"))
 _TOKEN = re.compile(ENROLLMENT_TOKEN.strip("^$"))
 
@@ -65,10 +66,10 @@ def verify_request(req: EnrollmentRequest) -> None:
 def _check_clock(settings: Settings, req: EnrollmentRequest, now: datetime) -> None:
     stamp = datetime.fromisoformat(req.timestamp.replace("Z", "+00:00"))
     if abs((now - stamp).total_seconds()) > settings.enrollment_max_skew:
-        raise InvalidRequestError(
+        raise ClockSkewError(
             f"timestamp {req.timestamp} is more than {settings.enrollment_max_skew} s from the appliance's "
             f"clock ({iso(now)}): set the device's clock (server_time) and sign a new request",
-            code="clock_skew", server_time=iso(now))
+            server_time=iso(now))
 
 
 def _auto_accept_rule(hardware: str, token: str | None) -> int | None:
@@ -175,8 +176,11 @@ def _device(device_id: str) -> Device:
 
 
 def _check_reason(reason: str | None) -> str | None:
-    if reason is not None and (len(reason) > 500 or not _FREE_TEXT.fullmatch(reason)):
-        raise InvalidRequestError("the reason must be at most 500 characters, without control characters")
+    if reason is not None and len(reason) > 500:
+        raise InvalidRequestError(f"the reason is {len(reason)} characters; at most 500 are allowed")
+    problem = refusal("the reason", reason or "")
+    if problem:
+        raise InvalidRequestError(problem)
     return reason or None
 
 

@@ -32,7 +32,7 @@ from collections import deque
 from peewee import SqliteDatabase
 
 from server.devices.checkins import PendingCheckin, write_checkins
-from server.devices.exceptions import DeviceError
+from server.devices.exceptions import UnavailableError
 from server.devices.writes import writing
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ class GroupCommit:
         self._ensure_writer().put(slot)
         if not slot.done.wait(WAIT):
             if slot.cancel():  # the writer never took it, and now never will: nothing was stored
-                raise DeviceError(f"the check-in was not stored within {WAIT:.0f} s; the appliance is overloaded. "
-                                  "Check in again later", code="unavailable", status=503, retry_after=30)
+                raise UnavailableError(f"the check-in was not stored within {WAIT:.0f} s; the appliance is overloaded. "
+                                  "Check in again later", retry_after=30)
             slot.done.wait()  # it is in a transaction being written: its commit answers it
         if slot.error is not None:
             raise slot.error

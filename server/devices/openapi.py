@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 
+from server.errors import CODES
+from server.text import TEXT_PATTERN
+
 DEVICE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 HARDWARE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 TAG = HARDWARE
@@ -23,7 +26,7 @@ ENROLLMENT_TOKEN = r"^[!-~]{8,128}$"  # printable ASCII, no spaces
 METRIC_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 RESET_REASON = r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,63}$"
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-FREE_TEXT = r"^[^\x00-\x1f\x7f]*$"  # no control characters
+FREE_TEXT = TEXT_PATTERN  # one line, no control or formatting characters: server.text
 KEY_FINGERPRINT = r"^[0-9a-f]{64}$"
 MAX_COUNT = 2**53  # largest integer every JSON parser keeps exact
 MAX_NAMED_VALUES = 64  # gauges, error counters
@@ -57,7 +60,8 @@ SCHEMAS: dict = {
         "required": ["error", "message"],
         "additionalProperties": False,
         "properties": {
-            "error": {"type": "string", "description": "A short code, e.g. invalid_request, invalid_token."},
+            "error": {"type": "string", "enum": sorted(CODES),
+                      "description": "A short, stable code: " + "; ".join(f"{c}: {m}" for c, m in CODES.items())},
             "message": {"type": "string", "description": "What is wrong and what to do."},
             "state": {"type": "string", "enum": DEVICE_STATES + ["key_rejected", "key_retired"]},
             "server_time": _str(UTC_TIME, "The appliance's clock, when a timestamp was refused for skew."),
@@ -160,7 +164,8 @@ SCHEMAS: dict = {
             "report_id": _str(UUID, "A uuid per report; a resend with the same id is stored once."),
             "release_id": _int(1, 2**62),
             "step": {"type": "string", "enum": REPORT_STEPS},
-            "reason": _str(FREE_TEXT, "Why, for a failure.", maxLength=1000),
+            "reason": _str(FREE_TEXT, "Why, for a failure: one line, no control or formatting characters.",
+                           maxLength=1000, format="text"),
             "at": _str(ANY_TIME, "When it happened, by the device's clock.", format="date-time"),
         },
     },
@@ -177,7 +182,8 @@ SCHEMAS: dict = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "reason": _str(FREE_TEXT, "Shown to IT and, for a refusal, to the device.", maxLength=500),
+            "reason": _str(FREE_TEXT, "Shown to IT and, for a refusal, to the device.", maxLength=500,
+                           format="text"),
             "new_key": {"type": "boolean", "description": "accept/reject: decide the pending key change "
                                                           "instead of the device."},
             "key_fingerprint": _str(KEY_FINGERPRINT, "accept --new-key: the SHA-256 of the raw key the "
@@ -229,7 +235,8 @@ def _errors(*codes: int) -> dict:
             409: "Conflict: a replayed enrollment, or the device is not in a state this applies to.",
             413: "Request body too large.",
             415: "The body must be application/json.",
-            422: "Refers to something that does not exist.",
+            422: "Refers to a release that does not exist (unknown_release) or is not for this device "
+                 "(release_not_offered); nothing was stored.",
             429: "Too many failed logins for this user; wait retry_after seconds.",
             500: "Unexpected error; nothing was stored.",
             503: "Overloaded: the check-in was not stored in time; check in again after retry_after seconds."}

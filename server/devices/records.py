@@ -90,6 +90,21 @@ class UpdateReportInfo:
 
 
 @dataclass
+class RemovedDevice:
+    """What ``devices remove`` took out of the inventory with the device."""
+
+    device_id: str
+    state: str  # the state it was in
+    update_reports: int
+    reports: int  # error and operator reports, with their notes and attachments
+    metric_samples: int
+    blobs_deleted: int  # attachment files no other report names
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class KeyInfo:
     fingerprint: str  # sha256 hex of the raw key
     state: str  # active | pending | rejected | retired
@@ -150,6 +165,8 @@ class ReleaseInfo:
     approved_by: str
     withdrawn_at: str | None
     withdrawn_by: str | None
+    shadowed_by: int | None = None  # a newer active release of the same scope that check-ins offer instead
+    shadows: list[int] = field(default_factory=list)  # on approval: active releases this one now shadows
 
     @property
     def scope(self) -> str:

@@ -11,6 +11,9 @@ hardware, group releases first, newest approval first; the first one is the
 device's release.  The device is told to install it when its firmware
 differs, and never a version older than it runs unless the release is
 marked as a permitted downgrade.
+
+A device may report update steps only on a release that is for it (its
+model, its groups); see ``_check_offered`` for a withdrawn one.
 """
 
 from __future__ import annotations
@@ -21,13 +24,21 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from peewee import SqliteDatabase
 from tuf.api.metadata import Metadata, Targets
 
 from server.devices._common import iso, utcnow
-from server.devices.exceptions import InvalidRequestError, InvalidTokenError, NotFoundError, ReleaseError
+from server.devices.exceptions import (
+    InvalidRequestError,
+    InvalidTokenError,
+    NotFoundError,
+    ReleaseError,
+    ReleaseNotOfferedError,
+    UnknownReleaseError,
+)
 from server.devices.models import FirmwareRelease
 from server.devices.openapi import HARDWARE, TAG, VERSION
 from server.devices.records import DeviceIdentity, ReleaseInfo, UpdateOffer, UpdateReportIn
@@ -37,6 +48,7 @@ from server.models import database
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
+from server.text import escape_text
 from signing.verify import custom_of
 from signing.exceptions import AirlockError
 
@@ -187,14 +199,50 @@ def approve(settings: Settings, repository: str, target_path: str, operator: str
             "repository": repository, "target": target_path, "version": version, "hardware": hardware, "group": group})
     logger.info("release %s: %s %s (%s) for %s approved by %s", row.id, repository, target_path, version,
                 hardware or f"group {group}", operator)
-    return _info(row)
+    shadowed = _shadowed_by()
+    info = _info(row, shadowed)
+    info.shadows = sorted((old for old, new in shadowed.items() if new == row.id), reverse=True)
+    for old in info.shadows:
+        logger.warning("release %s shadows release %s: check-ins offer only %s to the devices both are for",
+                       row.id, old, row.id)
+    return info
+
+
+def _shadowed_by() -> dict[int, int]:
+    """Active releases that no check-in can offer, each with the newer active
+    release that wins instead.
+
+    A check-in takes the newest active release of a scope (a hardware model,
+    or a group) whose target lists the device's model, and stops there, even
+    when that release is older than what the device runs.  So a release is
+    shadowed when newer active releases of its scope cover every model it
+    could reach: approving fw-2.4.1 for plc-x after fw-2.5.0 leaves 2.5.0
+    offered to nobody, and a device on 2.4.1 is offered nothing.
+    """
+    scopes: dict[tuple[str, str], list[tuple[int, set[str]]]] = {}
+    for rid, hardware, group, models in (FirmwareRelease.select(FirmwareRelease.id, FirmwareRelease.hardware,
+                                                                 FirmwareRelease.group_tag,
+                                                                 FirmwareRelease.target_hardware)
+                                         .where(FirmwareRelease.withdrawn_at.is_null())
+                                         .order_by(FirmwareRelease.id.desc()).tuples()):
+        reach = {hardware} if hardware else set(json.loads(models))
+        scopes.setdefault(("hardware", hardware) if hardware else ("group", group), []).append((rid, reach))
+    shadowed: dict[int, int] = {}
+    for newest_first in scopes.values():
+        for i, (rid, reach) in enumerate(newest_first):
+            newer = newest_first[:i]
+            covered = set().union(*(r for _, r in newer)) if newer else set()
+            if reach and reach <= covered:
+                shadowed[rid] = next(n for n, r in newer if r & reach)  # the one check-ins take
+    return shadowed
 
 
 def list_releases(include_withdrawn: bool = False) -> list[ReleaseInfo]:
     query = FirmwareRelease.select().order_by(FirmwareRelease.id.desc())
     if not include_withdrawn:
         query = query.where(FirmwareRelease.withdrawn_at.is_null())
-    return [_info(r) for r in query]
+    shadowed = _shadowed_by()
+    return [_info(r, shadowed) for r in query]
 
 
 def withdraw(release_id: int, operator: str) -> ReleaseInfo:
@@ -211,10 +259,11 @@ def withdraw(release_id: int, operator: str) -> ReleaseInfo:
     return _info(row)
 
 
-def _info(row: FirmwareRelease) -> ReleaseInfo:
+def _info(row: FirmwareRelease, shadowed: dict[int, int] | None = None) -> ReleaseInfo:
     return ReleaseInfo(row.id, row.repository, row.target_path, row.version, json.loads(row.target_hardware),
                        row.length, row.sha256, row.hardware, row.group_tag, bool(row.allow_downgrade),
-                       row.approved_at, row.approved_by, row.withdrawn_at, row.withdrawn_by)
+                       row.approved_at, row.approved_by, row.withdrawn_at, row.withdrawn_by,
+                       (shadowed or {}).get(row.id))
 
 
 # what a checking-in device should install -------------------------------------------------
@@ -242,6 +291,42 @@ def update_for(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, f
     return None
 
 
+def _unix(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp).timestamp())
+
+
+def _check_offered(device: DeviceIdentity, release: FirmwareRelease) -> None:
+    """Refuse a report on a release that was never for this device.
+
+    The release must list the device's hardware and be approved for its
+    model or for a group it is in.  If it is withdrawn, the device may still
+    be installing it, so its reports are taken from a device that already
+    reported a step of it, or whose latest check-in came while it was active
+    (that answer may have offered it); from any other device they are refused.
+    """
+    rid = release.id
+    if device.hardware not in json.loads(release.target_hardware):
+        raise ReleaseNotOfferedError(f"release {rid} is for {', '.join(json.loads(release.target_hardware))}, not "
+                                     f"this device's model {device.hardware}: report only the release_id a check-in "
+                                     "answered")
+    if release.hardware is not None and release.hardware != device.hardware:
+        raise ReleaseNotOfferedError(f"release {rid} is for model {release.hardware}, not {device.hardware}: "
+                                     "report only the release_id a check-in answered")
+    if release.group_tag is not None and not database.execute_sql(
+            "SELECT 1 FROM device_tag WHERE device = ? AND tag = ?", (device.pk, release.group_tag)).fetchone():
+        raise ReleaseNotOfferedError(f"release {rid} is for the group {release.group_tag}, which this device is not "
+                                     "in: report only the release_id a check-in answered")
+    if release.withdrawn_at is None:
+        return
+    started = database.execute_sql("SELECT 1 FROM update_report WHERE device = ? AND release_id = ? LIMIT 1",
+                                   (device.pk, rid)).fetchone()
+    (last_seen,) = database.execute_sql("SELECT last_seen FROM device WHERE id = ?", (device.pk,)).fetchone()
+    offered = last_seen is not None and _unix(release.approved_at) <= last_seen <= _unix(release.withdrawn_at)
+    if not (started or offered):
+        raise ReleaseNotOfferedError(f"release {rid} was withdrawn on {release.withdrawn_at} before this device was "
+                                     "offered it: do not install it; check in for the current release")
+
+
 def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -> bool:
     """Store an update report; False when this report_id was stored before."""
     stamp = iso(now or utcnow())
@@ -252,9 +337,14 @@ def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -
                                      (device.pk, device.token_hash)).fetchone()
         if still is None:
             raise InvalidTokenError("the token was revoked: enroll again")
-        if FirmwareRelease.get_or_none(FirmwareRelease.id == report.release_id) is None:
-            raise ReleaseError(f"there is no release {report.release_id}: report the release_id that the "
-                               "check-in answered", code="unknown_release")
+        release = FirmwareRelease.get_or_none(FirmwareRelease.id == report.release_id)
+        if release is None:
+            raise UnknownReleaseError(f"there is no release {report.release_id}: report the release_id that the "
+                                      "check-in answered")
+        if database.execute_sql("SELECT 1 FROM update_report WHERE device = ? AND report_id = ?",
+                                (device.pk, report.report_id.lower())).fetchone():
+            return False  # a resend is always answered as a duplicate, whatever changed since
+        _check_offered(device, release)
         cursor = database.execute_sql(
             "INSERT INTO update_report (device, report_id, release_id, step, reason, at, received_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, report_id) DO NOTHING",
@@ -263,6 +353,7 @@ def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -
             return False
         database.execute_sql("UPDATE device SET update_status = ? WHERE id = ?", (status, device.pk))
     if report.step == "failure":
-        logger.warning("device %s: update to release %s failed: %s", device.device_id, report.release_id,
-                       report.reason)
+        # the reason is the device's text: escaped again here, whoever called
+        logger.warning("device %s: update to release %s failed: %s", escape_text(device.device_id),
+                       report.release_id, escape_text(report.reason or "no reason given"))
     return True

@@ -4,7 +4,8 @@ OpenAPI document (``server.devices.openapi``) uses for request bodies.
 Supported keywords: ``$ref`` (to ``#/components/schemas/``), ``type``,
 ``enum``, ``properties``, ``required``, ``additionalProperties``,
 ``maxProperties``, ``propertyNames``, ``pattern``, ``minLength``,
-``maxLength``, ``minimum``, ``maximum``, ``format`` (``date-time``),
+``maxLength``, ``minimum``, ``maximum``, ``format`` (``date-time``, and
+``text`` / ``multiline-text``: the rule of ``server.text``),
 ``anyOf`` and ``items``.  Anything else in a schema is a programming error and
 raises at once, so the document cannot silently promise more than is checked.
 """
@@ -17,7 +18,8 @@ import re
 from datetime import datetime
 from functools import lru_cache
 
-from server.devices.exceptions import InvalidRequestError
+from server.devices.exceptions import InvalidRequestError, MalformedJsonError
+from server.text import TEXT_FORMATS, refusal
 
 _KNOWN = {"$ref", "type", "enum", "properties", "required", "additionalProperties", "maxProperties",
           "propertyNames", "pattern", "minLength", "maxLength", "minimum", "maximum", "format", "anyOf",
@@ -45,12 +47,11 @@ def loads_strict(data: bytes):
         text = data.decode("utf-8")
         return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
-        raise InvalidRequestError("the body is not UTF-8: send JSON encoded as UTF-8", code="malformed_json") from None
+        raise MalformedJsonError("the body is not UTF-8: send JSON encoded as UTF-8") from None
     except RecursionError:
-        raise InvalidRequestError("the body nests too deeply", code="malformed_json") from None
+        raise MalformedJsonError("the body nests too deeply") from None
     except ValueError as exc:
-        raise InvalidRequestError(f"the body is not valid JSON ({exc}): send one JSON object",
-                                  code="malformed_json") from None
+        raise MalformedJsonError(f"the body is not valid JSON ({exc}): send one JSON object") from None
 
 
 @lru_cache(maxsize=None)
@@ -235,6 +236,9 @@ def _enum_step(allowed: list):
 
 def _string_steps(schema: dict) -> list:
     steps = []
+    if schema.get("format") in TEXT_FORMATS:  # before the pattern: its message names the character
+        multiline = TEXT_FORMATS[schema["format"]]
+        steps.append(lambda v, w: _text_step(v, w, multiline))
     if "minLength" in schema:
         low = schema["minLength"]
         steps.append(lambda v, w: len(v) < low and _fail(w, f"must be at least {low} characters"))
@@ -247,6 +251,12 @@ def _string_steps(schema: dict) -> list:
     if schema.get("format") == "date-time":
         steps.append(_check_date_time)
     return steps
+
+
+def _text_step(value: str, where: str, multiline: bool) -> None:
+    problem = refusal(where, value, multiline=multiline)
+    if problem:
+        raise InvalidRequestError(problem + "; see /api/v1/openapi.json")
 
 
 def _check_date_time(value: str, where: str) -> None:

@@ -9,6 +9,7 @@ releases and update reports (``releases``), history upkeep (``maintenance``).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 
@@ -38,17 +39,20 @@ from server.devices.models import (
     UpdateReport,
 )
 from server.devices.openapi import DEVICE_STATES, TAG
-from server.devices.records import DeviceDetail, DeviceSummary, KeyInfo, UpdateReportInfo
-from server.devices.releases import approve, list_releases, record_report, withdraw
-from server.devices.writes import writing
+from server.devices.records import DeviceDetail, DeviceSummary, KeyInfo, RemovedDevice, UpdateReportInfo
+from server.devices.releases import approve, list_releases, record_report, version_key, withdraw
+from server.devices.writes import write_gate, writing
 from server.models import database
 from server.settings import Settings
 
 __all__ = [
     "accept", "add_rule", "approve", "authenticate", "decommission", "enroll", "get_device", "list_devices",
-    "list_releases", "list_rules", "metric_history", "record_checkin", "record_report", "reject", "remove_rule",
-    "run_maintenance", "show_device", "tag", "untag", "verify_request", "withdraw",
+    "list_releases", "list_rules", "metric_history", "record_checkin", "record_report", "reject", "remove_device",
+    "remove_rule",
+    "run_maintenance", "show_device", "tag", "untag", "verify_request", "version_key", "withdraw",
 ]
+
+logger = logging.getLogger(__name__)
 
 _TAG = re.compile(TAG.strip("^$"))
 LIST_STATES = DEVICE_STATES + ["offline"]
@@ -135,6 +139,36 @@ def metric_history(device_id: str, resolution: int = 3600, limit: int = 48) -> l
             values = {k: {"min": v[0], "max": v[1], "avg": v[2] / v[3]} for k, v in values.items()}
         out.append({"at": iso_from_unix(ts), "values": values})
     return out
+
+
+def remove_device(settings: Settings, device_id: str, operator: str) -> RemovedDevice:
+    """Take a device out of the inventory for good (a unit scrapped, or one
+    that ``airlock-agent simulate`` made): its row and everything recorded
+    about it (keys, tags, label, metrics, update reports, error and operator
+    reports with their attachments).  Its token stops working at once; if
+    it enrolls again it is a new, pending device.  What earlier exports
+    carried stays in them, and the audit log keeps the removal with counts;
+    export first if the vendor should see its reports.
+    """
+    from server.reports import services as reports  # the report side builds on this one
+
+    with write_gate(database):
+        with writing(database):
+            row = _row(device_id)
+            (updates,) = database.execute_sql("SELECT COUNT(*) FROM update_report WHERE device = ?",
+                                              (row.id,)).fetchone()
+            (samples,) = database.execute_sql("SELECT COUNT(*) FROM metric_sample WHERE device = ?",
+                                              (row.id,)).fetchone()
+            filed, blobs = reports.reports_of(row.id)
+            Device.delete().where(Device.id == row.id).execute()  # the rest goes by ON DELETE CASCADE
+            audit.record(operator, "device.remove", device_id, {
+                "state": row.state, "hardware": row.hardware, "update_reports": updates, "reports": filed,
+                "metric_samples": samples})
+        # after the commit, still before any other writer could file a report naming these blobs
+        deleted = reports.prune_blobs(settings, blobs)
+    logger.warning("device %s removed from the inventory by %s (%d reports, %d update reports)",
+                   device_id, operator, filed, updates)
+    return RemovedDevice(device_id, row.state, updates, filed, samples, deleted)
 
 
 def tag(device_id: str, tag_name: str, operator: str) -> bool:

@@ -3,7 +3,8 @@
 Each view checks the credential, reads at most its endpoint's byte limit,
 parses strictly and validates against the OpenAPI document's schema before
 any service runs, so a malformed request stores nothing.  Every answer under
-``/api/`` is JSON, errors included (``{"error": code, "message": ...}``).
+``/api/`` is JSON, errors included (``{"error": code, "message": ...}``, made
+by ``server.errors``).
 Tokens travel only in ``Authorization`` headers and are never logged.
 """
 
@@ -15,12 +16,16 @@ from dataclasses import asdict
 
 from flask import Blueprint, current_app, jsonify, request
 from peewee import SqliteDatabase
-from werkzeug.exceptions import HTTPException
 
-from server.auth import AuthError, LoginLimiter, authenticate_admin
+from server.auth import LoginLimiter, authenticate_admin
 from server.db import PRAGMAS
 from server.devices import services
-from server.devices.exceptions import DeviceError, InvalidRequestError
+from server.devices.exceptions import (
+    InvalidRequestError,
+    NotFoundError,
+    TooLargeError,
+    UnsupportedMediaTypeError,
+)
 from server.devices.group_commit import GroupCommit
 from server.devices.maintenance import MaintenanceScheduler
 from server.devices.openapi import DEVICE_ID, build_spec
@@ -37,8 +42,6 @@ SPEC = build_spec(LIMITS)
 VALIDATOR = SchemaValidator(SPEC["components"])
 _DEVICE_ID = re.compile(DEVICE_ID.strip("^$"))
 _BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]{1,128})", re.IGNORECASE)
-_ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
-                415: "unsupported_media_type", 500: "internal_error"}
 
 # Check-ins are telemetry a device sends again every interval, and they are
 # most of the appliance's writes.  They go through a second connection with
@@ -80,14 +83,12 @@ def _body(schema: str, limit: int, *, optional: bool = False) -> dict:
     if optional and not request.content_length and not request.headers.get("Transfer-Encoding"):
         return {}
     if request.mimetype != "application/json":
-        raise DeviceError("send the body as Content-Type: application/json", code="unsupported_media_type",
-                          status=415)
+        raise UnsupportedMediaTypeError("send the body as Content-Type: application/json")
     if request.content_length is not None and request.content_length > limit:
-        raise DeviceError(f"the body is {request.content_length} bytes; this endpoint takes at most {limit}",
-                          code="too_large", status=413)
+        raise TooLargeError(f"the body is {request.content_length} bytes; this endpoint takes at most {limit}")
     data = request.stream.read(limit + 1)
     if len(data) > limit:
-        raise DeviceError(f"the body is larger than this endpoint's {limit} bytes", code="too_large", status=413)
+        raise TooLargeError(f"the body is larger than this endpoint's {limit} bytes")
     return VALIDATOR.validate(loads_strict(data), {"$ref": f"#/components/schemas/{schema}"})
 
 
@@ -140,8 +141,7 @@ def openapi():
 @bp.post("/admin/devices/<device_id>/<action>")
 def admin_decision(device_id: str, action: str):
     if action not in ("accept", "reject", "decommission"):
-        raise DeviceError(f"no admin action {action!r}: use accept, reject or decommission", code="not_found",
-                          status=404)
+        raise NotFoundError(f"no admin action {action!r}: use accept, reject or decommission")
     admin = authenticate_admin(request.headers.get("Authorization"), _api().limiter)
     if not _DEVICE_ID.fullmatch(device_id):
         raise InvalidRequestError(f"{device_id[:80]!r} is not a device id")
@@ -160,53 +160,3 @@ def admin_decision(device_id: str, action: str):
             raise InvalidRequestError("new_key does not apply to decommission")
         services.decommission(device_id, operator, reason=reason)
     return jsonify(services.get_device(_api().settings, device_id).to_dict())
-
-
-# errors -----------------------------------------------------------------------------
-
-@bp.errorhandler(DeviceError)
-def device_error_response(exc: DeviceError):
-    """The JSON answer for a DeviceError; the reports API registers it too."""
-    response = jsonify(error=exc.code, message=str(exc), **exc.extra)
-    response.status_code = exc.status
-    if exc.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="airlock"'
-    if exc.extra.get("retry_after"):
-        response.headers["Retry-After"] = str(exc.extra["retry_after"])
-    return response
-
-
-@bp.errorhandler(AuthError)
-def _auth_error(exc: AuthError):
-    code = {401: "unauthorized", 403: "forbidden", 429: "too_many_attempts"}.get(exc.status, "unauthorized")
-    body = {"error": code, "message": str(exc)}
-    if exc.retry_after:
-        body["retry_after"] = exc.retry_after
-    response = jsonify(body)
-    response.status_code = exc.status
-    if exc.status == 401:
-        response.headers["WWW-Authenticate"] = 'Basic realm="airlock admin", charset="UTF-8"'
-    if exc.retry_after:
-        response.headers["Retry-After"] = str(exc.retry_after)
-    return response
-
-
-@bp.app_errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
-    """JSON for every HTTP error under /api/ (unknown paths, wrong methods,
-    bodies over the app's limit, unexpected errors); other paths unchanged."""
-    if not request.path.startswith("/api/"):
-        return exc
-    status = exc.code or 500
-    message = {404: "no such endpoint: see /api/v1/openapi.json",
-               405: f"{request.method} is not allowed here: see /api/v1/openapi.json",
-               413: "the body is too large for this endpoint",
-               500: "an unexpected error stopped this request, which was not applied; try again later (the "
-                    "appliance's log has the details)"}.get(status, exc.description or exc.name)
-    response = jsonify(error=_ERROR_CODES.get(status, re.sub(r"\W+", "_", exc.name.lower())), message=message)
-    response.status_code = status
-    for header in ("Allow", "Retry-After"):
-        value = exc.get_response().headers.get(header)
-        if value:
-            response.headers[header] = value
-    return response

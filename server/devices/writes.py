@@ -17,7 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 _gates: dict[str, _WriteGate] = {}
@@ -67,6 +67,12 @@ def _gate_for(db) -> _WriteGate:
         if gate is None:
             gate = _gates[path] = _WriteGate(Path(path))
         return gate
+
+
+def write_gate(db) -> AbstractContextManager[None]:
+    """``with write_gate(db):`` hold the gate without a transaction, e.g. to
+    finish work on files after a transaction commits, before the next writer."""
+    return _gate_for(db).hold()
 
 
 @contextmanager

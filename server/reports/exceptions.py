@@ -3,7 +3,7 @@ side's hierarchy, so every one carries its HTTP status and API ``code``."""
 
 from __future__ import annotations
 
-from server.devices.exceptions import ConflictError, DeviceError, InvalidRequestError, NotFoundError
+from server.devices.exceptions import ConflictError, DeviceError, InvalidRequestError, NotFoundError, TooLargeError
 
 __all__ = [
     "ConflictError",
@@ -23,16 +23,13 @@ class RateLimitedError(DeviceError):
     status = 429
     code = "rate_limited"
 
-    def __init__(self, message: str, retry_after: int):
+    def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retry_after = retry_after
 
 
-class ReportTooLargeError(DeviceError):
+class ReportTooLargeError(TooLargeError):
     """A report or its attachments exceed the configured size; nothing was stored."""
-
-    status = 413
-    code = "too_large"
 
 
 class StorageFullError(DeviceError):

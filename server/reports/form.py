@@ -16,11 +16,11 @@ from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, render_template_string, request
 
-from server.devices.exceptions import DeviceError
 from server.devices.models import Device
 from server.reports import labels, pages, services
-from server.reports.exceptions import FormExpiredError, InvalidRequestError, RateLimitedError
+from server.reports.exceptions import FormExpiredError, InvalidRequestError
 from server.reports.records import OperatorReportIn
+from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +87,15 @@ def submit(device_id: str):
                  problem=detail.summary.message)
 
 
-@bp.errorhandler(DeviceError)
-def _refused(exc: DeviceError):
+@bp.errorhandler(AirlockError)
+def _refused(exc: AirlockError):
+    """A refusal on the form is a page, not the API's JSON (``server.errors``)."""
     titles = {404: "Unknown label", 403: "Please scan the label again", 429: "Too many reports",
               413: "Too long", 400: "Please check the form"}
     response = current_app.make_response(_page(pages.REFUSED, exc.status, title=titles.get(exc.status, "Refused"),
                                                message=str(exc)))
-    if isinstance(exc, RateLimitedError):
-        response.headers["Retry-After"] = str(exc.retry_after)
+    if exc.extra.get("retry_after"):
+        response.headers["Retry-After"] = str(exc.extra["retry_after"])
     return response
 
 

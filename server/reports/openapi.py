@@ -9,11 +9,12 @@ arguments, so the two modules cannot import each other in a circle.
 from __future__ import annotations
 
 from server.reports.records import KINDS, SEVERITIES
+from server.text import MULTILINE_PATTERN
 
 ATTACHMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 BASE64 = r"^[A-Za-z0-9+/]*={0,2}$"
-# A log message may hold line breaks and tabs, never other control characters.
-MULTILINE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+# A log message may hold line breaks and tabs, never other control or formatting characters.
+MULTILINE_TEXT = MULTILINE_PATTERN
 MAX_MESSAGE = 4000  # characters
 MAX_ATTACHMENT_B64 = 12 * 1024 * 1024  # characters; the real cap is the setting, checked after decoding
 
@@ -43,10 +44,10 @@ def report_schemas(uuid: str, version: str, any_time: str) -> dict:
                                              "a resend with the same id is stored once."},
                 "kind": {"type": "string", "enum": KINDS},
                 "severity": {"type": "string", "enum": SEVERITIES},
-                "message": {"type": "string", "pattern": MULTILINE_TEXT, "minLength": 1,
-                            "maxLength": MAX_MESSAGE,
+                "message": {"type": "string", "pattern": MULTILINE_TEXT, "format": "multiline-text",
+                            "minLength": 1, "maxLength": MAX_MESSAGE,
                             "description": "What happened; line breaks and tabs allowed, no other control "
-                                           "characters."},
+                                           "characters and no formatting characters (bidi overrides...)."},
                 "firmware": {"type": "string", "pattern": version, "description": "Version it ran, X.Y.Z."},
                 "occurred_at": {"type": "string", "pattern": any_time, "format": "date-time",
                                 "description": "When it happened, by the device's clock."},

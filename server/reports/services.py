@@ -22,7 +22,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
 import time
 
 from server import audit
@@ -56,6 +55,7 @@ from server.reports.records import (
     ReportSummary,
 )
 from server.settings import Settings
+from server.text import refusal
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,6 @@ MAX_NOTE = 2000  # characters of a triage note
 RECENT_SAMPLES = 5  # raw metric samples kept in a snapshot
 LIST_LIMIT = 500  # reports listed at most
 RESUBMIT_WINDOW = 600  # seconds an identical operator report counts as a resubmission
-# Line breaks and tabs are text; every other control character is refused.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 # the device's state, captured with each report ---------------------------------------
@@ -141,8 +139,9 @@ def _clean_text(value: str, field: str, limit: int, *, multiline: bool) -> str:
         raise InvalidRequestError(f"{field} is empty")
     if len(text) > limit:
         raise InvalidRequestError(f"{field} is {len(text)} characters; at most {limit} are allowed")
-    if _CONTROL.search(text) or (not multiline and ("\n" in text or "\t" in text)):
-        raise InvalidRequestError(f"{field} holds control characters")
+    problem = refusal(field, text, multiline=multiline)
+    if problem:
+        raise InvalidRequestError(problem)
     return text
 
 
@@ -219,6 +218,33 @@ def file_operator_report(settings: Settings, device_id: str, label_key: str | No
     return Filed(row.id, duplicate=False)
 
 
+# removing a device (server.devices.services.remove_device) ---------------------------
+
+def reports_of(device_pk: int) -> tuple[int, set[str]]:
+    """(number of reports, attachment blob hashes) of a device about to be removed."""
+    (count,) = database.execute_sql("SELECT COUNT(*) FROM report WHERE device = ?", (device_pk,)).fetchone()
+    shas = {sha for (sha,) in database.execute_sql(
+        "SELECT DISTINCT a.sha256 FROM report_attachment AS a JOIN report AS r ON r.id = a.report "
+        "WHERE r.device = ?", (device_pk,)).fetchall()}
+    return count, shas
+
+
+def prune_blobs(settings: Settings, shas: set[str]) -> int:
+    """Delete the attachment files among ``shas`` that no report names any
+    more (blobs are shared by content); call it holding the write gate, after
+    the commit that removed the reports.  Returns how many were deleted."""
+    deleted = 0
+    for sha in sorted(shas):
+        if database.execute_sql("SELECT 1 FROM report_attachment WHERE sha256 = ? LIMIT 1", (sha,)).fetchone():
+            continue
+        try:
+            blobs.blob_path(settings.home, sha).unlink()
+            deleted += 1
+        except FileNotFoundError:
+            pass
+    return deleted
+
+
 # triage ------------------------------------------------------------------------------
 
 def _summary(row: Report, device_id: str) -> ReportSummary:
@@ -264,20 +290,26 @@ def _note_text(text: str | None) -> str:
     return "" if text is None or not text.strip() else _clean_text(text, "the note", MAX_NOTE, multiline=True)
 
 
-def _transition(report_id: int, to: str, allowed_from: tuple[str, ...], who: str, note: str | None
-                ) -> ReportSummary:
+def _transition(report_id: int, to: str, allowed_from: tuple[str, ...], who: str, note: str | None,
+                action: str | None = None) -> ReportSummary:
+    action = action or to
     text = _note_text(note)
     with writing(database):
         row = _row(report_id)
         if row.status not in allowed_from:
             raise ConflictError(f"report {report_id} is {row.status}; only a report that is "
-                                f"{' or '.join(allowed_from)} can be {to}")
+                                f"{' or '.join(allowed_from)} can be {action}")
         stamp = iso(utcnow())
         Report.update(status=to, status_changed_at=stamp, status_changed_by=who).where(Report.id == row.id).execute()
-        ReportNote.create(report=row.id, action=to, text=text, author=who, at=stamp)
-        audit.record(who, f"report.{to}", f"report {report_id}", {"from": row.status, "note": bool(text)})
+        ReportNote.create(report=row.id, action=action, text=text, author=who, at=stamp)
+        audit.record(who, f"report.{action}", f"report {report_id}", {"from": row.status, "note": bool(text)})
         row.status = to
     return _summary(row, row.device.device_id)
+
+
+def reopen(report_id: int, who: str, note: str | None = None) -> ReportSummary:
+    """resolved -> new: the problem is back, or was not solved; it returns to triage."""
+    return _transition(report_id, "new", ("resolved",), who, note, action="reopened")
 
 
 def acknowledge(report_id: int, who: str, note: str | None = None) -> ReportSummary:

@@ -12,9 +12,9 @@ import re
 from flask import Blueprint, current_app, jsonify, request
 
 from server.devices import services as devices
-from server.devices.exceptions import DeviceError, InvalidRequestError
+from server.devices.exceptions import InvalidRequestError, UnsupportedMediaTypeError
 from server.devices.schema import loads_strict
-from server.devices.views import VALIDATOR, device_error_response
+from server.devices.views import VALIDATOR
 from server.models import database
 from server.reports import services
 from server.reports.exceptions import ReportTooLargeError
@@ -33,8 +33,7 @@ def body_limit(max_attachment_bytes: int) -> int:
 
 def _json_body(schema: str, limit: int) -> dict:
     if request.mimetype != "application/json":
-        raise DeviceError("send the body as Content-Type: application/json", code="unsupported_media_type",
-                          status=415)
+        raise UnsupportedMediaTypeError("send the body as Content-Type: application/json")
     if request.content_length is not None and request.content_length > limit:
         raise ReportTooLargeError(f"the body is {request.content_length} bytes; this appliance takes at most "
                                   f"{limit} (setting report_max_attachment_bytes); nothing was stored")
@@ -70,5 +69,3 @@ def file_report():
     filed = services.file_device_report(settings, device, report)
     return jsonify(status="recorded", id=filed.id, duplicate=filed.duplicate), (200 if filed.duplicate else 201)
 
-
-bp.register_error_handler(DeviceError, device_error_response)

@@ -41,6 +41,9 @@ _METADATA_NAME = re.compile(r"^(?:[1-9][0-9]{0,18}\.)?[A-Za-z0-9][A-Za-z0-9._-]{
 class StoreError(AirlockError):
     """The published tree cannot be read or written."""
 
+    status = 500  # the appliance's own files, not the request, are at fault
+    code = "repository_error"
+
 
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

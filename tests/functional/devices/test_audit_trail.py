@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from pathlib import Path
 
 from server import create_app
 from server.settings import load_settings
@@ -82,4 +83,72 @@ def test_the_audit_log_names_who_did_each_action(tmp_path, monkeypatch):
     for secret in (TOKEN, PASSWORD, dev.token):
         assert secret not in log
     assert b"aud-1" in raw  # the search above looked at real content
+    assert airlock("audit", "verify").out.startswith(f"{len(entries)} records, chain intact")
+
+
+def test_reopening_a_report_and_removing_a_device_are_audited(tmp_path, monkeypatch):
+    """Defect 14: `reports reopen` and `devices remove`, through the real CLI
+    and the real API, each audited with actor, action and subject."""
+    monkeypatch.setenv("SUDO_USER", "ines")
+    home = tmp_path / "home"
+    assert run_airlock(home, "init").code == 0
+
+    def airlock(*args):
+        r = run_airlock(home, *args)
+        assert r.code == 0, (args, r.err)
+        return r
+
+    client = create_app(load_settings(home)).test_client()
+    sims = []
+    for device_id in ("sim-1", "sim-2"):
+        dev = SimDevice(device_id)
+        assert client.post("/api/v1/enroll", json=dev.enrollment()).status_code == 202
+        airlock("devices", "accept", device_id)
+        dev.token = client.post("/api/v1/enroll", json=dev.enrollment()).get_json()["token"]
+        assert client.post("/api/v1/checkin", json={"firmware": "1.0.0", "metrics": {"uptime_s": 5}},
+                           headers=dev.auth()).status_code == 200
+        sims.append(dev)
+    gone, kept = sims
+    own, shared = base64.b64encode(b"sim-1 core").decode(), base64.b64encode(b"both logs").decode()
+    for dev, attachments in ((gone, [("core.bin", own), ("log.txt", shared)]), (kept, [("log.txt", shared)])):
+        report = {"report_id": str(uuid.uuid4()), "kind": "crash", "severity": "error", "message": "fault",
+                  "firmware": "1.0.0", "attachments": [{"name": n, "content": c} for n, c in attachments]}
+        assert client.post("/api/v1/reports", json=report, headers=dev.auth()).status_code == 201
+    first = json.loads(airlock("reports", "list", "--json", "--device", "sim-1").out)[0]["id"]
+    blobs = {a["name"]: a["path"] for a in json.loads(airlock("reports", "show", str(first), "--json").out)
+             ["attachments"]}
+
+    # reopen: only a resolved report, back to new, with a note
+    refused = run_airlock(home, "reports", "reopen", str(first))
+    assert refused.code == 1 and refused.err.startswith("airlock: error: report") and "resolved" in refused.err
+    airlock("reports", "resolve", str(first), "--note", "reflashed")
+    assert airlock("reports", "reopen", str(first), "--note", "crashed again").out.startswith(
+        f"report {first} reopened")
+    shown = json.loads(airlock("reports", "show", str(first), "--json").out)
+    assert shown["summary"]["status"] == "new"
+    assert [(n["action"], n["text"]) for n in shown["notes"]][-1] == ("reopened", "crashed again")
+
+    # remove: the device, its token, its records and its own attachments go; others stay
+    out = airlock("devices", "remove", "sim-1").out
+    assert out.startswith("removed sim-1 (it was accepted) with 1 reports, 0 update reports and 1 metric samples")
+    r = client.post("/api/v1/checkin", json={"firmware": "1.0.0"}, headers=gone.auth())
+    assert r.status_code == 401 and r.get_json()["error"] == "invalid_token"
+    assert client.post("/api/v1/checkin", json={"firmware": "1.0.0"}, headers=kept.auth()).status_code == 200
+    assert [d["device_id"] for d in json.loads(airlock("devices", "list", "--json").out)] == ["sim-2"]
+    assert json.loads(airlock("reports", "list", "--json", "--device", "sim-1").out) == []
+    assert len(json.loads(airlock("reports", "list", "--json").out)) == 1
+    assert not Path(blobs["core.bin"]).exists() and Path(blobs["log.txt"]).exists()  # still sim-2's
+    missing = run_airlock(home, "devices", "remove", "sim-1")
+    assert missing.code == 1 and missing.err.startswith("airlock: error: no device 'sim-1'")
+    # it may enroll again, as a new device that waits for IT
+    assert client.post("/api/v1/enroll", json=gone.enrollment()).status_code == 202
+
+    entries = [json.loads(line) for line in airlock("audit", "list", "--json").out.splitlines()]
+    seen = [(e["actor"], e["action"], e["subject"]) for e in entries]
+    assert seen[-3:] == [("ines", "report.resolved", f"report {first}"),
+                         ("ines", "report.reopened", f"report {first}"),
+                         ("ines", "device.remove", "sim-1")], seen
+    assert entries[-2]["details"] == {"from": "resolved", "note": True}
+    assert entries[-1]["details"] == {"state": "accepted", "hardware": "plc-x", "update_reports": 0, "reports": 1,
+                                      "metric_samples": 1}
     assert airlock("audit", "verify").out.startswith(f"{len(entries)} records, chain intact")

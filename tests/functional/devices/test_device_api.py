@@ -74,6 +74,10 @@ def test_enroll_accept_checkin_update_and_report(appliance):
     assert r.json == {"status": "recorded", "duplicate": True} and appliance.counts() == before
     r = api.post("/api/v1/updates", report(9999, "success"), dev.auth())
     assert r.status == 422 and r.json["error"] == "unknown_release"
+    stranger = enroll_accepted(appliance, api, SimDevice("flow-1-gw", hardware="gw-1"))
+    before = appliance.counts()
+    r = api.post("/api/v1/updates", report(release_id, "failure"), stranger.auth())  # another model's release
+    assert r.status == 422 and r.json["error"] == "release_not_offered" and appliance.counts() == before
 
     dev.firmware = "2.0.0"
     assert checkin(api, dev).json["update"] is None

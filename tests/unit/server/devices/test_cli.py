@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from server.devices import services
+from server.devices.records import UpdateReportInfo
 from tests.conftest import pin
 from tests.functional.devices.client import SimDevice
 from tests.unit.server.devices.conftest import accepted, request_for
@@ -108,3 +110,54 @@ def test_release_commands(airlock, fleet, sim, tmp_path):
     assert [x["id"] for x in json.loads(airlock("releases", "list", "--json").out)] == [2]
     assert len(json.loads(airlock("releases", "list", "--json", "--all").out)) == 2
     assert airlock("releases", "withdraw", "1").code == 1
+
+
+def test_an_approval_that_shadows_another_says_so(airlock, fleet, sim, tmp_path, db):
+    """Defect 7: approving fw-2.4.1 while fw-2.5.0 is active leaves 2.5.0
+    offered to nobody (and a device on 2.4.1 nothing): the approval says so,
+    and `releases list` shows it."""
+    from server.devices.records import Checkin
+
+    assert pin(airlock, sim, tmp_path).code == 0
+    sim.add_target("plc-x/fw-2.5.0.bin", b"two five", hardware=("plc-x",), version="2.5.0")
+    sim.add_target("plc-x/fw-2.4.1.bin", b"two four one", hardware=("plc-x",), version="2.4.1")
+    sim.add_target("gw/fw-1.0.0.bin", b"gateway", hardware=("gw-1", "plc-x"), version="1.0.0")
+    sim.publish()
+    assert airlock("import", sim.write_bundle(tmp_path / "usb")).code == 0
+    first = airlock("releases", "approve", "acme", "plc-x/fw-2.5.0.bin", "--hardware", "plc-x")
+    assert first.code == 0 and "shadow" not in first.out
+    group = airlock("releases", "approve", "acme", "gw/fw-1.0.0.bin", "--group", "pilot")
+    assert group.code == 0 and "shadow" not in group.out  # another scope: it shadows nothing
+
+    second = airlock("releases", "approve", "acme", "plc-x/fw-2.4.1.bin", "--hardware", "plc-x")
+    assert second.code == 0, second.err
+    lines = second.out.splitlines()
+    assert lines[0].startswith("release 3: acme plc-x/fw-2.4.1.bin version 2.4.1 for hardware plc-x")
+    assert len(lines) == 2 and lines[1].startswith("note: release 1 (plc-x/fw-2.5.0.bin version 2.5.0 (a newer "
+                                                    "version")
+    assert "now shadowed: check-ins offer release 3 instead" in lines[1]
+    # what it says is what a check-in does: a device on 2.4.1 gets nothing, and 2.5.0 reaches nobody
+    device = services.authenticate(db, accepted(fleet, SimDevice("plc-9", firmware="2.4.1")).token)
+    assert services.record_checkin(fleet, db, device, Checkin("2.4.1")).update is None
+
+    listed = {r["id"]: r for r in json.loads(airlock("releases", "list", "--json").out)}
+    assert listed[1]["shadowed_by"] == 3 and listed[3]["shadowed_by"] is None and listed[2]["shadowed_by"] is None
+    table = airlock("releases", "list").out.splitlines()
+    status = {line.split()[0]: line for line in table[1:]}
+    assert status["1"].endswith("shadowed by 3") and status["3"].endswith("active")
+    assert airlock("releases", "withdraw", "3").code == 0
+    assert airlock("releases", "list").out.splitlines()[-1].endswith("active")  # 1 is offered again
+    assert services.record_checkin(fleet, db, device, Checkin("2.4.1")).update.version == "2.5.0"
+
+
+def test_devices_show_json_fields_are_documented(airlock, fleet):
+    """docs/operator-guide.md documents every field of `devices show --json`."""
+    guide = (Path(__file__).resolve().parents[4] / "docs" / "operator-guide.md").read_text()
+    section = guide.split("`airlock devices show ID [--json]`", 1)[1].split("\n- `airlock devices accept", 1)[0]
+    shown = json.loads(airlock("devices", "show", "plc-1", "--json").out)
+    nested = {"summary": shown["summary"], "keys": shown["keys"][0], "history": shown["history"]}
+    missing = [name for name in shown if f"`{name}`" not in section]
+    missing += [f"{parent}.{name}" for parent, fields in nested.items() for name in fields
+                if f"`{name}`" not in section]
+    assert not missing, f"undocumented `devices show --json` fields: {missing}"
+    assert all(f"`{name}`" in section for name in UpdateReportInfo.__dataclass_fields__)

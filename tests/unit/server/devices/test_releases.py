@@ -140,3 +140,68 @@ def test_update_reports_are_deduplicated_per_device(settings, db, repo, home):
     shown = services.show_device(settings, "d-6")
     assert shown.updates[0].step == "failure" and shown.updates[0].version == "2.0.0"
     assert "update_failed" in shown.summary.health
+
+
+# Defect 17: update reports only on releases offered to the device ---------------------
+
+def _post_update(client, dev, release_id: int, step: str = "failure"):
+    import uuid
+
+    from tests.functional.devices.client import utc_now
+
+    body = {"report_id": str(uuid.uuid4()), "release_id": release_id, "step": step, "at": utc_now()}
+    if step == "failure":
+        body["reason"] = "flash failed"
+    return client.post("/api/v1/updates", json=body, headers={"Authorization": f"Bearer {dev.token}"})
+
+
+@pytest.fixture
+def client(settings, db):
+    from server import create_app
+
+    return create_app(settings).test_client()
+
+
+def _health(settings, device_id: str) -> list[str]:
+    return services.get_device(settings, device_id).health
+
+
+def test_a_report_on_a_release_for_another_model_or_group_is_refused(settings, db, repo, client, home):
+    dev = accepted(settings, SimDevice("d-17a"))
+    other_model = services.approve(settings, repo, "gw/gw-5.0.0.bin", "it", hardware="gw-1")
+    pilot = services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", group="pilot")
+    before = counts(home)
+    for release in (other_model, pilot):
+        r = _post_update(client, dev, release.id)
+        assert (r.status_code, r.json["error"]) == (422, "release_not_offered"), r.json
+        assert f"release {release.id}" in r.json["message"]
+    assert counts(home) == before and "update_failed" not in _health(settings, "d-17a")
+    r = _post_update(client, dev, 987654)
+    assert (r.status_code, r.json["error"]) == (422, "unknown_release")
+    services.tag("d-17a", "pilot", "it")  # now the group release is for it
+    assert _post_update(client, dev, pilot.id).status_code == 200
+    assert "update_failed" in _health(settings, "d-17a")
+
+
+def test_a_withdrawn_release_never_offered_is_refused(settings, db, repo, client, home):
+    dev = accepted(settings, SimDevice("d-17b"))  # it never checks in
+    release = services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x")
+    services.withdraw(release.id, "it")
+    before = counts(home)
+    r = _post_update(client, dev, release.id)
+    assert (r.status_code, r.json["error"]) == (422, "release_not_offered")
+    assert "withdrawn" in r.json["message"] and counts(home) == before
+    assert "update_failed" not in _health(settings, "d-17b")
+
+
+def test_a_release_withdrawn_while_a_device_installs_it_still_takes_its_reports(settings, db, repo, client):
+    installing, offered = accepted(settings, SimDevice("d-17c")), accepted(settings, SimDevice("d-17d"))
+    release = services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x")
+    for dev in (installing, offered):
+        assert checkin(settings, db, dev).update.release_id == release.id
+    assert _post_update(client, installing, release.id, "downloading").status_code == 200
+    services.withdraw(release.id, "it")
+    assert checkin(settings, db, installing).update is None  # no longer offered, but it is mid-install
+    assert _post_update(client, installing, release.id, "success").status_code == 200
+    # offered at its latest check-in, withdrawn before its first report: the report is taken
+    assert _post_update(client, offered, release.id, "failure").status_code == 200

@@ -67,6 +67,9 @@ BAD = {
          "at": "2026-11-01T10:00:00Z"},
         {"report_id": "0b6f0a2e-8d1c-4f0e-9b7a-2b1a3c4d5e6f", "release_id": 1, "step": "failure",
          "reason": "\x07", "at": "2026-11-01T10:00:00Z"},
+        *({"report_id": "0b6f0a2e-8d1c-4f0e-9b7a-2b1a3c4d5e6f", "release_id": 1, "step": "failure",
+           "reason": f"bad{ch}text", "at": "2026-11-01T10:00:00Z"}
+          for ch in ("\x9b", "\x85", "\u202e", "\u2066", "\u200b", "\u2028", "\ufeff", "\t", "\ud800")),
     ],
     "AdminDecisionRequest": [{"reason": "x" * 501}, {"new_key": "yes"}, {"key_fingerprint": "A" * 64}],
 }
