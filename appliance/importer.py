@@ -15,14 +15,14 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from appliance.recovery import reconcile
+from server.clock import now_iso, utcnow
 from server.imports import services as imports
 from server.imports.records import ImportOutcome
 from server.repositories import services as repositories
-from server.repositories.services import now_iso
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing.bundle import BundleLimits, Progress, scan_bundle
@@ -113,7 +113,7 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
     token = uuid.uuid4().hex
     with _ImportLock(settings.state_dir / "import.lock"):
         reconcile(settings)
-        staging = settings.staging_dir / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        staging = settings.staging_dir / f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         try:
             limits = BundleLimits(max_files=settings.max_bundle_files, max_total_bytes=settings.max_bundle_bytes)
             staged = scan_bundle(Path(source), staging, limits=limits, progress=progress)

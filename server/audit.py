@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 
 from peewee import TextField
 
+from server.clock import now_iso
 from server.models import BaseModel, database
 from signing.exceptions import AirlockError
 from signing.export import AUDIT_GENESIS, audit_hash
@@ -71,13 +71,10 @@ class ChainReport:
         return f"{self.records} records, chain intact (head {self.head[:16]}...)"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
 
 def record(actor: str, action: str, subject: str, details: dict | None = None, *, at: str | None = None) -> str:
     """Append one record; returns its hash.  Inside a transaction it joins it."""
-    fields = {"at": at or _now(), "actor": str(actor)[:MAX_TEXT], "action": str(action)[:MAX_TEXT],
+    fields = {"at": at or now_iso(), "actor": str(actor)[:MAX_TEXT], "action": str(action)[:MAX_TEXT],
               "subject": str(subject)[:MAX_TEXT], "details": json.loads(json.dumps(details or {}, default=str))}
     if database.in_transaction():
         return _append(fields)

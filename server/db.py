@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
 from peewee import DatabaseError, SqliteDatabase
 
+from server.clock import now_iso
 from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def migrate(db: SqliteDatabase) -> list[str]:
                 db.execute_sql(statement)
             db.execute_sql(
                 "INSERT INTO schema_migration (version, name, applied_at) VALUES (?, ?, ?)",
-                (number, name, datetime.now(timezone.utc).isoformat(timespec="seconds")),
+                (number, name, now_iso()),
             )
         logger.info("applied migration %04d_%s", number, name)
         applied.append(f"{number:04d}_{name}")

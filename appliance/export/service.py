@@ -34,12 +34,13 @@ from tuf.api.metadata import Metadata, Targets
 
 from appliance.export.identity import load_key, public_identity
 from appliance.export.media import MediaError, MediaFile, describe, file_digest, open_folder, remove_partials
+from server.clock import now_iso
 from server.devices.releases import find_target
 from server.exports import services as exports
 from server.exports.collect import FileEntry
 from server.exports.records import ExportRecord
 from server.exports.services import ExportRefusedError
-from server.repositories.services import is_pinned, now_iso
+from server.repositories.services import is_pinned
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing.exceptions import AirlockError

@@ -1,4 +1,4 @@
-"""Small helpers shared by the device services: clocks, tokens, keys."""
+"""Small helpers shared by the device services: tokens and keys."""
 
 from __future__ import annotations
 
@@ -6,23 +6,8 @@ import base64
 import hashlib
 import json
 import secrets
-from datetime import datetime, timezone
 
 TOKEN_BYTES = 32
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
-
-
-def iso_from_unix(seconds: int | None) -> str | None:
-    if seconds is None:
-        return None
-    return iso(datetime.fromtimestamp(seconds, timezone.utc))
 
 
 def canonical_json(fields: dict) -> bytes:

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 
 from peewee import SqliteDatabase
 
-from server.devices._common import token_hash, utcnow
+from server.clock import utcnow
+from server.devices._common import token_hash
 from server.devices.exceptions import InvalidTokenError
 from server.devices.records import Checkin, CheckinResult, DeviceIdentity
 from server.devices.releases import update_for

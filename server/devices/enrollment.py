@@ -23,7 +23,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from peewee import IntegrityError
 
-from server.devices._common import canonical_json, iso, key_fingerprint, new_token, utcnow
+from server import audit
+from server.clock import iso, utcnow
+from server.devices._common import canonical_json, key_fingerprint, new_token
 from server.devices.exceptions import (
     BadSignatureError,
     ClockSkewError,
@@ -37,10 +39,9 @@ from server.devices.models import AutoAcceptRule, Device, DeviceKey, EnrollmentN
 from server.devices.openapi import ENROLLMENT_TOKEN, HARDWARE
 from server.devices.records import EnrollmentRequest, EnrollmentResult, RuleInfo
 from server.devices.writes import writing
-from server import audit
 from server.models import database
-from server.text import refusal
 from server.settings import Settings
+from server.text import refusal
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from datetime import datetime
 
-from server.devices._common import utcnow
+from server.clock import utcnow
 from server.devices.enrollment import prune_nonces
 from server.devices.records import MaintenanceResult
 from server.devices.writes import writing

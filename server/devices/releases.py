@@ -30,7 +30,8 @@ from pathlib import Path
 from peewee import SqliteDatabase
 from tuf.api.metadata import Metadata, Targets
 
-from server.devices._common import iso, utcnow
+from server import audit
+from server.clock import iso, utcnow
 from server.devices.exceptions import (
     InvalidRequestError,
     InvalidTokenError,
@@ -43,14 +44,13 @@ from server.devices.models import FirmwareRelease
 from server.devices.openapi import HARDWARE, TAG, VERSION
 from server.devices.records import DeviceIdentity, ReleaseInfo, UpdateOffer, UpdateReportIn
 from server.devices.writes import writing
-from server import audit
 from server.models import database
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from server.text import escape_text
-from signing.verify import custom_of
 from signing.exceptions import AirlockError
+from signing.verify import custom_of
 
 logger = logging.getLogger(__name__)
 

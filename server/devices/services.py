@@ -16,7 +16,8 @@ import time
 from peewee import IntegrityError, fn
 
 from server import audit
-from server.devices._common import iso_from_unix, key_fingerprint
+from server.clock import iso_from_unix
+from server.devices._common import key_fingerprint
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS, authenticate, is_online, record_checkin
 from server.devices.enrollment import (
     accept,

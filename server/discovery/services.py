@@ -14,10 +14,11 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from peewee import OperationalError
 
+from server.clock import iso, utcnow
 from server.discovery.models import DiscoveredServiceRow as Row
 from server.discovery.txt import MAX_NAME_BYTES, decode_txt, escape_text
 from server.models import database
@@ -66,7 +67,7 @@ class DiscoveredService:
 
 
 def _iso(now: datetime | None) -> str:
-    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+    return iso(now or utcnow())
 
 
 def instance_label(service_type: str, name: str) -> str:
@@ -152,7 +153,7 @@ def mark_gone(service_type: str, name: str, now: datetime | None = None) -> bool
 
 def sweep_gone(gone_after: float, now: datetime | None = None) -> int:
     """Mark gone every entry not heard from for ``gone_after`` seconds."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     cutoff = _iso(now - timedelta(seconds=gone_after))
     with database.atomic("IMMEDIATE"):
         return (Row.update(gone_since=_iso(now))

@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import stat
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -417,6 +416,3 @@ def _rollup_record(device: str, resolution: int, ts: int, data: dict) -> dict:
     return {"device": device, "resolution": "hour" if resolution == HOUR else "day", "start": iso(ts), "ts": ts,
             "metrics": metrics}
 
-
-def now_unix() -> int:
-    return int(time.time())

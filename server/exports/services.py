@@ -9,10 +9,10 @@ the next export to settle (see ``appliance/export/service.py``)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from server import audit
+from server.clock import now_iso, now_unix
 from server.exports import collect as collecting
 from server.exports.records import Collection, ExportRecord
 from server.models import database
@@ -25,9 +25,6 @@ _COLUMNS = ExportRecord.columns()
 class ExportRefusedError(AirlockError):
     """The export cannot be made as asked."""
 
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _start_ranges(since: int | None) -> tuple[dict | None, int | None, tuple[int, str] | None]:
@@ -57,7 +54,7 @@ def collect(settings: Settings, folder: Path, *, since: int | None = None, progr
     into ``folder``, all read in one snapshot of the database."""
     with database.atomic():  # one read snapshot for every data set
         start, since_seq, last = _start_ranges(since)
-        ranges = collecting.current_ranges(start, collecting.now_unix())
+        ranges = collecting.current_ranges(start, now_unix())
         files = collecting.Collector(settings, folder, ranges, progress).collect()
     return Collection(sequence=(last[0] + 1) if last else 1, re_export_since=since_seq,
                       previous_sequence=last[0] if last else None,
@@ -87,7 +84,7 @@ def record_export(record: ExportRecord, *, recovered: bool = False) -> None:
     with database.atomic("IMMEDIATE"):
         database.execute_sql(
             f"INSERT INTO export_record (finished_at, {', '.join(_COLUMNS)}) "
-            f"VALUES (?, {', '.join('?' * len(_COLUMNS))})", [_now(), *record.values()])
+            f"VALUES (?, {', '.join('?' * len(_COLUMNS))})", [now_iso(), *record.values()])
         database.execute_sql("DELETE FROM export_pending")
         details = {"sequence": record.sequence, "bytes": record.bytes, "file_sha256": record.file_sha256,
                    "manifest_sha256": record.manifest_sha256, "re_export_since": record.re_export_since,

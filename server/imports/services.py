@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
 
 from server import audit
+from server.clock import now_iso
 from server.imports.models import ImportRecord
 from server.imports.records import ImportEntry, ImportOutcome
 from server.models import database
@@ -20,9 +20,6 @@ logger = logging.getLogger(__name__)
 
 RECOVERY_OPERATOR = "airlock (recovery)"
 
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def record_import(outcome: ImportOutcome) -> int:
@@ -34,7 +31,7 @@ def record_import(outcome: ImportOutcome) -> int:
         audit.record(outcome.operator, f"import.{outcome.status}", outcome.source,
                      {"bundle_digest": outcome.bundle_digest, "reason": outcome.reason,
                       "repositories": outcome.names})
-        row = ImportRecord.create(started_at=outcome.started_at, finished_at=_now(), operator=outcome.operator,
+        row = ImportRecord.create(started_at=outcome.started_at, finished_at=now_iso(), operator=outcome.operator,
                                   source=outcome.source, bundle_digest=outcome.bundle_digest,
                                   status=outcome.status, reason=outcome.reason,
                                   details=json.dumps(details, sort_keys=True))
@@ -49,7 +46,7 @@ def record_recovered_publication(publication: dict, repositories: dict[str, dict
                "recovered": True}
     with database.atomic("IMMEDIATE"):
         row = ImportRecord.create(
-            started_at=publication.get("started_at", _now()), finished_at=_now(),
+            started_at=publication.get("started_at", now_iso()), finished_at=now_iso(),
             operator=publication.get("operator", RECOVERY_OPERATOR), source=publication.get("source", "?"),
             bundle_digest=publication.get("bundle_digest"), status="accepted",
             reason="recorded at start-up: the publication went live but the appliance stopped before "

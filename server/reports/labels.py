@@ -25,7 +25,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from server import audit
-from server.devices._common import iso, token_hash, utcnow
+from server.clock import iso, utcnow
+from server.devices._common import token_hash
 from server.devices.models import Device
 from server.devices.writes import writing
 from server.models import database

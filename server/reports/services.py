@@ -25,8 +25,9 @@ import logging
 import time
 
 from server import audit
+from server.clock import iso, iso_from_unix, utcnow
 from server.devices import services as devices
-from server.devices._common import iso, iso_from_unix, token_hash, utcnow
+from server.devices._common import token_hash
 from server.devices.exceptions import InvalidTokenError
 from server.devices.models import Device, FirmwareRelease
 from server.devices.records import DeviceIdentity

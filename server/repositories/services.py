@@ -9,13 +9,14 @@ import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Root
 
 from server import audit
+from server.clock import now_iso, utcnow
 from server.imports.services import import_history, imported_into
 from server.models import database
 from server.repositories.models import Repository
@@ -33,9 +34,6 @@ _REPO_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 class RepositoryError(AirlockError):
     """A repository cannot be pinned, found or read."""
 
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def check_repo_name(name: str) -> str:
@@ -179,7 +177,7 @@ def remove_repository(settings: Settings, name: str, operator: str, *, archive: 
             raise RepositoryError(
                 f"repository {name} has approved releases ({', '.join(map(str, active))}) that devices are "
                 f"offered: withdraw them first with `airlock releases withdraw ID`; nothing changed")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     moved_to = archive_dir(settings) / f"{name}-{stamp}" if archive else store.root.with_name(f".removing-{name}")
     if not archive and moved_to.exists():
         shutil.rmtree(moved_to)  # left by a removal that a crash cut short
@@ -211,7 +209,7 @@ def remove_repository(settings: Settings, name: str, operator: str, *, archive: 
 def trust_report(settings: Settings, name: str, now: datetime | None = None) -> TrustReport:
     """The whole trust state of a repository, from the files it serves."""
     info = get_repository(name)
-    now = now or datetime.now(timezone.utc)
+    now = now or utcnow()
     store = RepositoryStore(settings.public_dir, name)
     state = store.trusted_state()
     root_md = Metadata[Root].from_bytes(state.root)

@@ -25,9 +25,10 @@ import logging
 import os
 import re
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from server.clock import utcnow
 from signing.exceptions import AirlockError
 from signing.paths import check_target_path
 from signing.verify import TrustedState, VerifiedRepository, root_versions, trusted_state_from
@@ -150,7 +151,7 @@ class RepositoryStore:
         Targets go in first (new names only), then a complete new metadata
         generation, then the one ``rename`` that makes it current.
         """
-        now = now or datetime.now(timezone.utc)
+        now = now or utcnow()
         old_gen = self.current_generation()
         old = self.manifest()
         self._publish_targets(verified)

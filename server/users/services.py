@@ -6,10 +6,9 @@ hash: they are exported."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from server import audit
 from server.auth import DUMMY_HASH, MAX_PASSWORD, MAX_USERNAME, check_password, hash_password
+from server.clock import now_iso
 from server.models import database
 from server.users.models import User
 from server.users.records import ROLES, UserInfo
@@ -21,9 +20,6 @@ MIN_PASSWORD = 12  # characters
 class UserError(AirlockError):
     """A user cannot be created, found or changed as asked."""
 
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _info(row: User) -> UserInfo:
@@ -51,7 +47,7 @@ def create_user(username: str, password: str, role: str, operator: str) -> UserI
     with database.atomic("IMMEDIATE"):
         if User.get_or_none(User.username == username) is not None:
             raise UserError(f"user {username!r} already exists; nothing changed")
-        row = User.create(username=username, password_hash=hashed, role=role, created_at=_now())
+        row = User.create(username=username, password_hash=hashed, role=role, created_at=now_iso())
         audit.record(operator, "user.create", username, {"role": role})
     return _info(row)
 
