@@ -6,32 +6,40 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 import click
 import peewee
 
+from appliance.logs import CommandLog
 from appliance.render import current_operator
 from server import bind_database
 from server.db import check_schema
-from server.settings import SETTINGS, load_settings
+from server.settings import SETTINGS, Settings, load_settings
 from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
 
 
+# commands that run as services: they log to stderr (journald), the others
+# to HOME/log/airlock.log (appliance/logs.py)
+SERVICES = ("serve", "mdns")
+
+
 class Context:
-    def __init__(self, home: str | None, overrides: dict):
+    def __init__(self, home: str | None, overrides: dict, log: CommandLog | None = None):
         self.home = home
         self.overrides = overrides
-        self._settings = None
+        self.log = log
+        self._settings: Settings | None = None
 
     @property
-    def settings(self):
+    def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.home, self.overrides)
+            if self.log is not None:
+                self.log.settle(self._settings)
         return self._settings
 
     def database(self):
@@ -46,14 +54,19 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+HOME_HELP = "Appliance state folder (env AIRLOCK_HOME, default /var/lib/airlock)."
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", envvar="AIRLOCK_HOME", default=None, metavar="DIR",
-              help="Appliance state folder (env AIRLOCK_HOME, default /var/lib/airlock).")
+@click.option("--home", envvar="AIRLOCK_HOME", default=None, metavar="DIR", help=HOME_HELP)
 @click.version_option(package_name="airlock")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None) -> None:
     """Airlock: TUF update appliance for air-gapped plants."""
-    ctx.obj = Context(home, {})
+    log = ctx.obj if isinstance(ctx.obj, CommandLog) else None  # from main()
+    if log is not None:
+        log.service = ctx.invoked_subcommand in SERVICES
+    ctx.obj = Context(home, {}, log)
 
 
 @cli.command()
@@ -194,11 +207,37 @@ from appliance.cli_reports import labels, reports; devices.add_command(labels); 
 from appliance.cli_export import register as _register_export; _register_export(cli)  # noqa: E402,E702,I001
 
 
+def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(Context).home = value
+
+
+def accept_home_everywhere(group: click.Group) -> None:
+    """Let ``--home DIR`` follow any subcommand, nested or not (``airlock
+    devices list --home DIR``), as well as precede it: people type it where
+    they think of it.  The last one given wins."""
+    for command in group.commands.values():
+        if not any(p.name == "home" for p in command.params):
+            command.params.append(click.Option(["--home"], metavar="DIR", expose_value=False, help=HOME_HELP,
+                                               callback=_home_given_here))
+        if isinstance(command, click.Group):
+            accept_home_everywhere(command)
+
+
+accept_home_everywhere(cli)  # after every command is registered
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("AIRLOCK_LOG_LEVEL", "WARNING").upper(),
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log = CommandLog(service=False).install()
     try:
-        cli.main(args=argv, prog_name="airlock", standalone_mode=False)
+        return _run(argv, log)
+    finally:
+        log.close()
+
+
+def _run(argv: list[str] | None, log: CommandLog) -> int:
+    try:
+        cli.main(args=argv, prog_name="airlock", standalone_mode=False, obj=log)
     except AirlockError as exc:
         click.echo(f"airlock: error: {exc}", err=True)
         return 1

@@ -8,10 +8,12 @@ at start-up; a bad value stops the process with a message naming it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,6 +220,36 @@ class Settings:
 
 SETTINGS = {f.name: f for f in dataclasses.fields(Settings)}
 
+# AIRLOCK_* variables that are not settings of the appliance, so that every
+# other one can be checked: a misspelt setting must not be silently ignored.
+ENVIRONMENT_NOT_SETTINGS = {
+    "AIRLOCK_SIGN_PASSPHRASE": "airlock-sign's key passphrase",
+    "AIRLOCK_DEMO_DIR": "the scratch folder of `make demo`",
+    "AIRLOCK_TEST_CACHE": "the test suite's download cache",
+    # what airlock-agent hands its install hook (docs/agent.md)
+    "AIRLOCK_TARGET": "the agent's install hook: target path",
+    "AIRLOCK_VERSION": "the agent's install hook: version",
+    "AIRLOCK_RELEASE_ID": "the agent's install hook: release id",
+    "AIRLOCK_REPOSITORY": "the agent's install hook: repository",
+}
+# airlock-agent's settings (agent/config.py checks those)
+AGENT_PREFIX = "AIRLOCK_AGENT_"
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse an ``AIRLOCK_*`` variable that names no setting, as an unknown
+    key in airlock.toml is refused, naming the nearest setting."""
+    known = {f"AIRLOCK_{name.upper()}" for name in SETTINGS}
+    for variable in sorted(environ):
+        if (not variable.startswith("AIRLOCK_") or variable in known or variable in ENVIRONMENT_NOT_SETTINGS
+                or variable.startswith(AGENT_PREFIX)):
+            continue
+        shown = variable if variable.isprintable() and len(variable) <= 64 else repr(variable[:64])
+        near = difflib.get_close_matches(variable, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}? " if near else ""
+        raise SettingsError(f"environment: {shown} is not a setting; {hint}unset it "
+                            "(settings are listed by `airlock settings` and in docs/operator-guide.md)")
+
 
 def _coerce(name: str, value, source: str):
     kind = SETTINGS[name].type
@@ -234,9 +266,10 @@ def _coerce(name: str, value, source: str):
 
 
 def load_settings(home: str | Path | None = None, overrides: dict | None = None,
-                  environ: dict | None = None) -> Settings:
+                  environ: Mapping[str, str] | None = None) -> Settings:
     """Build validated settings: defaults < airlock.toml < AIRLOCK_* < overrides."""
     environ = os.environ if environ is None else environ
+    check_environment(environ)
     home_path = Path(home or environ.get("AIRLOCK_HOME") or DEFAULT_HOME)
     values: dict = {"home": home_path}
     toml_path = home_path / "airlock.toml"
