@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import peewee
 
+from appliance.access import explain_denied
 from appliance.logs import CommandLog
 from appliance.render import current_operator
 from server import bind_database
@@ -25,6 +26,12 @@ logger = logging.getLogger(__name__)
 # commands that run as services: they log to stderr (journald), the others
 # to HOME/log/airlock.log (appliance/logs.py)
 SERVICES = ("serve", "mdns")
+# commands that only read the database: it is opened read-only for them
+READ_ONLY = frozenset({
+    "repo list", "repo show", "devices list", "devices show", "devices auto-accept list", "releases list",
+    "reports list", "reports show", "discovery list", "audit verify", "audit list", "keys show",
+    "status", "alerts", "users list",
+})
 
 
 class Context:
@@ -32,6 +39,7 @@ class Context:
         self.home = home
         self.overrides = overrides
         self.log = log
+        self.read_only = False
         self._settings: Settings | None = None
 
     @property
@@ -43,10 +51,18 @@ class Context:
         return self._settings
 
     def database(self):
-        if not self.settings.database_path.exists():
-            raise AirlockError(f"no appliance database at {self.settings.database_path}: run `airlock init` "
+        """The appliance's database, opened read-only for the commands in
+        READ_ONLY, so that a user who may read the home can run them."""
+        path = self.settings.database_path
+        denied = explain_denied(path)
+        if denied:
+            raise AirlockError(denied)
+        if not path.exists():
+            raise AirlockError(f"no appliance database at {path}: run `airlock init` "
                                "first, or point --home (or AIRLOCK_HOME) at the appliance's folder")
-        db = bind_database(self.settings)
+        current = click.get_current_context(silent=True)
+        self.read_only = current is not None and current.command_path.removeprefix("airlock ") in READ_ONLY
+        db = bind_database(self.settings, read_only=self.read_only)
         check_schema(db)
         return db
 
@@ -236,8 +252,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None, log: CommandLog) -> int:
+    click_ctx = None
     try:
-        cli.main(args=argv, prog_name="airlock", standalone_mode=False, obj=log)
+        click_ctx = cli.make_context("airlock", list(sys.argv[1:] if argv is None else argv), obj=log)
+        with click_ctx:
+            cli.invoke(click_ctx)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return exc.exit_code
+    except (EOFError, KeyboardInterrupt):
+        click.echo("airlock: aborted", err=True)
+        return 1
     except AirlockError as exc:
         click.echo(f"airlock: error: {exc}", err=True)
         return 1
@@ -248,13 +272,27 @@ def _run(argv: list[str] | None, log: CommandLog) -> int:
         exc.show()
         return exc.exit_code
     except OSError as exc:
-        click.echo(f"airlock: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        denied = isinstance(exc, PermissionError) and exc.filename and explain_denied(Path(exc.filename))
+        click.echo(f"airlock: error: {denied or ''}" if denied else
+                   f"airlock: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         return 1
     except peewee.DatabaseError as exc:
-        click.echo(f"airlock: error: the database cannot be used ({exc}); check the appliance home's "
-                   "permissions and free space, then `airlock init` to upgrade it", err=True)
+        ctx = click_ctx.obj if click_ctx is not None else None
+        click.echo(f"airlock: error: {_database_error(exc, ctx if isinstance(ctx, Context) else None)}", err=True)
         return 1
     return 0
+
+
+def _database_error(exc: peewee.DatabaseError, ctx: Context | None) -> str:
+    """Name the file or folder that is in the way when SQLite may not write
+    (it only says "attempt to write a readonly database")."""
+    if ctx is not None and ctx._settings is not None and not ctx.read_only:
+        db = ctx._settings.database_path
+        denied = explain_denied(db, write=True) or explain_denied(Path(f"{db}-wal"), write=True)
+        if denied:
+            return denied
+    return (f"the database cannot be used ({exc}); check the appliance home's "
+            "permissions and free space, then `airlock init` to upgrade it")
 
 
 if __name__ == "__main__":
