@@ -1,8 +1,10 @@
 """Settings: one registry with help text, loaded in layers.
 
-Defaults, then ``<home>/airlock.toml``, then ``AIRLOCK_*`` environment
-variables, then command-line flags (applied by the caller).  Validated once,
-at start-up; a bad value stops the process with a message naming it.
+Defaults, then ``<home>/airlock.toml`` (or ``/etc/airlock/airlock.toml``),
+then ``AIRLOCK_*`` environment variables, then command-line flags (applied
+by the caller).  Validated once, at start-up; a bad value, an unknown key
+or an unknown ``AIRLOCK_*`` variable stops the process with a message
+naming it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from signing.exceptions import AirlockError
 
 DEFAULT_HOME = "/var/lib/airlock"
+SYSTEM_TOML = Path("/etc/airlock/airlock.toml")  # read when the home holds no airlock.toml
 # RFC 6335 service name (1-15 letters, digits, hyphens), then the protocol
 _SERVICE_TYPE = re.compile(r"^_[A-Za-z0-9](?:[A-Za-z0-9-]{0,13}[A-Za-z0-9])?\._(?:tcp|udp)\.local\.$")
 
@@ -245,8 +248,8 @@ def check_environment(environ: Mapping[str, str]) -> None:
                 or variable.startswith(AGENT_PREFIX)):
             continue
         shown = variable if variable.isprintable() and len(variable) <= 64 else repr(variable[:64])
-        near = difflib.get_close_matches(variable, sorted(known), n=1, cutoff=0.6)
-        hint = f"did you mean {near[0]}? " if near else ""
+        near = _nearest(variable.removeprefix("AIRLOCK_").lower(), SETTINGS)
+        hint = f"did you mean AIRLOCK_{near.upper()}? " if near else ""
         raise SettingsError(f"environment: {shown} is not a setting; {hint}unset it "
                             "(settings are listed by `airlock settings` and in docs/operator-guide.md)")
 
@@ -254,34 +257,57 @@ def check_environment(environ: Mapping[str, str]) -> None:
 def _coerce(name: str, value, source: str):
     kind = SETTINGS[name].type
     try:
+        if isinstance(value, (list, dict)):
+            raise ValueError
         if kind in ("Path", Path):
             return Path(value)
         if kind in ("int", int):
-            if isinstance(value, bool):
+            if isinstance(value, (bool, float)):
                 raise ValueError
             return int(value)
         return str(value)
     except (TypeError, ValueError):
-        raise SettingsError(f"{source}: {name} = {value!r} is not a valid {kind}") from None
+        what = "a whole number" if kind in ("int", int) else f"a valid {kind}"
+        raise SettingsError(f"{source}: {name} = {repr(value)[:80]} is not {what}") from None
+
+
+def _nearest(name: str, candidates) -> str | None:
+    """The candidate most like ``name``, if any is alike."""
+    near = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return near[0] if near else None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    values = {}
+    for key, value in data.items():
+        if key == "home":
+            raise SettingsError(f"{path}: home cannot be set in the file that lives in it; use --home or AIRLOCK_HOME")
+        if key not in SETTINGS:
+            near = _nearest(key, SETTINGS)
+            hint = f"did you mean {near}? " if near else ""
+            raise SettingsError(f"{path}: unknown setting {key!r}; {hint}see `airlock settings` or "
+                                "docs/operator-guide.md")
+        values[key] = _coerce(key, value, str(path))
+    return values
 
 
 def load_settings(home: str | Path | None = None, overrides: dict | None = None,
-                  environ: Mapping[str, str] | None = None) -> Settings:
-    """Build validated settings: defaults < airlock.toml < AIRLOCK_* < overrides."""
+                  environ: Mapping[str, str] | None = None, system_toml: Path = SYSTEM_TOML) -> Settings:
+    """Build validated settings: defaults < airlock.toml < AIRLOCK_* < overrides.
+
+    The file is ``HOME/airlock.toml``, or ``system_toml`` when the home has none."""
     environ = os.environ if environ is None else environ
     check_environment(environ)
     home_path = Path(home or environ.get("AIRLOCK_HOME") or DEFAULT_HOME)
     values: dict = {"home": home_path}
-    toml_path = home_path / "airlock.toml"
-    if toml_path.exists():
-        try:
-            data = tomllib.loads(toml_path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"{toml_path}: not valid TOML ({exc})") from None
-        for key, value in data.items():
-            if key not in SETTINGS or key == "home":
-                raise SettingsError(f"{toml_path}: unknown setting {key!r}; see docs/operator-guide.md")
-            values[key] = _coerce(key, value, str(toml_path))
+    for toml_path in (home_path / "airlock.toml", system_toml):
+        if toml_path.exists():
+            values.update(_read_toml(toml_path))
+            break
     for name in SETTINGS:
         env = environ.get(f"AIRLOCK_{name.upper()}")
         if env is not None and name != "home":
