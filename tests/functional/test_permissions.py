@@ -36,8 +36,8 @@ def root_home():
 
 
 def as_nobody(home: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "tests.support.as_user", "nobody", *map(str, args), "--home", str(home)],
-                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+    argv = [sys.executable, "-m", "tests.support.as_user", "nobody", *map(str, args), "--home", str(home)]
+    proc = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
                           timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc

@@ -20,7 +20,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
 from tests.conftest import run_airlock, sign_cli
 
 SYSCALLS = ["fsync", "fdatasync", "rename", "renameat", "renameat2", "unlink", "unlinkat"]
