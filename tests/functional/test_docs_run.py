@@ -8,6 +8,8 @@ renamed command or option fails the suite."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shlex
 import subprocess
@@ -23,7 +25,7 @@ from tests.support.server import airlock_server
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 MARKED = re.compile(r"^<!-- run: ([\w.-]+) -->\n```\w*\n(.*?)^```", re.S | re.M)
-RUN = {"python-tuf": "device-integration.md", "airlock.toml": "operator-guide.md"}
+RUN = {"python-tuf": "device-integration.md", "airlock.toml": "operator-guide.md", "first-steps": "operator-guide.md"}
 
 
 def block(name: str) -> str:
@@ -67,6 +69,29 @@ def test_python_tuf_snippet_fetches_a_verified_target_first_from_the_factory_roo
     downloaded = Path(proc.stdout.split(": ", 1)[1].strip())
     assert downloaded.read_bytes() == firmware
     assert (device / "tuf" / "root.json").exists()
+
+
+def test_first_steps_of_the_operator_guide_pin_import_and_show(sim, tmp_path):
+    sim.add_target("plc-x/plc-x-1.2.0.bin", b"firmware" * 1000, version="1.2.0")
+    sim.publish()
+    media = sim.write_bundle(tmp_path / "usb")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "admin-password").write_text("a long admin password\n")
+    root = sim.first_root()
+    (work / "acme-1.root.json").write_bytes(root)
+    home = tmp_path / "var-lib-airlock"
+    script = substitute(block("first-steps"), {"/var/lib/airlock": str(home), "/media/usb": str(media)})
+    env = dict(os.environ, FINGERPRINT=hashlib.sha256(root).hexdigest(),
+               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env.pop("AIRLOCK_HOME", None)
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    for expect in ("created admin admin", "pinned acme: root version 1", "imported: acme", "repository acme",
+                   "plc-x/plc-x-1.2.0.bin"):
+        assert expect in proc.stdout, (expect, proc.stdout)
 
 
 def test_example_airlock_toml_is_taken_as_it_stands(home):
