@@ -5,6 +5,7 @@ refusal while the log keeps the record."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,14 @@ def test_a_refused_import_prints_one_line_and_the_log_keeps_the_record(home, tmp
     log = (home / "log" / "airlock.log").read_text()
     assert "WARNING appliance.importer" in log and "refused" in log and "holds no files" in log
     assert oct((home / "log" / "airlock.log").stat().st_mode & 0o777) == "0o640"
+
+
+def test_serve_logs_to_stderr_for_journald_not_to_the_log_file(home):
+    from tests.support.server import airlock_server
+
+    with airlock_server(home) as base:
+        assert base
+    served = (home / "serve.log").read_text()
+    assert re.search(r"^INFO appliance\.serve: ", served, flags=re.M), served
+    log_file = home / "log" / "airlock.log"
+    assert "appliance.serve" not in (log_file.read_text() if log_file.exists() else "")
