@@ -26,8 +26,13 @@ def bin_dir():
         yield Path(d)
 
 
+BASICS = ["chmod", "rm", "echo"]  # what the script itself runs besides the tools it checks
+
+
 def fill(bin_dir: Path, *left_out: str) -> Path:
     """Link every tool the script checks but ``left_out`` into ``bin_dir``."""
+    for tool in BASICS:
+        (bin_dir / tool).symlink_to(shutil.which(tool))
     for tool in TOOLS:
         if tool not in left_out:
             found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
@@ -73,3 +78,45 @@ def test_make_test_checks_prerequisites_before_pytest():
     assert prereqs < pytest_run, steps
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci and "apt-get install" in ci and ci.count("apt-get install") == 1  # make alone
+
+
+def test_as_root_the_missing_packages_are_installed_with_apt_while_daemons_may_not_start(bin_dir, tmp_path):
+    fill(bin_dir, "strace", "chromium")
+    policy, calls = tmp_path / "policy-rc.d", tmp_path / "apt-calls"
+    # apt-get as the script meets it: record how it was called and whether
+    # service starts were forbidden at that moment
+    (bin_dir / "apt-get").write_text(f"""#!/bin/sh
+echo "$DEBIAN_FRONTEND $* policy=$("{policy}" start; echo $?)" >> "{calls}"
+""")
+    (bin_dir / "apt-get").chmod(0o755)
+    proc = subprocess.run(["/bin/sh", str(SCRIPT)], env={"PATH": str(bin_dir), "PREREQS_POLICY_RC_D": str(policy)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "make test: installing strace chromium\n"
+    assert calls.read_text().splitlines() == [
+        "noninteractive update -q policy=101",
+        "noninteractive install -y -q --no-install-recommends strace chromium policy=101"]
+    assert not policy.exists()  # removed again: it was the script's own
+
+
+def test_a_policy_already_in_place_is_left_alone(bin_dir, tmp_path):
+    fill(bin_dir, "strace")
+    policy = tmp_path / "policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "apt-get").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "apt-get").chmod(0o755)
+    proc = subprocess.run(["/bin/sh", str(SCRIPT)], env={"PATH": str(bin_dir), "PREREQS_POLICY_RC_D": str(policy)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert policy.read_text() == "#!/bin/sh\nexit 0\n"
+
+
+def test_a_failed_install_fails(bin_dir, tmp_path):
+    fill(bin_dir, "strace")
+    (bin_dir / "apt-get").write_text("#!/bin/sh\nexit 100\n")
+    (bin_dir / "apt-get").chmod(0o755)
+    policy = tmp_path / "policy-rc.d"
+    proc = subprocess.run(["/bin/sh", str(SCRIPT)], env={"PATH": str(bin_dir), "PREREQS_POLICY_RC_D": str(policy)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert not policy.exists()
