@@ -53,7 +53,8 @@ class Settings:
     max_bundle_files: int = field(default=200_000, metadata={
         "help": "Most files and folders a bundle may hold."})
     log_level: str = field(default="INFO", metadata={
-        "help": "Logging level: DEBUG, INFO, WARNING or ERROR."})
+        "help": "Logging level: DEBUG, INFO, WARNING or ERROR (serve and mdns log to stderr, other commands to "
+                "HOME/log/airlock.log)."})
     # devices (server/devices/)
     checkin_interval: int = field(default=300, metadata={
         "help": "Seconds between a device's check-ins, told to each device in every answer; a device is "
