@@ -32,6 +32,8 @@ def bind_database(settings: Settings, read_only: bool = False):
     if current is not None and getattr(current, "airlock_path", None) == settings.database_path \
             and (read_only or not current.airlock_read_only):
         return current
+    if current is not None and getattr(current, "airlock_read_only", False):
+        current.close()  # a read-only one has no background thread to disturb
     db = open_database(settings.database_path, read_only=read_only)
     db.airlock_path, db.airlock_read_only = settings.database_path, read_only
     database.initialize(db)
