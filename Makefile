@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.airlock-installed
 
-.PHONY: demo test bench fuzz clean venv
+.PHONY: demo test prereqs bench fuzz clean venv
 
 venv: $(STAMP)
 
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m appliance.demo
 
-test: $(STAMP)
+# the tools the suite runs (nginx, avahi, chromium, strace...) first: as root
+# they are installed with apt, otherwise one line names them; then the venv
+test: prereqs
+	@$(MAKE) --no-print-directory venv
 	$(BIN)/python -m pytest -q
+
+prereqs:
+	@sh tests/prereqs.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run

@@ -6,38 +6,62 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 import click
 
+from appliance.access import explain_denied
+from appliance.logs import CommandLog
 from appliance.render import current_operator
 from server import bind_database
 from server.db import DatabaseError, check_schema
-from server.settings import SETTINGS, load_settings
+from server.settings import SETTINGS, Settings, load_settings
 from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
 
 
+# commands that run as services: they log to stderr (journald), the others
+# to HOME/log/airlock.log (appliance/logs.py)
+SERVICES = ("serve", "mdns")
+# commands that only read the database: it is opened read-only for them
+READ_ONLY = frozenset({
+    "repo list", "repo show", "devices list", "devices show", "devices auto-accept list", "releases list",
+    "reports list", "reports show", "discovery list", "audit verify", "audit list", "keys show",
+    "status", "alerts", "users list",
+})
+
+
 class Context:
-    def __init__(self, home: str | None, overrides: dict):
+    def __init__(self, home: str | None, overrides: dict, log: CommandLog | None = None):
         self.home = home
         self.overrides = overrides
-        self._settings = None
+        self.log = log
+        self.read_only = False
+        self._settings: Settings | None = None
 
     @property
-    def settings(self):
+    def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.home, self.overrides)
+            if self.log is not None:
+                self.log.settle(self._settings)
         return self._settings
 
     def database(self):
-        if not self.settings.database_path.exists():
-            raise AirlockError(f"no appliance database at {self.settings.database_path}: run `airlock init` "
+        """The appliance's database, opened read-only for the commands in
+        READ_ONLY, so that a user who may read the home can run them."""
+        path = self.settings.database_path
+        denied = explain_denied(path)
+        if denied:
+            raise AirlockError(denied)
+        if not path.exists():
+            raise AirlockError(f"no appliance database at {path}: run `airlock init` "
                                "first, or point --home (or AIRLOCK_HOME) at the appliance's folder")
-        db = bind_database(self.settings)
+        current = click.get_current_context(silent=True)
+        self.read_only = current is not None and current.command_path.removeprefix("airlock ") in READ_ONLY
+        db = bind_database(self.settings, read_only=self.read_only)
         check_schema(db)
         return db
 
@@ -45,14 +69,19 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+HOME_HELP = "Appliance state folder (env AIRLOCK_HOME, default /var/lib/airlock)."
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", envvar="AIRLOCK_HOME", default=None, metavar="DIR",
-              help="Appliance state folder (env AIRLOCK_HOME, default /var/lib/airlock).")
+@click.option("--home", envvar="AIRLOCK_HOME", default=None, metavar="DIR", help=HOME_HELP)
 @click.version_option(package_name="airlock")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None) -> None:
     """Airlock: TUF update appliance for air-gapped plants."""
-    ctx.obj = Context(home, {})
+    log = ctx.obj if isinstance(ctx.obj, CommandLog) else None  # from main()
+    if log is not None:
+        log.service = ctx.invoked_subcommand in SERVICES
+    ctx.obj = Context(home, {}, log)
 
 
 @cli.command()
@@ -210,11 +239,45 @@ from appliance.cli_export import register as _register_export; _register_export(
 from appliance.cli_users import register as _register_users; _register_users(cli)  # noqa: E402,E702,I001
 
 
+def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(Context).home = value
+
+
+def accept_home_everywhere(group: click.Group) -> None:
+    """Let ``--home DIR`` follow any subcommand, nested or not (``airlock
+    devices list --home DIR``), as well as precede it: people type it where
+    they think of it.  The last one given wins."""
+    for command in group.commands.values():
+        if not any(p.name == "home" for p in command.params):
+            command.params.append(click.Option(["--home"], metavar="DIR", expose_value=False, help=HOME_HELP,
+                                               callback=_home_given_here))
+        if isinstance(command, click.Group):
+            accept_home_everywhere(command)
+
+
+accept_home_everywhere(cli)  # after every command is registered
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("AIRLOCK_LOG_LEVEL", "WARNING").upper(),
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log = CommandLog(service=False).install()
     try:
-        cli.main(args=argv, prog_name="airlock", standalone_mode=False)
+        return _run(argv, log)
+    finally:
+        log.close()
+
+
+def _run(argv: list[str] | None, log: CommandLog) -> int:
+    click_ctx = None
+    try:
+        click_ctx = cli.make_context("airlock", list(sys.argv[1:] if argv is None else argv), obj=log)
+        with click_ctx:
+            cli.invoke(click_ctx)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return exc.exit_code
+    except (EOFError, KeyboardInterrupt):
+        click.echo("airlock: aborted", err=True)
+        return 1
     except AirlockError as exc:
         click.echo(f"airlock: error: {exc}", err=True)
         return 1
@@ -225,13 +288,27 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except OSError as exc:
-        click.echo(f"airlock: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        denied = isinstance(exc, PermissionError) and exc.filename and explain_denied(Path(exc.filename))
+        click.echo(f"airlock: error: {denied or ''}" if denied else
+                   f"airlock: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         return 1
     except DatabaseError as exc:
-        click.echo(f"airlock: error: the database cannot be used ({exc}); check the appliance home's "
-                   "permissions and free space, then `airlock init` to upgrade it", err=True)
+        ctx = click_ctx.obj if click_ctx is not None else None
+        click.echo(f"airlock: error: {_database_error(exc, ctx if isinstance(ctx, Context) else None)}", err=True)
         return 1
     return 0
+
+
+def _database_error(exc: DatabaseError, ctx: Context | None) -> str:
+    """Name the file or folder that is in the way when SQLite may not write
+    (it only says "attempt to write a readonly database")."""
+    if ctx is not None and ctx._settings is not None and not ctx.read_only:
+        db = ctx._settings.database_path
+        denied = explain_denied(db, write=True) or explain_denied(Path(f"{db}-wal"), write=True)
+        if denied:
+            return denied
+    return (f"the database cannot be used ({exc}); check the appliance home's "
+            "permissions and free space, then `airlock init` to upgrade it")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@ Runs the very commands a vendor and plant IT would type (each is printed
 before it runs), in the scratch folder ``./demo``: ``airlock-sign`` builds
 and signs a repository and writes a bundle; ``airlock`` is initialised, the
 root pinned by fingerprint, the bundle imported; then ``airlock serve``
-listens on 127.0.0.1 until Ctrl-C.
+listens on 127.0.0.1 until Ctrl-C.  While it serves, ``demo/.lock`` is
+held, and a second ``make demo`` is refused instead of wiping the folder
+from under the server.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import shutil
@@ -19,6 +22,7 @@ from pathlib import Path
 
 SCRATCH = Path(os.environ.get("AIRLOCK_DEMO_DIR", "demo")).resolve()
 BIN = Path(sys.executable).parent
+LOCK = ".lock"  # held while a demo runs from SCRATCH
 
 FETCH_SCRIPT = '''"""Fetch and verify a target like a device would, with python-tuf."""
 import sys
@@ -65,10 +69,33 @@ def free_port(preferred: int = 8080) -> int:
             return s.getsockname()[1]
 
 
+def hold_scratch_lock() -> int:
+    """Lock ``demo/.lock`` for as long as this demo
+    (and the `airlock serve` it becomes) runs, or exit naming the demo that
+    holds it: wiping the folder would pull the keys and home from under a
+    running server."""
+    SCRATCH.mkdir(exist_ok=True)
+    fd = os.open(SCRATCH / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        sys.exit(f"demo: a demo is already running from {SCRATCH} (pid {holder or '?'}): stop it (Ctrl-C) first, "
+                 f"or run this one elsewhere with AIRLOCK_DEMO_DIR=OTHER_FOLDER make demo")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.set_inheritable(fd, True)  # `airlock serve` (exec'd below) keeps holding it
+    return fd
+
+
 def main() -> None:
-    if SCRATCH.exists():
-        shutil.rmtree(SCRATCH)
-    SCRATCH.mkdir()
+    hold_scratch_lock()
+    for old in SCRATCH.iterdir():  # the last demo's, all but the lock
+        if old.name != LOCK:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
     sign, airlock = BIN / "airlock-sign", BIN / "airlock"
     secret = SCRATCH / "passphrase"
     secret.write_text("demo vendor passphrase\n")

@@ -20,8 +20,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["create_app", "Settings", "load_settings"]
 
 
-def bind_database(settings: Settings):
-    """Point the models at this appliance's database (connects lazily).
+def bind_database(settings: Settings, read_only: bool = False):
+    """Point the models at this appliance's database (connects lazily);
+    ``read_only`` for commands that only read.
 
     Binding the database that is already bound keeps the same object: a
     background thread (device maintenance) in the middle of a transaction on
@@ -29,9 +30,13 @@ def bind_database(settings: Settings):
     process opens the appliance again (the CLI run in-process, a second app).
     """
     current = database.obj
-    if current is not None and current.database == str(settings.database_path):
+    if current is not None and getattr(current, "airlock_path", None) == settings.database_path \
+            and (read_only or not current.airlock_read_only):
         return current
-    db = open_database(settings.database_path)
+    if current is not None and getattr(current, "airlock_read_only", False):
+        current.close()  # a read-only one has no background thread to disturb
+    db = open_database(settings.database_path, read_only=read_only)
+    db.airlock_path, db.airlock_read_only = settings.database_path, read_only
     database.initialize(db)
     return db
 

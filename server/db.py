@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import urllib.parse
 from importlib import resources
 from pathlib import Path
 
@@ -42,12 +43,38 @@ class SchemaError(AirlockError):
 MIN_SQLITE = (3, 35)  # UPDATE ... FROM and RETURNING (the check-in group commit)
 
 
-def open_database(path: Path) -> SqliteDatabase:
-    """A peewee database for ``path``; connects lazily, on first use."""
+def open_database(path: Path, read_only: bool = False) -> SqliteDatabase:
+    """A peewee database for ``path``; connects lazily, on first use.
+
+    ``read_only``: for commands that only read, so that a user who may read
+    the home but not write it can run them (no journal_mode pragma, which
+    writes)."""
     if sqlite3.sqlite_version_info < MIN_SQLITE:
         raise SchemaError(f"Airlock needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this Python's is "
                           f"{sqlite3.sqlite_version}: use a Python built against a newer SQLite (Debian 12 has 3.40)")
+    if read_only:
+        pragmas = {k: v for k, v in PRAGMAS.items() if k != "journal_mode"}
+        return SqliteDatabase(_read_only_uri(path), pragmas=pragmas, autoconnect=True, uri=True)
     return SqliteDatabase(str(path), pragmas=PRAGMAS, autoconnect=True)
+
+
+def _read_only_uri(path: Path) -> str:
+    """``mode=ro``; or, when SQLite cannot read a WAL database that way (no
+    ``-shm`` file, which a reader may not create) and no write is pending
+    in a ``-wal`` file, ``immutable=1``: with no -wal, the database file
+    holds every committed write."""
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+    try:
+        con = sqlite3.connect(uri, uri=True)
+        try:
+            con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return uri
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        if Path(f"{path}-wal").exists():
+            return uri  # let the real connection report it
+        return uri + "&immutable=1"
 
 
 def available_migrations() -> list[tuple[int, str, str]]:

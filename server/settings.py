@@ -1,23 +1,28 @@
 """Settings: one registry with help text, loaded in layers.
 
-Defaults, then ``<home>/airlock.toml``, then ``AIRLOCK_*`` environment
-variables, then command-line flags (applied by the caller).  Validated once,
-at start-up; a bad value stops the process with a message naming it.
+Defaults, then ``<home>/airlock.toml`` (or ``/etc/airlock/airlock.toml``),
+then ``AIRLOCK_*`` environment variables, then command-line flags (applied
+by the caller).  Validated once, at start-up; a bad value, an unknown key
+or an unknown ``AIRLOCK_*`` variable stops the process with a message
+naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from signing.exceptions import AirlockError
 
 DEFAULT_HOME = "/var/lib/airlock"
+SYSTEM_TOML = Path("/etc/airlock/airlock.toml")  # read when the home holds no airlock.toml
 # RFC 6335 service name (1-15 letters, digits, hyphens), then the protocol
 _SERVICE_TYPE = re.compile(r"^_[A-Za-z0-9](?:[A-Za-z0-9-]{0,13}[A-Za-z0-9])?\._(?:tcp|udp)\.local\.$")
 
@@ -48,7 +53,8 @@ class Settings:
     max_bundle_files: int = field(default=200_000, metadata={
         "help": "Most files and folders a bundle may hold."})
     log_level: str = field(default="INFO", metadata={
-        "help": "Logging level: DEBUG, INFO, WARNING or ERROR."})
+        "help": "Logging level: DEBUG, INFO, WARNING or ERROR (serve and mdns log to stderr, other commands to "
+                "HOME/log/airlock.log)."})
     # devices (server/devices/)
     checkin_interval: int = field(default=300, metadata={
         "help": "Seconds between a device's check-ins, told to each device in every answer; a device is "
@@ -218,37 +224,91 @@ class Settings:
 
 SETTINGS = {f.name: f for f in dataclasses.fields(Settings)}
 
+# AIRLOCK_* variables that are not settings of the appliance, so that every
+# other one can be checked: a misspelt setting must not be silently ignored.
+ENVIRONMENT_NOT_SETTINGS = {
+    "AIRLOCK_SIGN_PASSPHRASE": "airlock-sign's key passphrase",
+    "AIRLOCK_DEMO_DIR": "the scratch folder of `make demo`",
+    "AIRLOCK_TEST_CACHE": "the test suite's download cache",
+    # what airlock-agent hands its install hook (docs/agent.md)
+    "AIRLOCK_TARGET": "the agent's install hook: target path",
+    "AIRLOCK_VERSION": "the agent's install hook: version",
+    "AIRLOCK_RELEASE_ID": "the agent's install hook: release id",
+    "AIRLOCK_REPOSITORY": "the agent's install hook: repository",
+}
+# airlock-agent's settings (agent/config.py checks those)
+AGENT_PREFIX = "AIRLOCK_AGENT_"
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse an ``AIRLOCK_*`` variable that names no setting, as an unknown
+    key in airlock.toml is refused, naming the nearest setting."""
+    known = {f"AIRLOCK_{name.upper()}" for name in SETTINGS}
+    for variable in sorted(environ):
+        if (not variable.startswith("AIRLOCK_") or variable in known or variable in ENVIRONMENT_NOT_SETTINGS
+                or variable.startswith(AGENT_PREFIX)):
+            continue
+        shown = variable if variable.isprintable() and len(variable) <= 64 else repr(variable[:64])
+        near = _nearest(variable.removeprefix("AIRLOCK_").lower(), SETTINGS)
+        hint = f"did you mean AIRLOCK_{near.upper()}? " if near else ""
+        raise SettingsError(f"environment: {shown} is not a setting; {hint}unset it "
+                            "(settings are listed by `airlock settings` and in docs/operator-guide.md)")
+
 
 def _coerce(name: str, value, source: str):
     kind = SETTINGS[name].type
     try:
+        if isinstance(value, (list, dict)):
+            raise ValueError
         if kind in ("Path", Path):
             return Path(value)
         if kind in ("int", int):
-            if isinstance(value, bool):
+            if isinstance(value, (bool, float)):
                 raise ValueError
             return int(value)
         return str(value)
     except (TypeError, ValueError):
-        raise SettingsError(f"{source}: {name} = {value!r} is not a valid {kind}") from None
+        what = "a whole number" if kind in ("int", int) else f"a valid {kind}"
+        raise SettingsError(f"{source}: {name} = {repr(value)[:80]} is not {what}") from None
+
+
+def _nearest(name: str, candidates) -> str | None:
+    """The candidate most like ``name``, if any is alike."""
+    near = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return near[0] if near else None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    values = {}
+    for key, value in data.items():
+        if key == "home":
+            raise SettingsError(f"{path}: home cannot be set in the file that lives in it; use --home or AIRLOCK_HOME")
+        if key not in SETTINGS:
+            near = _nearest(key, SETTINGS)
+            hint = f"did you mean {near}? " if near else ""
+            raise SettingsError(f"{path}: unknown setting {key!r}; {hint}see `airlock settings` or "
+                                "docs/operator-guide.md")
+        values[key] = _coerce(key, value, str(path))
+    return values
 
 
 def load_settings(home: str | Path | None = None, overrides: dict | None = None,
-                  environ: dict | None = None) -> Settings:
-    """Build validated settings: defaults < airlock.toml < AIRLOCK_* < overrides."""
+                  environ: Mapping[str, str] | None = None, system_toml: Path = SYSTEM_TOML) -> Settings:
+    """Build validated settings: defaults < airlock.toml < AIRLOCK_* < overrides.
+
+    The file is ``HOME/airlock.toml``, or ``system_toml`` when the home has none."""
     environ = os.environ if environ is None else environ
+    check_environment(environ)
     home_path = Path(home or environ.get("AIRLOCK_HOME") or DEFAULT_HOME)
     values: dict = {"home": home_path}
-    toml_path = home_path / "airlock.toml"
-    if toml_path.exists():
-        try:
-            data = tomllib.loads(toml_path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"{toml_path}: not valid TOML ({exc})") from None
-        for key, value in data.items():
-            if key not in SETTINGS or key == "home":
-                raise SettingsError(f"{toml_path}: unknown setting {key!r}; see docs/operator-guide.md")
-            values[key] = _coerce(key, value, str(toml_path))
+    for toml_path in (home_path / "airlock.toml", system_toml):
+        if toml_path.exists():
+            values.update(_read_toml(toml_path))
+            break
     for name in SETTINGS:
         env = environ.get(f"AIRLOCK_{name.upper()}")
         if env is not None and name != "home":

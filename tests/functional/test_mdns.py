@@ -4,7 +4,7 @@ agent's functions, and Debian's avahi-daemon as an independent peer.  No
 multicast ever reaches the machine's real interfaces.
 
 These tests fail, never skip, when unshare, ip or avahi are missing:
-.ci/run installs them."""
+`make test` installs them (tests/prereqs.sh)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ SNIPPET = Path(__file__).resolve().parents[2] / "docs" / "nginx-airlock.conf"
 def nginx(home, tmp_path):
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
-        pytest.fail("nginx is needed for this test: .ci/run installs nginx-light")
+        pytest.fail("nginx is needed for this test: `make test` installs it (tests/prereqs.sh)")
     port = free_port()
     prefix = tmp_path / "nginx"
     prefix.mkdir()

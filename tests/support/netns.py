@@ -43,9 +43,9 @@ publish-workstation=no
 # --- the pytest side -------------------------------------------------------
 
 def require(*commands: str) -> None:
-    """Fail (never skip) when a tool the mDNS tests need is missing: .ci/run installs them."""
+    """Fail (never skip) when a tool the mDNS tests need is missing: `make test` installs them (tests/prereqs.sh)."""
     missing = [c for c in commands if shutil.which(c) is None]
-    assert not missing, f"mDNS tests need {missing} (apt-get install iproute2 util-linux avahi-daemon avahi-utils dbus)"
+    assert not missing, f"mDNS tests need {missing} (run `sh tests/prereqs.sh` as root; `make test` does)"
     assert os.geteuid() == 0, "mDNS tests need root for a private network namespace (unshare -n)"
 
 

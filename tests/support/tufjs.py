@@ -19,7 +19,7 @@ def ensure_tufjs() -> Path:
     if marker.exists() and json.loads(marker.read_text())["version"] == TUF_JS_VERSION:
         return CACHE
     if shutil.which("node") is None or shutil.which("npm") is None:
-        raise RuntimeError("node and npm are needed for the tuf-js tests: .ci/run installs them")
+        raise RuntimeError("node and npm are needed for the tuf-js tests: `make test` installs them (tests/prereqs.sh)")
     CACHE.mkdir(parents=True, exist_ok=True)
     (CACHE / "package.json").write_text(json.dumps({"name": "airlock-tufjs-cache", "private": True, "type": "module"}))
     subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", f"tuf-js@{TUF_JS_VERSION}"],

@@ -43,3 +43,10 @@ def test_readme_links_exist():
     assert "make demo" in readme and "make test" in readme
     for link in re.findall(r"\]\((docs/[^)]+)\)", readme):
         assert (ROOT / link).exists(), link
+
+
+def test_every_airlock_variable_that_is_no_setting_is_documented():
+    from server.settings import AGENT_PREFIX, ENVIRONMENT_NOT_SETTINGS
+
+    for name in [*ENVIRONMENT_NOT_SETTINGS, AGENT_PREFIX + "*"]:
+        assert f"`{name}`" in GUIDE, f"docs/operator-guide.md does not say that {name} is no setting"

@@ -25,7 +25,7 @@ def unit_copy(tmp_path) -> Path:
 
 def test_unit_verifies(unit_copy):
     tool = shutil.which("systemd-analyze")
-    assert tool, "systemd-analyze is needed: .ci/run installs systemd"
+    assert tool, "systemd-analyze is needed: `make test` installs it (tests/prereqs.sh)"
     proc = subprocess.run([tool, "verify", "--man=no", str(unit_copy)], capture_output=True, text=True)
     problems = [l for l in proc.stderr.splitlines()
                 if "airlock.service" in l and ("Unknown" in l or "Failed" in l or "Invalid" in l)]

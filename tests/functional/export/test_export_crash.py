@@ -20,8 +20,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import run_airlock, sign_cli
 
 SYSCALLS = ["fsync", "fdatasync", "rename", "renameat", "renameat2", "unlink", "unlinkat"]
@@ -68,8 +66,8 @@ def check_stick_and_records(home: Path, usb: Path, key: Path, first: int) -> lis
     return sequences
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (.ci/run installs it)")
 def test_export_killed_at_every_step_recovers(site, tmp_path):
+    assert shutil.which("strace"), "needs strace: run `sh tests/prereqs.sh` as root (`make test` does)"
     key = site.appliance_pub()
     con = site.db()
     first = con.execute("SELECT COALESCE(MAX(sequence), 0) + 1 FROM export_record").fetchone()[0]

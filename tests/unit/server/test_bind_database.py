@@ -12,6 +12,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+import peewee
+import pytest
+
 from server import bind_database
 from server.devices.writes import writing
 from server.models import database
@@ -72,3 +75,24 @@ def test_an_sqlite_too_old_for_the_checkin_statements_is_one_clear_line(home, mo
     r = run_airlock(home, "devices", "list")
     assert r.code != 0 and "needs SQLite 3.35 or newer" in r.err and "3.31.1" in r.err, r.err
     assert r.err.count("\n") == 1
+
+
+def test_read_only_binds_reuse_a_writable_database_and_a_write_gets_one(tmp_path):
+    """A read-only command after a write one keeps the writable object (and
+    any thread inside it); a write after a read-only one gets a writable one."""
+    from tests.conftest import run_airlock
+
+    fresh = tmp_path / "fresh"
+    assert run_airlock(fresh, "init").code == 0
+    settings = load_settings(fresh, environ={})
+    database.obj.close()
+    database.initialize(None)
+    read_only = bind_database(settings, read_only=True)
+    assert read_only.execute_sql("SELECT count(*) FROM schema_migration").fetchone()[0] > 0
+    with pytest.raises(peewee.OperationalError, match="readonly"):
+        read_only.execute_sql("CREATE TABLE nope (x)")
+    writable = bind_database(settings)
+    assert writable is not read_only
+    writable.execute_sql("CREATE TABLE yes (x)")
+    assert bind_database(settings, read_only=True) is writable
+    writable.close()
