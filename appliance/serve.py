@@ -30,7 +30,8 @@ class AirlockServer(BaseApplication):
         for key, value in {
             "bind": [s.bind],
             "workers": s.worker_count,
-            "worker_class": "gthread",
+            # gthread, with a deadline for the header block (see serve_worker.py)
+            "worker_class": "appliance.serve_worker.HeaderDeadlineWorker",
             "threads": s.threads,
             "timeout": 60,  # s without a heartbeat, not a cap on a download
             "graceful_timeout": 30,

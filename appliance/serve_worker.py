@@ -1,0 +1,146 @@
+"""gunicorn's gthread worker, with a deadline for a request's header block.
+
+gunicorn's gthread worker hands every accepted connection to a thread, and
+that thread then blocks until the request line and headers have arrived: a
+client that sends half a request line (or, for its first five seconds,
+nothing) and waits holds the thread until it closes.  Sixty such connections
+from any host on the LAN kept an `airlock serve` of 1 x 4 threads from
+answering anything (tests/functional/test_slow_clients.py).
+
+This worker reads the header block itself, without a thread: an accepted
+(or kept-alive) connection waits in the worker's poller, non-blocking, and
+collects what arrives until the blank line that ends the headers.  Only then
+does it go to a thread, with those bytes handed to gunicorn's parser.  A
+connection whose header block is not complete ``header_timeout`` seconds
+after it was accepted (or became readable again after a kept-alive request)
+is closed, however it trickles; one whose header block grows past
+``MAX_HEADER_BYTES`` gets a 431 answer and is closed.  Memory stays bounded:
+at most ``worker_connections`` connections per worker, each holding at most
+``MAX_HEADER_BYTES``.
+
+TLS connections (none today: `airlock serve` speaks plain HTTP) go to a
+thread as gunicorn does it, since their bytes are records, not headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import time
+from functools import partial
+from typing import Any
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HEADER_TIMEOUT = 10.0  # seconds, when the app carries no settings
+MAX_HEADER_BYTES = 32 * 1024  # bytes of request line and headers; gunicorn's own limits are checked after
+_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+
+
+def header_complete(head: bytes | bytearray) -> bool:
+    """True when ``head`` holds a whole request line and header block (up to
+    the blank line that ends it; an empty line before the request line, as
+    RFC 9112 allows, does not count)."""
+    return b"\r\n\r\n" in bytes(head).lstrip(b"\r\n")
+
+
+class HeaderDeadlineWorker(ThreadWorker):
+    """A gthread worker that gives a connection a thread only once its
+    header block has arrived, and closes it when that takes too long."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = getattr(self.app, "settings", None)
+        self.header_timeout = float(getattr(settings, "header_timeout", DEFAULT_HEADER_TIMEOUT))  # seconds
+        # connection -> monotonic deadline; insertion order is deadline order
+        # (every deadline is its start plus the same timeout)
+        self.awaiting_headers: dict[TConn, float] = {}
+
+    # Every way into a thread (accepted, kept-alive and readable again,
+    # pipelined bytes left over) comes through here.
+    def enqueue_req(self, conn: TConn) -> None:
+        if getattr(conn, "header_ready", False) or self.cfg.is_ssl or conn.is_http2:
+            conn.header_ready = False
+            super().enqueue_req(conn)
+            return
+        # bytes of the next request a kept-alive connection already sent
+        early = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+        conn.header = bytearray(early)
+        if header_complete(conn.header):
+            self._dispatch(conn)
+            return
+        conn.sock.setblocking(False)
+        self.awaiting_headers[conn] = time.monotonic() + self.header_timeout
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_header_bytes, conn))
+
+    def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
+        # A kept-alive connection with a new request coming: read its header
+        # block here too, read what is there at once.
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self.enqueue_req(conn)
+
+    def _on_header_bytes(self, conn: TConn, _sock: Any) -> None:
+        try:
+            chunk = conn.sock.recv(MAX_HEADER_BYTES - len(conn.header))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close_awaiting(conn)
+            return
+        if not chunk:  # the client went away
+            self._close_awaiting(conn)
+            return
+        conn.header += chunk
+        if header_complete(conn.header):
+            del self.awaiting_headers[conn]
+            self.poller.unregister(conn.sock)
+            self._dispatch(conn)
+        elif len(conn.header) >= MAX_HEADER_BYTES:
+            try:
+                conn.sock.send(_TOO_LARGE)
+            except OSError:
+                pass
+            self._close_awaiting(conn)
+
+    def _dispatch(self, conn: TConn) -> None:
+        conn.header_ready = True
+        conn.data_ready = True  # gunicorn's worker must not wait for data again
+        super().enqueue_req(conn)
+
+    def _close_awaiting(self, conn: TConn) -> None:
+        self.awaiting_headers.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self) -> None:
+        """Also close the connections whose header block is late (called by
+        gunicorn's loop at least once a second)."""
+        super().murder_pending()
+        now = time.monotonic()
+        late = []
+        for conn, deadline in self.awaiting_headers.items():
+            if deadline > now:
+                break
+            late.append(conn)
+        for conn in late:
+            logger.debug("closed a connection from %s: no complete request header within %g s",
+                         conn.client, self.header_timeout)
+            self._close_awaiting(conn)
+
+    def handle(self, conn: TConn) -> Any:
+        """In the thread: give gunicorn's parser the header bytes read so far."""
+        header = getattr(conn, "header", b"")
+        if header:
+            conn.header = bytearray()
+            conn.sock.setblocking(True)
+            conn.init()
+            conn.parser.unreader.unread(bytes(header))
+        return super().handle(conn)
+

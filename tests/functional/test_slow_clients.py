@@ -1,0 +1,114 @@
+"""Slow and silent clients cannot stop the plant's updates (issue 8, defect 15).
+
+A real `airlock serve` with one worker of four threads, no front: many more
+connections than threads send half a request line, trickle one byte at a time
+or send nothing at all.  Metadata polls, a device check-in and /healthz are
+still answered (each request with a socket timeout of a few seconds), and the
+server closes every slow connection after ``header_timeout``.  Every wait is
+bounded; nothing asserts a wall-clock time of the server's own.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.request
+
+from tests.conftest import pin
+from tests.functional.devices.client import ApiClient, SimDevice
+from tests.support.server import airlock_server
+
+TOKEN = "commissioning-sheet-token-4711"
+HEADER_TIMEOUT = 4  # seconds, written to the home's airlock.toml
+THREADS = 4
+SLOW = 60  # half a request line, then silence
+SILENT = 60  # connect, send nothing
+TRICKLING = 10  # one byte every TRICKLE_EVERY seconds: never a whole header block
+TRICKLE_EVERY = 0.3  # seconds
+MARGIN = 10  # seconds past the deadline a slow connection may stay open in this test
+PROMPT = 5  # seconds a request may take while the slow ones are held
+
+
+def _connect(port: int, first: bytes) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=PROMPT)
+    if first:
+        s.sendall(first)
+    return s
+
+
+def _closed_by_server(s: socket.socket, until: float) -> bool:
+    """True when the server closed ``s`` (EOF or reset) before ``until``
+    (monotonic); False when it was still open then or sent an HTTP answer."""
+    s.settimeout(max(0.1, until - time.monotonic()))
+    try:
+        return s.recv(1024) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_slow_and_silent_connections_neither_starve_polls_nor_stay_open(airlock, sim, home, tmp_path):
+    pin(airlock, sim, tmp_path)
+    sim.add_target("fw/a.bin", b"A" * 1024)
+    sim.publish()
+    assert airlock("import", sim.write_bundle(tmp_path / "usb")).code == 0
+    (tmp_path / "token").write_text(TOKEN)
+    assert airlock("devices", "auto-accept", "add", "--hardware", "plc-x", "--token-file", tmp_path / "token").code == 0
+    (home / "airlock.toml").write_text(f"header_timeout = {HEADER_TIMEOUT}\n")
+
+    with airlock_server(home, workers=1, threads=THREADS) as base:
+        port = int(base.rsplit(":", 1)[1])
+        device = SimDevice("slow-clients-1")
+        client = ApiClient(base, timeout=PROMPT)
+        r = client.post("/api/v1/enroll", device.enrollment(enrollment_token=TOKEN))
+        assert r.status == 200, r.json
+        device.token = r.json["token"]
+        client.close()
+
+        opened = time.monotonic()
+        slow = [_connect(port, b"GET /repos/acme/metadata/timestamp.json HT") for _ in range(SLOW)]
+        silent = [_connect(port, b"") for _ in range(SILENT)]
+        trickling = [_connect(port, b"G") for _ in range(TRICKLING)]
+        stop = threading.Event()
+
+        def trickle() -> None:
+            # bounded: at most (deadline + margin) / TRICKLE_EVERY rounds
+            for _ in range(int((HEADER_TIMEOUT + MARGIN) / TRICKLE_EVERY)):
+                if stop.wait(TRICKLE_EVERY):
+                    return
+                for s in trickling:
+                    try:
+                        s.send(b"E")
+                    except OSError:  # cut by the server: what the test wants
+                        pass
+
+        trickler = threading.Thread(target=trickle)
+        trickler.start()
+        try:
+            # The plant's traffic, while all of them are held open
+            for _ in range(3):
+                with urllib.request.urlopen(f"{base}/repos/acme/metadata/timestamp.json", timeout=PROMPT) as r:
+                    assert r.status == 200
+                    assert b'"timestamp"' in r.read()
+                with urllib.request.urlopen(f"{base}/healthz", timeout=PROMPT) as r:
+                    assert r.status == 200
+            client = ApiClient(base, timeout=PROMPT)
+            r = client.post("/api/v1/checkin", {"firmware": "1.0.0", "metrics": {"uptime_s": 5}}, device.auth())
+            assert r.status == 200, r.json
+            client.close()
+
+            # ... and every held connection is closed by the server after the deadline
+            until = opened + HEADER_TIMEOUT + MARGIN
+            still_open = [i for i, s in enumerate(slow + silent + trickling) if not _closed_by_server(s, until)]
+            assert not still_open, f"{len(still_open)} slow connections still open {HEADER_TIMEOUT + MARGIN} s on"
+        finally:
+            stop.set()
+            trickler.join(timeout=10)
+            for s in slow + silent + trickling:
+                s.close()
+
+        # nothing of them is left holding a thread
+        with urllib.request.urlopen(f"{base}/healthz", timeout=PROMPT) as r:
+            assert r.status == 200
