@@ -9,14 +9,20 @@ answering anything (tests/functional/test_slow_clients.py).
 
 This worker reads the header block itself, without a thread: an accepted
 (or kept-alive) connection waits in the worker's poller, non-blocking, and
-collects what arrives until the blank line that ends the headers.  Only then
-does it go to a thread, with those bytes handed to gunicorn's parser.  A
-connection whose header block is not complete ``header_timeout`` seconds
-after it was accepted (or became readable again after a kept-alive request)
-is closed, however it trickles; one whose header block grows past
+collects what arrives until the blank line that ends the headers, and then
+a body of up to ``MAX_BODY_BYTES`` announced by ``Content-Length`` (a
+check-in, an enrollment).  Only then does it go to a thread, with those
+bytes handed to gunicorn's parser.  A connection whose header block (and
+small body) is not complete ``header_timeout`` seconds after it was
+accepted (or became readable again after a kept-alive request) is closed,
+however it trickles; one whose header block grows past
 ``MAX_HEADER_BYTES`` gets a 431 answer and is closed.  Memory stays bounded:
 at most ``worker_connections`` connections per worker, each holding at most
-``MAX_HEADER_BYTES``.
+``MAX_HEADER_BYTES + MAX_BODY_BYTES``.
+
+Larger or chunked bodies, and requests that ask for ``100 Continue``, are
+read by the thread as gunicorn does it: such a body that stalls still holds
+its thread (docs/hostile-cases.md).
 
 TLS connections (none today: `airlock serve` speaks plain HTTP) go to a
 thread as gunicorn does it, since their bytes are records, not headers.
@@ -36,14 +42,45 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds, when the app carries no settings
 MAX_HEADER_BYTES = 32 * 1024  # bytes of request line and headers; gunicorn's own limits are checked after
+MAX_BODY_BYTES = 16 * 1024  # bytes of a Content-Length body read before a thread is given
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 
+def header_end(head: bytes | bytearray) -> int | None:
+    """Where the header block in ``head`` ends (the offset just past the
+    blank line), or None while it is incomplete.  Empty lines before the
+    request line (RFC 9112 allows one) do not end it."""
+    data = bytes(head)
+    start = len(data) - len(data.lstrip(b"\r\n"))
+    end = data.find(b"\r\n\r\n", start)
+    return None if end < 0 else end + 4
+
+
 def header_complete(head: bytes | bytearray) -> bool:
-    """True when ``head`` holds a whole request line and header block (up to
-    the blank line that ends it; an empty line before the request line, as
-    RFC 9112 allows, does not count)."""
-    return b"\r\n\r\n" in bytes(head).lstrip(b"\r\n")
+    """True when ``head`` holds a whole request line and header block."""
+    return header_end(head) is not None
+
+
+def small_body_length(header: bytes) -> int:
+    """The bytes of body to read with ``header`` (a complete header block)
+    before a thread takes the request: its ``Content-Length`` when that is
+    one plain number up to ``MAX_BODY_BYTES`` and nothing else bears on the
+    body; otherwise 0, and the thread reads the body (gunicorn judges a
+    malformed one)."""
+    lengths = []
+    for line in header.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        name = name.strip().lower()
+        if not sep:
+            continue
+        if name in (b"transfer-encoding", b"expect"):  # chunked, or waiting for "100 Continue"
+            return 0
+        if name == b"content-length":
+            lengths.append(value.strip())
+    if len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 9:
+        return 0
+    length = int(lengths[0])
+    return length if length <= MAX_BODY_BYTES else 0
 
 
 class HeaderDeadlineWorker(ThreadWorker):
@@ -68,7 +105,8 @@ class HeaderDeadlineWorker(ThreadWorker):
         # bytes of the next request a kept-alive connection already sent
         early = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         conn.header = bytearray(early)
-        if header_complete(conn.header):
+        conn.header_needs = None  # total bytes to collect, once the header block is complete
+        if self._collected(conn):
             self._dispatch(conn)
             return
         conn.sock.setblocking(False)
@@ -83,8 +121,9 @@ class HeaderDeadlineWorker(ThreadWorker):
         self.enqueue_req(conn)
 
     def _on_header_bytes(self, conn: TConn, _sock: Any) -> None:
+        limit = conn.header_needs if conn.header_needs is not None else MAX_HEADER_BYTES
         try:
-            chunk = conn.sock.recv(MAX_HEADER_BYTES - len(conn.header))
+            chunk = conn.sock.recv(max(1, limit - len(conn.header)))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -94,16 +133,26 @@ class HeaderDeadlineWorker(ThreadWorker):
             self._close_awaiting(conn)
             return
         conn.header += chunk
-        if header_complete(conn.header):
+        if self._collected(conn):
             del self.awaiting_headers[conn]
             self.poller.unregister(conn.sock)
             self._dispatch(conn)
-        elif len(conn.header) >= MAX_HEADER_BYTES:
+        elif conn.header_needs is None and len(conn.header) >= MAX_HEADER_BYTES:
             try:
                 conn.sock.send(_TOO_LARGE)
             except OSError:
                 pass
             self._close_awaiting(conn)
+
+    @staticmethod
+    def _collected(conn: TConn) -> bool:
+        """True once the header block and any small body have arrived."""
+        if conn.header_needs is None:
+            end = header_end(conn.header)
+            if end is None:
+                return False
+            conn.header_needs = end + small_body_length(bytes(conn.header[:end]))
+        return len(conn.header) >= conn.header_needs
 
     def _dispatch(self, conn: TConn) -> None:
         conn.header_ready = True

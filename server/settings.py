@@ -41,9 +41,9 @@ class Settings:
         "help": "Threads per worker; each firmware download holds one for its whole length, so workers x "
                 "threads must exceed the downloads in flight (200 slow downloads starve polls at 2 x 32)."})
     header_timeout: int = field(default=10, metadata={
-        "help": "Seconds a client of `airlock serve` has to send a request's whole request line and headers, "
-                "from connecting (or from its next request on a kept-alive connection); slower connections are "
-                "closed, so they cannot hold the threads that answer devices."})
+        "help": "Seconds a client of `airlock serve` has to send a request's request line and headers (and a "
+                "body of up to 16 KiB), from connecting (or from its next request on a kept-alive connection); "
+                "slower connections are closed, so they cannot hold the threads that answer devices."})
     grace_period: int = field(default=7 * 86400, metadata={
         "help": "Seconds that superseded snapshot/targets metadata and removed targets stay served, so a "
                 "device in the middle of an update can finish."})

@@ -1,8 +1,8 @@
 """Slow and silent clients cannot stop the plant's updates (issue 8, defect 15).
 
 A real `airlock serve` with one worker of four threads, no front: many more
-connections than threads send half a request line, trickle one byte at a time
-or send nothing at all.  Metadata polls, a device check-in and /healthz are
+connections than threads send half a request line, trickle one byte at a time,
+send nothing at all, or send a check-in's headers and part of its body.  Metadata polls, a device check-in and /healthz are
 still answered (each request with a socket timeout of a few seconds), and the
 server closes every slow connection after ``header_timeout``.  Every wait is
 bounded; nothing asserts a wall-clock time of the server's own.
@@ -25,6 +25,7 @@ THREADS = 4
 SLOW = 60  # half a request line, then silence
 SILENT = 60  # connect, send nothing
 TRICKLING = 10  # one byte every TRICKLE_EVERY seconds: never a whole header block
+STALLED_BODY = 20  # whole header block of a check-in, then part of its body, then silence
 TRICKLE_EVERY = 0.3  # seconds
 MARGIN = 10  # seconds past the deadline a slow connection may stay open in this test
 PROMPT = 5  # seconds a request may take while the slow ones are held
@@ -71,6 +72,11 @@ def test_slow_and_silent_connections_neither_starve_polls_nor_stay_open(airlock,
         slow = [_connect(port, b"GET /repos/acme/metadata/timestamp.json HT") for _ in range(SLOW)]
         silent = [_connect(port, b"") for _ in range(SILENT)]
         trickling = [_connect(port, b"G") for _ in range(TRICKLING)]
+        stalled = [_connect(port, b"POST /api/v1/checkin HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                                  b"Authorization: Bearer " + device.token.encode() + b"\r\n"
+                                  b"Content-Length: 300\r\n\r\n{\"firmware\": ")
+                   for _ in range(STALLED_BODY)]
+        held = slow + silent + trickling + stalled
         stop = threading.Event()
 
         def trickle() -> None:
@@ -101,12 +107,12 @@ def test_slow_and_silent_connections_neither_starve_polls_nor_stay_open(airlock,
 
             # ... and every held connection is closed by the server after the deadline
             until = opened + HEADER_TIMEOUT + MARGIN
-            still_open = [i for i, s in enumerate(slow + silent + trickling) if not _closed_by_server(s, until)]
+            still_open = [i for i, s in enumerate(held) if not _closed_by_server(s, until)]
             assert not still_open, f"{len(still_open)} slow connections still open {HEADER_TIMEOUT + MARGIN} s on"
         finally:
             stop.set()
             trickler.join(timeout=10)
-            for s in slow + silent + trickling:
+            for s in held:
                 s.close()
 
         # nothing of them is left holding a thread

@@ -25,3 +25,29 @@ def test_a_header_timeout_below_one_second_is_refused():
 
     with pytest.raises(SettingsError, match="header_timeout must be at least 1"):
         Settings(header_timeout=0).validate()
+
+
+@pytest.mark.parametrize("header, length", [
+    (b"POST /api/v1/checkin HTTP/1.1\r\nHost: a\r\nContent-Length: 120\r\n\r\n", 120),
+    (b"POST / HTTP/1.1\r\ncontent-length:  7 \r\n\r\n", 7),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+    (b"POST / HTTP/1.1\r\nContent-Length: 16385\r\n\r\n", 0),  # past MAX_BODY_BYTES: the thread reads it
+    (b"POST / HTTP/1.1\r\nContent-Length: 16384\r\n\r\n", 16384),
+    (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 0),  # gunicorn judges these
+    (b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 0),
+    (b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", 0),
+    (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 0),
+    (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", 0),  # waits for our 100
+])
+def test_small_body_length(header, length):
+    from appliance.serve_worker import small_body_length
+
+    assert small_body_length(header) == length
+
+
+def test_header_end_is_just_past_the_blank_line():
+    from appliance.serve_worker import header_end
+
+    head = b"\r\nPOST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"
+    assert head[header_end(head):] == b"ok"
+    assert header_end(b"POST / HTTP/1.1\r\n") is None
