@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds, when the app carries no settings
 MAX_HEADER_BYTES = 32 * 1024  # bytes of request line and headers; gunicorn's own limits are checked after
 MAX_BODY_BYTES = 16 * 1024  # bytes of a Content-Length body read before a thread is given
+STOP_LINGER = 2.0  # seconds a stopping worker still waits for a header block already under way
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 
@@ -94,6 +95,7 @@ class HeaderDeadlineWorker(ThreadWorker):
         # connection -> monotonic deadline; insertion order is deadline order
         # (every deadline is its start plus the same timeout)
         self.awaiting_headers: dict[TConn, float] = {}
+        self.stop_linger_set = False
 
     # Every way into a thread (accepted, kept-alive and readable again,
     # pipelined bytes left over) comes through here.
@@ -170,9 +172,15 @@ class HeaderDeadlineWorker(ThreadWorker):
 
     def murder_pending(self) -> None:
         """Also close the connections whose header block is late (called by
-        gunicorn's loop at least once a second)."""
+        gunicorn's loop at least once a second, stopping or not)."""
         super().murder_pending()
         now = time.monotonic()
+        if not self.alive and not self.stop_linger_set:
+            # Stopping: idle connections must not hold the restart up for
+            # their whole header_timeout (gunicorn waits for every connection)
+            self.stop_linger_set = True
+            for conn, deadline in self.awaiting_headers.items():
+                self.awaiting_headers[conn] = min(deadline, now + STOP_LINGER)  # order kept
         late = []
         for conn, deadline in self.awaiting_headers.items():
             if deadline > now:

@@ -10,14 +10,18 @@ bounded; nothing asserts a wall-clock time of the server's own.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 
 from tests.conftest import pin
 from tests.functional.devices.client import ApiClient, SimDevice
-from tests.support.server import airlock_server
+from tests.support.server import airlock_server, free_port, wait_until_answers
 
 TOKEN = "commissioning-sheet-token-4711"
 HEADER_TIMEOUT = 4  # seconds, written to the home's airlock.toml
@@ -118,3 +122,35 @@ def test_slow_and_silent_connections_neither_starve_polls_nor_stay_open(airlock,
         # nothing of them is left holding a thread
         with urllib.request.urlopen(f"{base}/healthz", timeout=PROMPT) as r:
             assert r.status == 200
+
+
+def test_idle_connections_do_not_hold_up_a_stop(home):
+    """SIGTERM (systemctl stop or restart): gunicorn waits for every open
+    connection, up to its 30 s graceful timeout; connections still sending
+    (or not sending) a header block get a short linger, not their whole
+    header_timeout."""
+    (home / "airlock.toml").write_text("header_timeout = 120\n")
+    port = free_port()
+    env = dict(os.environ, AIRLOCK_HOME=str(home), AIRLOCK_MDNS_ENABLED="0")
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--bind", f"127.0.0.1:{port}",
+                             "--workers", "1", "--threads", "2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    held = []
+    try:
+        wait_until_answers(proc, f"http://127.0.0.1:{port}/healthz", what="airlock serve", timeout=30)
+        held = [_connect(port, b"GET /healthz HT") for _ in range(10)] + [_connect(port, b"") for _ in range(10)]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=PROMPT) as r:
+            assert r.status == 200  # they are all accepted by now
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)  # gunicorn's graceful timeout is 30 s, the header_timeout 120 s
+        except subprocess.TimeoutExpired:
+            raise AssertionError("airlock serve still waits for idle connections 15 s after SIGTERM") from None
+        assert proc.returncode == 0
+        assert all(_closed_by_server(s, time.monotonic() + 5) for s in held)
+    finally:
+        for s in held:
+            s.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
