@@ -30,6 +30,7 @@ thread as gunicorn does it, since their bytes are records, not headers.
 
 from __future__ import annotations
 
+import errno
 import logging
 import selectors
 import time
@@ -44,6 +45,8 @@ DEFAULT_HEADER_TIMEOUT = 10.0  # seconds, when the app carries no settings
 MAX_HEADER_BYTES = 32 * 1024  # bytes of request line and headers; gunicorn's own limits are checked after
 MAX_BODY_BYTES = 16 * 1024  # bytes of a Content-Length body read before a thread is given
 STOP_LINGER = 2.0  # seconds a stopping worker still waits for a header block already under way
+FD_HEADROOM = 32  # file descriptors left for SQLite and files when the connections have used up the rest
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 
@@ -96,6 +99,23 @@ class HeaderDeadlineWorker(ThreadWorker):
         # (every deadline is its start plus the same timeout)
         self.awaiting_headers: dict[TConn, float] = {}
         self.stop_linger_set = False
+
+    def accept(self, listener: Any) -> None:
+        """gunicorn's accept, except that running out of file descriptors
+        lowers this worker's connection limit instead of killing the worker
+        (and every download and check-in it is serving)."""
+        try:
+            super().accept(listener)
+        except OSError as e:
+            if e.errno not in _OUT_OF_FDS:
+                raise
+            limit = max(1, self.nr_conns - FD_HEADROOM)
+            if limit < self.worker_connections:
+                logger.warning("out of file descriptors (%s) at %d connections: this worker now holds at most %d "
+                               "(raise the service's LimitNOFILE to hold more)", errno.errorcode.get(e.errno, e.errno),
+                               self.nr_conns, limit)
+                self.worker_connections = limit  # gunicorn's loop stops accepting until some close
+                self.max_keepalived = max(0, limit - self.cfg.threads)
 
     # Every way into a thread (accepted, kept-alive and readable again,
     # pipelined bytes left over) comes through here.

@@ -154,3 +154,44 @@ def test_idle_connections_do_not_hold_up_a_stop(home):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+
+
+def test_running_out_of_file_descriptors_does_not_kill_the_worker(home, tmp_path):
+    """Under systemd's default soft limit of 1024 open files, about a thousand
+    idle connections made gunicorn's accept() fail with EMFILE, which killed
+    the worker and every download and check-in on it.  Here the limit is 128
+    and 300 connections wait: the worker lowers its connection limit and
+    lives on, and answers again once the idle ones are cut."""
+    (home / "airlock.toml").write_text(f"header_timeout = {HEADER_TIMEOUT}\n")
+    port = free_port()
+    env = dict(os.environ, AIRLOCK_HOME=str(home), AIRLOCK_MDNS_ENABLED="0")
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["sh", "-c", 'ulimit -n 128 && exec "$@"', "sh", sys.executable, "-m", "appliance.cli",
+                                 "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    held = []
+    try:
+        wait_until_answers(proc, f"http://127.0.0.1:{port}/healthz", what="airlock serve", timeout=30,
+                           log=log.read_text)
+        opened = time.monotonic()
+        held = [_connect(port, b"") for _ in range(300)]  # the kernel queues what the worker does not accept
+        deadline = opened + 3 * (HEADER_TIMEOUT + MARGIN)  # bounded: the idle ones are cut in rounds
+        while "out of file descriptors" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # every queued connection is accepted in turn and cut after the deadline
+        assert all(_closed_by_server(s, deadline) for s in held)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=PROMPT) as r:
+            assert r.status == 200
+        text = log.read_text()
+        assert "Exception in worker process" not in text and text.count("Booting worker") == 1, text[-3000:]
+        assert "out of file descriptors (EMFILE)" in text, text[-3000:]  # the limit was reached
+    finally:
+        for s in held:
+            s.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
