@@ -50,14 +50,36 @@ _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 
+class HeaderScanner:
+    """Finds where a request's header block ends in a buffer that grows,
+    looking at each byte about once (a client trickling one byte at a time
+    must not make the worker rescan what it already saw)."""
+
+    def __init__(self) -> None:
+        self.start: int | None = None  # where the request line starts, past empty lines (RFC 9112 allows one)
+        self.scanned = 0  # bytes already looked at
+
+    def end(self, head: bytes | bytearray) -> int | None:
+        """The offset just past the blank line that ends the header block,
+        or None while it is incomplete."""
+        if self.start is None:
+            i = self.scanned
+            while i < len(head) and head[i] in b"\r\n":
+                i += 1
+            self.scanned = i
+            if i == len(head):
+                return None
+            self.start = i
+        found = head.find(b"\r\n\r\n", max(self.start, self.scanned - 3))
+        if found < 0:
+            self.scanned = len(head)
+            return None
+        return found + 4
+
+
 def header_end(head: bytes | bytearray) -> int | None:
-    """Where the header block in ``head`` ends (the offset just past the
-    blank line), or None while it is incomplete.  Empty lines before the
-    request line (RFC 9112 allows one) do not end it."""
-    data = bytes(head)
-    start = len(data) - len(data.lstrip(b"\r\n"))
-    end = data.find(b"\r\n\r\n", start)
-    return None if end < 0 else end + 4
+    """Where the header block in ``head`` ends (just past the blank line), or None."""
+    return HeaderScanner().end(head)
 
 
 def header_complete(head: bytes | bytearray) -> bool:
@@ -127,6 +149,7 @@ class HeaderDeadlineWorker(ThreadWorker):
         # bytes of the next request a kept-alive connection already sent
         early = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         conn.header = bytearray(early)
+        conn.header_scanner = HeaderScanner()
         conn.header_needs = None  # total bytes to collect, once the header block is complete
         if self._collected(conn):
             self._dispatch(conn)
@@ -170,7 +193,7 @@ class HeaderDeadlineWorker(ThreadWorker):
     def _collected(conn: TConn) -> bool:
         """True once the header block and any small body have arrived."""
         if conn.header_needs is None:
-            end = header_end(conn.header)
+            end = conn.header_scanner.end(conn.header)
             if end is None:
                 return False
             conn.header_needs = end + small_body_length(bytes(conn.header[:end]))

@@ -51,3 +51,15 @@ def test_header_end_is_just_past_the_blank_line():
     head = b"\r\nPOST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"
     assert head[header_end(head):] == b"ok"
     assert header_end(b"POST / HTTP/1.1\r\n") is None
+
+
+def test_the_scanner_finds_the_end_however_the_bytes_arrive():
+    from appliance.serve_worker import HeaderScanner
+
+    request = b"\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+    for step in (1, 2, 3, 5, len(request)):
+        scanner, head, ends = HeaderScanner(), bytearray(), []
+        for i in range(0, len(request), step):
+            head += request[i:i + step]
+            ends.append(scanner.end(head))
+        assert ends[-1] == len(request) and all(e is None for e in ends[:-1]), step
