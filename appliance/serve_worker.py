@@ -113,6 +113,8 @@ class HeaderDeadlineWorker(ThreadWorker):
     """A gthread worker that gives a connection a thread only once its
     header block has arrived, and closes it when that takes too long."""
 
+    worker_connections: int  # gunicorn's, lowered when file descriptors run out
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         settings = getattr(self.app, "settings", None)

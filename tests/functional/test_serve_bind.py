@@ -52,8 +52,8 @@ print(json.dumps({"port": port, "code": refused.returncode, "stdout": refused.st
 
 def test_an_address_in_use_is_one_error_line_and_nothing_started(home, tmp_path):
     require("unshare", "ip")
-    proc = subprocess.run(["unshare", "--net", sys.executable, "-c", SCENARIO, str(home), str(tmp_path / "control.log")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(["unshare", "--net", sys.executable, "-c", SCENARIO, str(home),
+                           str(tmp_path / "control.log")], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = json.loads(proc.stdout.splitlines()[-1])
 
@@ -62,7 +62,8 @@ def test_an_address_in_use_is_one_error_line_and_nothing_started(home, tmp_path)
     lines = r["stderr"].splitlines()
     assert r["code"] != 0
     assert len(lines) == 1, r["stderr"]
-    assert lines[0].startswith(f"airlock: error: cannot listen on 127.0.0.1:{r['port']}: the address is already in use"), lines
+    assert lines[0].startswith(f"airlock: error: cannot listen on 127.0.0.1:{r['port']}: "
+                               "the address is already in use"), lines
     assert "another port" in lines[0]
     assert "mDNS" not in r["stderr"] and "serving on" not in r["stderr"]
     assert r["stdout"] == ""

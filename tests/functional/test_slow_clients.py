@@ -2,9 +2,10 @@
 
 A real `airlock serve` with one worker of four threads, no front: many more
 connections than threads send half a request line, trickle one byte at a time,
-send nothing at all, or send a check-in's headers and part of its body.  Metadata polls, a device check-in and /healthz are
-still answered (each request with a socket timeout of a few seconds), and the
-server closes every slow connection after ``header_timeout``.  Every wait is
+send nothing at all, or send a check-in's headers and part of its body.
+Metadata polls, a device check-in and /healthz are still answered (each
+request with a socket timeout of a few seconds), and the server closes every
+slow connection after ``header_timeout``.  Every wait is
 bounded; nothing asserts a wall-clock time of the server's own.
 """
 
