@@ -25,7 +25,9 @@ read by the thread as gunicorn does it: such a body that stalls still holds
 its thread (docs/hostile-cases.md).
 
 TLS connections (none today: `airlock serve` speaks plain HTTP) go to a
-thread as gunicorn does it, since their bytes are records, not headers.
+thread as gunicorn does it, since their bytes are records, not headers; so
+would HTTP/2 cleartext with prior knowledge, which gunicorn reads from the
+socket itself (off: `http_protocols` stays gunicorn's default, HTTP/1 only).
 """
 
 from __future__ import annotations
