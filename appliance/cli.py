@@ -212,7 +212,6 @@ def serve(click_ctx: click.Context, bind: str | None, workers: int | None, threa
     ctx: Context = click_ctx.obj
     ctx.overrides.update(bind=bind, workers=workers, threads=threads)
     ctx.database()
-    click.echo(f"airlock serving on http://{ctx.settings.bind}/ (home {ctx.settings.home})", err=True)
     run(ctx.settings)
 
 

@@ -4,33 +4,82 @@ gthread workers keep a slow firmware download on one thread while the
 worker's other threads answer metadata polls; sync workers would block (and
 kill long downloads at their timeout).  The app is built in each worker
 after the fork, so no database connection crosses a fork.
+
+The listening socket is bound here, before anything is announced (the
+"serving on" line, mDNS), and handed to gunicorn as ``fd://N``: an address
+in use is one refusal line and nothing started, where gunicorn alone would
+retry five times after mDNS had already advertised the address.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 
+import click
 from gunicorn.app.base import BaseApplication
 
 from appliance.importer import reconcile_if_idle
 from appliance.mdns_supervisor import start_supervised
 from server import create_app
 from server.settings import Settings
+from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
 
+LISTEN_BACKLOG = 2048  # connections the kernel queues before gunicorn accepts them (gunicorn's default)
+
+
+class ServeError(AirlockError):
+    """``airlock serve`` cannot start."""
+
+
+def listen(bind: str) -> socket.socket:
+    """A socket listening on ``bind`` (HOST:PORT, validated by the settings),
+    or a :class:`ServeError` that says why not and what to do."""
+    host, _, port = bind.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise ServeError(f"cannot listen on {bind}: {host!r} is not a known address ({e.strerror}): give --bind "
+                         "(or the bind setting) an IP address of this machine") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            reason = (f"the address is already in use: stop what listens there (`ss -ltnp 'sport = :{port}'` names "
+                      "it), or give --bind (or the bind setting) another port")
+        elif e.errno == errno.EADDRNOTAVAIL:
+            reason = f"{host} is not an address of this machine: give --bind (or the bind setting) one of its addresses"
+        elif e.errno == errno.EACCES:
+            reason = ("permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE; give --bind (or the "
+                      "bind setting) a port from 1024 up")
+        else:
+            reason = e.strerror or str(e)
+        raise ServeError(f"cannot listen on {bind}: {reason}") from None
+    return sock
+
 
 class AirlockServer(BaseApplication):
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, listener: socket.socket):
         self.settings = settings
+        self.listener_fd = listener.detach()  # gunicorn takes it over (and closes it)
         super().__init__()
 
     def load_config(self):
         s = self.settings
         for key, value in {
-            "bind": [s.bind],
+            "bind": [f"fd://{self.listener_fd}"],
             "workers": s.worker_count,
-            "worker_class": "gthread",
+            # gthread, with a deadline for the header block (see serve_worker.py)
+            "worker_class": "appliance.serve_worker.HeaderDeadlineWorker",
             "threads": s.threads,
             "timeout": 60,  # s without a heartbeat, not a cap on a download
             "graceful_timeout": 30,
@@ -57,6 +106,8 @@ def serve(settings: Settings) -> None:
     logging.getLogger().setLevel(settings.log_level.upper())
     # Fail here, with one line, rather than in every worker.
     create_app(settings)
+    # Bound before anything is changed or announced: a refusal leaves nothing started.
+    listener = listen(settings.bind)
     # An import cut short by a crash or power loss: repair its record and
     # leftovers before devices are served (skipped while an import runs).
     repaired = reconcile_if_idle(settings)
@@ -66,10 +117,11 @@ def serve(settings: Settings) -> None:
     # mDNS runs in its own supervised process, started before gunicorn forks
     # (zeroconf's threads must never be in a forked worker).
     mdns = start_supervised(settings)
+    click.echo(f"airlock serving on http://{settings.bind}/ (home {settings.home})", err=True)
     logger.info("serving on %s; gunicorn workers: %d, threads per worker: %d", settings.bind, settings.worker_count,
                 settings.threads)
     try:
-        AirlockServer(settings).run()
+        AirlockServer(settings, listener).run()
     finally:
         if mdns is not None:
             mdns.stop()

@@ -45,6 +45,10 @@ class Settings:
     threads: int = field(default=256, metadata={
         "help": "Threads per worker; each firmware download holds one for its whole length, so workers x "
                 "threads must exceed the downloads in flight (200 slow downloads starve polls at 2 x 32)."})
+    header_timeout: int = field(default=10, metadata={
+        "help": "Seconds a client of `airlock serve` has to send a request's request line and headers (and a "
+                "body of up to 16 KiB), from connecting (or from its next request on a kept-alive connection); "
+                "slower connections are closed, so they cannot hold the threads that answer devices."})
     grace_period: int = field(default=7 * 86400, metadata={
         "help": "Seconds that superseded snapshot/targets metadata and removed targets stay served, so a "
                 "device in the middle of an update can finish."})
@@ -146,7 +150,7 @@ class Settings:
             raise SettingsError(f"bind {self.bind!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
         if self.workers < 0:
             raise SettingsError("workers must be 0 (two per CPU core) or more")
-        for name in ("threads", "max_bundle_bytes", "max_bundle_files", "checkin_interval",
+        for name in ("threads", "header_timeout", "max_bundle_bytes", "max_bundle_files", "checkin_interval",
                      "enrollment_max_skew", "maintenance_interval", "metrics_raw_retention",
                      "metrics_hourly_retention", "metrics_daily_retention"):
             if getattr(self, name) < 1:

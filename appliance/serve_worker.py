@@ -1,0 +1,250 @@
+"""gunicorn's gthread worker, with a deadline for a request's header block.
+
+gunicorn's gthread worker hands every accepted connection to a thread, and
+that thread then blocks until the request line and headers have arrived: a
+client that sends half a request line (or, for its first five seconds,
+nothing) and waits holds the thread until it closes.  Sixty such connections
+from any host on the LAN kept an `airlock serve` of 1 x 4 threads from
+answering anything (tests/functional/test_slow_clients.py).
+
+This worker reads the header block itself, without a thread: an accepted
+(or kept-alive) connection waits in the worker's poller, non-blocking, and
+collects what arrives until the blank line that ends the headers, and then
+a body of up to ``MAX_BODY_BYTES`` announced by ``Content-Length`` (a
+check-in, an enrollment).  Only then does it go to a thread, with those
+bytes handed to gunicorn's parser.  A connection whose header block (and
+small body) is not complete ``header_timeout`` seconds after it was
+accepted (or became readable again after a kept-alive request) is closed,
+however it trickles; one whose header block grows past
+``MAX_HEADER_BYTES`` gets a 431 answer and is closed.  Memory stays bounded:
+at most ``worker_connections`` connections per worker, each holding at most
+``MAX_HEADER_BYTES + MAX_BODY_BYTES``.
+
+Larger or chunked bodies, and requests that ask for ``100 Continue``, are
+read by the thread as gunicorn does it: such a body that stalls still holds
+its thread (docs/hostile-cases.md).
+
+TLS connections (none today: `airlock serve` speaks plain HTTP) go to a
+thread as gunicorn does it, since their bytes are records, not headers; so
+would HTTP/2 cleartext with prior knowledge, which gunicorn reads from the
+socket itself (off: `http_protocols` stays gunicorn's default, HTTP/1 only).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import selectors
+import time
+from functools import partial
+from typing import Any
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HEADER_TIMEOUT = 10.0  # seconds, when the app carries no settings
+MAX_HEADER_BYTES = 32 * 1024  # bytes of request line and headers; gunicorn's own limits are checked after
+MAX_BODY_BYTES = 16 * 1024  # bytes of a Content-Length body read before a thread is given
+STOP_LINGER = 2.0  # seconds a stopping worker still waits for a header block already under way
+FD_HEADROOM = 32  # file descriptors left for SQLite and files when the connections have used up the rest
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+
+
+class HeaderScanner:
+    """Finds where a request's header block ends in a buffer that grows,
+    looking at each byte about once (a client trickling one byte at a time
+    must not make the worker rescan what it already saw)."""
+
+    def __init__(self) -> None:
+        self.start: int | None = None  # where the request line starts, past empty lines (RFC 9112 allows one)
+        self.scanned = 0  # bytes already looked at
+
+    def end(self, head: bytes | bytearray) -> int | None:
+        """The offset just past the blank line that ends the header block,
+        or None while it is incomplete."""
+        if self.start is None:
+            i = self.scanned
+            while i < len(head) and head[i] in b"\r\n":
+                i += 1
+            self.scanned = i
+            if i == len(head):
+                return None
+            self.start = i
+        found = head.find(b"\r\n\r\n", max(self.start, self.scanned - 3))
+        if found < 0:
+            self.scanned = len(head)
+            return None
+        return found + 4
+
+
+def header_end(head: bytes | bytearray) -> int | None:
+    """Where the header block in ``head`` ends (just past the blank line), or None."""
+    return HeaderScanner().end(head)
+
+
+def header_complete(head: bytes | bytearray) -> bool:
+    """True when ``head`` holds a whole request line and header block."""
+    return header_end(head) is not None
+
+
+def small_body_length(header: bytes) -> int:
+    """The bytes of body to read with ``header`` (a complete header block)
+    before a thread takes the request: its ``Content-Length`` when that is
+    one plain number up to ``MAX_BODY_BYTES`` and nothing else bears on the
+    body; otherwise 0, and the thread reads the body (gunicorn judges a
+    malformed one)."""
+    lengths = []
+    for line in header.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        name = name.strip().lower()
+        if not sep:
+            continue
+        if name in (b"transfer-encoding", b"expect"):  # chunked, or waiting for "100 Continue"
+            return 0
+        if name == b"content-length":
+            lengths.append(value.strip())
+    if len(lengths) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 9:
+        return 0
+    length = int(lengths[0])
+    return length if length <= MAX_BODY_BYTES else 0
+
+
+class HeaderDeadlineWorker(ThreadWorker):
+    """A gthread worker that gives a connection a thread only once its
+    header block has arrived, and closes it when that takes too long."""
+
+    worker_connections: int  # gunicorn's, lowered when file descriptors run out
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = getattr(self.app, "settings", None)
+        self.header_timeout = float(getattr(settings, "header_timeout", DEFAULT_HEADER_TIMEOUT))  # seconds
+        # connection -> monotonic deadline; insertion order is deadline order
+        # (every deadline is its start plus the same timeout)
+        self.awaiting_headers: dict[TConn, float] = {}
+        self.stop_linger_set = False
+
+    def accept(self, listener: Any) -> None:
+        """gunicorn's accept, except that running out of file descriptors
+        lowers this worker's connection limit instead of killing the worker
+        (and every download and check-in it is serving)."""
+        try:
+            super().accept(listener)
+        except OSError as e:
+            if e.errno not in _OUT_OF_FDS:
+                raise
+            limit = max(1, self.nr_conns - FD_HEADROOM)
+            if limit < self.worker_connections:
+                logger.warning("out of file descriptors (%s) at %d connections: this worker now holds at most %d "
+                               "(raise the service's LimitNOFILE to hold more)", errno.errorcode.get(e.errno, e.errno),
+                               self.nr_conns, limit)
+                self.worker_connections = limit  # gunicorn's loop stops accepting until some close
+                self.max_keepalived = max(0, limit - self.cfg.threads)
+
+    # Every way into a thread (accepted, kept-alive and readable again,
+    # pipelined bytes left over) comes through here.
+    def enqueue_req(self, conn: TConn) -> None:
+        if getattr(conn, "header_ready", False) or self.cfg.is_ssl or conn.is_http2:
+            conn.header_ready = False
+            super().enqueue_req(conn)
+            return
+        # bytes of the next request a kept-alive connection already sent
+        early = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+        conn.header = bytearray(early)
+        conn.header_scanner = HeaderScanner()
+        conn.header_needs = None  # total bytes to collect, once the header block is complete
+        if self._collected(conn):
+            self._dispatch(conn)
+            return
+        conn.sock.setblocking(False)
+        self.awaiting_headers[conn] = time.monotonic() + self.header_timeout
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_header_bytes, conn))
+
+    def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
+        # A kept-alive connection with a new request coming: read its header
+        # block here too, read what is there at once.
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self.enqueue_req(conn)
+
+    def _on_header_bytes(self, conn: TConn, _sock: Any) -> None:
+        limit = conn.header_needs if conn.header_needs is not None else MAX_HEADER_BYTES
+        try:
+            chunk = conn.sock.recv(max(1, limit - len(conn.header)))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close_awaiting(conn)
+            return
+        if not chunk:  # the client went away
+            self._close_awaiting(conn)
+            return
+        conn.header += chunk
+        if self._collected(conn):
+            del self.awaiting_headers[conn]
+            self.poller.unregister(conn.sock)
+            self._dispatch(conn)
+        elif conn.header_needs is None and len(conn.header) >= MAX_HEADER_BYTES:
+            try:
+                conn.sock.send(_TOO_LARGE)
+            except OSError:
+                pass
+            self._close_awaiting(conn)
+
+    @staticmethod
+    def _collected(conn: TConn) -> bool:
+        """True once the header block and any small body have arrived."""
+        if conn.header_needs is None:
+            end = conn.header_scanner.end(conn.header)
+            if end is None:
+                return False
+            conn.header_needs = end + small_body_length(bytes(conn.header[:end]))
+        return len(conn.header) >= conn.header_needs
+
+    def _dispatch(self, conn: TConn) -> None:
+        conn.header_ready = True
+        conn.data_ready = True  # gunicorn's worker must not wait for data again
+        super().enqueue_req(conn)
+
+    def _close_awaiting(self, conn: TConn) -> None:
+        self.awaiting_headers.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self) -> None:
+        """Also close the connections whose header block is late (called by
+        gunicorn's loop at least once a second, stopping or not)."""
+        super().murder_pending()
+        now = time.monotonic()
+        if not self.alive and not self.stop_linger_set:
+            # Stopping: idle connections must not hold the restart up for
+            # their whole header_timeout (gunicorn waits for every connection)
+            self.stop_linger_set = True
+            for conn, deadline in self.awaiting_headers.items():
+                self.awaiting_headers[conn] = min(deadline, now + STOP_LINGER)  # order kept
+        late = []
+        for conn, deadline in self.awaiting_headers.items():
+            if deadline > now:
+                break
+            late.append(conn)
+        for conn in late:
+            logger.debug("closed a connection from %s: no complete request header within %g s",
+                         conn.client, self.header_timeout)
+            self._close_awaiting(conn)
+
+    def handle(self, conn: TConn) -> Any:
+        """In the thread: give gunicorn's parser the header bytes read so far."""
+        header = getattr(conn, "header", b"")
+        if header:
+            conn.header = bytearray()
+            conn.sock.setblocking(True)
+            conn.init()
+            conn.parser.unreader.unread(bytes(header))
+        return super().handle(conn)
+

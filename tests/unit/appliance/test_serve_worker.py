@@ -1,0 +1,65 @@
+"""When a header block is complete (appliance/serve_worker.py)."""
+
+import pytest
+
+from appliance.serve_worker import header_complete
+
+
+@pytest.mark.parametrize("head, complete", [
+    (b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", True),
+    (b"GET /healthz HTTP/1.1\r\n\r\n", True),
+    (b"\r\nGET /healthz HTTP/1.1\r\n\r\n", True),  # an empty line before the request line is allowed
+    (b"GET /healthz HTTP/1.1\r\nHost: a\r\n", False),
+    (b"GET /healthz HT", False),
+    (b"", False),
+    (b"\r\n\r\n", False),  # empty lines only: no request yet
+    (b"\r\n\r\nGET / HTTP/1.1\r\n", False),
+])
+def test_header_complete(head, complete):
+    assert header_complete(head) is complete
+    assert header_complete(bytearray(head)) is complete
+
+
+def test_a_header_timeout_below_one_second_is_refused():
+    from server.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="header_timeout must be at least 1"):
+        Settings(header_timeout=0).validate()
+
+
+@pytest.mark.parametrize("header, length", [
+    (b"POST /api/v1/checkin HTTP/1.1\r\nHost: a\r\nContent-Length: 120\r\n\r\n", 120),
+    (b"POST / HTTP/1.1\r\ncontent-length:  7 \r\n\r\n", 7),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0),
+    (b"POST / HTTP/1.1\r\nContent-Length: 16385\r\n\r\n", 0),  # past MAX_BODY_BYTES: the thread reads it
+    (b"POST / HTTP/1.1\r\nContent-Length: 16384\r\n\r\n", 16384),
+    (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 0),  # gunicorn judges these
+    (b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 0),
+    (b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", 0),
+    (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 0),
+    (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", 0),  # waits for our 100
+])
+def test_small_body_length(header, length):
+    from appliance.serve_worker import small_body_length
+
+    assert small_body_length(header) == length
+
+
+def test_header_end_is_just_past_the_blank_line():
+    from appliance.serve_worker import header_end
+
+    head = b"\r\nPOST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"
+    assert head[header_end(head):] == b"ok"
+    assert header_end(b"POST / HTTP/1.1\r\n") is None
+
+
+def test_the_scanner_finds_the_end_however_the_bytes_arrive():
+    from appliance.serve_worker import HeaderScanner
+
+    request = b"\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+    for step in (1, 2, 3, 5, len(request)):
+        scanner, head, ends = HeaderScanner(), bytearray(), []
+        for i in range(0, len(request), step):
+            head += request[i:i + step]
+            ends.append(scanner.end(head))
+        assert ends[-1] == len(request) and all(e is None for e in ends[:-1]), step
