@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent._files import ensure_dir, fsync_dir, write_json
 from agent._http import ApiClient
-from agent.exceptions import TokenRefusedError, UnreachableError
+from agent.exceptions import SpoolFullError, TokenRefusedError, UnreachableError
 
 logger = logging.getLogger(__name__)
 MAX_ENTRIES = 10_000  # oldest are kept; a device that cannot send for this long has bigger problems
@@ -45,7 +45,8 @@ class Spool:
         """Keep ``body`` (for POST ``path``) on disk until the appliance has it."""
         entries = self.entries()
         if len(entries) >= MAX_ENTRIES:
-            raise OSError(f"spool {self.folder} is full ({MAX_ENTRIES} entries)")
+            raise SpoolFullError(f"spool {self.folder} is full ({MAX_ENTRIES} entries): the appliance has not "
+                                 "taken reports for a long time; check `airlock-agent status`")
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
         entry = self.folder / name
         write_json(entry, {"path": path, "body": body})
@@ -101,3 +102,4 @@ class Spool:
         ensure_dir(self.dead)
         write_json(self.dead / (entry.stem + ".answer.json"), answer)
         os.replace(entry, self.dead / entry.name)
+        fsync_dir(self.folder)

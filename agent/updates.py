@@ -21,8 +21,8 @@ from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import Updater, UpdaterConfig
 
 from agent._files import ensure_dir
+from agent._http import ResumingFetcher
 from agent.exceptions import UnreachableError, UpdateError
-from agent.fetcher import ResumingFetcher
 
 logger = logging.getLogger(__name__)
 HOOK_REBOOT = 10  # hook exit status: installed, the device reboots into it
