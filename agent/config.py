@@ -94,7 +94,7 @@ def nearest_setting(name: str) -> str | None:
 
 def _printable(text: str, limit: int = 64) -> str:
     """An untrusted name, safe for a terminal or a log line."""
-    return text.encode("ascii", "backslashreplace").decode().encode("unicode_escape").decode()[:limit]
+    return text.encode("unicode_escape").decode("ascii")[:limit]
 
 
 def _convert(name: str, value: Any) -> Any:
