@@ -33,7 +33,9 @@ class ExitCode(IntEnum):
     """Every exit status of `airlock-agent`; device scripts rely on them."""
 
     OK = 0  # done
-    FAILED = 1  # an update failed (reported), a report was refused for good, the appliance answered an error, a local file could not be used
+    # an update failed (reported), a report was refused for good, the appliance answered an error,
+    # or a local file could not be used
+    FAILED = 1
     USAGE = 2  # bad flags, configuration or input: nothing was sent
     PENDING = 3  # the device waits for plant IT to accept it
     REFUSED = 4  # plant IT rejected or decommissioned the device (or its key)
@@ -241,8 +243,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return ExitCode.OK if summary.ok else ExitCode.FAILED
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": cmd_run, "enroll": cmd_enroll, "checkin": cmd_checkin, "status": cmd_status, "report": cmd_report,
-            "simulate": cmd_simulate}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run, "enroll": cmd_enroll, "checkin": cmd_checkin, "status": cmd_status, "report": cmd_report,
+    "simulate": cmd_simulate}
 
 
 def main(argv: list[str] | None = None) -> int:

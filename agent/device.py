@@ -253,7 +253,7 @@ class Agent:
                 raise UsageError(f"attachment {path} is larger than {MAX_ATTACHMENT_BYTES} bytes: "
                                  "send an excerpt (the appliance sets its own, usually smaller, limit)")
             files.append({"name": Path(path).name[:128], "content": base64.b64encode(data).decode()})
-        body = {"report_id": str(uuid.uuid4()), "kind": kind, "severity": severity,
+        body: dict[str, Any] = {"report_id": str(uuid.uuid4()), "kind": kind, "severity": severity,
                 "message": reason_text(message, limit=4000), "firmware": self.firmware(), "occurred_at": utc_now()}
         if files:
             body["attachments"] = files

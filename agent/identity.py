@@ -41,13 +41,13 @@ def load_or_create_key(state_dir: Path) -> Ed25519PrivateKey:
         write_atomic(path, pem, 0o600)
         return key
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        loaded = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
         raise StateError(f"{path} is not a readable private key ({exc}): restore the device's key") from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise StateError(f"{path} does not hold an Ed25519 private key: restore the device's key (a new key "
                          "is a new device to the appliance, which plant IT must accept again)")
-    return key
+    return loaded
 
 
 def public_key_b64(key: Ed25519PrivateKey) -> str:

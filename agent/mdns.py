@@ -168,7 +168,7 @@ class DeviceAdvertisement:
     """A registered ``_airlock-device`` service; ``close()`` says goodbye."""
 
     def __init__(self, zc: Zeroconf, info: ServiceInfo):
-        self._zc = zc
+        self._zc: Zeroconf | None = zc
         self.info = info
 
     @property
@@ -177,6 +177,8 @@ class DeviceAdvertisement:
 
     def update(self, *, fw: str | None = None, hw: str | None = None) -> None:
         """Announce a new firmware version (after an update) or model."""
+        if self._zc is None:
+            return  # closed: said goodbye already
         props = {k.decode(): (v or b"").decode() for k, v in self.info.properties.items()}
         if fw is not None:
             props["fw"] = fw

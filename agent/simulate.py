@@ -12,7 +12,7 @@ import secrets
 import statistics
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from agent._http import Connections, Latencies
 from agent.config import AgentConfig
 from agent.device import Agent
 from agent.exceptions import UsageError
-from agent.outcomes import Enrollment, UpdateOutcome
+from agent.outcomes import CycleResult, Enrollment, UpdateOutcome
 
 MAX_DEVICES = 10_000
 MAX_DURATION = 86_400.0  # seconds
@@ -126,7 +126,7 @@ def _run(settings: SimSettings, prefix: str, root: Path) -> SimSummary:
     deadline = started + settings.duration
     due = [(started, i) for i in range(settings.devices)]
     heapq.heapify(due)
-    running = {}
+    running: dict[Future[CycleResult], int] = {}
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sim") as pool_threads:
         while due or running:
             now = time.monotonic()

@@ -26,7 +26,7 @@ def scripted_server(answers: list[tuple[int, dict]]) -> Iterator[Scripted]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:  # http.server's name
             length = min(int(self.headers.get("Content-Length", "0")), 4 << 20)
             body = json.loads(self.rfile.read(length) or b"null")
             with lock:

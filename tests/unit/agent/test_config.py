@@ -36,8 +36,9 @@ def test_each_layer_overrides_the_one_before(toml):
 
 def test_a_misspelt_variable_is_one_warning_naming_the_nearest_setting(caplog):
     caplog.set_level(logging.WARNING, logger="agent.config")
-    config = load_config(None, REQUIRED, environ={"AIRLOCK_AGENT_INTERVL": "5", "AIRLOCK_AGENT_CHECKIN_INTERVAL": "9",
-                                                  "AIRLOCK_HOME": "/srv/airlock", "AIRLOCK_TARGET": "x", "PATH": "/bin"})
+    environ = {"AIRLOCK_AGENT_INTERVL": "5", "AIRLOCK_AGENT_CHECKIN_INTERVAL": "9", "AIRLOCK_HOME": "/srv/airlock",
+               "AIRLOCK_TARGET": "x", "PATH": "/bin"}
+    config = load_config(None, REQUIRED, environ=environ)
     assert config.checkin_interval == 9.0  # the real one still applies; the misspelt one is ignored
     assert [r.getMessage() for r in caplog.records] == [
         "AIRLOCK_AGENT_INTERVL is not a setting and is ignored; did you mean AIRLOCK_AGENT_CHECKIN_INTERVAL?"]
@@ -63,7 +64,7 @@ def test_a_hostile_variable_name_is_escaped_and_bounded(caplog):
 
 def test_the_legitimate_non_settings_are_listed():
     # every AIRLOCK_AGENT_* name is a setting today; the hook's variables have no AGENT_ in them
-    assert NOT_SETTINGS == frozenset()
+    assert not NOT_SETTINGS
     assert not any(name.startswith(ENV_PREFIX) for name in
                    ("AIRLOCK_TARGET", "AIRLOCK_VERSION", "AIRLOCK_RELEASE_ID", "AIRLOCK_REPOSITORY"))
 

@@ -114,5 +114,6 @@ def test_an_error_answer_is_a_failed_round_not_a_crash(tmp_path):
 def test_text_for_a_report_log_or_terminal_has_no_control_characters():
     from agent.updates import reason_text
 
-    assert reason_text("flash\x1b[2J busy\x9b31m \u202eevil\u2069\nline two\t!") == "flash [2J busy 31m  evil line two !"
+    text = "flash\x1b[2J busy\x9b31m \u202eevil\u2069\nline two\t!"
+    assert reason_text(text) == "flash [2J busy 31m  evil line two !"
     assert reason_text("\x00\x85") == "unknown" and len(reason_text("x" * 5000)) == 1000
