@@ -7,8 +7,10 @@ On disk it is ``STATE/state.json`` (the same keys the agent has always
 written, so a state folder from an older agent loads, and an older agent
 can still read a newer file) and ``STATE/token`` (mode 0600, written only
 when the token changes).  Keys this agent does not know are kept as they
-were.  One process owns a state folder at a time: the daemon, or a command
-run while it is stopped."""
+were.  The daemon (``run``) owns ``state.json`` while it runs: another
+command run beside it (``report``, ``status``) may read it, but what such a
+command writes there can be overwritten by the daemon's next save (only a
+counter, in practice; the spool is shared safely, one file per entry)."""
 
 from __future__ import annotations
 
