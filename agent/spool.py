@@ -67,6 +67,8 @@ class Spool:
             for entry in self.entries():
                 try:
                     item = json.loads(entry.read_text())
+                except FileNotFoundError:
+                    continue  # another process (`airlock-agent report` beside the daemon) sent it meanwhile
                 except (OSError, ValueError):
                     self._bury(entry, {"error": "unreadable spool entry"})
                     result.dead += 1
@@ -79,7 +81,7 @@ class Spool:
                     result.unreachable = True
                     break
                 if 200 <= status < 300:
-                    entry.unlink()
+                    entry.unlink(missing_ok=True)  # the other process may have sent it too: stored once
                     result.sent += 1
                     result.duplicates += bool(answer.get("duplicate"))
                 elif status == 401:
@@ -101,5 +103,8 @@ class Spool:
     def _bury(self, entry: Path, answer: dict) -> None:
         ensure_dir(self.dead)
         write_json(self.dead / (entry.stem + ".answer.json"), answer)
-        os.replace(entry, self.dead / entry.name)
+        try:
+            os.replace(entry, self.dead / entry.name)
+        except FileNotFoundError:
+            return  # another process buried (or sent) it meanwhile
         fsync_dir(self.folder)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +20,10 @@ class Scripted:
 
 
 @contextmanager
-def scripted_server(answers: list[tuple[int, dict]]) -> Iterator[Scripted]:
-    """Answers in order; a request past the end gets 599 (the test then fails on it)."""
+def scripted_server(answers: list[tuple[int, dict]],
+                    on_request: Callable[[dict], None] | None = None) -> Iterator[Scripted]:
+    """Answers in order; a request past the end gets 599 (the test then fails on it).
+    ``on_request(request)`` runs before each answer (another process acting meanwhile)."""
     script = Scripted("", list(answers))
     lock = threading.Lock()
 
@@ -33,6 +35,8 @@ def scripted_server(answers: list[tuple[int, dict]]) -> Iterator[Scripted]:
                 script.requests.append({"path": self.path, "body": body,
                                         "authorization": self.headers.get("Authorization")})
                 status, answer = script.answers.pop(0) if script.answers else (599, {"error": "unscripted"})
+            if on_request is not None:
+                on_request(script.requests[-1])
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

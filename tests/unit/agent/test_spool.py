@@ -88,3 +88,35 @@ def test_entries_are_private_and_no_temporary_file_is_left(tmp_path):
     spool = filled(tmp_path, 2)
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in spool.entries())
     assert sorted(p.name for p in spool.folder.iterdir()) == sorted(p.name for p in spool.entries())
+
+
+def test_two_processes_flushing_one_spool_send_each_entry_and_neither_fails(tmp_path):
+    """`airlock-agent report` beside the daemon: while one flush waits for
+    an answer, the other sends and deletes the entries (as a second process
+    would); the first one skips what is gone instead of failing."""
+    spool = filled(tmp_path, 3)
+    other = Spool(tmp_path / "spool")  # the other process's view of the same folder
+
+    def meanwhile(request: dict) -> None:
+        if len(server.requests) == 1:
+            for entry in other.entries():
+                entry.unlink()
+
+    with scripted_server([(201, {})] * 3, on_request=meanwhile) as server:
+        result = spool.flush(ApiClient(server.url, 5), TOKEN)
+    assert (result.sent, result.dead, result.left, result.unreachable) == (1, 0, 0, False)
+    assert len(server.requests) == 1 and not spool.dead.exists()
+
+
+def test_an_entry_the_other_process_buried_meanwhile_is_not_an_error(tmp_path):
+    spool = filled(tmp_path, 1)
+    other = Spool(tmp_path / "spool")
+    refusal = {"error": "unprocessable", "message": "unknown release"}
+
+    def meanwhile(request: dict) -> None:
+        other._bury(other.entries()[0], refusal)  # it got the same refusal first
+
+    with scripted_server([(422, refusal)], on_request=meanwhile) as server:
+        result = spool.flush(ApiClient(server.url, 5), TOKEN)
+    assert (result.dead, result.left) == (1, 0) and len(server.requests) == 1
+    assert len(list(spool.dead.glob("*.answer.json"))) == 1 and len(list(spool.dead.glob("*.json"))) == 2
