@@ -36,7 +36,7 @@ class ExitCode(IntEnum):
     # an update failed (reported), a report was refused for good, the appliance answered an error,
     # or a local file could not be used
     FAILED = 1
-    USAGE = 2  # bad flags, configuration or input: nothing was sent
+    USAGE = 2  # bad flags, a bad setting or a bad argument: fix the command or the configuration
     PENDING = 3  # the device waits for plant IT to accept it
     REFUSED = 4  # plant IT rejected or decommissioned the device (or its key)
     UNREACHABLE = 75  # the appliance did not answer (or answered 502/503/504): try again later (EX_TEMPFAIL)
