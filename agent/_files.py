@@ -1,11 +1,14 @@
 """Durable small files: write to a temporary name, fsync, rename, fsync the
-folder, so a power cut leaves either the old or the new content."""
+folder, so a power cut leaves either the old or the new content.
+``write_atomic`` is the agent's one durable write: the state, the token,
+the key, the spool, boot counts and the firmware file all go through it."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def ensure_dir(path: Path, mode: int = 0o700) -> Path:
@@ -36,12 +39,12 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     fsync_dir(path.parent)
 
 
-def read_json(path: Path, default):
+def read_json(path: Path, default: Any) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return default
 
 
-def write_json(path: Path, value, mode: int = 0o600) -> None:
+def write_json(path: Path, value: Any, mode: int = 0o600) -> None:
     write_atomic(path, json.dumps(value, indent=1, sort_keys=True).encode() + b"\n", mode)

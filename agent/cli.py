@@ -1,6 +1,8 @@
 """`airlock-agent`: the reference device agent's command line (argparse: a
 device has only the standard library and a few packages).  A thin shell:
-parse, build an Agent, call it, print, exit 0 or non-zero with one line."""
+parse, build an Agent, call it, print, exit with a code from ``ExitCode``
+(the one table of exit codes; docs/agent.md lists the same, and
+tests/functional/agent/test_exit_codes.py runs each)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,64 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from enum import IntEnum
 from pathlib import Path
 
-from agent.config import load_config
+from agent.config import AgentConfig, load_config
 from agent.device import Agent
-from agent.exceptions import AgentError, DeviceRefusedError, NotAcceptedError, UnreachableError
+from agent.exceptions import (
+    AgentError,
+    DeviceRefusedError,
+    NotAcceptedError,
+    UnreachableError,
+    UsageError,
+)
 from agent.identity import key_fingerprint
+from agent.outcomes import CycleResult, Enrollment, UpdateOutcome
 
-EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_REFUSED, EXIT_UNREACHABLE = 1, 2, 3, 4, 75
+
+class ExitCode(IntEnum):
+    """Every exit status of `airlock-agent`; device scripts rely on them."""
+
+    OK = 0  # done
+    # an update failed (reported), a report was refused for good, the appliance answered an error,
+    # or a local file could not be used
+    FAILED = 1
+    USAGE = 2  # bad flags, a bad setting or a bad argument: fix the command or the configuration
+    PENDING = 3  # the device waits for plant IT to accept it
+    REFUSED = 4  # plant IT rejected or decommissioned the device (or its key)
+    UNREACHABLE = 75  # the appliance did not answer (or answered 502/503/504): try again later (EX_TEMPFAIL)
+
+
+# an error -> its exit code; the nearest class in the error's MRO wins, anything else is FAILED
+EXIT_FOR_ERROR: dict[type[Exception], ExitCode] = {
+    UsageError: ExitCode.USAGE,  # ConfigError too
+    NotAcceptedError: ExitCode.PENDING,
+    DeviceRefusedError: ExitCode.REFUSED,
+    UnreachableError: ExitCode.UNREACHABLE,
+}
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    for cls in type(exc).__mro__:
+        if cls in EXIT_FOR_ERROR:
+            return EXIT_FOR_ERROR[cls]
+    return ExitCode.FAILED
+
+
+def exit_code_for_round(result: CycleResult) -> ExitCode:
+    """`run --once`: the first that applies, in this order."""
+    if result.state is Enrollment.PENDING:
+        return ExitCode.PENDING
+    if result.state is Enrollment.REFUSED:
+        return ExitCode.REFUSED
+    if result.update is UpdateOutcome.FAILED:
+        return ExitCode.FAILED
+    if result.state is Enrollment.UNREACHABLE or result.update is UpdateOutcome.UNREACHABLE or result.reports_left:
+        return ExitCode.UNREACHABLE
+    return ExitCode.FAILED if result.errors else ExitCode.OK
+
 
 # flag -> config setting
 SETTINGS = {
@@ -89,30 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args):
+def _config(args: argparse.Namespace) -> AgentConfig:
     overrides = {name: getattr(args, name) for name in [*SETTINGS, "mdns_enabled"]}
     config = load_config(args.config, overrides)
-    level = getattr(logging, config.log_level.upper(), None)
-    if not isinstance(level, int):
-        raise ValueError(  # noqa: TRY004 - a bad setting, reported as a one-line error
-            f"log_level {config.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
-    logging.getLogger().setLevel(level)
+    logging.getLogger().setLevel(config.log_level)
     return config
 
 
-def _outcome(result) -> int:
-    if result.state == "pending":
-        return EXIT_PENDING
-    if result.state == "refused":
-        return EXIT_REFUSED
-    if result.update == "failed":
-        return EXIT_FAILED
-    if result.state == "unreachable" or result.update == "unreachable" or result.reports_left:
-        return EXIT_UNREACHABLE
-    return EXIT_FAILED if result.errors else 0
-
-
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     agent = Agent(_config(args))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -126,84 +162,77 @@ def cmd_run(args) -> int:
     print(line)
     for error in result.errors:
         print(f"  {error}", file=sys.stderr)
-    return _outcome(result) if args.once else 0
+    return exit_code_for_round(result) if args.once else ExitCode.OK
 
 
-def cmd_enroll(args) -> int:
+def cmd_enroll(args: argparse.Namespace) -> int:
     config = _config(args)
     agent = Agent(config)
     wait = args.wait if args.wait is not None else config.enroll_wait
-    try:
-        answer = agent.enroll_waiting(wait, args.poll)
-    except NotAcceptedError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_PENDING
-    except DeviceRefusedError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_REFUSED
+    answer = agent.enroll_waiting(wait, args.poll)
     print(f"{config.device_id}: accepted (check in every {answer.get('checkin_interval')} s)")
-    return 0
+    return ExitCode.OK
 
 
-def cmd_checkin(args) -> int:
+def cmd_checkin(args: argparse.Namespace) -> int:
     agent = Agent(_config(args))
-    if agent.token is None:
-        agent.enroll()
-    agent.flush()
-    print(json.dumps(agent.checkin(), indent=1, sort_keys=True))
-    return 0
+    print(json.dumps(agent.checkin_enrolling(), indent=1, sort_keys=True))
+    return ExitCode.OK
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     agent = Agent(_config(args))
     message = args.message if args.message is not None else args.message_file.read_text(errors="replace")
     if len(args.attach) > 4:
-        raise ValueError("at most 4 attachments per report")
+        raise UsageError("at most 4 attachments per report")
     agent.error_report(args.kind, args.severity, message, args.attach)
     if agent.token is None:
         try:
             agent.enroll()
         except (UnreachableError, NotAcceptedError, DeviceRefusedError) as exc:
             print(f"report spooled; not sent yet: {exc}", file=sys.stderr)
-            return EXIT_UNREACHABLE
+            return exit_code_for(exc)
     result = agent.flush()
     if result is None or result.unreachable or result.left:
         print(f"report spooled; {len(agent.spool)} report(s) wait for the appliance", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return ExitCode.UNREACHABLE
     if result.dead:
         print("the appliance refused a report for good; it is kept in the spool's dead/ folder", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     print(f"{agent.config.device_id}: report delivered ({result.sent} sent, {result.duplicates} already there)")
-    return 0
+    return ExitCode.OK
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
     agent = Agent(config)
-    state = agent.state()
+    state = agent.state
     try:
         firmware = agent.firmware()
     except AgentError as exc:
         firmware = f"unknown ({exc})"
+    pending = state.pending_install
     status = {
         "device_id": config.device_id, "hardware": config.hardware, "firmware": firmware,
         "appliance_url": config.appliance_url or "(mDNS)", "state_dir": str(config.state_dir),
-        "key_fingerprint": key_fingerprint(agent.key), "enrollment": state.get("enrollment", "not enrolled"),
-        "token": "present" if agent.token else "none", "last_checkin": state.get("last_checkin"),
-        "checkin_interval": state.get("checkin_interval"), "spooled_reports": len(agent.spool),
+        "key_fingerprint": key_fingerprint(agent.key), "enrollment": state.enrollment or "not enrolled",
+        "token": "present" if agent.token else "none", "last_checkin": state.last_checkin,
+        "checkin_interval": state.checkin_interval, "spooled_reports": len(agent.spool),
         "dead_reports": len(list(agent.spool.dead.glob("*.json"))) // 2 if agent.spool.dead.exists() else 0,
-        "pending_install": state.get("pending_install"), "failed_attempts": state.get("attempts", {}),
-        "last_failure": state.get("last_failure"), "error_counters": state.get("error_counters", {}),
+        "pending_install": None if pending is None else {"release_id": pending.release_id,
+                                                         "version": pending.version},
+        "failed_attempts": {str(k): v for k, v in state.attempts.items()},
+        "last_failure": state.last_failure, "error_counters": state.error_counters,
     }
     if args.json:
         print(json.dumps(status, indent=1, sort_keys=True))
     else:
         for key, value in status.items():
             print(f"{key:<18} {value if value not in (None, {}) else '-'}")
-    return 0
+    return ExitCode.OK
 
 
-def cmd_simulate(args) -> int:
+def cmd_simulate(args: argparse.Namespace) -> int:
     from agent.simulate import SimSettings, simulate
 
     summary = simulate(SimSettings(
@@ -211,11 +240,12 @@ def cmd_simulate(args) -> int:
         hardware=args.hardware, firmware=args.firmware, enrollment_token_file=args.enrollment_token_file,
         root_file=args.root, repository=args.repository, concurrency=args.concurrency, id_prefix=args.id_prefix))
     print(json.dumps(summary.to_dict(), indent=1) if args.json else summary.text(args.server))
-    return 0 if summary.ok else EXIT_FAILED
+    return ExitCode.OK if summary.ok else ExitCode.FAILED
 
 
-COMMANDS = {"run": cmd_run, "enroll": cmd_enroll, "checkin": cmd_checkin, "status": cmd_status, "report": cmd_report,
-            "simulate": cmd_simulate}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run, "enroll": cmd_enroll, "checkin": cmd_checkin, "status": cmd_status, "report": cmd_report,
+    "simulate": cmd_simulate}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,10 +255,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     try:
-        return COMMANDS[args.command](args)
-    except (AgentError, ValueError, OSError) as exc:
+        return int(COMMANDS[args.command](args))
+    except (AgentError, OSError, ValueError) as exc:
         print(f"airlock-agent: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILED
+        return exit_code_for(exc)
 
 
 if __name__ == "__main__":

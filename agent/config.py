@@ -1,22 +1,36 @@
 """The agent's configuration: defaults, then a TOML file, then
 ``AIRLOCK_AGENT_*`` environment variables, then command-line flags;
-validated once at start-up."""
+validated once at start-up.
+
+An unknown key in the file is an error (the file is the agent's own); an
+unknown ``AIRLOCK_AGENT_*`` variable is one warning line naming the nearest
+setting, and is ignored (the environment is shared with other programs, and
+a device must not stop taking updates over a stray variable)."""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 HARDWARE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 VERSION = re.compile(r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(-[0-9A-Za-z.-]{1,32})?(\+[0-9A-Za-z.-]{1,32})?$")
 ENV_PREFIX = "AIRLOCK_AGENT_"
+# AIRLOCK_AGENT_* names that are not settings and must not be reported as misspelt ones (none today;
+# the install hook's variables are AIRLOCK_TARGET, AIRLOCK_VERSION, AIRLOCK_RELEASE_ID, AIRLOCK_REPOSITORY)
+NOT_SETTINGS: frozenset[str] = frozenset()
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass
@@ -61,6 +75,9 @@ class AgentConfig:
             raise ConfigError("root_file is set but repository (its name) is not")
         if self.max_install_attempts < 1 or self.install_timeout <= 0 or self.request_timeout <= 0:
             raise ConfigError("max_install_attempts, install_timeout and request_timeout must be positive")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"log_level {self.log_level!r} is not {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}")
+        self.log_level = self.log_level.upper()
         self.appliance_url = self.appliance_url.rstrip("/")
         return self
 
@@ -69,7 +86,18 @@ _FIELDS = {f.name: f for f in dataclasses.fields(AgentConfig)}
 _PATHS = {"state_dir", "firmware_file", "root_file", "enrollment_token_file", "reset_reason_file", "metrics_file"}
 
 
-def _convert(name: str, value):
+def nearest_setting(name: str) -> str | None:
+    """The setting a misspelt ``name`` most likely meant (None: nothing close)."""
+    close = difflib.get_close_matches(name.lower(), list(_FIELDS), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _printable(text: str, limit: int = 64) -> str:
+    """An untrusted name, safe for a terminal or a log line."""
+    return text.encode("unicode_escape").decode("ascii")[:limit]
+
+
+def _convert(name: str, value: Any) -> Any:
     """A TOML, environment or flag value as the field's type."""
     if value is None:
         return None
@@ -96,11 +124,12 @@ def _convert(name: str, value):
     return str(value)
 
 
-def load_config(path: Path | None = None, overrides: dict | None = None,
-                environ: dict | None = None, validate: bool = True) -> AgentConfig:
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None,
+                environ: dict[str, str] | None = None, validate: bool = True) -> AgentConfig:
     """Defaults, then the TOML file at ``path``, then ``AIRLOCK_AGENT_*``,
-    then ``overrides`` (flags; None values are ignored)."""
-    values: dict = {}
+    then ``overrides`` (flags; None values are ignored).  Raises
+    ConfigError; logs one warning per unknown ``AIRLOCK_AGENT_*`` variable."""
+    values: dict[str, Any] = {}
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())
@@ -108,14 +137,23 @@ def load_config(path: Path | None = None, overrides: dict | None = None,
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-        unknown = set(data) - set(_FIELDS)
+        unknown = sorted(set(data) - set(_FIELDS))
         if unknown:
-            raise ConfigError(f"config {path}: unknown settings {', '.join(sorted(unknown))}")
+            named = ", ".join(_printable(key) + (f" (did you mean {near}?)" if (near := nearest_setting(key)) else "")
+                              for key in unknown[:8])
+            raise ConfigError(f"config {path}: unknown settings {named}; the settings are in docs/agent.md")
         values.update(data)
     env = os.environ if environ is None else environ
-    for name in _FIELDS:
-        if ENV_PREFIX + name.upper() in env:
-            values[name] = env[ENV_PREFIX + name.upper()]
+    for variable, value in env.items():
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        name = variable[len(ENV_PREFIX):].lower()
+        if name in _FIELDS and variable == ENV_PREFIX + name.upper():
+            values[name] = value
+        elif variable not in NOT_SETTINGS:
+            near = nearest_setting(name)
+            hint = f"did you mean {ENV_PREFIX}{near.upper()}?" if near else "the settings are in docs/agent.md"
+            logger.warning("%s is not a setting and is ignored; %s", _printable(variable, 96), hint)
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value

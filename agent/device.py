@@ -8,20 +8,18 @@ in one process."""
 from __future__ import annotations
 
 import base64
-
 import logging
 import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import urllib3
+from typing import TYPE_CHECKING, Any
 
 from agent import metrics
-from agent._files import ensure_dir, read_json, write_atomic, write_json
-from agent._http import ApiClient, Latencies
+from agent._files import ensure_dir, write_atomic
+from agent._http import ApiClient, Connections, Latencies, ResumingFetcher
 from agent.config import VERSION, AgentConfig
 from agent.exceptions import (
     ApiError,
@@ -31,78 +29,56 @@ from agent.exceptions import (
     TokenRefusedError,
     UnreachableError,
     UpdateError,
+    UsageError,
 )
-from agent.fetcher import ResumingFetcher
 from agent.identity import enrollment_request, load_or_create_key, utc_now
-from agent.spool import Spool
+from agent.outcomes import DEFAULT_INTERVAL, DEFAULT_JITTER, CycleResult, Enrollment, UpdateOutcome
+from agent.spool import FlushResult, Spool
+from agent.state import AgentState, PendingInstall, StateStore
 from agent.updates import HOOK_REBOOT, Offer, fetch_verified, reason_text, run_hook
+
+if TYPE_CHECKING:
+    from agent.mdns import DeviceAdvertisement
 
 logger = logging.getLogger(__name__)
 MAX_ATTACHMENT_BYTES = 1024 * 1024  # bytes read from one attachment file; the appliance's limit is its own
-DEFAULT_INTERVAL, DEFAULT_JITTER = 300.0, 60.0  # seconds, until the appliance says otherwise
 UNREACHABLE_RETRY = 30.0  # seconds, at most, between tries while the appliance is away
 
 
-@dataclass
-class CycleResult:
-    state: str = "unknown"  # accepted, pending, refused, unreachable
-    checked_in: bool = False
-    update: str | None = None  # installed, reboot_pending, failed, gave_up, unreachable
-    release_id: int | None = None
-    reports_left: int = 0
-    interval: float = DEFAULT_INTERVAL
-    jitter: float = DEFAULT_JITTER
-    errors: list[str] = field(default_factory=list)
-
-
 class Agent:
-    def __init__(self, config: AgentConfig, *, pool: urllib3.PoolManager | None = None,
+    def __init__(self, config: AgentConfig, *, connections: Connections | None = None,
                  latencies: Latencies | None = None):
         self.config = config
         self.state_dir = ensure_dir(config.state_dir)
         self.state_dir.chmod(0o700)
         self.key = load_or_create_key(self.state_dir)
+        self.store = StateStore(self.state_dir)
+        self.state: AgentState = self.store.load()
         self.spool = Spool(self.state_dir / "spool")
-        self.pool = pool or urllib3.PoolManager(maxsize=4, retries=False)
+        self.connections = connections or Connections()
         self.latencies = latencies
-        self.fetcher = ResumingFetcher(config.request_timeout, self.pool)
+        self.fetcher = ResumingFetcher(config.request_timeout, self.connections)
         self._base_url = config.appliance_url or None
         self._client: ApiClient | None = None
-        self.on_firmware_change = None  # callback(version), e.g. to update the mDNS advertisement
+        # called with the new version after an install, e.g. to update the mDNS advertisement
+        self.on_firmware_change: Callable[[str], None] | None = None
 
     # state ---------------------------------------------------------------
-    @property
-    def _state_path(self) -> Path:
-        return self.state_dir / "state.json"
-
-    def state(self) -> dict:
-        return read_json(self._state_path, {})
-
-    def _save_state(self, **changes) -> dict:
-        state = self.state()
-        state.update(changes)
-        write_json(self._state_path, state)
-        return state
+    def _save(self) -> None:
+        self.store.save(self.state)
 
     def _count_error(self, name: str) -> None:
-        state = self.state()
-        counters = state.get("error_counters", {})
-        counters[name] = counters.get(name, 0) + 1
-        self._save_state(error_counters=counters)
+        self.state.count_error(name)
+        self._save()
 
     @property
     def token(self) -> str | None:
-        try:
-            return (self.state_dir / "token").read_text().strip() or None
-        except FileNotFoundError:
-            return None
+        return self.state.token
 
-    def _set_token(self, token: str | None) -> None:
-        path = self.state_dir / "token"
-        if token is None:
-            path.unlink(missing_ok=True)
-        else:
-            write_atomic(path, token.encode(), 0o600)
+    def _lose_token(self, enrollment: str) -> None:
+        self.state.token = None
+        self.state.enrollment = enrollment
+        self._save()
 
     def firmware(self) -> str:
         """The version running now: the firmware file, else the version
@@ -115,7 +91,7 @@ class Agent:
             if not VERSION.match(text):
                 raise ConfigError(f"firmware_file {self.config.firmware_file} holds {text[:40]!r}, not X.Y.Z")
             return text
-        return self.state().get("firmware") or self.config.firmware
+        return self.state.firmware or self.config.firmware
 
     def _record_firmware(self, version: str) -> None:
         if self.config.firmware_file is not None:
@@ -125,7 +101,8 @@ class Agent:
                 current = None
             if current != version:
                 write_atomic(self.config.firmware_file, f"{version}\n".encode(), 0o644)
-        self._save_state(firmware=version)
+        self.state.firmware = version
+        self._save()
         if self.on_firmware_change is not None:
             self.on_firmware_change(version)
 
@@ -144,7 +121,8 @@ class Agent:
 
     def client(self) -> ApiClient:
         if self._client is None:
-            self._client = ApiClient(self.base_url(), self.config.request_timeout, self.pool, self.latencies)
+            self._client = ApiClient(self.base_url(), self.config.request_timeout, self.connections,
+                                     self.latencies)
         return self._client
 
     def _forget_appliance(self) -> None:
@@ -163,7 +141,17 @@ class Agent:
         except OSError as exc:
             raise ConfigError(f"cannot read enrollment_token_file {path}: {exc.strerror}") from None
 
-    def enroll(self) -> dict:
+    def _note_interval(self, answer: dict[str, Any]) -> None:
+        """Keep the check-in interval and jitter the appliance answered."""
+        try:
+            interval = float(answer.get("checkin_interval", self.state.checkin_interval or DEFAULT_INTERVAL))
+            jitter = float(answer.get("jitter", self.state.jitter or DEFAULT_JITTER))
+        except (TypeError, ValueError):
+            return  # a malformed answer keeps what we had
+        if interval >= 0 and jitter >= 0:
+            self.state.checkin_interval, self.state.jitter = interval, jitter
+
+    def enroll(self) -> dict[str, Any]:
         """Send a signed enrollment; keep the token once accepted.  Raises
         NotAcceptedError while pending, DeviceRefusedError when refused."""
         timestamp = None
@@ -177,25 +165,27 @@ class Agent:
                 timestamp = answer["server_time"]
                 continue
             break
-        interval = float(answer.get("checkin_interval", DEFAULT_INTERVAL))
-        jitter = float(answer.get("jitter", DEFAULT_JITTER))
-        if status == 200 and answer.get("token"):
-            self._set_token(answer["token"])
-            self._save_state(enrollment="accepted", checkin_interval=interval, jitter=jitter,
-                             enrolled_at=utc_now())
+        if status == 200 and isinstance(answer.get("token"), str) and answer["token"]:
+            self._note_interval(answer)
+            self.state.token = answer["token"]
+            self.state.enrollment, self.state.enrolled_at = "accepted", utc_now()
+            self._save()
             logger.info("enrolled as %s: accepted", self.config.device_id)
             return answer
         if status == 202:
-            self._save_state(enrollment="pending", checkin_interval=interval, jitter=jitter)
+            self._note_interval(answer)
+            self.state.enrollment = "pending"
+            self._save()
             raise NotAcceptedError(f"{self.config.device_id} is pending: plant IT must accept it "
                                    f"(airlock devices accept {self.config.device_id})")
         if status == 403:
-            self._set_token(None)
-            self._save_state(enrollment=answer.get("state", "refused"))
-            raise DeviceRefusedError(f"the appliance refuses {self.config.device_id}: {answer.get('message')}")
+            refused = answer.get("state")
+            self._lose_token(refused if isinstance(refused, str) and refused.isidentifier() else "refused")
+            raise DeviceRefusedError(f"the appliance refuses {self.config.device_id}: "
+                                     f"{reason_text(str(answer.get('message')), 300)}")
         raise ApiError(status, answer.get("error", "?"), answer.get("message", ""), answer)
 
-    def enroll_waiting(self, wait: float, poll: float | None = None) -> dict:
+    def enroll_waiting(self, wait: float, poll: float | None = None) -> dict[str, Any]:
         """Enroll, polling while pending for at most ``wait`` seconds."""
         deadline = time.monotonic() + wait
         while True:
@@ -205,28 +195,42 @@ class Agent:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise
-                time.sleep(min(left, poll or self.state().get("checkin_interval", DEFAULT_INTERVAL)))
+                time.sleep(min(left, poll or self.state.checkin_interval or DEFAULT_INTERVAL))
 
     # check-ins and updates -------------------------------------------------
-    def checkin(self) -> dict:
+    def checkin(self) -> dict[str, Any]:
         token = self.token
         if token is None:
             raise TokenRefusedError("no token yet: enroll first")
-        counters = self.state().get("error_counters", {})
         body = {"firmware": self.firmware(),
                 "metrics": metrics.collect(self.state_dir, self.config.reset_reason_file,
-                                           self.config.metrics_file, counters)}
+                                           self.config.metrics_file, self.state.error_counters)}
         status, answer = self.client().post("/api/v1/checkin", body, token)
         if status == 401:
-            self._set_token(None)
-            self._save_state(enrollment="token_refused")
+            self._lose_token("token_refused")
             raise TokenRefusedError("the appliance refused the token: enrolling again")
         if status != 200:
             raise ApiError(status, answer.get("error", "?"), answer.get("message", ""), answer)
-        self._save_state(checkin_interval=float(answer.get("checkin_interval", DEFAULT_INTERVAL)),
-                         jitter=float(answer.get("jitter", DEFAULT_JITTER)), last_checkin=utc_now(),
-                         last_update_offer=answer.get("update"))
+        self._note_interval(answer)
+        offer = answer.get("update")
+        self.state.last_checkin = utc_now()
+        self.state.last_update_offer = offer if isinstance(offer, dict) else None
+        self._save()
         return answer
+
+    def checkin_enrolling(self) -> dict[str, Any]:
+        """Enroll if there is no token, send the spool, check in; a refused
+        token means enroll again at once, once."""
+        for attempt in (1, 2):
+            try:
+                if self.token is None:
+                    self.enroll()
+                self.flush()
+                return self.checkin()
+            except TokenRefusedError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def report(self, release_id: int, step: str, reason: str | None = None) -> None:
         """Spool a report, then try to send everything spooled."""
@@ -237,7 +241,7 @@ class Agent:
         logger.info("report release %d: %s%s", release_id, step, f" ({body['reason']})" if reason else "")
         self.flush()
 
-    def error_report(self, kind: str, severity: str, message: str, attachments: list[Path] = ()) -> Path:
+    def error_report(self, kind: str, severity: str, message: str, attachments: Sequence[Path] = ()) -> Path:
         """Spool an error report (crash, error, watchdog reset, log) with
         attachment files, then try to send everything spooled.  The report
         keeps its ``report_id`` in the spool, so a resend is stored once."""
@@ -246,10 +250,10 @@ class Agent:
             with open(path, "rb") as f:
                 data = f.read(MAX_ATTACHMENT_BYTES + 1)
             if len(data) > MAX_ATTACHMENT_BYTES:
-                raise ValueError(f"attachment {path} is larger than {MAX_ATTACHMENT_BYTES} bytes: "
+                raise UsageError(f"attachment {path} is larger than {MAX_ATTACHMENT_BYTES} bytes: "
                                  "send an excerpt (the appliance sets its own, usually smaller, limit)")
             files.append({"name": Path(path).name[:128], "content": base64.b64encode(data).decode()})
-        body = {"report_id": str(uuid.uuid4()), "kind": kind, "severity": severity,
+        body: dict[str, Any] = {"report_id": str(uuid.uuid4()), "kind": kind, "severity": severity,
                 "message": reason_text(message, limit=4000), "firmware": self.firmware(), "occurred_at": utc_now()}
         if files:
             body["attachments"] = files
@@ -257,15 +261,15 @@ class Agent:
         logger.info("error report %s (%s, %s) spooled", body["report_id"], kind, severity)
         return entry
 
-    def flush(self):
+    def flush(self) -> FlushResult | None:
+        """Send what is spooled; None when there is no token to send it with."""
         token = self.token
         if token is None:
             return None
         try:
             result = self.spool.flush(self.client(), token)
         except TokenRefusedError:
-            self._set_token(None)
-            self._save_state(enrollment="token_refused")
+            self._lose_token("token_refused")
             raise
         if result.unreachable:
             self._count_error("report_send_failures")
@@ -279,13 +283,14 @@ class Agent:
         except OSError as exc:
             raise ConfigError(f"cannot read root_file {self.config.root_file}: {exc.strerror}") from None
 
-    def take_update(self, offer: Offer) -> str:
-        """Fetch, verify, install and report ``offer``; returns the outcome."""
+    def take_update(self, offer: Offer) -> UpdateOutcome:
+        """Fetch, verify, install and report ``offer``.  Raises
+        UnreachableError when the appliance goes away mid-way (a download
+        is kept for resuming)."""
         rid = offer.release_id
-        attempts = self.state().get("attempts", {})
-        if attempts.get(str(rid), 0) >= self.config.max_install_attempts:
-            logger.info("release %d failed %d times: not trying again", rid, attempts[str(rid)])
-            return "gave_up"
+        if self.state.attempts.get(rid, 0) >= self.config.max_install_attempts:
+            logger.info("release %d failed %d times: not trying again", rid, self.state.attempts[rid])
+            return UpdateOutcome.GAVE_UP
         if self.config.repository and offer.repository != self.config.repository:
             return self._failed(rid, f"offered repository {offer.repository!r}, but this device trusts only "
                                      f"{self.config.repository!r}")
@@ -312,31 +317,31 @@ class Agent:
         if code == 0:
             self._record_firmware(offer.version)
             self.report(rid, "success")
-            return "installed"
+            return UpdateOutcome.INSTALLED
         if code == HOOK_REBOOT:
             metrics.plan_reboot(self.state_dir)
-            self._save_state(pending_install={"release_id": rid, "version": offer.version,
-                                              "boot_id": metrics.boot_id()})
+            self.state.pending_install = PendingInstall(rid, offer.version, metrics.boot_id())
+            self._save()
             logger.info("release %d installed; waiting for the reboot", rid)
-            return "reboot_pending"
+            return UpdateOutcome.REBOOT_PENDING
         self._count_error("install_failures")
         return self._failed(rid, f"install hook exited {code}: {output.strip()}")
 
-    def _failed(self, release_id: int, reason: str) -> str:
-        attempts = self.state().get("attempts", {})
-        attempts[str(release_id)] = attempts.get(str(release_id), 0) + 1
-        self._save_state(attempts=attempts, last_failure=reason_text(reason, 300))
-        logger.error("release %d failed: %s", release_id, reason)
+    def _failed(self, release_id: int, reason: str) -> UpdateOutcome:
+        self.state.attempts[release_id] = self.state.attempts.get(release_id, 0) + 1
+        self.state.last_failure = reason_text(reason, 300)
+        self._save()
+        logger.error("release %d failed: %s", release_id, reason_text(reason))
         self.report(release_id, "failure", reason)
-        return "failed"
+        return UpdateOutcome.FAILED
 
     def _resolve_pending_install(self) -> None:
         """After the reboot an install asked for: report it, and whether the
         device now runs the new version."""
-        pending = self.state().get("pending_install")
-        if not pending or pending.get("boot_id") == metrics.boot_id():
+        pending = self.state.pending_install
+        if pending is None or pending.boot_id == metrics.boot_id():
             return
-        rid, version = pending["release_id"], pending["version"]
+        rid, version = pending.release_id, pending.version
         self.spool.add("/api/v1/updates", {"report_id": str(uuid.uuid4()), "release_id": rid,
                                            "step": "rebooted", "at": utc_now()})
         running = self.firmware()
@@ -348,21 +353,20 @@ class Agent:
             self.spool.add("/api/v1/updates", {"report_id": str(uuid.uuid4()), "release_id": rid,
                                                "step": "failure", "at": utc_now(),
                                                "reason": f"after the reboot the device runs {running}, not {version}"})
-        self._save_state(pending_install=None)
+        self.state.pending_install = None
+        self._save()
 
     # one round -----------------------------------------------------------
     def cycle(self) -> CycleResult:
-        result = CycleResult()
-        state = self.state()
-        result.interval = float(state.get("checkin_interval", DEFAULT_INTERVAL))
-        result.jitter = float(state.get("jitter", DEFAULT_JITTER))
+        result = CycleResult(interval=self.state.checkin_interval or DEFAULT_INTERVAL,
+                             jitter=self.state.jitter if self.state.jitter is not None else DEFAULT_JITTER)
         try:
             self._resolve_pending_install()
             for attempt in (1, 2):  # a refused token: enroll again at once, once
                 try:
                     if self.token is None:
                         self.enroll()
-                    result.state = "accepted"
+                    result.state = Enrollment.ACCEPTED
                     self.flush()
                     answer = self.checkin()
                     result.checked_in = True
@@ -370,31 +374,30 @@ class Agent:
                 except TokenRefusedError:
                     if attempt == 2:
                         raise
-            result.interval = float(answer.get("checkin_interval", result.interval))
-            result.jitter = float(answer.get("jitter", result.jitter))
-            pending = self.state().get("pending_install") or {}
+            result.interval = self.state.checkin_interval or result.interval
+            result.jitter = self.state.jitter if self.state.jitter is not None else result.jitter
             if answer.get("update"):
                 offer = Offer.from_answer(answer["update"])
                 result.release_id = offer.release_id
-                if pending.get("release_id") == offer.release_id:
-                    result.update = "reboot_pending"  # installed; the appliance learns after the reboot
+                pending = self.state.pending_install
+                if pending is not None and pending.release_id == offer.release_id:
+                    result.update = UpdateOutcome.REBOOT_PENDING  # the appliance learns after the reboot
                 else:
                     result.update = self.take_update(offer)
-                if result.update == "installed":
+                if result.update is UpdateOutcome.INSTALLED:
                     self.checkin()  # tell the appliance the new version at once
         except NotAcceptedError as exc:
-            result.state = "pending"
+            result.state = Enrollment.PENDING
             result.errors.append(str(exc))
-            state = self.state()
-            result.interval = float(state.get("checkin_interval", result.interval))
+            result.interval = self.state.checkin_interval or result.interval
         except DeviceRefusedError as exc:
-            result.state = "refused"
+            result.state = Enrollment.REFUSED
             result.errors.append(str(exc))
         except UnreachableError as exc:
-            if result.state == "unknown" or not result.checked_in:
-                result.state = "unreachable"
+            if not result.checked_in:
+                result.state = Enrollment.UNREACHABLE
             if result.release_id is not None and result.update is None:
-                result.update = "unreachable"
+                result.update = UpdateOutcome.UNREACHABLE
             result.errors.append(str(exc))
             logger.warning("%s", exc)
             self._forget_appliance()
@@ -411,14 +414,14 @@ class Agent:
         advert = self._advertise()
         try:
             if not once:
-                jitter = float(self.state().get("jitter", DEFAULT_JITTER))
+                jitter = self.state.jitter if self.state.jitter is not None else DEFAULT_JITTER
                 stop.wait(random.uniform(0, min(jitter, self.config.checkin_interval or jitter)))
             while True:
                 result = self.cycle()
                 if once or stop.is_set():
                     return result
                 interval = self.config.checkin_interval or result.interval
-                if result.state == "unreachable" or result.reports_left:
+                if result.state is Enrollment.UNREACHABLE or result.reports_left:
                     interval = min(interval, UNREACHABLE_RETRY)
                 if stop.wait(interval + random.uniform(0, result.jitter if not self.config.checkin_interval else 0)):
                     return result
@@ -426,7 +429,7 @@ class Agent:
             if advert is not None:
                 advert.close()
 
-    def _advertise(self):
+    def _advertise(self) -> DeviceAdvertisement | None:
         if not self.config.mdns_enabled:
             return None
         from agent.mdns import advertise_device

@@ -7,8 +7,17 @@ class AgentError(Exception):
     """Base of every agent error."""
 
 
-class ConfigError(AgentError):
+class UsageError(AgentError):
+    """A command was given something it cannot use (too many attachments,
+    a bad simulator bound): nothing was sent."""
+
+
+class ConfigError(UsageError):
     """The configuration is missing something or holds a bad value."""
+
+
+class StateError(AgentError):
+    """The agent's state folder holds a file it cannot read or parse."""
 
 
 class UnreachableError(AgentError):
@@ -39,3 +48,8 @@ class NotAcceptedError(AgentError):
 
 class UpdateError(AgentError):
     """An update could not be fetched, verified or installed; the message is the reason reported."""
+
+
+class SpoolFullError(AgentError):
+    """The spool holds its maximum number of entries: nothing more is kept
+    until the appliance takes some."""

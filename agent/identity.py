@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent._files import write_atomic
+from agent.exceptions import StateError
 
 KEY_FILE = "device.key"
 
@@ -39,11 +40,14 @@ def load_or_create_key(state_dir: Path) -> Ed25519PrivateKey:
                                 serialization.NoEncryption())
         write_atomic(path, pem, 0o600)
         return key
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(  # noqa: TRY004 - a bad file, reported as a one-line error
-            f"{path} does not hold an Ed25519 private key")
-    return key
+    try:
+        loaded = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise StateError(f"{path} is not a readable private key ({exc}): restore the device's key") from None
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise StateError(f"{path} does not hold an Ed25519 private key: restore the device's key (a new key "
+                         "is a new device to the appliance, which plant IT must accept again)")
+    return loaded
 
 
 def public_key_b64(key: Ed25519PrivateKey) -> str:

@@ -111,18 +111,18 @@ def _appliance_from(info: ServiceInfo) -> ApplianceInfo | None:
 
 
 class _Found(ServiceListener):
-    def __init__(self):
+    def __init__(self) -> None:
         self.names: list[str] = []
         self.event = threading.Event()
 
-    def add_service(self, zc, type_, name):
+    def add_service(self, zc: Zeroconf, type_: str, name: str) -> None:
         if name not in self.names and len(self.names) < MAX_APPLIANCES:
             self.names.append(name)
             self.event.set()
 
     update_service = add_service
 
-    def remove_service(self, zc, type_, name):
+    def remove_service(self, zc: Zeroconf, type_: str, name: str) -> None:
         pass
 
 
@@ -168,7 +168,7 @@ class DeviceAdvertisement:
     """A registered ``_airlock-device`` service; ``close()`` says goodbye."""
 
     def __init__(self, zc: Zeroconf, info: ServiceInfo):
-        self._zc = zc
+        self._zc: Zeroconf | None = zc
         self.info = info
 
     @property
@@ -177,6 +177,8 @@ class DeviceAdvertisement:
 
     def update(self, *, fw: str | None = None, hw: str | None = None) -> None:
         """Announce a new firmware version (after an update) or model."""
+        if self._zc is None:
+            return  # closed: said goodbye already
         props = {k.decode(): (v or b"").decode() for k, v in self.info.properties.items()}
         if fw is not None:
             props["fw"] = fw
@@ -200,7 +202,7 @@ class DeviceAdvertisement:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -101,7 +101,7 @@ def plan_reboot(state_dir: Path) -> None:
     write_json(path, boot)
 
 
-def _named(values, limit_name: str) -> dict:
+def _named(values: object, limit_name: str) -> dict[str, int | float]:
     if not isinstance(values, dict):
         return {}
     out = {}

@@ -12,15 +12,15 @@ import secrets
 import statistics
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import urllib3
-
-from agent._http import Latencies
+from agent._http import Connections, Latencies
 from agent.config import AgentConfig
 from agent.device import Agent
+from agent.exceptions import UsageError
+from agent.outcomes import CycleResult, Enrollment, UpdateOutcome
 
 MAX_DEVICES = 10_000
 MAX_DURATION = 86_400.0  # seconds
@@ -98,9 +98,9 @@ def _latency_table(latencies: Latencies) -> dict[str, dict[str, float]]:
 
 def simulate(settings: SimSettings) -> SimSummary:
     if not 1 <= settings.devices <= MAX_DEVICES:
-        raise ValueError(f"--devices must be 1..{MAX_DEVICES}")
+        raise UsageError(f"--devices must be 1..{MAX_DEVICES}")
     if not 0 < settings.duration <= MAX_DURATION:
-        raise ValueError(f"--duration must be in (0, {MAX_DURATION:.0f}] seconds")
+        raise UsageError(f"--duration must be in (0, {MAX_DURATION:.0f}] seconds")
     prefix = settings.id_prefix or f"sim-{secrets.token_hex(3)}"
     with tempfile.TemporaryDirectory(prefix="airlock-sim-") as tmp:
         root = settings.state_dir or Path(tmp)
@@ -110,7 +110,7 @@ def simulate(settings: SimSettings) -> SimSummary:
 def _run(settings: SimSettings, prefix: str, root: Path) -> SimSummary:
     latencies = Latencies()
     concurrency = max(1, min(settings.concurrency, settings.devices))
-    pool = urllib3.PoolManager(maxsize=concurrency, retries=False)
+    connections = Connections(maxsize=concurrency)
     agents = []
     for i in range(settings.devices):
         config = AgentConfig(state_dir=root / f"{prefix}-{i}", appliance_url=settings.server,
@@ -118,15 +118,15 @@ def _run(settings: SimSettings, prefix: str, root: Path) -> SimSummary:
                              repository=settings.repository, root_file=settings.root_file,
                              enrollment_token_file=settings.enrollment_token_file, request_timeout=30.0,
                              max_install_attempts=1).validate()
-        agents.append(Agent(config, pool=pool, latencies=latencies))
+        agents.append(Agent(config, connections=connections, latencies=latencies))
     summary = SimSummary(devices=settings.devices)
-    states: dict[int, str] = {}
+    states: dict[int, Enrollment] = {}
     checked: set[int] = set()
     started = time.monotonic()
     deadline = started + settings.duration
     due = [(started, i) for i in range(settings.devices)]
     heapq.heapify(due)
-    running = {}
+    running: dict[Future[CycleResult], int] = {}
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sim") as pool_threads:
         while due or running:
             now = time.monotonic()
@@ -147,17 +147,18 @@ def _run(settings: SimSettings, prefix: str, root: Path) -> SimSummary:
                 except Exception as exc:  # noqa: BLE001 - a device's bug must not end the fleet
                     summary.errors.append(f"{agents[i].config.device_id}: {type(exc).__name__}: {exc}")
                     continue
-                states[i] = result.state if result.state != "unknown" else states.get(i, "unknown")
+                if result.state is not Enrollment.UNKNOWN:
+                    states[i] = result.state
                 if result.checked_in:
                     checked.add(i)
-                    summary.checkins += 1 + (result.update == "installed")
-                if result.update == "installed":
+                    summary.checkins += 1 + (result.update is UpdateOutcome.INSTALLED)
+                if result.update is UpdateOutcome.INSTALLED:
                     summary.updated += 1
-                elif result.update in ("failed", "unreachable"):
+                elif result.update in (UpdateOutcome.FAILED, UpdateOutcome.UNREACHABLE):
                     summary.update_failures += 1
-                if result.state in ("unreachable",) or (result.errors and result.state == "accepted"):
+                if result.state is Enrollment.UNREACHABLE or (result.errors and result.state is Enrollment.ACCEPTED):
                     summary.errors += [f"{agents[i].config.device_id}: {e}" for e in result.errors]
-                if settings.interval > 0 and result.state in ("accepted", "pending"):
+                if settings.interval > 0 and result.state in (Enrollment.ACCEPTED, Enrollment.PENDING):
                     at = time.monotonic() + settings.interval + random.uniform(0, settings.interval / 10)
                     if at < deadline:
                         heapq.heappush(due, (at, i))
@@ -165,13 +166,13 @@ def _run(settings: SimSettings, prefix: str, root: Path) -> SimSummary:
                 break  # requests are bounded by their timeouts; never hang past this
         summary.unfinished = len(running)
     summary.seconds = time.monotonic() - started
-    summary.enrolled = sum(1 for s in states.values() if s == "accepted")
-    summary.pending = sum(1 for s in states.values() if s == "pending")
-    summary.refused = sum(1 for s in states.values() if s == "refused")
+    summary.enrolled = sum(1 for s in states.values() if s is Enrollment.ACCEPTED)
+    summary.pending = sum(1 for s in states.values() if s is Enrollment.PENDING)
+    summary.refused = sum(1 for s in states.values() if s is Enrollment.REFUSED)
     summary.checked_in = len(checked)
     for agent in agents:
         version = agent.firmware()
         summary.firmware[version] = summary.firmware.get(version, 0) + 1
     summary.latency_ms = _latency_table(latencies)
-    pool.clear()
+    connections.close()
     return summary

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent._files import ensure_dir, fsync_dir, write_json
 from agent._http import ApiClient
-from agent.exceptions import TokenRefusedError, UnreachableError
+from agent.exceptions import SpoolFullError, TokenRefusedError, UnreachableError
 
 logger = logging.getLogger(__name__)
 MAX_ENTRIES = 10_000  # oldest are kept; a device that cannot send for this long has bigger problems
@@ -45,7 +45,8 @@ class Spool:
         """Keep ``body`` (for POST ``path``) on disk until the appliance has it."""
         entries = self.entries()
         if len(entries) >= MAX_ENTRIES:
-            raise OSError(f"spool {self.folder} is full ({MAX_ENTRIES} entries)")
+            raise SpoolFullError(f"spool {self.folder} is full ({MAX_ENTRIES} entries): the appliance has not "
+                                 "taken reports for a long time; check `airlock-agent status`")
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
         entry = self.folder / name
         write_json(entry, {"path": path, "body": body})
@@ -66,6 +67,8 @@ class Spool:
             for entry in self.entries():
                 try:
                     item = json.loads(entry.read_text())
+                except FileNotFoundError:
+                    continue  # another process (`airlock-agent report` beside the daemon) sent it meanwhile
                 except (OSError, ValueError):
                     self._bury(entry, {"error": "unreadable spool entry"})
                     result.dead += 1
@@ -78,7 +81,7 @@ class Spool:
                     result.unreachable = True
                     break
                 if 200 <= status < 300:
-                    entry.unlink()
+                    entry.unlink(missing_ok=True)  # the other process may have sent it too: stored once
                     result.sent += 1
                     result.duplicates += bool(answer.get("duplicate"))
                 elif status == 401:
@@ -100,4 +103,8 @@ class Spool:
     def _bury(self, entry: Path, answer: dict) -> None:
         ensure_dir(self.dead)
         write_json(self.dead / (entry.stem + ".answer.json"), answer)
-        os.replace(entry, self.dead / entry.name)
+        try:
+            os.replace(entry, self.dead / entry.name)
+        except FileNotFoundError:
+            return  # another process buried (or sent) it meanwhile
+        fsync_dir(self.folder)

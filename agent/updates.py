@@ -21,12 +21,13 @@ from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import Updater, UpdaterConfig
 
 from agent._files import ensure_dir
+from agent._http import ResumingFetcher
 from agent.exceptions import UnreachableError, UpdateError
-from agent.fetcher import ResumingFetcher
 
 logger = logging.getLogger(__name__)
 HOOK_REBOOT = 10  # hook exit status: installed, the device reboots into it
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0 and C1 controls (U+009B is a one-byte CSI), zero-width and bidirectional overrides: never sent, logged or printed
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]+")
 _URL_PATH = re.compile(r"^/[A-Za-z0-9._~/-]{0,255}$")
 
 
@@ -57,7 +58,8 @@ class Offer:
 
 
 def reason_text(text: str, limit: int = 1000) -> str:
-    """A report reason: no control characters, at most ``limit`` characters."""
+    """A report reason, or text from the appliance for a log or terminal: no
+    control or bidirectional-override characters, at most ``limit`` characters."""
     return _CONTROL.sub(" ", text).strip()[:limit] or "unknown"
 
 

@@ -4,6 +4,7 @@ and setting is documented, and its configuration layers behave."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -60,3 +61,17 @@ def test_configuration_layers(tmp_path):
     with pytest.raises(ConfigError, match="not a version"):
         load_config(None, {"device_id": "a", "hardware": "b", "firmware": "one", "appliance_url": "http://x:1"},
                     environ={})
+
+
+def test_a_misspelt_variable_is_one_warning_line_on_the_terminal(tmp_path):
+    """Defect 8 (agent part): `AIRLOCK_AGENT_INTERVL` used to be ignored in silence."""
+    config = tmp_path / "agent.toml"
+    config.write_text(f'state_dir = "{tmp_path / "state"}"\ndevice_id = "a-1"\nhardware = "plc-x"\n'
+                      'firmware = "1.0.0"\nappliance_url = "http://127.0.0.1:1"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRLOCK_AGENT_")}
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--config", str(config)], capture_output=True,
+                       text=True, timeout=60, check=False, env={**env, "AIRLOCK_AGENT_INTERVL": "30"})
+    assert r.returncode == 0, r.stderr
+    [line] = r.stderr.splitlines()
+    assert line.endswith("AIRLOCK_AGENT_INTERVL is not a setting and is ignored; "
+                         "did you mean AIRLOCK_AGENT_CHECKIN_INTERVAL?"), line
