@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +24,7 @@ from tuf.api.metadata import Metadata
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
+from signing.durable import PendingFile, write_atomic
 from signing.exceptions import WorkspaceError
 from signing.paths import split_target_path
 
@@ -64,19 +63,10 @@ def serialize(md: Metadata) -> bytes:
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that a reader sees old or new, never half."""
+    """Replace ``path`` with ``data`` so that a reader sees old or new, never
+    half, and a crash right after leaves the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=mode)
 
 
 def read_metadata(path: Path) -> Metadata:
@@ -173,25 +163,16 @@ def import_target_file(layout: Layout, local_file: Path, target_path: str) -> tu
         src = open(local_file, "rb")
     except OSError as e:
         raise WorkspaceError(f"cannot read {local_file}: {e.strerror}") from None
-    folder, base = split_target_path(target_path)
+    folder, _ = split_target_path(target_path)
     dest_dir = layout.targets / folder
     dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".incoming.", suffix=".tmp")
     digest = hashlib.sha256()
     length = 0
-    try:
-        with src, os.fdopen(fd, "wb") as out:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-                length += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
+    with src, PendingFile(dest_dir) as pending:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            pending.file.write(chunk)
+            length += len(chunk)
         sha = digest.hexdigest()
-        dest = layout.target_file(target_path, sha)
-        os.replace(tmp, dest)  # same content, same name: replacing is harmless
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        dest = pending.commit(layout.target_file(target_path, sha))  # same content, same name: replacing is harmless
     return dest, length, sha
