@@ -72,11 +72,6 @@ def _nothing(*_args) -> None:
     return None
 
 
-def _anywhere(relpath: str) -> bool:
-    """For an incremental bundle: assume the appliance holds what is missing."""
-    return True
-
-
 @dataclass
 class BundleReport:
     """What ``airlock-sign verify`` found: one entry per repository."""
@@ -129,18 +124,22 @@ TrustSource = Callable[[str], "tuple[TrustedState, MetadataLookup, Callable[[str
 
 def verify_staged_bundle(staged, trust_for: TrustSource, *, now: datetime | None = None,
                          progress=None, before_copy: Callable[[int], None] | None = None,
-                         ) -> list[VerifiedRepository]:
+                         incremental: bool = False) -> list[VerifiedRepository]:
     """Verify every repository of a scanned bundle, then copy and check the
     target files the verified metadata lists (and only those).
 
     ``before_copy(bytes)`` runs between the two, e.g. to check free space
-    against the signed lengths.  Raises :class:`AirlockError` (one line).
+    against the signed lengths.  ``incremental`` accepts target files absent
+    from the bundle (for ``airlock-sign verify``, which cannot look at the
+    appliance); every target present is checked all the same.  Raises
+    :class:`AirlockError` (one line).
     """
     verified = []
     for name in staged.repositories:
         trusted, store_meta, store_target = trust_for(name)
         meta, target = bundle_lookups(staged, name)
-        verified.append(verify_repository(name, trusted, meta, store_meta, target, store_target, now=now))
+        verified.append(verify_repository(name, trusted, meta, store_meta, target, store_target, now=now,
+                                          absent_targets_held=incremental))
     wanted: dict[str, tuple[int, list[str]]] = {}
     for v in verified:
         if not v.unchanged:
@@ -173,7 +172,7 @@ def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: da
                                     f"for it: pass --root {unknown[0]}=ROOT.json")
 
         def trust_for(name: str):
-            return TrustedState(root=trusted_roots[name]), _nothing, (_anywhere if incremental else _nothing)
+            return TrustedState(root=trusted_roots[name]), _nothing, _nothing
 
-        results = verify_staged_bundle(staged, trust_for, now=now)
+        results = verify_staged_bundle(staged, trust_for, now=now, incremental=incremental)
         return BundleReport(digest=staged.digest, repositories=results)

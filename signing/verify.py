@@ -140,12 +140,16 @@ def verify_repository(
     store_target: TargetLookup,
     *,
     now: datetime | None = None,
+    absent_targets_held: bool = False,
 ) -> VerifiedRepository:
     """Verify the repository ``name`` of a bundle against ``trusted``.
 
     Metadata files are looked up in the bundle first, then in the store
     (files the appliance already serves); a versioned file present in both
-    must be identical.  Raises :class:`VerificationError` with one line.
+    must be identical.  With ``absent_targets_held`` (``airlock-sign verify
+    --incremental``, which has no store to look in) a target file absent
+    from the bundle is assumed to be on the appliance; one that is present
+    is still checked.  Raises :class:`VerificationError` with one line.
     """
     refuse = _Refusal(name)
     now = now or datetime.now(timezone.utc)
@@ -294,7 +298,7 @@ def verify_repository(
                 stack.append((role_name, md, (*chain, role_name)))
 
     # 5. every target of every role: names, algorithms, length, hashes
-    entries = _check_targets(refuse, loaded, scope, bundle_target, store_target)
+    entries = _check_targets(refuse, loaded, scope, bundle_target, store_target, absent_targets_held)
 
     after = {"root": tset.root.version, "timestamp": tset.timestamp.version,
              "snapshot": tset.snapshot.version}
@@ -359,7 +363,8 @@ def _top_level_summaries(tset, current_bytes: dict[str, bytes]) -> list[RoleSumm
             for role in ("root", "timestamp", "snapshot")]
 
 
-def _check_targets(refuse, loaded: dict[str, Metadata], scope, bundle_target, store_target) -> list[TargetEntry]:
+def _check_targets(refuse, loaded: dict[str, Metadata], scope, bundle_target, store_target,
+                   absent_targets_held: bool) -> list[TargetEntry]:
     entries: list[TargetEntry] = []
     for role_name, md in loaded.items():
         role_file = f"{md.signed.version}.{role_name}.json"
@@ -371,7 +376,8 @@ def _check_targets(refuse, loaded: dict[str, Metadata], scope, bundle_target, st
             if role_name != "targets" and not any(_delegates(r, role_name, path) for r in scope[role_name]):
                 raise refuse(role_file, f"lists target {show(path)} outside the paths delegated to "
                              f"{show(role_name)}", "the vendor must sign it with the role that owns that path")
-            entries.append(_check_target(refuse, role_file, role_name, path, tf, bundle_target, store_target))
+            entries.append(_check_target(refuse, role_file, role_name, path, tf, bundle_target, store_target,
+                                         absent_targets_held))
     return entries
 
 
@@ -382,7 +388,8 @@ def _delegates(role, role_name: str, path: str) -> bool:
     return role.is_delegated_path(path)
 
 
-def _check_target(refuse, role_file, role_name, path, tf: TargetFile, bundle_target, store_target) -> TargetEntry:
+def _check_target(refuse, role_file, role_name, path, tf: TargetFile, bundle_target, store_target,
+                  absent_targets_held: bool) -> TargetEntry:
     if not tf.hashes:
         raise refuse(role_file, f"target {show(path)} lists no hashes")
     for algorithm in tf.hashes:
@@ -410,6 +417,8 @@ def _check_target(refuse, role_file, role_name, path, tf: TargetFile, bundle_tar
                              f"{tf.length}", "the file was altered or truncated; get a fresh copy of the bundle")
             entry.bundle_relpath = relpath
             return entry
+    if absent_targets_held:
+        return entry  # an incremental bundle: the appliance must hold it
     raise refuse(f"targets/{filenames[0]}", f"target {show(path)} listed in {role_file} is neither in the "
                  "bundle nor already on the appliance", "write a bundle that includes it (not incremental)")
 
