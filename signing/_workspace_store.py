@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,8 +24,8 @@ from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
 from signing.durable import PendingFile, write_atomic
-from signing.exceptions import WorkspaceError
-from signing.paths import split_target_path
+from signing.exceptions import RepositoryNameError, WorkspaceError
+from signing.paths import check_repo_name, split_target_path
 
 TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
 DEFAULT_EXPIRY_DAYS = {"root": 365, "targets": 90, "snapshot": 30, "timestamp": 7}
@@ -34,19 +33,6 @@ CONFIG_NAME = "workspace.json"
 CONFIG_FORMAT = 1
 CHUNK = 1024 * 1024  # bytes copied and hashed at a time
 MAX_METADATA = 16 * 1024 * 1024  # bytes; python-tuf's own caps are lower
-_REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def check_repo_name(name: str) -> str:
-    """A repository name becomes a folder name in bundles and on the appliance."""
-    if not isinstance(name, str) or not _REPO_NAME.match(name) or ".." in name:
-        raise WorkspaceError(
-            f"repository name {name!r} is not allowed: use letters, digits, '.', '_' "
-            "and '-' (at most 64), starting with a letter or digit"
-        )
-    return name
-
-
 def check_days(role: str, days: int) -> int:
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36500:
         raise WorkspaceError(f"expiry for {role} must be a whole number of days from 1 to 36500, not {days!r}")
@@ -142,6 +128,9 @@ class Layout:
             days = {str(k): int(v) for k, v in doc["expiry_days"].items()}
             key_type = doc.get("key_type", "ed25519")
             return Settings(name=check_repo_name(doc["name"]), expiry_days=days, key_type=key_type)
+        except RepositoryNameError as e:
+            raise WorkspaceError(f"{self.config}: {e}; the appliance would refuse it, so change the name "
+                                 "there before you make a bundle") from None
         except FileNotFoundError:
             raise WorkspaceError(
                 f"{self.root} is not an airlock-sign workspace (no {CONFIG_NAME}): create one with 'airlock-sign init'"

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from signing.exceptions import VerificationError
-from signing.paths import show
+from signing.paths import check_repo_name, show
 from signing.verify import (
     MetadataLookup,
     TargetLookup,
@@ -166,6 +166,8 @@ def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: da
 
     with tempfile.TemporaryDirectory(prefix="airlock-verify-") as tmp:
         staged = scan_bundle(Path(bundle_path), Path(tmp) / "staging")
+        for name in staged.repositories:
+            check_repo_name(name)  # the appliance could never pin it
         unknown = [r for r in staged.repositories if r not in trusted_roots]
         if unknown:
             raise VerificationError(f"the bundle holds repository {show(unknown[0])} but no root was given "
