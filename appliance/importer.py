@@ -113,6 +113,7 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
     with _ImportLock(settings.state_dir / "import.lock"):
         reconcile(settings)
         staging = settings.staging_dir / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        staged = None
         try:
             limits = BundleLimits(max_files=settings.max_bundle_files, max_total_bytes=settings.max_bundle_bytes)
             staged = scan_bundle(Path(source), staging, limits=limits, progress=progress)
@@ -122,6 +123,7 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                 _check_pinned(name)
             verified = verify_staged_bundle(staged, lambda name: _trust_for(settings, name), now=now,
                                             progress=progress, before_copy=lambda n: _check_free_space(settings, n))
+            digest = staged.digest  # now over the content of the target files copied too
             changed = [v for v in verified if not v.unchanged]
             for v in changed:
                 # what the record will say, kept with the publication in case we die before writing it
@@ -135,6 +137,7 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                              token if changed else None)
             return ImportResult(record.id, status, digest, staged.files, staged.total_bytes, changes)
         except AirlockError as exc:
+            digest = staged.digest if staged is not None else digest
             _record(started, operator, source, digest, "refused", str(exc), names, [])
             logger.warning("import of %s refused: %s", show(str(source)), exc)
             raise

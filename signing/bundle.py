@@ -101,10 +101,22 @@ class StagedBundle:
 
     @property
     def digest(self) -> str:
-        """SHA-256 of the bundle's file list: metadata (name, size, sha256)
-        and targets (name, size); the same for a folder and its archive."""
-        manifest = [[n, f.size, f.hashes["sha256"]] for n, f in sorted(self.metadata.items())]
-        manifest += [[n, size] for n, size in sorted(self.targets.items())]
+        """SHA-256 identifying what this bundle delivered, hex.
+
+        It covers every file in the bundle, sorted by name: its name (below
+        the bundle folder), its length, and the SHA-256 of its content for
+        every file read so far.  Metadata is read (and hashed) while the
+        bundle is scanned; a target file when :meth:`fetch_targets` copies
+        it.  A target file never read (the appliance already holds it, or no
+        metadata lists it) counts by name and length, with ``null`` for its
+        hash.  The hashes are those computed while copying: no extra read.
+        A folder and an archive of it give the same digest.
+        """
+        manifest = [[n, f.size, f.hashes["sha256"]] for n, f in self.metadata.items()]
+        for n, size in self.targets.items():
+            copy = self.fetched.get(n)
+            manifest.append([n, size, copy.hashes["sha256"] if copy is not None else None])
+        manifest.sort()
         return hashlib.sha256(json.dumps(manifest, separators=(",", ":")).encode()).hexdigest()
 
     def metadata_file(self, repo: str, filename: str) -> StagedFile | None:
@@ -116,7 +128,9 @@ class StagedBundle:
     def fetch_targets(self, wanted: dict[str, tuple[int, list[str]]], *, progress: Progress | None = None) -> None:
         """Copy the target files ``wanted`` ("<repo>/targets/<rel>" -> (signed
         length, hash algorithms)) into staging; results in :attr:`fetched`."""
-        todo = {n: w for n, w in wanted.items() if n not in self.fetched}
+        # sha256 always, for the bundle's digest, whatever the metadata lists
+        todo = {n: (length, sorted(set(algorithms) | {"sha256"}))
+                for n, (length, algorithms) in wanted.items() if n not in self.fetched}
         if not todo:
             return
         budget = _Budget(self.limits, progress, sum(length for length, _ in todo.values()))
