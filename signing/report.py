@@ -18,6 +18,7 @@ from signing.verify import (
     TargetLookup,
     TrustedState,
     VerifiedRepository,
+    VerifierLimits,
     complete_targets,
     verify_repository,
     wanted_targets,
@@ -124,14 +125,16 @@ TrustSource = Callable[[str], "tuple[TrustedState, MetadataLookup, Callable[[str
 
 def verify_staged_bundle(staged, trust_for: TrustSource, *, now: datetime | None = None,
                          progress=None, before_copy: Callable[[int], None] | None = None,
-                         incremental: bool = False) -> list[VerifiedRepository]:
+                         incremental: bool = False, limits: VerifierLimits = VerifierLimits(),
+                         ) -> list[VerifiedRepository]:
     """Verify every repository of a scanned bundle, then copy and check the
     target files the verified metadata lists (and only those).
 
     ``before_copy(bytes)`` runs between the two, e.g. to check free space
     against the signed lengths.  ``incremental`` accepts target files absent
     from the bundle (for ``airlock-sign verify``, which cannot look at the
-    appliance); every target present is checked all the same.  Raises
+    appliance); every target present is checked all the same.  ``limits``
+    caps what each repository may make the verifier do.  Raises
     :class:`AirlockError` (one line).
     """
     verified = []
@@ -139,7 +142,7 @@ def verify_staged_bundle(staged, trust_for: TrustSource, *, now: datetime | None
         trusted, store_meta, store_target = trust_for(name)
         meta, target = bundle_lookups(staged, name)
         verified.append(verify_repository(name, trusted, meta, store_meta, target, store_target, now=now,
-                                          absent_targets_held=incremental))
+                                          limits=limits, absent_targets_held=incremental))
     wanted: dict[str, tuple[int, list[str]]] = {}
     for v in verified:
         if not v.unchanged:
@@ -154,7 +157,7 @@ def verify_staged_bundle(staged, trust_for: TrustSource, *, now: datetime | None
 
 
 def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: datetime | None = None,
-                  incremental: bool = False) -> BundleReport:
+                  incremental: bool = False, limits: VerifierLimits = VerifierLimits()) -> BundleReport:
     """Verify a bundle on its own, from pinned roots: ``airlock-sign verify``.
 
     Runs the appliance's import verification with nothing trusted but each
@@ -176,5 +179,5 @@ def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: da
         def trust_for(name: str):
             return TrustedState(root=trusted_roots[name]), _nothing, _nothing
 
-        results = verify_staged_bundle(staged, trust_for, now=now, incremental=incremental)
+        results = verify_staged_bundle(staged, trust_for, now=now, incremental=incremental, limits=limits)
         return BundleReport(digest=staged.digest, repositories=results)
