@@ -343,6 +343,10 @@ def _scan_archive(bundle: StagedBundle, budget: _Budget) -> None:
         budget.declare(name, member.size)
         entries.append((member, name))
         stripped = _strip_prefix(name)
+        if stripped is None and name.split("/", 1)[0] in ("metadata", "targets"):
+            raise UnsafeBundleError(f"archive member {show(name)} is at the top of the archive: it holds one "
+                                    f"repository's folders; pack the stick's `{BUNDLE_FOLDER}/` folder (members "
+                                    f"`{BUNDLE_FOLDER}/<repository>/metadata/...`) instead")
         if stripped is None:
             raise UnsafeBundleError(f"archive member {show(name)} is outside <repository>/metadata/ and "
                                     "<repository>/targets/: not an Airlock bundle layout")
@@ -388,13 +392,36 @@ def locate_bundle(path: Path) -> Path:
         try:
             inner_st = os.lstat(inner)
         except FileNotFoundError:
+            _refuse_repository_folder(path)
             return path
         if stat.S_ISDIR(inner_st.st_mode) and not (path / "metadata").exists():
             return inner
+        _refuse_repository_folder(path)
         return path
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeBundleError(f"{show(str(path))} is neither a folder nor an archive file")
     return path
+
+
+def _refuse_repository_folder(path: Path) -> None:
+    """A folder holding ``metadata/`` itself is one repository's folder
+    (``usb1/airlock/acme``), given where the bundle belongs."""
+    if _holds_metadata_files(path / "metadata"):
+        raise UnsafeBundleError(
+            f"{show(str(path))} is one repository's folder (it holds metadata/ itself): give the stick (or its "
+            f"`{BUNDLE_FOLDER}/` folder), which holds one folder per repository")
+
+
+def _holds_metadata_files(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder with a ``*.json`` file in it (a
+    repository's metadata/, not a repository that is named "metadata")."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        with os.scandir(folder) as entries:
+            return any(e.name.endswith(".json") for _, e in zip(range(1000), entries))
+    except OSError:
+        return False
 
 
 def scan_bundle(source: Path, staging: Path, *, limits: BundleLimits = BundleLimits(),
