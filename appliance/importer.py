@@ -25,7 +25,7 @@ from server.repositories.services import now_iso
 from appliance.recovery import reconcile
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
-from signing.bundle import BundleLimits, Progress, scan_bundle
+from signing.bundle import PHASE_PUBLISH, BundleLimits, Progress, scan_bundle
 from signing.exceptions import AirlockError, VerificationError
 from signing.paths import show
 from signing.report import verify_staged_bundle
@@ -125,6 +125,8 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                                             progress=progress, before_copy=lambda n: _check_free_space(settings, n))
             digest = staged.digest  # now over the content of the target files copied too
             changed = [v for v in verified if not v.unchanged]
+            if progress is not None and changed:
+                progress(0, None, staged.files_copied, phase=PHASE_PUBLISH)
             for v in changed:
                 # what the record will say, kept with the publication in case we die before writing it
                 publication = {"token": token, "started_at": started, "operator": operator, "source": str(source),

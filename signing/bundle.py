@@ -36,6 +36,10 @@ from pathlib import Path
 
 from signing._copy import (  # noqa: F401 - re-exported for callers and tests
     CHUNK,
+    PHASE_METADATA,
+    PHASE_PUBLISH,
+    PHASE_TARGETS,
+    PHASE_VERIFY,
     PIPELINE_MIN,
     BundleLimits,
     Progress,
@@ -86,6 +90,7 @@ class StagedBundle:
     targets: dict[str, int] = field(default_factory=dict)  # "<repo>/targets/<rel>" -> size
     offsets: dict[str, int] = field(default_factory=dict)  # plain tar: member data offsets
     fetched: dict[str, StagedFile] = field(default_factory=dict)
+    files_copied: int = 0  # into staging, both passes: what a progress bar counts
 
     @property
     def repositories(self) -> list[str]:
@@ -133,7 +138,9 @@ class StagedBundle:
                 for n, (length, algorithms) in wanted.items() if n not in self.fetched}
         if not todo:
             return
-        budget = _Budget(self.limits, progress, sum(length for length, _ in todo.values()))
+        budget = _Budget(self.limits, progress, sum(length for length, _ in todo.values()),
+                         phase=PHASE_TARGETS, files_done=self.files_copied)
+        budget.report(force=True)
         dest_root = self.root / "targets"
         if self.kind == "dir":
             for name, (length, algorithms) in sorted(todo.items()):
@@ -154,6 +161,7 @@ class StagedBundle:
                     self.fetched[name] = _copy(src, dest_root / name, name, length, algorithms, budget)
                     if not todo:
                         break
+        self.files_copied = budget.copied
         budget.report(force=True)
         missing = [n for n in wanted if n not in self.fetched]
         if missing:
@@ -436,12 +444,15 @@ def scan_bundle(source: Path, staging: Path, *, limits: BundleLimits = BundleLim
     staging.mkdir(parents=True, exist_ok=False)
     kind = "dir" if source.is_dir() else _archive_kind(source)
     bundle = StagedBundle(source=source, kind=kind, root=staging, limits=limits)
-    budget = _Budget(limits, progress, None)
+    budget = _Budget(limits, progress, None, phase=PHASE_METADATA)
+    budget.report(force=True)
     try:
         if kind == "dir":
             _scan_directory(bundle, budget)
         else:
             _scan_archive(bundle, budget)
+        bundle.files_copied = budget.copied
+        budget.report(force=True)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise UnsafeBundleError("the appliance's disk filled up while staging the bundle; free space "

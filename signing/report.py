@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from signing._copy import PHASE_VERIFY, Progress
 from signing.exceptions import VerificationError
 from signing.paths import check_repo_name, show
 from signing.verify import (
@@ -124,7 +125,7 @@ TrustSource = Callable[[str], "tuple[TrustedState, MetadataLookup, Callable[[str
 
 
 def verify_staged_bundle(staged, trust_for: TrustSource, *, now: datetime | None = None,
-                         progress=None, before_copy: Callable[[int], None] | None = None,
+                         progress: Progress | None = None, before_copy: Callable[[int], None] | None = None,
                          incremental: bool = False, limits: VerifierLimits = VerifierLimits(),
                          ) -> list[VerifiedRepository]:
     """Verify every repository of a scanned bundle, then copy and check the
@@ -137,6 +138,8 @@ def verify_staged_bundle(staged, trust_for: TrustSource, *, now: datetime | None
     caps what each repository may make the verifier do.  Raises
     :class:`AirlockError` (one line).
     """
+    if progress is not None:
+        progress(0, None, staged.files_copied, phase=PHASE_VERIFY)
     verified = []
     for name in staged.repositories:
         trusted, store_meta, store_target = trust_for(name)
