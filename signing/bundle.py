@@ -106,21 +106,24 @@ class StagedBundle:
 
     @property
     def digest(self) -> str:
-        """SHA-256 identifying what this bundle delivered, hex.
+        """SHA-256 identifying the bytes this bundle delivered, hex.
 
         It covers every file in the bundle, sorted by name: its name (below
-        the bundle folder), its length, and the SHA-256 of its content for
-        every file read so far.  Metadata is read (and hashed) while the
-        bundle is scanned; a target file when :meth:`fetch_targets` copies
-        it.  A target file never read (the appliance already holds it, or no
-        metadata lists it) counts by name and length, with ``null`` for its
-        hash.  The hashes are those computed while copying: no extra read.
-        A folder and an archive of it give the same digest.
+        the bundle folder), its length, and its content hash.  A metadata
+        file's SHA-256 is computed while the scan copies it.  A target file
+        is named by its content hash (``<hash>.<basename>``), so its name
+        already carries it: the entry's hash is ``null`` while the content
+        is what the name says, and the actual SHA-256 once a copy
+        (:meth:`fetch_targets`) found otherwise.  So the digest of a genuine
+        bundle does not depend on which targets the appliance already held,
+        a tampered file the appliance read changes it, and no file is read
+        for the digest alone.  A folder and an archive give the same digest.
         """
         manifest = [[n, f.size, f.hashes["sha256"]] for n, f in self.metadata.items()]
         for n, size in self.targets.items():
             copy = self.fetched.get(n)
-            manifest.append([n, size, copy.hashes["sha256"] if copy is not None else None])
+            as_named = copy is None or _named_hash(n) in copy.hashes.values()
+            manifest.append([n, size, None if as_named else copy.hashes["sha256"]])
         manifest.sort()
         return hashlib.sha256(json.dumps(manifest, separators=(",", ":")).encode()).hexdigest()
 
@@ -166,6 +169,11 @@ class StagedBundle:
         missing = [n for n in wanted if n not in self.fetched]
         if missing:
             raise UnsafeBundleError(f"{show(missing[0])} vanished from the bundle between two reads; refused")
+
+
+def _named_hash(relpath: str) -> str:
+    """The content hash a target file's name claims: ``<hash>.<basename>``."""
+    return relpath.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
 class _Window:
