@@ -164,9 +164,10 @@ class _RepositoryVerifier:
         refuse_duplicate_root_keys(self.refuse, f"{self.tset.root.version}.root.json", self.tset.root)
 
     # reading files --------------------------------------------------------
-    def fetch(self, filename: str, cap: int, *, required: bool = True) -> bytes | None:
-        """A metadata file from the bundle, else from the store; a file the
-        bundle brings that the store lacks is recorded in :attr:`added`."""
+    def fetch(self, filename: str, cap: int) -> bytes | None:
+        """A metadata file from the bundle, else from the store, else None; a
+        file the bundle brings that the store lacks is recorded in
+        :attr:`added`."""
         data = self.bundle_metadata(filename, cap)
         known = self.store_metadata(filename, cap)
         if data is not None and known is not None and data != known:
@@ -175,10 +176,15 @@ class _RepositoryVerifier:
                                   "(a version number was reused)", "the vendor must publish a new version")
             data = None  # laid out differently, same signed content: keep serving ours
         if data is None:
-            data = known
-        elif known is None:
+            return known
+        if known is None:
             self.added[filename] = data
-        if data is None and required:
+        return data
+
+    def need(self, filename: str, cap: int) -> bytes:
+        """:meth:`fetch` for a file the verification cannot do without."""
+        data = self.fetch(filename, cap)
+        if data is None:
             raise self.refuse(filename, "missing from the bundle", "the bundle must hold every metadata file the "
                               "snapshot lists; write a complete bundle")
         return data
@@ -189,7 +195,7 @@ class _RepositoryVerifier:
         the final root must allow consistent snapshots and not be expired."""
         tset = self.tset
         version = tset.root.version + 1
-        while (data := self.fetch(f"{version}.root.json", self.limits.root_max_length, required=False)) is not None:
+        while (data := self.fetch(f"{version}.root.json", self.limits.root_max_length)) is not None:
             filename = f"{version}.root.json"
             if self.new_roots >= self.limits.max_root_rotations:
                 raise self.refuse(filename, f"more than {self.limits.max_root_rotations} root versions in one bundle")
@@ -254,14 +260,13 @@ class _RepositoryVerifier:
         self.snapshot_file = filename = f"{meta.version}.snapshot.json"
         cap = meta.length or self.limits.snapshot_max_length
         trusted_copy = self.trusted.roles.get("snapshot")
-        if _load_trusted_copy(tset.update_snapshot, trusted_copy, trusted=True):
+        if trusted_copy is not None and _load_trusted_copy(tset.update_snapshot, trusted_copy, trusted=True):
             data = trusted_copy
-            self.fetch(filename, cap, required=False)
+            self.fetch(filename, cap)
         else:
-            data = self.fetch(filename, cap)
+            data = self.need(filename, cap)
             self._apply(filename, data, lambda: tset.update_snapshot(data))
-        root_data = self.fetch(f"{tset.root.version}.root.json", self.limits.root_max_length,
-                               required=False) or self.trusted.root
+        root_data = self.fetch(f"{tset.root.version}.root.json", self.limits.root_max_length) or self.trusted.root
         for role, role_data in (("root", root_data), ("timestamp", self.timestamp_data), ("snapshot", data)):
             self.summaries.append(describe_role(role, Metadata.from_bytes(role_data), tset.root, "root"))
 
@@ -329,11 +334,11 @@ class _RepositoryVerifier:
         if local is not None:
             try:
                 tset.update_delegated_targets(local, role, delegator)
-                self.fetch(filename, cap, required=False)
+                self.fetch(filename, cap)
                 return Metadata.from_bytes(local)
             except tuf_exceptions.RepositoryError as exc:
                 logger.debug("trusted %s not valid as final: %s", role, exc)
-        data = self.fetch(filename, cap)
+        data = self.need(filename, cap)
         self._apply(filename, data, lambda: tset.update_delegated_targets(data, role, delegator))
         return Metadata.from_bytes(data)
 
