@@ -62,3 +62,15 @@ def test_verify_refuses_a_bundle_whose_repository_name_cannot_be_pinned(tmp_path
     code, out, err = sign_cli("verify", media, "--root", root)
     assert code == 1, out
     assert f"repository name 'Globex_IO' is not allowed: {RULE}" in err
+
+
+def test_both_guides_state_the_rule_the_code_applies():
+    from pathlib import Path
+
+    from signing.paths import MAX_REPO_NAME
+
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    rule = f"lower-case letters, digits and `-`, at most {MAX_REPO_NAME}, starting with a letter or digit"
+    for guide in ("vendor-guide.md", "security-officer-guide.md"):
+        text = " ".join((docs / guide).read_text().split())
+        assert rule in text, f"{guide} does not state the repository-name rule"
