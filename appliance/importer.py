@@ -25,7 +25,7 @@ from server.imports.records import ImportOutcome
 from server.repositories import services as repositories
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
-from signing.bundle import BundleLimits, Progress, scan_bundle
+from signing.bundle import PHASE_PUBLISH, BundleLimits, Progress, scan_bundle
 from signing.exceptions import AirlockError, VerificationError
 from signing.paths import show
 from signing.report import verify_staged_bundle
@@ -114,6 +114,7 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
     with _ImportLock(settings.state_dir / "import.lock"):
         reconcile(settings)
         staging = settings.staging_dir / f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        staged = None
         try:
             limits = BundleLimits(max_files=settings.max_bundle_files, max_total_bytes=settings.max_bundle_bytes)
             staged = scan_bundle(Path(source), staging, limits=limits, progress=progress)
@@ -123,7 +124,10 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                 _check_pinned(name)
             verified = verify_staged_bundle(staged, lambda name: _trust_for(settings, name), now=now,
                                             progress=progress, before_copy=lambda n: _check_free_space(settings, n))
+            digest = staged.digest  # now over the content of the target files copied too
             changed = [v for v in verified if not v.unchanged]
+            if progress is not None and changed:
+                progress(0, None, staged.files_copied, phase=PHASE_PUBLISH)
             for v in changed:
                 # what the record will say, kept with the publication in case we die before writing it
                 publication = {"token": token, "started_at": started, "operator": operator, "source": str(source),
@@ -136,6 +140,7 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                                 token if changed else None)
             return ImportResult(record_id, status, digest, staged.files, staged.total_bytes, changes)
         except AirlockError as exc:
+            digest = staged.digest if staged is not None else digest
             _record(started, operator, source, digest, "refused", str(exc), names, [])
             logger.warning("import of %s refused: %s", show(str(source)), exc)
             raise

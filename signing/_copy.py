@@ -16,17 +16,31 @@ import tarfile
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from signing.exceptions import UnsafeBundleError
 from signing.paths import show
 
 CHUNK = 1024 * 1024  # bytes read and hashed at a time
 
-# progress(bytes_done, bytes_total or None, files_done)
-Progress = Callable[[int, "int | None", int], None]
+# The phases of an import, in order, as a progress bar names them.
+PHASE_METADATA = "copying metadata"  # first pass: every entry checked, metadata copied
+PHASE_VERIFY = "verifying"  # the metadata, role by role (no bytes copied)
+PHASE_TARGETS = "copying targets"  # second pass: the target files, hashed while copied
+PHASE_PUBLISH = "publishing"  # the appliance's own step, after verification
+
+
+class Progress(Protocol):
+    """``progress(bytes_done, bytes_total, files_done, phase=...)``.
+
+    ``files_done`` counts the files copied into staging so far, across the
+    phases: it never goes back.  The byte counts are those of the current
+    phase (``bytes_total`` None when unknown).
+    """
+
+    def __call__(self, done: int, total: int | None, files: int, *, phase: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -50,11 +64,16 @@ class StagedFile:
 
 
 class _Budget:
-    """Counts what has been read and refuses past the limits."""
+    """Counts what has been read, refuses past the limits and reports
+    progress for one pass (``phase``); ``files_done`` is carried over from
+    the passes before, so the file count never goes back."""
 
-    def __init__(self, limits: BundleLimits, progress: Progress | None, total: int | None):
+    def __init__(self, limits: BundleLimits, progress: Progress | None, total: int | None, *,
+                 phase: str = PHASE_METADATA, files_done: int = 0):
         self.limits = limits
-        self.files = 0
+        self.files = 0  # entries seen, for the limit
+        self.copied = files_done  # files copied into staging, for the progress bar
+        self.phase = phase
         self.declared = 0
         self.bytes = 0
         self.progress = progress
@@ -87,11 +106,15 @@ class _Budget:
         self.check_time()
         self.report()
 
+    def file_copied(self) -> None:
+        self.copied += 1
+        self.report()
+
     def report(self, done: int | None = None, force: bool = False) -> None:
         now = time.monotonic()
         if self.progress and (force or now - self.last_report > 0.1):
             self.last_report = now
-            self.progress(self.bytes if done is None else done, self.total, self.files)
+            self.progress(self.bytes if done is None else done, self.total, self.copied, phase=self.phase)
 
 
 def _new_hash(algorithm: str):
@@ -126,6 +149,7 @@ def _copy(src, dest: Path, name: str, cap: int, algorithms, budget: _Budget) -> 
         raise
     finally:
         os.close(fd)
+    budget.file_copied()
     return StagedFile(relpath=name, path=dest, size=size, hashes={a: h.hexdigest() for a, h in hashers.items()})
 
 

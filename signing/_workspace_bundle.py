@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from signing.durable import PendingFile, fsync_dir, fsync_file
 from signing.exceptions import WorkspaceError
 
 if TYPE_CHECKING:
@@ -109,15 +110,21 @@ def _write_dir(name: str, files: list[tuple[str, Path]], media: Path) -> Path:
     except OSError as e:
         raise WorkspaceError(f"cannot write to {media}: {e.strerror}") from None
     try:
+        folders = {tmp}
         for sub in ("metadata", "targets"):
             (tmp / sub).mkdir(mode=0o755)
         for rel, src in files:
             out = tmp / rel
             out.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            folders.update(tmp / p for p in Path(rel).parents)
             shutil.copyfile(src, out)
             os.chmod(out, 0o644)
+            fsync_file(out)  # a stick pulled right after the command must hold the whole bundle
         os.chmod(tmp, 0o755)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            fsync_dir(folder)
         os.rename(tmp, final)
+        fsync_dir(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -145,23 +152,16 @@ def _write_tar(name: str, files: list[tuple[str, Path]], dest: Path, *, compress
         return ti
 
     try:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
+        pending = PendingFile(dest.parent, prefix=f".{dest.name}.")
     except OSError as e:
         raise WorkspaceError(f"cannot write {dest}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz" if compress else "w", format=tarfile.PAX_FORMAT) as tar:
-                for folder in sorted(folders):
-                    tar.addfile(info(folder, is_dir=True))
-                for rel, src in sorted(files):
-                    with open(src, "rb") as f:
-                        size = os.fstat(f.fileno()).st_size
-                        tar.addfile(info(f"{prefix}/{rel}", is_dir=False, size=size), f)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with pending:
+        with tarfile.open(fileobj=pending.file, mode="w:gz" if compress else "w", format=tarfile.PAX_FORMAT) as tar:
+            for folder in sorted(folders):
+                tar.addfile(info(folder, is_dir=True))
+            for rel, src in sorted(files):
+                with open(src, "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    tar.addfile(info(f"{prefix}/{rel}", is_dir=False, size=size), f)
+        pending.commit(dest, overwrite=False)
     return dest

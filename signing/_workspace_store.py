@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,8 +23,9 @@ from tuf.api.metadata import Metadata
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
-from signing.exceptions import WorkspaceError
-from signing.paths import split_target_path
+from signing.durable import PendingFile, write_atomic
+from signing.exceptions import RepositoryNameError, WorkspaceError
+from signing.paths import check_repo_name, split_target_path
 
 TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
 DEFAULT_EXPIRY_DAYS = {"root": 365, "targets": 90, "snapshot": 30, "timestamp": 7}
@@ -35,19 +33,6 @@ CONFIG_NAME = "workspace.json"
 CONFIG_FORMAT = 1
 CHUNK = 1024 * 1024  # bytes copied and hashed at a time
 MAX_METADATA = 16 * 1024 * 1024  # bytes; python-tuf's own caps are lower
-_REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def check_repo_name(name: str) -> str:
-    """A repository name becomes a folder name in bundles and on the appliance."""
-    if not isinstance(name, str) or not _REPO_NAME.match(name) or ".." in name:
-        raise WorkspaceError(
-            f"repository name {name!r} is not allowed: use letters, digits, '.', '_' "
-            "and '-' (at most 64), starting with a letter or digit"
-        )
-    return name
-
-
 def check_days(role: str, days: int) -> int:
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36500:
         raise WorkspaceError(f"expiry for {role} must be a whole number of days from 1 to 36500, not {days!r}")
@@ -64,19 +49,10 @@ def serialize(md: Metadata) -> bytes:
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that a reader sees old or new, never half."""
+    """Replace ``path`` with ``data`` so that a reader sees old or new, never
+    half, and a crash right after leaves the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=mode)
 
 
 def read_metadata(path: Path) -> Metadata:
@@ -152,6 +128,9 @@ class Layout:
             days = {str(k): int(v) for k, v in doc["expiry_days"].items()}
             key_type = doc.get("key_type", "ed25519")
             return Settings(name=check_repo_name(doc["name"]), expiry_days=days, key_type=key_type)
+        except RepositoryNameError as e:
+            raise WorkspaceError(f"{self.config}: {e}; the appliance would refuse it, so change the name "
+                                 "there before you make a bundle") from None
         except FileNotFoundError:
             raise WorkspaceError(
                 f"{self.root} is not an airlock-sign workspace (no {CONFIG_NAME}): create one with 'airlock-sign init'"
@@ -173,25 +152,16 @@ def import_target_file(layout: Layout, local_file: Path, target_path: str) -> tu
         src = open(local_file, "rb")
     except OSError as e:
         raise WorkspaceError(f"cannot read {local_file}: {e.strerror}") from None
-    folder, base = split_target_path(target_path)
+    folder, _ = split_target_path(target_path)
     dest_dir = layout.targets / folder
     dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".incoming.", suffix=".tmp")
     digest = hashlib.sha256()
     length = 0
-    try:
-        with src, os.fdopen(fd, "wb") as out:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-                length += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
+    with src, PendingFile(dest_dir) as pending:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            pending.file.write(chunk)
+            length += len(chunk)
         sha = digest.hexdigest()
-        dest = layout.target_file(target_path, sha)
-        os.replace(tmp, dest)  # same content, same name: replacing is harmless
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        dest = pending.commit(layout.target_file(target_path, sha))  # same content, same name: replacing is harmless
     return dest, length, sha

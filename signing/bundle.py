@@ -36,6 +36,10 @@ from pathlib import Path
 
 from signing._copy import (  # noqa: F401 - re-exported for callers and tests
     CHUNK,
+    PHASE_METADATA,
+    PHASE_PUBLISH,
+    PHASE_TARGETS,
+    PHASE_VERIFY,
     PIPELINE_MIN,
     BundleLimits,
     Progress,
@@ -86,6 +90,7 @@ class StagedBundle:
     targets: dict[str, int] = field(default_factory=dict)  # "<repo>/targets/<rel>" -> size
     offsets: dict[str, int] = field(default_factory=dict)  # plain tar: member data offsets
     fetched: dict[str, StagedFile] = field(default_factory=dict)
+    files_copied: int = 0  # into staging, both passes: what a progress bar counts
 
     @property
     def repositories(self) -> list[str]:
@@ -101,10 +106,25 @@ class StagedBundle:
 
     @property
     def digest(self) -> str:
-        """SHA-256 of the bundle's file list: metadata (name, size, sha256)
-        and targets (name, size); the same for a folder and its archive."""
-        manifest = [[n, f.size, f.hashes["sha256"]] for n, f in sorted(self.metadata.items())]
-        manifest += [[n, size] for n, size in sorted(self.targets.items())]
+        """SHA-256 identifying the bytes this bundle delivered, hex.
+
+        It covers every file in the bundle, sorted by name: its name (below
+        the bundle folder), its length, and its content hash.  A metadata
+        file's SHA-256 is computed while the scan copies it.  A target file
+        is named by its content hash (``<hash>.<basename>``), so its name
+        already carries it: the entry's hash is ``null`` while the content
+        is what the name says, and the actual SHA-256 once a copy
+        (:meth:`fetch_targets`) found otherwise.  So the digest of a genuine
+        bundle does not depend on which targets the appliance already held,
+        a tampered file the appliance read changes it, and no file is read
+        for the digest alone.  A folder and an archive give the same digest.
+        """
+        manifest = [[n, f.size, f.hashes["sha256"]] for n, f in self.metadata.items()]
+        for n, size in self.targets.items():
+            copy = self.fetched.get(n)
+            as_named = copy is None or _named_hash(n) in copy.hashes.values()
+            manifest.append([n, size, None if as_named else copy.hashes["sha256"]])
+        manifest.sort()
         return hashlib.sha256(json.dumps(manifest, separators=(",", ":")).encode()).hexdigest()
 
     def metadata_file(self, repo: str, filename: str) -> StagedFile | None:
@@ -116,10 +136,14 @@ class StagedBundle:
     def fetch_targets(self, wanted: dict[str, tuple[int, list[str]]], *, progress: Progress | None = None) -> None:
         """Copy the target files ``wanted`` ("<repo>/targets/<rel>" -> (signed
         length, hash algorithms)) into staging; results in :attr:`fetched`."""
-        todo = {n: w for n, w in wanted.items() if n not in self.fetched}
+        # sha256 always, for the bundle's digest, whatever the metadata lists
+        todo = {n: (length, sorted(set(algorithms) | {"sha256"}))
+                for n, (length, algorithms) in wanted.items() if n not in self.fetched}
         if not todo:
             return
-        budget = _Budget(self.limits, progress, sum(length for length, _ in todo.values()))
+        budget = _Budget(self.limits, progress, sum(length for length, _ in todo.values()),
+                         phase=PHASE_TARGETS, files_done=self.files_copied)
+        budget.report(force=True)
         dest_root = self.root / "targets"
         if self.kind == "dir":
             for name, (length, algorithms) in sorted(todo.items()):
@@ -140,10 +164,16 @@ class StagedBundle:
                     self.fetched[name] = _copy(src, dest_root / name, name, length, algorithms, budget)
                     if not todo:
                         break
+        self.files_copied = budget.copied
         budget.report(force=True)
         missing = [n for n in wanted if n not in self.fetched]
         if missing:
             raise UnsafeBundleError(f"{show(missing[0])} vanished from the bundle between two reads; refused")
+
+
+def _named_hash(relpath: str) -> str:
+    """The content hash a target file's name claims: ``<hash>.<basename>``."""
+    return relpath.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
 class _Window:
@@ -329,6 +359,10 @@ def _scan_archive(bundle: StagedBundle, budget: _Budget) -> None:
         budget.declare(name, member.size)
         entries.append((member, name))
         stripped = _strip_prefix(name)
+        if stripped is None and name.split("/", 1)[0] in ("metadata", "targets"):
+            raise UnsafeBundleError(f"archive member {show(name)} is at the top of the archive: it holds one "
+                                    f"repository's folders; pack the stick's `{BUNDLE_FOLDER}/` folder (members "
+                                    f"`{BUNDLE_FOLDER}/<repository>/metadata/...`) instead")
         if stripped is None:
             raise UnsafeBundleError(f"archive member {show(name)} is outside <repository>/metadata/ and "
                                     "<repository>/targets/: not an Airlock bundle layout")
@@ -374,13 +408,36 @@ def locate_bundle(path: Path) -> Path:
         try:
             inner_st = os.lstat(inner)
         except FileNotFoundError:
+            _refuse_repository_folder(path)
             return path
         if stat.S_ISDIR(inner_st.st_mode) and not (path / "metadata").exists():
             return inner
+        _refuse_repository_folder(path)
         return path
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeBundleError(f"{show(str(path))} is neither a folder nor an archive file")
     return path
+
+
+def _refuse_repository_folder(path: Path) -> None:
+    """A folder holding ``metadata/`` itself is one repository's folder
+    (``usb1/airlock/acme``), given where the bundle belongs."""
+    if _holds_metadata_files(path / "metadata"):
+        raise UnsafeBundleError(
+            f"{show(str(path))} is one repository's folder (it holds metadata/ itself): give the stick (or its "
+            f"`{BUNDLE_FOLDER}/` folder), which holds one folder per repository")
+
+
+def _holds_metadata_files(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder with a ``*.json`` file in it (a
+    repository's metadata/, not a repository that is named "metadata")."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        with os.scandir(folder) as entries:
+            return any(e.name.endswith(".json") for _, e in zip(range(1000), entries))
+    except OSError:
+        return False
 
 
 def scan_bundle(source: Path, staging: Path, *, limits: BundleLimits = BundleLimits(),
@@ -395,12 +452,15 @@ def scan_bundle(source: Path, staging: Path, *, limits: BundleLimits = BundleLim
     staging.mkdir(parents=True, exist_ok=False)
     kind = "dir" if source.is_dir() else _archive_kind(source)
     bundle = StagedBundle(source=source, kind=kind, root=staging, limits=limits)
-    budget = _Budget(limits, progress, None)
+    budget = _Budget(limits, progress, None, phase=PHASE_METADATA)
+    budget.report(force=True)
     try:
         if kind == "dir":
             _scan_directory(bundle, budget)
         else:
             _scan_archive(bundle, budget)
+        bundle.files_copied = budget.copied
+        budget.report(force=True)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise UnsafeBundleError("the appliance's disk filled up while staging the bundle; free space "

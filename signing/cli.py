@@ -448,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--incremental", action="store_true",
                    help="accept target files missing from the bundle (an incremental bundle: the appliance "
-                        "must already hold them); they are listed as not in the bundle")
+                        "must already hold them); they are listed as not in the bundle, and every target "
+                        "file present is still checked")
     p.add_argument("--json", action="store_true")
 
     p = command("fingerprint", cmd_fingerprint, "print the SHA-256 of a root file, for pinning")

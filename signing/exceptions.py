@@ -38,6 +38,10 @@ class UnsafeNameError(UnsafeBundleError):
     """A target path or role name could escape the repository folder."""
 
 
+class RepositoryNameError(AirlockError):
+    """A repository name breaks the one naming rule (:func:`signing.paths.check_repo_name`)."""
+
+
 class KeyStoreError(AirlockError):
     """A key file cannot be created, read or decrypted."""
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
+from signing.durable import write_atomic
 from signing.exceptions import KeyStoreError
 
 KEY_TYPES = ("ed25519", "ecdsa")
@@ -63,18 +64,12 @@ def _scrypt(passphrase: bytes, params: dict[str, Any]) -> bytes:
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Write a file that must not exist yet, with ``mode`` from the start."""
+    """Write a file that must not exist yet, durably, never overwriting; the
+    content is only ever visible with ``mode``."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+        write_atomic(path, data, mode=mode, overwrite=False)
     except FileExistsError:
         raise KeyStoreError(f"{path} already exists: refusing to overwrite a key file") from None
-    except OSError as e:
-        raise KeyStoreError(f"cannot create key file {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
     except OSError as e:
         raise KeyStoreError(f"cannot write key file {path}: {e.strerror}") from None
 

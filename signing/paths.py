@@ -1,18 +1,26 @@
-"""Checks on names that become file names: target paths and role names.
+"""Checks on names that become file names: repository names, target paths
+and role names.
 
 A name a bundle supplies is refused unless it is plainly safe: it cannot
 climb out of the repository folder, cannot hide behind odd encodings and
 reads the same on every file system and in every terminal.
+
+The repository-name rule is defined here once, for both tools: the vendor's
+``airlock-sign init`` and the appliance's ``airlock repo add`` refuse the
+same names with the same message.
 """
 
 import re
 import unicodedata
 
-from signing.exceptions import UnsafeNameError
+from signing.exceptions import RepositoryNameError, UnsafeNameError
 
 MAX_TARGET_PATH = 1024  # characters
 MAX_COMPONENT = 200  # bytes in UTF-8, leaves room for a 64-hex hash prefix
 
+MAX_REPO_NAME = 63  # characters: one DNS label, so the name fits a host name or URL too
+
+_REPO_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,%d}" % (MAX_REPO_NAME - 1))
 _ROLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TOP_LEVEL = {"root", "timestamp", "snapshot", "targets"}
 
@@ -20,6 +28,17 @@ _TOP_LEVEL = {"root", "timestamp", "snapshot", "targets"}
 def show(name: str) -> str:
     """Render an untrusted name for a log line or terminal: escapes only."""
     return ascii(name)
+
+
+def check_repo_name(name: str) -> str:
+    """Return ``name`` if it is allowed as a repository name: it becomes a
+    folder in bundles and on the appliance, and a path under ``/repos/``."""
+    if not isinstance(name, str) or not _REPO_NAME.fullmatch(name):
+        raise RepositoryNameError(
+            f"repository name {show(name)} is not allowed: use lower-case letters, digits and '-', "
+            f"at most {MAX_REPO_NAME}, starting with a letter or digit"
+        )
+    return name
 
 
 def check_role_name(name: str) -> str:

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from signing._copy import PHASE_VERIFY, Progress
 from signing.exceptions import VerificationError
-from signing.paths import show
+from signing.paths import check_repo_name, show
 from signing.verify import (
     MetadataLookup,
     TargetLookup,
     TrustedState,
     VerifiedRepository,
+    VerifierLimits,
     complete_targets,
     verify_repository,
     wanted_targets,
@@ -72,11 +74,6 @@ def _nothing(*_args) -> None:
     return None
 
 
-def _anywhere(relpath: str) -> bool:
-    """For an incremental bundle: assume the appliance holds what is missing."""
-    return True
-
-
 @dataclass
 class BundleReport:
     """What ``airlock-sign verify`` found: one entry per repository."""
@@ -128,19 +125,27 @@ TrustSource = Callable[[str], "tuple[TrustedState, MetadataLookup, Callable[[str
 
 
 def verify_staged_bundle(staged, trust_for: TrustSource, *, now: datetime | None = None,
-                         progress=None, before_copy: Callable[[int], None] | None = None,
+                         progress: Progress | None = None, before_copy: Callable[[int], None] | None = None,
+                         incremental: bool = False, limits: VerifierLimits = VerifierLimits(),
                          ) -> list[VerifiedRepository]:
     """Verify every repository of a scanned bundle, then copy and check the
     target files the verified metadata lists (and only those).
 
     ``before_copy(bytes)`` runs between the two, e.g. to check free space
-    against the signed lengths.  Raises :class:`AirlockError` (one line).
+    against the signed lengths.  ``incremental`` accepts target files absent
+    from the bundle (for ``airlock-sign verify``, which cannot look at the
+    appliance); every target present is checked all the same.  ``limits``
+    caps what each repository may make the verifier do.  Raises
+    :class:`AirlockError` (one line).
     """
+    if progress is not None:
+        progress(0, None, staged.files_copied, phase=PHASE_VERIFY)
     verified = []
     for name in staged.repositories:
         trusted, store_meta, store_target = trust_for(name)
         meta, target = bundle_lookups(staged, name)
-        verified.append(verify_repository(name, trusted, meta, store_meta, target, store_target, now=now))
+        verified.append(verify_repository(name, trusted, meta, store_meta, target, store_target, now=now,
+                                          limits=limits, absent_targets_held=incremental))
     wanted: dict[str, tuple[int, list[str]]] = {}
     for v in verified:
         if not v.unchanged:
@@ -155,7 +160,7 @@ def verify_staged_bundle(staged, trust_for: TrustSource, *, now: datetime | None
 
 
 def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: datetime | None = None,
-                  incremental: bool = False) -> BundleReport:
+                  incremental: bool = False, limits: VerifierLimits = VerifierLimits()) -> BundleReport:
     """Verify a bundle on its own, from pinned roots: ``airlock-sign verify``.
 
     Runs the appliance's import verification with nothing trusted but each
@@ -167,13 +172,15 @@ def verify_bundle(bundle_path: Path, trusted_roots: dict[str, bytes], *, now: da
 
     with tempfile.TemporaryDirectory(prefix="airlock-verify-") as tmp:
         staged = scan_bundle(Path(bundle_path), Path(tmp) / "staging")
+        for name in staged.repositories:
+            check_repo_name(name)  # the appliance could never pin it
         unknown = [r for r in staged.repositories if r not in trusted_roots]
         if unknown:
             raise VerificationError(f"the bundle holds repository {show(unknown[0])} but no root was given "
                                     f"for it: pass --root {unknown[0]}=ROOT.json")
 
         def trust_for(name: str):
-            return TrustedState(root=trusted_roots[name]), _nothing, (_anywhere if incremental else _nothing)
+            return TrustedState(root=trusted_roots[name]), _nothing, _nothing
 
-        results = verify_staged_bundle(staged, trust_for, now=now)
+        results = verify_staged_bundle(staged, trust_for, now=now, incremental=incremental, limits=limits)
         return BundleReport(digest=staged.digest, repositories=results)

@@ -1,5 +1,6 @@
-"""What the appliance trusts, and checks on keys and signatures that
-python-tuf leaves to its caller.  No I/O: lookups are passed in."""
+"""What the appliance trusts, checks on keys and signatures that python-tuf
+leaves to its caller, and the verifier's one-line refusals.  No I/O: lookups
+are passed in."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
+from tuf.api.serialization import DeserializationError
 
-from signing.exceptions import AirlockError
+from signing.exceptions import AirlockError, VerificationError
 from signing.paths import show
 
 MAX_LENGTH = {  # bytes, ngclient's defaults
@@ -21,6 +24,48 @@ MAX_LENGTH = {  # bytes, ngclient's defaults
 
 # lookup(filename, cap) -> bytes or None; the callable enforces its own size cap
 MetadataLookup = Callable[[str, int], "bytes | None"]
+
+
+def when(moment: datetime) -> str:
+    """A metadata expiry as a person reads it: ``2026-12-01 13:05:00 UTC``."""
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+class Refusal:
+    """Builds the verifier's one-line reasons for repository ``repo``: which
+    file, which check, what to do."""
+
+    def __init__(self, repo: str):
+        self.repo = repo
+
+    def __call__(self, filename: str, what: str,
+                 advice: str = "ask the vendor for a correctly signed bundle") -> VerificationError:
+        return VerificationError(f"repository {show(self.repo)}: {filename}: {what}; {advice}")
+
+    def from_tuf(self, filename: str, exc: Exception, *, expires: datetime | None = None) -> VerificationError:
+        """Translate python-tuf's error on ``filename``; ``expires`` is that
+        file's expiry, named when it is the reason."""
+        return self(filename, *self.explain(exc, expires=expires))
+
+    @staticmethod
+    def explain(exc: Exception, *, expires: datetime | None = None) -> tuple[str, str]:
+        """(what failed, what to do) for python-tuf's error ``exc``."""
+        detail = str(exc) or type(exc).__name__
+        if isinstance(exc, tuf_exceptions.UnsignedMetadataError):
+            return (f"signature check failed ({detail})",
+                    "it must be signed by the threshold of keys the trusted root names")
+        if isinstance(exc, tuf_exceptions.ExpiredMetadataError):
+            on = f" on {when(expires)}" if expires is not None else ""
+            return f"expired{on} ({detail})", "ask the vendor to re-sign it with a later expiry"
+        if isinstance(exc, tuf_exceptions.BadVersionNumberError):
+            return (f"version check failed ({detail}): rollback refused",
+                    "versions may never go back; ask the vendor for a newer bundle")
+        if isinstance(exc, tuf_exceptions.LengthOrHashMismatchError):
+            return (f"length or hash differs from what the signed metadata lists ({detail})",
+                    "the file was altered or mixed from another release; get a fresh copy of the bundle")
+        if isinstance(exc, DeserializationError):
+            return f"not valid TUF metadata ({detail})", "ask the vendor for a correctly signed bundle"
+        return f"refused by TUF verification ({detail})", "ask the vendor for a correctly signed bundle"
 
 
 @dataclass

@@ -3,13 +3,20 @@
 The starting point is always what the appliance already trusts (or, for
 ``airlock-sign verify``, the pinned root), never what the bundle says about
 itself.  The checks are python-tuf's own client code (its trusted metadata
-set), driven in the client's order: the root chain one version at a time,
-timestamp, snapshot, top-level targets, then *every* delegated role in the
-graph, not only those on the way to some target.  Then every target file:
-length and every listed hash.
+set), driven in the client's order, one step per role as python-tuf's
+``ngclient.Updater`` does (``_load_root``, ``_load_timestamp``, ...):
 
-Metadata bytes are kept as read, so that what is published is byte for byte
-what the vendor signed.
+1. the root chain, one version at a time;
+2. the timestamp (the trusted one first, for rollback protection);
+3. the snapshot;
+4. top-level targets, then *every* delegated role in the graph, not only
+   those on the way to some target (depth first; a cycle is refused);
+5. every target file: safe path, inside its role's delegation, length and
+   (once copied, :mod:`signing._verify_targets`) every listed hash.
+
+Every limit is in :class:`VerifierLimits`, passed in.  Metadata bytes are
+kept as read, so that what is published is byte for byte what the vendor
+signed.
 """
 
 from __future__ import annotations
@@ -18,20 +25,26 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from tuf.api import exceptions as tuf_exceptions
-from tuf.api.serialization import DeserializationError
-from tuf.api.metadata import Metadata, Root, SuccinctRoles, TargetFile, Targets
+from tuf.api.metadata import Metadata, Root, Targets
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType
 
-from signing.bundle import _new_hash
+from signing._verify_targets import (  # noqa: F401 - re-exported: the verifier's vocabulary
+    TargetEntry,
+    TargetLookup,
+    check_target_files,
+    complete_targets,
+    custom_of,
+    wanted_targets,
+)
 from signing.exceptions import UnsafeNameError, VerificationError
-from signing.paths import check_role_name, check_target_path, show
+from signing.paths import check_role_name, show
 from signing.trust import (  # noqa: F401 - re-exported: the verifier's vocabulary
     MAX_LENGTH,
     MetadataLookup,
+    Refusal,
     RoleSummary,
     TrustedState,
     describe_role,
@@ -41,39 +54,23 @@ from signing.trust import (  # noqa: F401 - re-exported: the verifier's vocabula
     same_signed_content,
     trusted_state_from,
     valid_signers,
+    when,
 )
 
 logger = logging.getLogger(__name__)
 
-MAX_ROOT_ROTATIONS = 256  # root versions in one bundle, as ngclient
-MAX_DELEGATIONS = 10_000  # (delegator, role) edges walked in one repository
-HASH_CHUNK = 1024 * 1024  # bytes
-TOP_LEVEL = ("root", "timestamp", "snapshot", "targets")
 
-# lookup(relpath under targets/) -> (path, size, sha256) or None
-TargetLookup = Callable[[str], "tuple[Path, int, str | None] | None"]
+@dataclass(frozen=True)
+class VerifierLimits:
+    """What one repository of a bundle may make the verifier do; the names
+    and defaults follow python-tuf's ``UpdaterConfig``."""
 
-
-def custom_of(target_file) -> dict:
-    """A target's custom metadata as a dict: ``{}`` when the target has none
-    (TUF makes ``custom`` optional, and python-tuf then gives None) or when
-    it is not a JSON object."""
-    custom = target_file.custom
-    return dict(custom) if isinstance(custom, dict) else {}
-
-
-@dataclass
-class TargetEntry:
-    """A target listed by a verified role, and where its bytes are."""
-
-    path: str
-    length: int
-    hashes: dict[str, str]
-    custom: dict
-    role: str
-    source: Path | None  # staged copy to publish, once copied and checked; None when the store holds it
-    filenames: list[str]  # hash-prefixed names under targets/, one per hash
-    bundle_relpath: str | None = None  # the bundle's file to copy; None when the store holds it
+    max_root_rotations: int = 256  # root versions one bundle may add, as ngclient
+    max_delegations: int = 10_000  # (delegator, role) edges walked in one repository
+    root_max_length: int = MAX_LENGTH["root"]  # bytes
+    timestamp_max_length: int = MAX_LENGTH["timestamp"]  # bytes
+    snapshot_max_length: int = MAX_LENGTH["snapshot"]  # bytes, when the timestamp lists no length
+    targets_max_length: int = MAX_LENGTH["targets"]  # bytes per targets role, when the snapshot lists none
 
 
 @dataclass
@@ -104,33 +101,6 @@ class VerifiedRepository:
         return sum(t.length for t in self.targets if t.source is not None)
 
 
-class _Refusal:
-    """Builds one-line reasons: which file, which check, what to do."""
-
-    def __init__(self, repo: str):
-        self.repo = repo
-
-    def __call__(self, filename: str, what: str, advice: str = "ask the vendor for a correctly signed bundle") -> VerificationError:
-        return VerificationError(f"repository {show(self.repo)}: {filename}: {what}; {advice}")
-
-    def from_tuf(self, filename: str, exc: Exception) -> VerificationError:
-        detail = str(exc) or type(exc).__name__
-        if isinstance(exc, tuf_exceptions.UnsignedMetadataError):
-            return self(filename, f"signature check failed ({detail})",
-                        "it must be signed by the threshold of keys the trusted root names")
-        if isinstance(exc, tuf_exceptions.ExpiredMetadataError):
-            return self(filename, f"expired ({detail})", "ask the vendor to re-sign it with a later expiry")
-        if isinstance(exc, tuf_exceptions.BadVersionNumberError):
-            return self(filename, f"version check failed ({detail}): rollback refused",
-                        "versions may never go back; ask the vendor for a newer bundle")
-        if isinstance(exc, tuf_exceptions.LengthOrHashMismatchError):
-            return self(filename, f"length or hash differs from what the signed metadata lists ({detail})",
-                        "the file was altered or mixed from another release; get a fresh copy of the bundle")
-        if isinstance(exc, DeserializationError):
-            return self(filename, f"not valid TUF metadata ({detail})")
-        return self(filename, f"refused by TUF verification ({detail})")
-
-
 def verify_repository(
     name: str,
     trusted: TrustedState,
@@ -140,187 +110,304 @@ def verify_repository(
     store_target: TargetLookup,
     *,
     now: datetime | None = None,
+    limits: VerifierLimits = VerifierLimits(),
+    absent_targets_held: bool = False,
 ) -> VerifiedRepository:
     """Verify the repository ``name`` of a bundle against ``trusted``.
 
     Metadata files are looked up in the bundle first, then in the store
     (files the appliance already serves); a versioned file present in both
-    must be identical.  Raises :class:`VerificationError` with one line.
+    must be identical.  With ``absent_targets_held`` (``airlock-sign verify
+    --incremental``, which has no store to look in) a target file absent
+    from the bundle is assumed to be on the appliance; one that is present
+    is still checked.  Raises :class:`VerificationError` with one line.
     """
-    refuse = _Refusal(name)
-    now = now or datetime.now(timezone.utc)
-    added: dict[str, bytes] = {}
+    verifier = _RepositoryVerifier(name, trusted, bundle_metadata, store_metadata,
+                                   now=now or datetime.now(timezone.utc), limits=limits)
+    verifier.load_root()
+    if verifier.load_timestamp() and verifier.new_roots == 0:
+        return _unchanged(name, trusted)
+    verifier.load_snapshot()
+    verifier.load_targets()
+    entries = check_target_files(verifier.refuse, verifier.loaded, verifier.scope, bundle_target, store_target,
+                                 absent_targets_held=absent_targets_held)
+    return verifier.result(entries)
 
-    def fetch(filename: str, cap: int, *, required: bool = True) -> bytes | None:
-        data = bundle_metadata(filename, cap)
-        known = store_metadata(filename, cap)
+
+class _RepositoryVerifier:
+    """The state of one verification, advanced one role at a time: python-
+    tuf's trusted set, the files the new tree adds, the roles loaded."""
+
+    def __init__(self, name: str, trusted: TrustedState, bundle_metadata: MetadataLookup,
+                 store_metadata: MetadataLookup, *, now: datetime, limits: VerifierLimits):
+        self.name = name
+        self.trusted = trusted
+        self.bundle_metadata = bundle_metadata
+        self.store_metadata = store_metadata
+        self.now = now
+        self.limits = limits
+        self.refuse = Refusal(name)
+        self.added: dict[str, bytes] = {}  # files the new tree adds, name -> bytes
+        self.new_roots = 0
+        self.loaded: dict[str, Metadata] = {}  # targets roles, name -> verified metadata
+        self.scope: dict[str, list] = {}  # role -> the delegations it was reached through
+        self.summaries: list[RoleSummary] = []
+        self.timestamp_data = b""  # the timestamp in force, as read
+        self.snapshot_file = ""  # its versioned name
+        try:
+            self.tset = TrustedMetadataSet(trusted.root, EnvelopeType.METADATA)
+        except tuf_exceptions.RepositoryError as exc:
+            raise self.refuse("root.json", f"the trusted root does not verify ({exc})",
+                              "re-pin the vendor's root") from None
+        self.tset.reference_time = now
+        self.trusted_root_version = self.tset.root.version
+        refuse_duplicate_root_keys(self.refuse, f"{self.tset.root.version}.root.json", self.tset.root)
+
+    # reading files --------------------------------------------------------
+    def fetch(self, filename: str, cap: int) -> bytes | None:
+        """A metadata file from the bundle, else from the store, else None; a
+        file the bundle brings that the store lacks is recorded in
+        :attr:`added`."""
+        data = self.bundle_metadata(filename, cap)
+        known = self.store_metadata(filename, cap)
         if data is not None and known is not None and data != known:
             if not same_signed_content(data, known):
-                raise refuse(filename, "differs from the file of the same name the appliance already serves "
-                             "(a version number was reused)", "the vendor must publish a new version")
+                raise self.refuse(filename, "differs from the file of the same name the appliance already serves "
+                                  "(a version number was reused)", "the vendor must publish a new version")
             data = None  # laid out differently, same signed content: keep serving ours
         if data is None:
-            data = known
-        elif known is None:
-            added[filename] = data
-        if data is None and required:
-            raise refuse(filename, "missing from the bundle", "the bundle must hold every metadata file the "
-                         "snapshot lists; write a complete bundle")
+            return known
+        if known is None:
+            self.added[filename] = data
         return data
 
-    try:
-        tset = TrustedMetadataSet(trusted.root, EnvelopeType.METADATA)
-    except tuf_exceptions.RepositoryError as exc:
-        raise refuse("root.json", f"the trusted root does not verify ({exc})", "re-pin the vendor's root") from None
-    tset.reference_time = now
-    refuse_duplicate_root_keys(refuse, f"{tset.root.version}.root.json", tset.root)
-    before = _versions(trusted)
-    targets_before = _target_paths(trusted)
-
-    # 1. the root chain, one version at a time
-    new_roots = 0
-    version = tset.root.version + 1
-    while True:
-        filename = f"{version}.root.json"
-        data = fetch(filename, MAX_LENGTH["root"], required=False)
+    def need(self, filename: str, cap: int) -> bytes:
+        """:meth:`fetch` for a file the verification cannot do without."""
+        data = self.fetch(filename, cap)
         if data is None:
-            break
-        if new_roots >= MAX_ROOT_ROTATIONS:
-            raise refuse(filename, f"more than {MAX_ROOT_ROTATIONS} root versions in one bundle")
+            raise self.refuse(filename, "missing from the bundle", "the bundle must hold every metadata file the "
+                              "snapshot lists; write a complete bundle")
+        return data
+
+    # 1. root --------------------------------------------------------------
+    def load_root(self) -> None:
+        """Each ``N.root.json`` after the trusted version while present; then
+        the final root must allow consistent snapshots and not be expired."""
+        tset = self.tset
+        version = tset.root.version + 1
+        while (data := self.fetch(f"{version}.root.json", self.limits.root_max_length)) is not None:
+            filename = f"{version}.root.json"
+            if self.new_roots >= self.limits.max_root_rotations:
+                raise self.refuse(filename, f"more than {self.limits.max_root_rotations} root versions in one bundle")
+            try:
+                tset.update_root(data)
+            except tuf_exceptions.RepositoryError as exc:
+                raise self.refuse.from_tuf(filename, exc) from None
+            except Exception as exc:  # noqa: BLE001 - malformed JSON and friends
+                raise self.refuse(filename, f"not valid TUF root metadata ({exc})") from None
+            refuse_duplicate_root_keys(self.refuse, filename, tset.root)
+            self.new_roots += 1
+            version += 1
+        root_file = f"{tset.root.version}.root.json"
+        if not tset.root.consistent_snapshot:
+            raise self.refuse(root_file, "root disables consistent snapshots, which Airlock requires to publish "
+                              "atomically", "the vendor must set consistent_snapshot true in root")
+        if tset.root.is_expired(self.now):
+            raise self.refuse(root_file, f"the final root expired on {tset.root.expires:%Y-%m-%d %H:%M} UTC",
+                              "ask the vendor for a bundle with a new root version")
+
+    # 2. timestamp ---------------------------------------------------------
+    def load_timestamp(self) -> bool:
+        """The trusted timestamp first (rollback protection), then the
+        bundle's; True when the bundle's is the one already trusted."""
+        tset = self.tset
+        if "timestamp" in self.trusted.roles:
+            try:
+                tset.update_timestamp(self.trusted.roles["timestamp"])
+            except tuf_exceptions.RepositoryError as exc:
+                logger.debug("trusted timestamp not valid as final: %s", exc)
+        data = self.bundle_metadata("timestamp.json", self.limits.timestamp_max_length)
+        if data is None:
+            raise self.refuse("timestamp.json", "missing from the bundle", "write a complete bundle")
+        unchanged = False
         try:
-            tset.update_root(data)
+            tset.update_timestamp(data)
+        except tuf_exceptions.EqualVersionNumberError:
+            known = self.trusted.roles.get("timestamp") or b""
+            if data != known and not same_signed_content(data, known):
+                raise self.refuse("timestamp.json", f"version {tset.timestamp.version} is already trusted with "
+                                  "different content (a version number was reused)",
+                                  "the vendor must publish a new timestamp version") from None
+            unchanged = True
         except tuf_exceptions.RepositoryError as exc:
-            raise refuse.from_tuf(filename, exc) from None
-        except Exception as exc:  # noqa: BLE001 - malformed JSON and friends
-            raise refuse(filename, f"not valid TUF root metadata ({exc})") from None
-        refuse_duplicate_root_keys(refuse, filename, tset.root)
-        new_roots += 1
-        version += 1
-    root_file = f"{tset.root.version}.root.json"
-    if not tset.root.consistent_snapshot:
-        raise refuse(root_file, "root disables consistent snapshots, which Airlock requires to publish "
-                     "atomically", "the vendor must set consistent_snapshot true in root")
-    if tset.root.is_expired(now):
-        raise refuse(root_file, f"the final root expired on {tset.root.expires:%Y-%m-%d %H:%M} UTC",
-                     "ask the vendor for a bundle with a new root version")
+            raise self._from_tuf("timestamp.json", exc, data) from None
+        except Exception as exc:  # noqa: BLE001
+            raise self.refuse("timestamp.json", f"not valid TUF timestamp metadata ({exc})") from None
+        if unchanged and tset.timestamp.is_expired(self.now):
+            raise self.refuse("timestamp.json", f"expired on {when(tset.timestamp.expires)}",
+                              "ask the vendor to re-sign it with a later expiry")
+        if not unchanged:
+            self.added["timestamp.json"] = data
+        self.timestamp_data = data
+        return unchanged
 
-    # 2. timestamp: the trusted one first, for rollback protection
-    if "timestamp" in trusted.roles:
-        try:
-            tset.update_timestamp(trusted.roles["timestamp"])
-        except tuf_exceptions.RepositoryError as exc:
-            logger.debug("trusted timestamp not valid as final: %s", exc)
-    ts_data = bundle_metadata("timestamp.json", MAX_LENGTH["timestamp"])
-    if ts_data is None:
-        raise refuse("timestamp.json", "missing from the bundle", "write a complete bundle")
-    unchanged_timestamp = False
-    try:
-        tset.update_timestamp(ts_data)
-    except tuf_exceptions.EqualVersionNumberError:
-        known_ts = trusted.roles.get("timestamp") or b""
-        if ts_data != known_ts and not same_signed_content(ts_data, known_ts):
-            raise refuse("timestamp.json", f"version {tset.timestamp.version} is already trusted with "
-                         "different content (a version number was reused)",
-                         "the vendor must publish a new timestamp version") from None
-        unchanged_timestamp = True
-    except tuf_exceptions.RepositoryError as exc:
-        raise refuse.from_tuf("timestamp.json", exc) from None
-    except Exception as exc:  # noqa: BLE001
-        raise refuse("timestamp.json", f"not valid TUF timestamp metadata ({exc})") from None
-    if unchanged_timestamp and tset.timestamp.is_expired(now):
-        raise refuse("timestamp.json", f"expired on {tset.timestamp.expires:%Y-%m-%d %H:%M} UTC",
-                     "ask the vendor to re-sign it with a later expiry")
-    if not unchanged_timestamp:
-        added["timestamp.json"] = ts_data
-    if unchanged_timestamp and new_roots == 0:
-        return _unchanged(name, trusted, before, targets_before)
+    # 3. snapshot ----------------------------------------------------------
+    def load_snapshot(self) -> None:
+        """The version the timestamp names: the trusted copy if it is still
+        valid as final, else the bundle's."""
+        tset = self.tset
+        meta = tset.timestamp.snapshot_meta
+        self.snapshot_file = filename = f"{meta.version}.snapshot.json"
+        cap = meta.length or self.limits.snapshot_max_length
+        trusted_copy = self.trusted.roles.get("snapshot")
+        if trusted_copy is not None and _load_trusted_copy(tset.update_snapshot, trusted_copy, trusted=True):
+            data = trusted_copy
+            self.fetch(filename, cap)
+        else:
+            data = self.need(filename, cap)
+            self._apply(filename, data, lambda: tset.update_snapshot(data))
+        root_data = self.fetch(f"{tset.root.version}.root.json", self.limits.root_max_length) or self.trusted.root
+        for role, role_data in (("root", root_data), ("timestamp", self.timestamp_data), ("snapshot", data)):
+            self.summaries.append(describe_role(role, Metadata.from_bytes(role_data), tset.root, "root"))
 
-    # 3. snapshot
-    snap_meta = tset.timestamp.snapshot_meta
-    snap_file = f"{snap_meta.version}.snapshot.json"
-    if _load_trusted_copy(tset.update_snapshot, trusted.roles.get("snapshot"), trusted=True):
-        snap_data = trusted.roles["snapshot"]
-        fetch(snap_file, snap_meta.length or MAX_LENGTH["snapshot"], required=False)
-    else:
-        snap_data = fetch(snap_file, snap_meta.length or MAX_LENGTH["snapshot"])
-        _apply(refuse, snap_file, lambda: tset.update_snapshot(snap_data))
-    root_data = fetch(f"{tset.root.version}.root.json", MAX_LENGTH["root"], required=False) or trusted.root
-    current_bytes = {"root": root_data, "timestamp": ts_data, "snapshot": snap_data}
+    # 4. targets and delegations -------------------------------------------
+    def load_targets(self) -> None:
+        """Top-level targets, then every role in the delegation graph, depth
+        first with each role's chain of delegators (to name a cycle)."""
+        top = self._load_targets_role("targets", "root")
+        self.loaded["targets"] = top
+        self.scope["targets"] = []
+        self.summaries.append(describe_role("targets", top, self.tset.root, "root"))
+        edges: set[tuple[str, str]] = set()
+        stack: list[tuple[str, Metadata, tuple[str, ...]]] = [("targets", top, ("targets",))]
+        while stack:
+            parent_name, parent_md, chain = stack.pop()
+            for role_name, role in reversed(self._delegations_of(parent_name, parent_md)):
+                parent_file = f"{parent_md.signed.version}.{parent_name}.json"
+                try:
+                    check_role_name(role_name)
+                except UnsafeNameError as exc:
+                    raise self.refuse(parent_file, str(exc)) from None
+                if role_name in chain:
+                    cycle = " -> ".join((*chain[chain.index(role_name):], role_name))
+                    raise self.refuse(parent_file, f"delegation cycle {cycle}",
+                                      "the vendor must remove the delegation that points back")
+                if (parent_name, role_name) in edges:
+                    continue
+                edges.add((parent_name, role_name))
+                if len(edges) > self.limits.max_delegations:
+                    raise self.refuse(parent_file, f"more than {self.limits.max_delegations} delegations in the "
+                                      "repository", "the vendor must use fewer roles (or succinct hash bins)")
+                md = self._load_targets_role(role_name, parent_name)
+                self.scope.setdefault(role_name, []).append(role)
+                self.summaries.append(describe_role(role_name, md, parent_md.signed, parent_name))
+                if role_name not in self.loaded:
+                    self.loaded[role_name] = md
+                    stack.append((role_name, md, (*chain, role_name)))
 
-    # 4. top-level targets, then every delegated role in the graph
-    loaded: dict[str, Metadata] = {}
-    summaries: list[RoleSummary] = _top_level_summaries(tset, current_bytes)
-    targets_md = _load_targets(tset, refuse, fetch, trusted, "targets", "root")
-    loaded["targets"] = targets_md
-    summaries.append(describe_role("targets", targets_md, tset.root, "root"))
-    scope: dict[str, list] = {"targets": []}  # role -> DelegatedRole objects it was reached through
-    edges: set[tuple[str, str]] = set()
-    # depth first, with each role's chain of delegators, to name a cycle
-    stack: list[tuple[str, Metadata, tuple[str, ...]]] = [("targets", targets_md, ("targets",))]
-    while stack:
-        parent_name, parent_md, chain = stack.pop()
-        parent_file = f"{parent_md.signed.version}.{parent_name}.json"
+    def _delegations_of(self, parent_name: str, parent_md: Metadata) -> list[tuple[str, object]]:
+        """(role name, delegation) for each role ``parent_md`` delegates to;
+        one key listed under two key ids is refused."""
         delegations = parent_md.signed.delegations
         if delegations is None:
-            continue
+            return []
+        parent_file = f"{parent_md.signed.version}.{parent_name}.json"
         if delegations.roles is not None:
-            children = [(r.name, r) for r in delegations.roles.values()]
             for r in delegations.roles.values():
-                refuse_duplicate_key_values(refuse, parent_file, r.name, r.keyids, delegations.keys)
-        else:
-            succinct = delegations.succinct_roles
-            children = [(n, succinct) for n in succinct.get_roles()]
-            refuse_duplicate_key_values(refuse, parent_file, "succinct roles", succinct.keyids, delegations.keys)
-        for role_name, role in reversed(children):
+                refuse_duplicate_key_values(self.refuse, parent_file, r.name, r.keyids, delegations.keys)
+            return [(r.name, r) for r in delegations.roles.values()]
+        succinct = delegations.succinct_roles
+        refuse_duplicate_key_values(self.refuse, parent_file, "succinct roles", succinct.keyids, delegations.keys)
+        return [(n, succinct) for n in succinct.get_roles()]
+
+    def _load_targets_role(self, role: str, delegator: str) -> Metadata:
+        """The version of ``role`` the snapshot names: the trusted copy if it
+        is still valid as final, else the bundle's."""
+        tset = self.tset
+        meta = tset.snapshot.meta.get(f"{role}.json")
+        if meta is None:
+            raise self.refuse(f"{tset.snapshot.version}.snapshot.json",
+                              f"role {show(role)} is delegated by {show(delegator)} but missing from the snapshot")
+        filename = f"{meta.version}.{role}.json"
+        cap = meta.length or self.limits.targets_max_length
+        local = self.trusted.roles.get(role)
+        if local is not None:
             try:
-                check_role_name(role_name)
-            except UnsafeNameError as exc:
-                raise refuse(parent_file, str(exc)) from None
-            if role_name in chain:
-                cycle = " -> ".join((*chain[chain.index(role_name):], role_name))
-                raise refuse(parent_file, f"delegation cycle {cycle}",
-                             "the vendor must remove the delegation that points back")
-            if (parent_name, role_name) in edges:
-                continue
-            edges.add((parent_name, role_name))
-            if len(edges) > MAX_DELEGATIONS:
-                raise refuse(parent_file, f"more than {MAX_DELEGATIONS} delegations in the repository",
-                             "the vendor must use fewer roles (or succinct hash bins)")
-            md = _load_targets(tset, refuse, fetch, trusted, role_name, parent_name)
-            scope.setdefault(role_name, []).append(role)
-            summaries.append(describe_role(role_name, md, parent_md.signed, parent_name))
-            if role_name not in loaded:
-                loaded[role_name] = md
-                stack.append((role_name, md, (*chain, role_name)))
+                tset.update_delegated_targets(local, role, delegator)
+                self.fetch(filename, cap)
+                return Metadata.from_bytes(local)
+            except tuf_exceptions.RepositoryError as exc:
+                logger.debug("trusted %s not valid as final: %s", role, exc)
+        data = self.need(filename, cap)
+        self._apply(filename, data, lambda: tset.update_delegated_targets(data, role, delegator))
+        return Metadata.from_bytes(data)
 
-    # 5. every target of every role: names, algorithms, length, hashes
-    entries = _check_targets(refuse, loaded, scope, bundle_target, store_target)
+    # outcome and errors ---------------------------------------------------
+    def result(self, entries: list[TargetEntry]) -> VerifiedRepository:
+        tset = self.tset
+        after = {"root": tset.root.version, "timestamp": tset.timestamp.version, "snapshot": tset.snapshot.version}
+        current = {"root": f"{tset.root.version}.root.json", "timestamp": "timestamp.json",
+                   "snapshot": self.snapshot_file}
+        for role_name, md in self.loaded.items():
+            after[role_name] = md.signed.version
+            current[role_name] = f"{md.signed.version}.{role_name}.json"
+        return VerifiedRepository(
+            name=self.name, unchanged=False, metadata=self.added, current=current, targets=entries,
+            versions_before=_versions(self.trusted), versions_after=after,
+            targets_before=_target_paths(self.trusted), targets_after={e.path for e in entries},
+            roles=self.summaries,
+        )
 
-    after = {"root": tset.root.version, "timestamp": tset.timestamp.version,
-             "snapshot": tset.snapshot.version}
-    current = {"root": root_file, "timestamp": "timestamp.json", "snapshot": snap_file}
-    for role_name, md in loaded.items():
-        after[role_name] = md.signed.version
-        current[role_name] = f"{md.signed.version}.{role_name}.json"
-    return VerifiedRepository(
-        name=name, unchanged=False, metadata=added, current=current, targets=entries,
-        versions_before=before, versions_after=after,
-        targets_before=targets_before, targets_after={e.path for e in entries}, roles=summaries,
-    )
+    def _apply(self, filename: str, data: bytes, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except tuf_exceptions.RepositoryError as exc:
+            raise self._from_tuf(filename, exc, data) from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self.refuse(filename, f"not valid TUF metadata ({type(exc).__name__}: {exc})") from None
+
+    def _from_tuf(self, filename: str, exc: Exception, data: bytes) -> VerificationError:
+        """python-tuf's refusal of ``data`` (the file ``filename``), saying
+        when it expired, or that the bundle predates the trusted root."""
+        expires = _expiry(data) if isinstance(exc, tuf_exceptions.ExpiredMetadataError) else None
+        what, advice = Refusal.explain(exc, expires=expires)
+        if self.new_roots == 0 and isinstance(exc, (tuf_exceptions.UnsignedMetadataError,
+                                                     tuf_exceptions.BadVersionNumberError)):
+            older = self._newest_older_root()
+            if older is not None:
+                trusted = self.trusted_root_version
+                what = (f"the bundle's newest root is version {older}, older than the trusted root version "
+                        f"{trusted}: the bundle was made before the vendor's last root change ({what})")
+                advice = (f"ask the vendor for a bundle from their current repository, with every root version "
+                          f"up to {trusted} or later")
+        return self.refuse(filename, what, advice)
+
+    def _newest_older_root(self) -> int | None:
+        """The newest root version the bundle holds when it holds only roots
+        older than the trusted one; None otherwise (or when it holds none)."""
+        cap = self.limits.root_max_length
+        lowest = max(0, self.trusted_root_version - 1 - self.limits.max_root_rotations)
+        try:
+            if self.bundle_metadata(f"{self.trusted_root_version}.root.json", cap) is not None:
+                return None
+            for version in range(self.trusted_root_version - 1, lowest, -1):
+                if self.bundle_metadata(f"{version}.root.json", cap) is not None:
+                    return version
+        except VerificationError:
+            return None
+        return None
 
 
 def check_root_keys(name: str, filename: str, root: Root) -> None:
     """Raise :class:`VerificationError` if a root lists a key twice."""
-    refuse_duplicate_root_keys(_Refusal(name), filename, root)
+    refuse_duplicate_root_keys(Refusal(name), filename, root)
 
 
-def _apply(refuse: _Refusal, filename: str, step: Callable) -> object:
+def _expiry(data: bytes) -> datetime | None:
     try:
-        return step()
-    except tuf_exceptions.RepositoryError as exc:
-        raise refuse.from_tuf(filename, exc) from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise refuse(filename, f"not valid TUF metadata ({type(exc).__name__}: {exc})") from None
+        return Metadata.from_bytes(data).signed.expires
+    except Exception:  # noqa: BLE001 - unreadable: the refusal says so without a date
+        return None
 
 
 def _load_trusted_copy(update: Callable, data: bytes | None, **kwargs) -> bool:
@@ -333,116 +420,6 @@ def _load_trusted_copy(update: Callable, data: bytes | None, **kwargs) -> bool:
     except tuf_exceptions.RepositoryError as exc:
         logger.debug("trusted copy not valid as final: %s", exc)
         return False
-
-
-def _load_targets(tset, refuse, fetch, trusted: TrustedState, role: str, delegator: str) -> Metadata:
-    meta = tset.snapshot.meta.get(f"{role}.json")
-    if meta is None:
-        raise refuse(f"{tset.snapshot.version}.snapshot.json",
-                     f"role {show(role)} is delegated by {show(delegator)} but missing from the snapshot")
-    filename = f"{meta.version}.{role}.json"
-    local = trusted.roles.get(role)
-    if local is not None:
-        try:
-            tset.update_delegated_targets(local, role, delegator)
-            fetch(filename, meta.length or MAX_LENGTH["targets"], required=False)
-            return Metadata.from_bytes(local)
-        except tuf_exceptions.RepositoryError as exc:
-            logger.debug("trusted %s not valid as final: %s", role, exc)
-    data = fetch(filename, meta.length or MAX_LENGTH["targets"])
-    _apply(refuse, filename, lambda: tset.update_delegated_targets(data, role, delegator))
-    return Metadata.from_bytes(data)
-
-
-def _top_level_summaries(tset, current_bytes: dict[str, bytes]) -> list[RoleSummary]:
-    return [describe_role(role, Metadata.from_bytes(current_bytes[role]), tset.root, "root")
-            for role in ("root", "timestamp", "snapshot")]
-
-
-def _check_targets(refuse, loaded: dict[str, Metadata], scope, bundle_target, store_target) -> list[TargetEntry]:
-    entries: list[TargetEntry] = []
-    for role_name, md in loaded.items():
-        role_file = f"{md.signed.version}.{role_name}.json"
-        for path, tf in md.signed.targets.items():
-            try:
-                check_target_path(path)
-            except UnsafeNameError as exc:
-                raise refuse(role_file, str(exc)) from None
-            if role_name != "targets" and not any(_delegates(r, role_name, path) for r in scope[role_name]):
-                raise refuse(role_file, f"lists target {show(path)} outside the paths delegated to "
-                             f"{show(role_name)}", "the vendor must sign it with the role that owns that path")
-            entries.append(_check_target(refuse, role_file, role_name, path, tf, bundle_target, store_target))
-    return entries
-
-
-def _delegates(role, role_name: str, path: str) -> bool:
-    """Whether the delegation ``role`` hands ``path`` to ``role_name``."""
-    if isinstance(role, SuccinctRoles):
-        return role.get_role_for_target(path) == role_name
-    return role.is_delegated_path(path)
-
-
-def _check_target(refuse, role_file, role_name, path, tf: TargetFile, bundle_target, store_target) -> TargetEntry:
-    if not tf.hashes:
-        raise refuse(role_file, f"target {show(path)} lists no hashes")
-    for algorithm in tf.hashes:
-        try:
-            _new_hash(algorithm)
-        except ValueError:
-            raise refuse(role_file, f"target {show(path)} uses the hash algorithm {show(algorithm)}, "
-                         "which cannot be checked", "the vendor must list sha256 or sha512") from None
-    folder, _, base = path.rpartition("/")
-    prefix = f"{folder}/" if folder else ""
-    filenames = [f"{prefix}{digest}.{base}" for digest in tf.hashes.values()]
-    for relpath in filenames:
-        try:
-            check_target_path(relpath)
-        except UnsafeNameError as exc:
-            raise refuse(role_file, str(exc)) from None
-    entry = TargetEntry(path, tf.length, dict(tf.hashes), custom_of(tf), role_name, None, filenames)
-    if any(store_target(relpath) is not None for relpath in filenames):
-        return entry  # already published: verified when it came in
-    for relpath in filenames:
-        size = bundle_target(relpath)
-        if size is not None:
-            if size != tf.length:
-                raise refuse(f"targets/{relpath}", f"target {show(path)} is {size} bytes but {role_file} lists "
-                             f"{tf.length}", "the file was altered or truncated; get a fresh copy of the bundle")
-            entry.bundle_relpath = relpath
-            return entry
-    raise refuse(f"targets/{filenames[0]}", f"target {show(path)} listed in {role_file} is neither in the "
-                 "bundle nor already on the appliance", "write a bundle that includes it (not incremental)")
-
-
-def wanted_targets(verified: VerifiedRepository) -> dict[str, tuple[int, list[str]]]:
-    """The target files to copy from the bundle: "<repo>/targets/<rel>" ->
-    (signed length, every hash algorithm to compute while copying)."""
-    wanted: dict[str, tuple[int, list[str]]] = {}
-    for e in verified.targets:
-        if e.bundle_relpath is None:
-            continue
-        key = f"{verified.name}/targets/{e.bundle_relpath}"
-        _, algorithms = wanted.get(key, (e.length, []))
-        wanted[key] = (e.length, sorted(set(algorithms) | set(e.hashes)))
-    return wanted
-
-
-def complete_targets(verified: VerifiedRepository, fetched: dict) -> None:
-    """Check each copied target's length and every listed hash; point the
-    entries at the appliance's own copies."""
-    refuse = _Refusal(verified.name)
-    for e in verified.targets:
-        if e.bundle_relpath is None:
-            continue
-        copy = fetched[f"{verified.name}/targets/{e.bundle_relpath}"]
-        if copy.size != e.length:
-            raise refuse(f"targets/{e.bundle_relpath}", f"target {show(e.path)} is {copy.size} bytes but "
-                         f"{e.length} are signed", "the file was altered or truncated; get a fresh copy of the bundle")
-        for algorithm, expected in e.hashes.items():
-            if copy.hashes.get(algorithm) != expected:
-                raise refuse(f"targets/{e.bundle_relpath}", f"target {show(e.path)}: {algorithm} hash does not "
-                             "match the signed metadata", "the file was altered; get a fresh copy of the bundle")
-        e.source = copy.path
 
 
 def _versions(trusted: TrustedState) -> dict[str, int]:
@@ -467,7 +444,9 @@ def _target_paths(trusted: TrustedState) -> set[str]:
     return paths
 
 
-def _unchanged(name, trusted, before, targets_before) -> VerifiedRepository:
+def _unchanged(name: str, trusted: TrustedState) -> VerifiedRepository:
+    before = _versions(trusted)
+    targets_before = _target_paths(trusted)
     return VerifiedRepository(
         name=name, unchanged=True, metadata={}, current={}, targets=[], versions_before=before,
         versions_after=dict(before), targets_before=targets_before, targets_after=set(targets_before), roles=[],

@@ -22,25 +22,23 @@ from server.models import database
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
-from signing.exceptions import AirlockError, VerificationError
+from signing import paths
+from signing.exceptions import AirlockError, RepositoryNameError, VerificationError
 from signing.trust import describe_role
 from signing.verify import MAX_LENGTH, check_root_keys, custom_of
 
 logger = logging.getLogger(__name__)
-
-_REPO_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class RepositoryError(AirlockError):
     """A repository cannot be pinned, found or read."""
 
 
-
 def check_repo_name(name: str) -> str:
-    if not _REPO_NAME.match(name or ""):
-        raise RepositoryError(f"repository name {name!r} is not allowed: use lower-case letters, digits and '-', "
-                              "at most 63, starting with a letter or digit")
-    return name
+    try:  # the one rule, shared with airlock-sign
+        return paths.check_repo_name(name)
+    except RepositoryNameError as exc:
+        raise RepositoryError(str(exc)) from None
 
 
 @dataclass

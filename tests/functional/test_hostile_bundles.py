@@ -10,6 +10,9 @@ import pytest
 from securesystemslib.signer import Signature, SSlibKey
 from tuf.api.metadata import Metadata, MetaFile
 
+from signing.exceptions import VerificationError
+from signing.report import verify_bundle
+from signing.verify import VerifierLimits
 from tests.conftest import pin, refused
 
 
@@ -50,14 +53,27 @@ def test_new_root_signed_only_by_old_keys(airlock, served, home, tmp_path):
     refused(airlock, home, served.write_bundle(tmp_path / "bad"), "2.root.json", "signature")
 
 
-def test_long_chain_of_roots_stops_at_the_limit(airlock, served, home, tmp_path, monkeypatch):
-    import signing.verify
+def _refused_with_limits(sim, media, limits: VerifierLimits) -> str:
+    """Verify with the appliance's own verifier, but lower limits (the
+    defaults would need thousands of roles); returns the refusal."""
+    with pytest.raises(VerificationError) as info:
+        verify_bundle(media, {sim.name: sim.first_root()}, limits=limits)
+    return str(info.value)
 
-    monkeypatch.setattr(signing.verify, "MAX_ROOT_ROTATIONS", 20)
+
+def test_long_chain_of_roots_stops_at_the_limit(served, tmp_path):
     for _ in range(21):
         bump_root(served)
     served.publish(roles=())
-    refused(airlock, home, served.write_bundle(tmp_path / "bad"), "more than 20 root versions")
+    media = served.write_bundle(tmp_path / "bad")
+    reason = _refused_with_limits(served, media, VerifierLimits(max_root_rotations=20))
+    assert "22.root.json: more than 20 root versions in one bundle" in reason  # roots 2..22 are new
+    verify_bundle(media, {"acme": served.first_root()}, limits=VerifierLimits(max_root_rotations=21))
+
+
+def test_default_root_rotation_limit_is_ngclients():
+    assert VerifierLimits().max_root_rotations == 256
+    assert VerifierLimits().max_delegations == 10_000
 
 
 def test_expired_intermediate_root_is_fine(airlock, served, home, tmp_path):
@@ -123,14 +139,14 @@ def test_delegation_cycle(airlock, served, home, tmp_path):
     refused(airlock, home, served.write_bundle(tmp_path / "bad"), "delegation cycle a -> b -> a")
 
 
-def test_too_many_delegations(airlock, served, home, tmp_path, monkeypatch):
-    import signing.verify
-
-    monkeypatch.setattr(signing.verify, "MAX_DELEGATIONS", 5)
+def test_too_many_delegations(served, tmp_path):
     for i in range(6):
         served.delegate(f"r{i}", [f"r{i}/*"])
     served.publish(("targets", *[f"r{i}" for i in range(6)]))
-    refused(airlock, home, served.write_bundle(tmp_path / "bad"), "more than 5 delegations")
+    media = served.write_bundle(tmp_path / "bad")
+    reason = _refused_with_limits(served, media, VerifierLimits(max_delegations=5))
+    assert "more than 5 delegations" in reason
+    verify_bundle(media, {"acme": served.first_root()}, limits=VerifierLimits(max_delegations=6))
 
 
 def test_delegated_role_signing_outside_its_paths(airlock, served, home, tmp_path):

@@ -196,8 +196,10 @@ def test_progress_bar_shows_bytes_and_files(airlock, sim, home, tmp_path):
     bar = ProgressBar("importing", stream=screen, min_interval=0)
     import_bundle(load_settings(home), sim.write_bundle(tmp_path / "usb"), "tester", progress=bar)
     bar.close()
-    last = screen.getvalue().rstrip("\n").split("\r")[-1]
-    assert "[##############################]" in last and "files" in last and "MB" in last
+    frames = screen.getvalue().rstrip("\n").split("\r")
+    copied = [f for f in frames if f.startswith("importing: copying targets")][-1]
+    assert "[##############################]" in copied and "files" in copied and "MB" in copied
+    assert frames[-1].startswith("importing: publishing")
 
 
 def test_commands_on_a_missing_home_say_run_init(tmp_path):

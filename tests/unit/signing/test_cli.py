@@ -171,8 +171,6 @@ def test_verify_incremental_bundle_needs_the_flag(tmp_path, capsys):
     with --incremental, which lists what the appliance must already hold."""
     from tests.support.simulator import RepoSim
 
-    from signing.cli import main
-
     sim = RepoSim("acme")
     sim.add_target("a.bin", b"A" * 10)
     sim.publish()

@@ -7,7 +7,7 @@ import tarfile
 import pytest
 from tuf.api.metadata import Metadata
 
-from signing.exceptions import ThresholdError, UnsafeNameError, WorkspaceError
+from signing.exceptions import RepositoryNameError, ThresholdError, UnsafeNameError, WorkspaceError
 from signing.workspace import Workspace
 
 META = "published/metadata"
@@ -273,7 +273,7 @@ def test_tar_bundle_has_only_plain_members(make_workspace, firmware, tmp_path, s
 def test_workspace_settings_and_errors(make_workspace, tmp_path):
     with pytest.raises(WorkspaceError, match="impossible"):
         Workspace.create(tmp_path / "x", "acme", passphrase=PASS, thresholds={"root": 2})
-    with pytest.raises(WorkspaceError, match="not allowed"):
+    with pytest.raises(RepositoryNameError, match="not allowed"):
         Workspace.create(tmp_path / "x", "../acme", passphrase=PASS)
     with pytest.raises(WorkspaceError, match="not an airlock-sign workspace"):
         Workspace.open(tmp_path)

@@ -1,0 +1,129 @@
+"""verify_repository (signing/verify.py), step by step, with lookups over the
+simulator's real signed metadata instead of a staged bundle."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from signing.exceptions import VerificationError
+from signing.verify import (
+    TrustedState,
+    VerifiedRepository,
+    VerifierLimits,
+    verify_repository,
+)
+from tests.support.simulator import RepoSim
+
+
+def _lookup(files: dict[str, bytes]):
+    def metadata(filename: str, cap: int) -> bytes | None:
+        data = files.get(filename)
+        if data is not None and len(data) > cap:
+            raise VerificationError(f"{filename}: {len(data)} bytes is over the {cap}-byte limit")
+        return data
+    return metadata
+
+
+def _nothing(*_args) -> None:
+    return None
+
+
+def verify(sim: RepoSim, trusted: TrustedState | None = None, *, store: dict[str, bytes] | None = None,
+           targets: dict[str, bytes] | None = None, **kwargs) -> VerifiedRepository:
+    files = sim.target_files if targets is None else targets
+    return verify_repository(
+        sim.name, trusted or TrustedState(root=sim.first_root()), _lookup(sim.metadata), _lookup(store or {}),
+        lambda rel: len(files[rel]) if rel in files else None, _nothing, **kwargs)
+
+
+@pytest.fixture
+def sim() -> RepoSim:
+    s = RepoSim("acme")
+    s.delegate("plc-x", ["plc-x/*"])
+    s.add_target("plc-x/fw.bin", b"X" * 10, role="plc-x")
+    s.add_target("docs/readme.txt", b"read me")
+    s.publish(("targets", "plc-x"))
+    return s
+
+
+def test_first_verification_reads_every_role_and_lists_every_target(sim):
+    v = verify(sim)
+    assert not v.unchanged
+    assert v.versions_before == {"root": 1}
+    snap = sim.snapshot.signed.version
+    assert v.versions_after == {"root": 1, "timestamp": sim.timestamp.signed.version, "snapshot": snap,
+                                "targets": sim.targets.signed.version, "plc-x": 1}
+    assert v.current["snapshot"] == f"{snap}.snapshot.json" and v.current["plc-x"] == "1.plc-x.json"
+    # every file the new tree adds: the current version of each role, none of the older ones
+    assert set(v.metadata) == {"1.root.json", "timestamp.json", f"{snap}.snapshot.json",
+                               f"{sim.targets.signed.version}.targets.json", "1.plc-x.json"}
+    assert [r.name for r in v.roles] == ["root", "timestamp", "snapshot", "targets", "plc-x"]
+    assert {t.path: t.role for t in v.targets} == {"plc-x/fw.bin": "plc-x", "docs/readme.txt": "targets"}
+    assert all(t.bundle_relpath for t in v.targets)
+    assert v.targets_added == ["docs/readme.txt", "plc-x/fw.bin"]
+
+
+def test_same_timestamp_as_trusted_is_unchanged(sim):
+    trusted = TrustedState(root=sim.first_root(), roles={"timestamp": sim.metadata["timestamp.json"]})
+    v = verify(sim, trusted)
+    assert v.unchanged and v.metadata == {} and v.targets == []
+
+
+def test_root_chain_stops_at_the_limit_given(sim):
+    for _ in range(3):
+        sim.rotate("timestamp")
+    sim.publish(roles=())
+    with pytest.raises(VerificationError, match=r"4\.root\.json: more than 2 root versions in one bundle"):
+        verify(sim, limits=VerifierLimits(max_root_rotations=2))
+    assert verify(sim, limits=VerifierLimits(max_root_rotations=3)).versions_after["root"] == 4
+
+
+def test_delegation_limit_given(sim):
+    with pytest.raises(VerificationError, match="more than 0 delegations"):
+        verify(sim, limits=VerifierLimits(max_delegations=0))
+
+
+def test_metadata_length_limits_given(sim):
+    with pytest.raises(VerificationError, match="timestamp.json"):
+        verify(sim, limits=VerifierLimits(timestamp_max_length=100))
+
+
+def test_final_root_expired_is_refused_at_the_root_step(sim):
+    sim.root.signed.expires = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    sim.root.signed.version += 1
+    sim.sign_and_store("root")
+    with pytest.raises(VerificationError, match=r"2\.root\.json: the final root expired on"):
+        verify(sim)
+
+
+def test_a_reused_version_number_with_other_content_is_refused(sim):
+    name = f"{sim.snapshot.signed.version}.snapshot.json"
+    store = {name: sim.metadata[name]}
+    sim.snapshot.signed.expires += timedelta(days=1)
+    sim.resign("snapshot")  # same version, other content
+    with pytest.raises(VerificationError, match="a version number was reused"):
+        verify(sim, store=store)
+
+
+def test_expired_delegated_role_names_its_file_and_expiry(sim):
+    expires = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=3)
+    sim.delegated["plc-x"].signed.expires = expires
+    sim.publish(("plc-x",))
+    with pytest.raises(VerificationError) as info:
+        verify(sim)
+    assert f"2.plc-x.json: expired on {expires:%Y-%m-%d %H:%M:%S} UTC" in str(info.value)
+
+
+def test_missing_target_refused_unless_absent_targets_are_held(sim):
+    with pytest.raises(VerificationError, match="neither in the bundle nor already on the appliance"):
+        verify(sim, targets={})
+    v = verify(sim, targets={}, absent_targets_held=True)
+    assert [t.bundle_relpath for t in v.targets] == [None, None]
+
+
+def test_target_of_wrong_length_in_the_bundle_is_refused(sim):
+    files = {rel: data + b"!" for rel, data in sim.target_files.items()}
+    with pytest.raises(VerificationError, match="bytes but"):
+        verify(sim, targets=files, absent_targets_held=True)
