@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from server.settings import Settings
+from signing.durable import write_atomic
 from signing.exceptions import AirlockError
 from signing.export import key_fingerprint, public_key_file
 
@@ -47,12 +48,10 @@ def ensure_key(settings: Settings) -> bool:
         return False
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    try:  # whole or not at all: a crash must not leave a half key that never loads
+        write_atomic(path, pem, mode=0o600, overwrite=False)
+    except FileExistsError:
+        return False  # made meanwhile by another process
     return True
 
 

@@ -11,9 +11,9 @@ attachments), never a dangling reference.
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 from pathlib import Path
+
+from signing.durable import write_atomic
 
 
 def blob_dir(home: Path) -> Path:
@@ -35,20 +35,5 @@ def put(home: Path, content: bytes) -> str:
     if final.exists():
         return sha
     final.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    tmp = final.parent / f".tmp-{secrets.token_hex(8)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(final, content, mode=0o640)
     return sha

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import secrets
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from server.reports.exceptions import FormExpiredError, InvalidRequestError, Not
 from server.reports.models import DeviceLabel
 from server.reports.records import Label
 from server.settings import Settings
+from signing.durable import write_atomic
 
 LABEL_KEY_BYTES = 18  # 144 bits, 24 URL-safe characters
 FORM_TOKEN_TTL = 4 * 3600  # seconds a served form may be submitted
@@ -101,18 +101,10 @@ def form_secret(state_dir: Path) -> bytes:
     except FileNotFoundError:
         pass
     state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = state_dir / f".form-secret-{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(_SECRET_BYTES))
-        f.flush()
-        os.fsync(f.fileno())
     try:
-        os.link(tmp, path)  # fails if another worker made it first: theirs wins
+        write_atomic(path, secrets.token_hex(_SECRET_BYTES).encode(), mode=0o600, overwrite=False)
     except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+        pass  # another worker made it first: theirs wins
     return bytes.fromhex(path.read_text().strip())
 
 

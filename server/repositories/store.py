@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from server.clock import utcnow
+from signing.durable import PendingFile, fsync_dir, fsync_file
 from signing.exceptions import AirlockError
 from signing.paths import check_target_path
 from signing.verify import TrustedState, VerifiedRepository, root_versions, trusted_state_from
@@ -44,22 +45,6 @@ class StoreError(AirlockError):
 
     status = 500  # the appliance's own files, not the request, are at fault
     code = "repository_error"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_file(path: Path, data: bytes) -> None:
@@ -281,13 +266,10 @@ class RepositoryStore:
         return removed
 
     def _write_manifest(self, gen: int, manifest: dict) -> None:
-        path = self.generations_dir / f"{gen:06d}.json"
-        tmp = self.generations_dir / f".tmp-{gen:06d}.json"
-        if tmp.exists():
-            tmp.unlink()
-        write_file(tmp, json.dumps(manifest, indent=1, sort_keys=True).encode())
-        os.rename(tmp, path)
-        fsync_dir(self.generations_dir)
+        # ".tmp-" names are what clean_up_after_crash removes
+        with PendingFile(self.generations_dir, prefix=".tmp-") as pending:
+            pending.file.write(json.dumps(manifest, indent=1, sort_keys=True).encode())
+            pending.commit(self.generations_dir / f"{gen:06d}.json")
 
     def _swap(self, gen: int) -> None:
         link = self.root / ".metadata.new"
