@@ -22,6 +22,7 @@ answered for ``mdns_gone_after`` seconds.  A goodbye marks gone at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import queue
@@ -160,10 +161,8 @@ class _Watch(ServiceListener, RecordUpdateListener):
         self._heard: set[tuple[str, str]] = set()
 
     def _put(self, event: tuple[str, str, str]) -> None:
-        try:
+        with contextlib.suppress(queue.Full):  # a flood of announcements: the next probe catches up
             self.events.put_nowait(event)
-        except queue.Full:  # a flood of announcements: the next probe catches up
-            pass
 
     def add_service(self, zc, type_, name):
         self._put(("seen", type_, name))
@@ -266,7 +265,8 @@ class Discovery:
                     next_probe = now + self.config.probe_every
                     self._probe()
             except Exception as exc:
-                logger.warning("discovery: %s: %s", type(exc).__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+                logger.warning("discovery: %s: %s", type(exc).__name__, exc,
+                               exc_info=logger.isEnabledFor(logging.DEBUG))
 
     def _resolve(self, type_: str, name: str) -> None:
         seen = self._lookup(type_, name)

@@ -13,6 +13,7 @@ the media still allows) and earlier files are untouched.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -163,12 +164,8 @@ class MediaFile:
 
     def abort(self) -> None:
         if self.fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self.fd)
-            except OSError:
-                pass
             self.fd = None
-        try:
+        with contextlib.suppress(OSError):  # a pulled stick: nothing to do; the partial name is never the final name
             os.unlink(self.partial, dir_fd=self.dir_fd)
-        except OSError:
-            pass  # a pulled stick: nothing to do; the partial name is never the final name

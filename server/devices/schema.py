@@ -16,7 +16,7 @@ import json
 import math
 import re
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 
 from server.devices.exceptions import InvalidRequestError, MalformedJsonError
 from server.text import TEXT_FORMATS, refusal
@@ -54,7 +54,7 @@ def loads_strict(data: bytes):
         raise MalformedJsonError(f"the body is not valid JSON ({exc}): send one JSON object") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(pattern: str) -> re.Pattern:
     # JSON Schema patterns are ECMA-262 and unanchored (search); "$" in
     # Python also matches before a final newline, so anchor with \Z instead.

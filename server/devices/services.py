@@ -118,7 +118,7 @@ def show_device(settings: Settings, device_id: str) -> DeviceDetail:
                .limit(UPDATE_HISTORY).tuples())
     updates = [UpdateReportInfo(*r) for r in reports]
     names = {0: "raw", 3600: "hourly", 86400: "daily"}
-    history = {name: 0 for name in names.values()}
+    history = dict.fromkeys(names.values(), 0)
     for resolution, count in (MetricSample.select(MetricSample.resolution, fn.COUNT(MetricSample.id))
                               .where(MetricSample.device == row).group_by(MetricSample.resolution).tuples()):
         history[names[resolution]] = count

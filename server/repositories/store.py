@@ -19,6 +19,7 @@ never retired.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -206,10 +207,8 @@ class RepositoryStore:
         self._swap(gen)
         self._remove_old_generations(keep_from=gen - 1)
         for rel in expired_targets:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 (self.targets_dir / rel).unlink()
-            except FileNotFoundError:
-                pass
         return gen
 
     def _publish_targets(self, verified: VerifiedRepository) -> None:
