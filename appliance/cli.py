@@ -242,7 +242,9 @@ from appliance.cli_users import register as _register_users; _register_users(cli
 
 def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
-        ctx.find_object(Context).home = value
+        target = ctx.find_object(Context)
+        assert target is not None, "the airlock group's callback makes the Context before any subcommand parses"
+        target.home = value
 
 
 def accept_home_everywhere(group: click.Group) -> None:

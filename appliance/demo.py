@@ -46,7 +46,7 @@ print(f"verified {target}: {info.length} bytes, {info.custom} -> {path}")
 '''
 
 
-def run(*args: str, capture: bool = False) -> str:
+def run(*args: str | Path, capture: bool = False) -> str:
     shown = " ".join(shlex.quote(str(a)) for a in args).replace(str(SCRATCH), "demo")
     print(f"$ {shown}", flush=True)
     proc = subprocess.run([str(a) for a in args], text=True, capture_output=capture)

@@ -36,8 +36,11 @@ from dataclasses import dataclass
 
 from zeroconf import (
     BadTypeInNameException,
+    DNSAddress,
     DNSOutgoing,
     DNSQuestion,
+    DNSService,
+    DNSText,
     IPVersion,
     RecordUpdateListener,
     ServiceBrowser,
@@ -213,6 +216,11 @@ class Discovery:
         self.recorded: set[tuple[str, str]] = set()  # resolved and stored by this process
         self.zc: Zeroconf | None = None
 
+    @property
+    def _zeroconf(self) -> Zeroconf:
+        assert self.zc is not None, "used only while run() runs"
+        return self.zc
+
     def run(self, stop: threading.Event) -> None:
         c = self.config
         self.zc = zc = open_zeroconf(c.interfaces)
@@ -289,22 +297,22 @@ class Discovery:
             # A name zeroconf will not query for (control characters, say):
             # take what its announcement put in the cache; it is escaped on storing.
             return self._from_cache(type_, name)
-        if not info.request(self.zc, RESOLVE_TIMEOUT):
+        if not info.request(self._zeroconf, RESOLVE_TIMEOUT):
             return None
         return SeenService(service_type=type_, name=name, host=info.server or "",
                            addresses=tuple(info.parsed_addresses(IPVersion.V4Only)), port=info.port,
                            txt=info.text or b"")
 
     def _from_cache(self, type_: str, name: str) -> SeenService | None:
-        cache = self.zc.cache
+        cache = self._zeroconf.cache
         srv = cache.get_by_details(name, _TYPE_SRV, _CLASS_IN)
-        if srv is None:
+        if not isinstance(srv, DNSService):  # None, or not cached
             return None
         txt = cache.get_by_details(name, _TYPE_TXT, _CLASS_IN)
         addresses = tuple(socket.inet_ntoa(r.address) for r in cache.get_all_by_details(srv.server, _TYPE_A, _CLASS_IN)
-                          if len(r.address) == 4)
+                          if isinstance(r, DNSAddress) and len(r.address) == 4)
         return SeenService(service_type=type_, name=name, host=srv.server, addresses=addresses, port=srv.port,
-                           txt=txt.text if txt is not None else b"")
+                           txt=txt.text if isinstance(txt, DNSText) else b"")
 
     def _forget(self, type_: str, name: str) -> None:
         self.pending.discard((type_, name))
@@ -317,7 +325,7 @@ class Discovery:
         out = DNSOutgoing(_FLAGS_QR_QUERY)
         for service_type in self.config.browse_types:
             out.add_question(DNSQuestion(service_type, _TYPE_PTR, _CLASS_IN))
-        self.zc.send(out)
+        self._zeroconf.send(out)
         for type_, name in list(self.pending)[:RETRIES_PER_PROBE]:
             self._resolve(type_, name)
         gone = services.sweep_gone(self.config.gone_after)

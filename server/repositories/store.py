@@ -250,7 +250,7 @@ class RepositoryStore:
         """Remove what an interrupted publication leaves: temporary files and
         folders, and a generation built but never made current.  Call it only
         while holding the import lock."""
-        removed = []
+        removed: list[str] = []
         if not self.exists():
             return removed
         current = self.current_generation()
@@ -271,10 +271,10 @@ class RepositoryStore:
         known = set(manifest.get("targets", [])) | set(manifest.get("targets_retired", {}))
         for dirpath, _dirs, files in os.walk(self.targets_dir):
             for name in files:
-                path = os.path.join(dirpath, name)
-                if name.startswith(".tmp-") or os.path.relpath(path, self.targets_dir) not in known:
-                    os.unlink(path)
-                    removed.append(path)
+                target = os.path.join(dirpath, name)
+                if name.startswith(".tmp-") or os.path.relpath(target, self.targets_dir) not in known:
+                    os.unlink(target)
+                    removed.append(target)
         if removed:
             fsync_dir(self.generations_dir)
         return removed
