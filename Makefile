@@ -40,4 +40,4 @@ fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/fuzz
 
 clean:
-	rm -rf $(VENV) demo .cache .pytest_cache
+	rm -rf $(VENV) demo .cache .pytest_cache .mypy_cache .ruff_cache
