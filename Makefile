@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.airlock-installed
 
-.PHONY: demo test prereqs bench fuzz clean venv
+.PHONY: demo test lint prereqs bench fuzz clean venv
 
 venv: $(STAMP)
 
@@ -21,7 +21,13 @@ demo: $(STAMP)
 # they are installed with apt, otherwise one line names them; then the venv
 test: prereqs
 	@$(MAKE) --no-print-directory venv
+	@$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q
+
+# ruff and mypy, configured in pyproject.toml; `make test` runs it first
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 prereqs:
 	@sh tests/prereqs.sh
@@ -34,4 +40,4 @@ fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/fuzz
 
 clean:
-	rm -rf $(VENV) demo .cache .pytest_cache
+	rm -rf $(VENV) demo .cache .pytest_cache .mypy_cache .ruff_cache

@@ -147,7 +147,8 @@ def repo_list(ctx: Context, as_json: bool) -> None:
     if not repos:
         click.echo("no repositories pinned; pin one with `airlock repo add NAME --root FILE --fingerprint HEX`")
     for r in repos:
-        click.echo(f"{r.name}\tpinned root v{r.pinned_root_version}\t{r.root_fingerprint}\t{r.added_at} by {r.added_by}")
+        click.echo(f"{r.name}\tpinned root v{r.pinned_root_version}\t{r.root_fingerprint}\t"
+                   f"{r.added_at} by {r.added_by}")
 
 
 @repo.command("show")
@@ -170,7 +171,8 @@ def repo_show(ctx: Context, name: str, as_json: bool) -> None:
 @repo.command("remove")
 @click.argument("name")
 @click.option("--archive", is_flag=True,
-              help="Remove it even though bundles were imported into it: its published tree moves to HOME/archive/repos/.")
+              help="Remove it even though bundles were imported into it: "
+                   "its published tree moves to HOME/archive/repos/.")
 @pass_ctx
 def repo_remove(ctx: Context, name: str, archive: bool) -> None:
     """Remove a pin (refused once anything was imported, unless --archive)."""
@@ -240,7 +242,9 @@ from appliance.cli_users import register as _register_users; _register_users(cli
 
 def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
-        ctx.find_object(Context).home = value
+        target = ctx.find_object(Context)
+        assert target is not None, "the airlock group's callback makes the Context before any subcommand parses"
+        target.home = value
 
 
 def accept_home_everywhere(group: click.Group) -> None:

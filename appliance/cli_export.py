@@ -52,8 +52,8 @@ def export(dest: str, since: int | None, encrypt_for: str | None, operator: str 
     ctx.database()
     bar = ProgressBar("exporting")
     try:
-        result = run_export(ctx.settings, Path(dest), operator or current_operator(), since=since, encrypt_for=encrypt_for,
-                            progress=bar)
+        result = run_export(ctx.settings, Path(dest), operator or current_operator(), since=since,
+                            encrypt_for=encrypt_for, progress=bar)
     finally:
         bar.close()
     click.echo(result.message)

@@ -46,7 +46,7 @@ print(f"verified {target}: {info.length} bytes, {info.custom} -> {path}")
 '''
 
 
-def run(*args: str, capture: bool = False) -> str:
+def run(*args: str | Path, capture: bool = False) -> str:
     shown = " ".join(shlex.quote(str(a)) for a in args).replace(str(SCRATCH), "demo")
     print(f"$ {shown}", flush=True)
     proc = subprocess.run([str(a) for a in args], text=True, capture_output=capture)
@@ -133,10 +133,11 @@ def main() -> None:
     (SCRATCH / "fetch.py").write_text(FETCH_SCRIPT)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    bin_dir = BIN.relative_to(Path.cwd()) if BIN.is_relative_to(Path.cwd()) else BIN
     print(f"""
 == serving on {base}/ (Ctrl-C stops) ==
 In another terminal, fetch and verify firmware as a device would (python-tuf):
-    {BIN.relative_to(Path.cwd()) if BIN.is_relative_to(Path.cwd()) else BIN}/python demo/fetch.py {base} plc-x/plc-x-1.2.0.bin
+    {bin_dir}/python demo/fetch.py {base} plc-x/plc-x-1.2.0.bin
 or look at the files a TUF client fetches:
     curl -s {base}/repos/acme/metadata/timestamp.json
     curl -s {base}/healthz

@@ -98,6 +98,7 @@ class _ImportLock:
         return self
 
     def __exit__(self, *exc):
+        assert self.fd is not None, "__exit__ without __enter__"
         os.ftruncate(self.fd, 0)
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)

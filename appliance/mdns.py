@@ -22,6 +22,7 @@ answered for ``mdns_gone_after`` seconds.  A goodbye marks gone at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import queue
@@ -35,8 +36,11 @@ from dataclasses import dataclass
 
 from zeroconf import (
     BadTypeInNameException,
+    DNSAddress,
     DNSOutgoing,
     DNSQuestion,
+    DNSService,
+    DNSText,
     IPVersion,
     RecordUpdateListener,
     ServiceBrowser,
@@ -160,10 +164,8 @@ class _Watch(ServiceListener, RecordUpdateListener):
         self._heard: set[tuple[str, str]] = set()
 
     def _put(self, event: tuple[str, str, str]) -> None:
-        try:
+        with contextlib.suppress(queue.Full):  # a flood of announcements: the next probe catches up
             self.events.put_nowait(event)
-        except queue.Full:  # a flood of announcements: the next probe catches up
-            pass
 
     def add_service(self, zc, type_, name):
         self._put(("seen", type_, name))
@@ -213,6 +215,11 @@ class Discovery:
         self.pending: set[tuple[str, str]] = set()  # announced, not resolved yet
         self.recorded: set[tuple[str, str]] = set()  # resolved and stored by this process
         self.zc: Zeroconf | None = None
+
+    @property
+    def _zeroconf(self) -> Zeroconf:
+        assert self.zc is not None, "used only while run() runs"
+        return self.zc
 
     def run(self, stop: threading.Event) -> None:
         c = self.config
@@ -266,7 +273,8 @@ class Discovery:
                     next_probe = now + self.config.probe_every
                     self._probe()
             except Exception as exc:
-                logger.warning("discovery: %s: %s", type(exc).__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+                logger.warning("discovery: %s: %s", type(exc).__name__, exc,
+                               exc_info=logger.isEnabledFor(logging.DEBUG))
 
     def _resolve(self, type_: str, name: str) -> None:
         seen = self._lookup(type_, name)
@@ -289,22 +297,22 @@ class Discovery:
             # A name zeroconf will not query for (control characters, say):
             # take what its announcement put in the cache; it is escaped on storing.
             return self._from_cache(type_, name)
-        if not info.request(self.zc, RESOLVE_TIMEOUT):
+        if not info.request(self._zeroconf, RESOLVE_TIMEOUT):
             return None
         return SeenService(service_type=type_, name=name, host=info.server or "",
                            addresses=tuple(info.parsed_addresses(IPVersion.V4Only)), port=info.port,
                            txt=info.text or b"")
 
     def _from_cache(self, type_: str, name: str) -> SeenService | None:
-        cache = self.zc.cache
+        cache = self._zeroconf.cache
         srv = cache.get_by_details(name, _TYPE_SRV, _CLASS_IN)
-        if srv is None:
+        if not isinstance(srv, DNSService):  # None, or not cached
             return None
         txt = cache.get_by_details(name, _TYPE_TXT, _CLASS_IN)
         addresses = tuple(socket.inet_ntoa(r.address) for r in cache.get_all_by_details(srv.server, _TYPE_A, _CLASS_IN)
-                          if len(r.address) == 4)
+                          if isinstance(r, DNSAddress) and len(r.address) == 4)
         return SeenService(service_type=type_, name=name, host=srv.server, addresses=addresses, port=srv.port,
-                           txt=txt.text if txt is not None else b"")
+                           txt=txt.text if isinstance(txt, DNSText) else b"")
 
     def _forget(self, type_: str, name: str) -> None:
         self.pending.discard((type_, name))
@@ -317,7 +325,7 @@ class Discovery:
         out = DNSOutgoing(_FLAGS_QR_QUERY)
         for service_type in self.config.browse_types:
             out.add_question(DNSQuestion(service_type, _TYPE_PTR, _CLASS_IN))
-        self.zc.send(out)
+        self._zeroconf.send(out)
         for type_, name in list(self.pending)[:RETRIES_PER_PROBE]:
             self._resolve(type_, name)
         gone = services.sweep_gone(self.config.gone_after)

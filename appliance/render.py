@@ -45,7 +45,8 @@ def render_trust_report(report) -> str:
         custom = t["custom"]
         extra = ""
         if custom:
-            extra = f"  version {_safe(custom.get('version', '?'))} for {', '.join(_safe(h) for h in custom.get('hardware', []))}"
+            hardware = ", ".join(_safe(h) for h in custom.get("hardware", []))
+            extra = f"  version {_safe(custom.get('version', '?'))} for {hardware}"
         lines.append(f"  {_safe(t['path'])}  {t['length']} bytes  ({t['role']}){extra}")
     lines.append("")
     lines.append("imports:")

@@ -32,6 +32,7 @@ socket itself (off: `http_protocols` stays gunicorn's default, HTTP/1 only).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import selectors
@@ -187,10 +188,8 @@ class HeaderDeadlineWorker(ThreadWorker):
             self.poller.unregister(conn.sock)
             self._dispatch(conn)
         elif conn.header_needs is None and len(conn.header) >= MAX_HEADER_BYTES:
-            try:
+            with contextlib.suppress(OSError):
                 conn.sock.send(_TOO_LARGE)
-            except OSError:
-                pass
             self._close_awaiting(conn)
 
     @staticmethod
@@ -210,10 +209,8 @@ class HeaderDeadlineWorker(ThreadWorker):
 
     def _close_awaiting(self, conn: TConn) -> None:
         self.awaiting_headers.pop(conn, None)
-        try:
+        with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
         self.nr_conns -= 1
         conn.close()
 

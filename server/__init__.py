@@ -10,7 +10,6 @@ import logging
 from flask import Flask, request
 
 from server import errors
-
 from server.db import check_schema, open_database
 from server.models import database
 from server.settings import Settings, load_settings

@@ -64,8 +64,8 @@ def hash_password(password: str) -> str:
 
 def check_password(password: str, stored: str) -> bool:
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        n, r, p = int(n), int(r), int(p)
+        scheme, n_text, r_text, p_text, salt, digest = stored.split("$")
+        n, r, p = int(n_text), int(r_text), int(p_text)
         salt_bytes, digest_bytes = base64.b64decode(salt, validate=True), base64.b64decode(digest, validate=True)
     except (ValueError, binascii.Error):
         return False

@@ -43,7 +43,15 @@ class SchemaError(AirlockError):
 MIN_SQLITE = (3, 35)  # UPDATE ... FROM and RETURNING (the check-in group commit)
 
 
-def open_database(path: Path, read_only: bool = False) -> SqliteDatabase:
+class AppDatabase(SqliteDatabase):
+    """A peewee SQLite database that remembers what :func:`server.bind_database`
+    bound it for, so that binding the same file again can keep it."""
+
+    airlock_path: Path | None = None
+    airlock_read_only: bool = False
+
+
+def open_database(path: Path, read_only: bool = False) -> AppDatabase:
     """A peewee database for ``path``; connects lazily, on first use.
 
     ``read_only``: for commands that only read, so that a user who may read
@@ -54,8 +62,8 @@ def open_database(path: Path, read_only: bool = False) -> SqliteDatabase:
                           f"{sqlite3.sqlite_version}: use a Python built against a newer SQLite (Debian 12 has 3.40)")
     if read_only:
         pragmas = {k: v for k, v in PRAGMAS.items() if k != "journal_mode"}
-        return SqliteDatabase(_read_only_uri(path), pragmas=pragmas, autoconnect=True, uri=True)
-    return SqliteDatabase(str(path), pragmas=PRAGMAS, autoconnect=True)
+        return AppDatabase(_read_only_uri(path), pragmas=pragmas, autoconnect=True, uri=True)
+    return AppDatabase(str(path), pragmas=PRAGMAS, autoconnect=True)
 
 
 def _read_only_uri(path: Path) -> str:

@@ -8,6 +8,7 @@ repository's served versions and expiries from its published tree.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from flask import Blueprint, Response, current_app
 from peewee import fn
@@ -16,7 +17,7 @@ from tuf.api.metadata import Metadata
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
 from server.devices.models import Device
 from server.imports.models import ImportRecord
-from server.models import database
+from server.models import database, tuples
 from server.reports.models import Report
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
@@ -31,7 +32,7 @@ class _Exposition:
     def __init__(self):
         self.lines: list[str] = []
 
-    def family(self, name: str, kind: str, help_text: str, samples: list[tuple[dict, float]]) -> None:
+    def family(self, name: str, kind: str, help_text: str, samples: Sequence[tuple[dict[str, str], float]]) -> None:
         self.lines.append(f"# HELP {name} {help_text}")
         self.lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
@@ -49,13 +50,12 @@ def metrics():
     now = int(time.time())
     offline_before = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
     with database.connection_context():
-        states = list(Device.select(Device.state, fn.COUNT(Device.id).alias("n")).group_by(Device.state)
-                      .tuples())
+        states = list(tuples(Device.select(Device.state, fn.COUNT(Device.id).alias("n")).group_by(Device.state)))
         online = Device.select().where(Device.state == "accepted", Device.last_seen >= offline_before).count()
         checkins = Device.select(fn.COALESCE(fn.SUM(Device.checkins), 0)).scalar()
-        imports = list(ImportRecord.select(ImportRecord.status, fn.COUNT(ImportRecord.id))
-                       .group_by(ImportRecord.status).tuples())
-        reports = list(Report.select(Report.status, fn.COUNT(Report.id)).group_by(Report.status).tuples())
+        imports = list(tuples(ImportRecord.select(ImportRecord.status, fn.COUNT(ImportRecord.id))
+                              .group_by(ImportRecord.status)))
+        reports = list(tuples(Report.select(Report.status, fn.COUNT(Report.id)).group_by(Report.status)))
         repos = [r.name for r in Repository.select(Repository.name).order_by(Repository.name)]
     out.family("airlock_devices", "gauge", "Devices in the inventory, by state.",
                [({"state": s}, n) for s, n in states])

@@ -1,2 +1,4 @@
 """The WSGI entry point for gunicorn: ``gunicorn server.wsgi:app``."""
-from server import create_app; app = create_app()  # noqa: E702
+from server import create_app
+
+app = create_app()

@@ -106,7 +106,7 @@ def refusals(home: Path) -> list[tuple[str, str]]:
 
 # What a person must never see raw in a refusal line: control characters
 # (terminal escapes, newlines) and the bidi override.
-CONTROL = set(chr(c) for c in range(32)) | {"\x7f", "\u202e"}
+CONTROL = {chr(c) for c in range(32)} | {"\x7f", "\u202e"}
 
 
 def refused(airlock, home: Path, media, *fragments: str) -> str:

@@ -13,6 +13,7 @@ the media still allows) and earlier files are untouched.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -20,12 +21,14 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from signing.exceptions import AirlockError
 from signing.paths import show
 
 _RENAME_NOREPLACE = 1
+_renameat2: Callable[..., int] | None
 try:
     _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
 except (AttributeError, OSError):  # an old C library
@@ -131,14 +134,15 @@ class MediaFile:
         if exists(dir_fd, final):
             raise MediaError(f"{final} exists on the media already, and this appliance did not record writing it; "
                              "move it away or use another stick, then export again")
-        self.fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
-                          dir_fd=dir_fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        self.fd: int | None = os.open(self.partial, flags, 0o644, dir_fd=dir_fd)  # None once closed
 
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
     def write(self, data) -> int:
+        assert self.fd is not None, "written after flush or abort"
         view = memoryview(data)
         self._hash.update(view)
         while view:
@@ -149,6 +153,7 @@ class MediaFile:
 
     def flush(self) -> None:
         """The bytes are on the media (under the hidden name)."""
+        assert self.fd is not None, "flushed twice, or after abort"
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = None
@@ -163,12 +168,8 @@ class MediaFile:
 
     def abort(self) -> None:
         if self.fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self.fd)
-            except OSError:
-                pass
             self.fd = None
-        try:
+        with contextlib.suppress(OSError):  # a pulled stick: nothing to do; the partial name is never the final name
             os.unlink(self.partial, dir_fd=self.dir_fd)
-        except OSError:
-            pass  # a pulled stick: nothing to do; the partial name is never the final name

@@ -255,7 +255,8 @@ def _write(dir_fd: int, name: str, work: Path, files, manifest: bytes, signature
         total = _tar_size([f.size for f in files] + [len(manifest), len(signature), len(public)])
         sink = _Counter(encryptor.write if encryptor else out.write, total, progress)
         mtime = _unix(created)
-        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        # a stream ("w|") only ever calls write; typeshed asks every mode for a whole file object
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
             for member, data in ((MANIFEST, manifest), (SIGNATURE, signature), (PUBLIC_KEY, public)):
                 tar.addfile(_info(member, len(data), mtime), io.BytesIO(data))
             for f in files:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from peewee import SqliteDatabase
+from peewee import DatabaseProxy, SqliteDatabase
 
 from server.clock import utcnow
 from server.devices._common import token_hash
@@ -55,7 +55,7 @@ _SAMPLES = "INSERT INTO metric_sample (device, resolution, ts, data) VALUES {row
 _SAMPLE_ROW = "(?, 0, ?, ?)"
 
 
-def authenticate(db: SqliteDatabase, token: str | None) -> DeviceIdentity:
+def authenticate(db: SqliteDatabase | DatabaseProxy, token: str | None) -> DeviceIdentity:
     """The accepted device holding ``token``; raises for anything else."""
     if not token:
         raise InvalidTokenError("send the token from an accepted enrollment as `Authorization: Bearer TOKEN`")

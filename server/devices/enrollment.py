@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from peewee import IntegrityError
+from peewee import Field, IntegrityError
 
 from server import audit
 from server.clock import iso, utcnow
@@ -131,7 +131,7 @@ def _new_device(settings: Settings, req: EnrollmentRequest, stamp: str) -> Enrol
         token_hash=token_digest, token_issued_at=stamp if token else None,
         enrolled_at=stamp, last_enroll_at=stamp)
     DeviceKey.create(device=device, public_key=req.public_key, state="active", created_at=stamp)
-    if token:
+    if rule is not None:
         _audit_auto_accept(rule, req)
         logger.info("device %s (%s) auto-accepted by rule %s", req.device_id, req.hardware, rule)
         return _result(settings, "accepted", token=token)
@@ -142,7 +142,7 @@ def _new_device(settings: Settings, req: EnrollmentRequest, stamp: str) -> Enrol
 def _known_device(settings: Settings, device: Device, req: EnrollmentRequest, stamp: str) -> EnrollmentResult:
     if device.state in ("rejected", "decommissioned"):
         raise _refused(device)
-    changes = {Device.firmware: req.firmware, Device.last_enroll_at: stamp}
+    changes: dict[Field, str] = {Device.firmware: req.firmware, Device.last_enroll_at: stamp}
     if device.state == "pending":
         rule = _auto_accept_rule(device.hardware, req.enrollment_token) if req.hardware == device.hardware else None
         if rule is None:

@@ -1,12 +1,13 @@
 """Rows of the device tables (migration 0002).  They never leave ``server``:
 the services turn them into the dataclasses in ``server.devices.records``."""
 
-from peewee import BooleanField, ForeignKeyField, IntegerField, TextField
+from peewee import AutoField, BooleanField, ForeignKeyField, IntegerField, TextField
 
 from server.models import BaseModel
 
 
 class Device(BaseModel):
+    id = AutoField()
     device_id = TextField(unique=True)
     hardware = TextField()
     firmware = TextField()
@@ -31,6 +32,7 @@ class Device(BaseModel):
 
 
 class DeviceKey(BaseModel):
+    id = AutoField()
     device = ForeignKeyField(Device, column_name="device", backref="keys", on_delete="CASCADE")
     public_key = TextField()
     state = TextField()
@@ -53,6 +55,7 @@ class EnrollmentNonce(BaseModel):
 
 
 class AutoAcceptRule(BaseModel):
+    id = AutoField()
     hardware = TextField()
     token_sha256 = TextField()
     note = TextField(default="")
@@ -73,6 +76,7 @@ class DeviceTag(BaseModel):
 
 
 class MetricSample(BaseModel):
+    id = AutoField()
     device = ForeignKeyField(Device, column_name="device", on_delete="CASCADE")
     resolution = IntegerField()  # seconds; 0: one check-in
     ts = IntegerField()  # unix seconds
@@ -83,6 +87,7 @@ class MetricSample(BaseModel):
 
 
 class FirmwareRelease(BaseModel):
+    id = AutoField()
     repository = TextField()
     target_path = TextField()
     version = TextField()
@@ -102,6 +107,7 @@ class FirmwareRelease(BaseModel):
 
 
 class UpdateReport(BaseModel):
+    id = AutoField()
     device = ForeignKeyField(Device, column_name="device", backref="update_reports", on_delete="CASCADE")
     report_id = TextField()
     release = ForeignKeyField(FirmwareRelease, column_name="release_id")
@@ -115,6 +121,7 @@ class UpdateReport(BaseModel):
 
 
 class DeviceMaintenance(BaseModel):
+    id = AutoField()
     claimed_at = IntegerField(default=0)
     finished_at = IntegerField(default=0)
     summary = TextField(default="{}")

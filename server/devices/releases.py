@@ -44,7 +44,7 @@ from server.devices.models import FirmwareRelease
 from server.devices.openapi import HARDWARE, TAG, VERSION
 from server.devices.records import DeviceIdentity, ReleaseInfo, UpdateOffer, UpdateReportIn
 from server.devices.writes import writing
-from server.models import database
+from server.models import database, tuples
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
@@ -220,11 +220,11 @@ def _shadowed_by() -> dict[int, int]:
     offered to nobody, and a device on 2.4.1 is offered nothing.
     """
     scopes: dict[tuple[str, str], list[tuple[int, set[str]]]] = {}
-    for rid, hardware, group, models in (FirmwareRelease.select(FirmwareRelease.id, FirmwareRelease.hardware,
-                                                                 FirmwareRelease.group_tag,
-                                                                 FirmwareRelease.target_hardware)
-                                         .where(FirmwareRelease.withdrawn_at.is_null())
-                                         .order_by(FirmwareRelease.id.desc()).tuples()):
+    for rid, hardware, group, models in tuples(FirmwareRelease.select(FirmwareRelease.id, FirmwareRelease.hardware,
+                                                                       FirmwareRelease.group_tag,
+                                                                       FirmwareRelease.target_hardware)
+                                               .where(FirmwareRelease.withdrawn_at.is_null())
+                                               .order_by(FirmwareRelease.id.desc())):
         reach = {hardware} if hardware else set(json.loads(models))
         scopes.setdefault(("hardware", hardware) if hardware else ("group", group), []).append((rid, reach))
     shadowed: dict[int, int] = {}

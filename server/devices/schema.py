@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
+from typing import Any, NoReturn
 
 from server.devices.exceptions import InvalidRequestError, MalformedJsonError
 from server.text import TEXT_FORMATS, refusal
@@ -54,7 +56,7 @@ def loads_strict(data: bytes):
         raise MalformedJsonError(f"the body is not valid JSON ({exc}): send one JSON object") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(pattern: str) -> re.Pattern:
     # JSON Schema patterns are ECMA-262 and unanchored (search); "$" in
     # Python also matches before a final newline, so anchor with \Z instead.
@@ -202,10 +204,12 @@ class SchemaValidator:
         return check_object
 
 
+# a check of one value at one place (``where``); raises InvalidRequestError
+_Step = Callable[[Any, str], object]
 _OBJECT_KEYS = {"properties", "required", "additionalProperties", "maxProperties", "propertyNames"}
 
 
-def _fail(where: str, problem: str):
+def _fail(where: str, problem: str) -> NoReturn:
     raise InvalidRequestError(f"{where}: {problem}; see /api/v1/openapi.json")
 
 
@@ -234,8 +238,8 @@ def _enum_step(allowed: list):
     return check_enum
 
 
-def _string_steps(schema: dict) -> list:
-    steps = []
+def _string_steps(schema: dict) -> list[_Step]:
+    steps: list[_Step] = []
     if schema.get("format") in TEXT_FORMATS:  # before the pattern: its message names the character
         multiline = TEXT_FORMATS[schema["format"]]
         steps.append(lambda v, w: _text_step(v, w, multiline))
@@ -266,8 +270,8 @@ def _check_date_time(value: str, where: str) -> None:
         _fail(where, f"{value[:40]!r} is not a valid ISO 8601 date and time")
 
 
-def _number_steps(schema: dict) -> list:
-    steps = []
+def _number_steps(schema: dict) -> list[_Step]:
+    steps: list[_Step] = []
     if "minimum" in schema:
         low = schema["minimum"]
         steps.append(lambda v, w: v < low and _fail(w, f"{v} is below the minimum {low}"))

@@ -43,7 +43,7 @@ from server.devices.openapi import DEVICE_STATES, TAG
 from server.devices.records import DeviceDetail, DeviceSummary, KeyInfo, RemovedDevice, UpdateReportInfo
 from server.devices.releases import approve, list_releases, record_report, version_key, withdraw
 from server.devices.writes import write_gate, writing
-from server.models import database
+from server.models import database, tuples
 from server.settings import Settings
 
 __all__ = [
@@ -86,9 +86,9 @@ def list_devices(settings: Settings, state: str | None = None) -> list[DeviceSum
     elif state:
         query = query.where(Device.state == state)
     tags: dict[int, list[str]] = {}
-    for device_pk, tag_name in DeviceTag.select(DeviceTag.device, DeviceTag.tag).tuples():
+    for device_pk, tag_name in tuples(DeviceTag.select(DeviceTag.device, DeviceTag.tag)):
         tags.setdefault(device_pk, []).append(tag_name)
-    pending = {pk for (pk,) in DeviceKey.select(DeviceKey.device).where(DeviceKey.state == "pending").tuples()}
+    pending = {pk for (pk,) in tuples(DeviceKey.select(DeviceKey.device).where(DeviceKey.state == "pending"))}
     return [_summary(settings, row, tags.get(row.id, []), row.id in pending, now) for row in query]
 
 
@@ -112,15 +112,16 @@ def show_device(settings: Settings, device_id: str) -> DeviceDetail:
     summary = get_device(settings, device_id)
     keys = [KeyInfo(key_fingerprint(k.public_key), k.state, k.created_at, k.decided_at, k.decided_by)
             for k in DeviceKey.select().where(DeviceKey.device == row).order_by(DeviceKey.id)]
-    reports = (UpdateReport.select(UpdateReport.report_id, FirmwareRelease.id, FirmwareRelease.version,
-                                   UpdateReport.step, UpdateReport.reason, UpdateReport.at, UpdateReport.received_at)
-               .join(FirmwareRelease).where(UpdateReport.device == row).order_by(UpdateReport.id.desc())
-               .limit(UPDATE_HISTORY).tuples())
+    reports = tuples(UpdateReport.select(UpdateReport.report_id, FirmwareRelease.id, FirmwareRelease.version,
+                                         UpdateReport.step, UpdateReport.reason, UpdateReport.at,
+                                         UpdateReport.received_at)
+                     .join(FirmwareRelease).where(UpdateReport.device == row).order_by(UpdateReport.id.desc())
+                     .limit(UPDATE_HISTORY))
     updates = [UpdateReportInfo(*r) for r in reports]
     names = {0: "raw", 3600: "hourly", 86400: "daily"}
-    history = {name: 0 for name in names.values()}
-    for resolution, count in (MetricSample.select(MetricSample.resolution, fn.COUNT(MetricSample.id))
-                              .where(MetricSample.device == row).group_by(MetricSample.resolution).tuples()):
+    history = dict.fromkeys(names.values(), 0)
+    for resolution, count in tuples(MetricSample.select(MetricSample.resolution, fn.COUNT(MetricSample.id))
+                                    .where(MetricSample.device == row).group_by(MetricSample.resolution)):
         history[names[resolution]] = count
     return DeviceDetail(summary, row.enrolled_at, row.last_enroll_at, row.state_changed_at, row.state_changed_by,
                         row.token_issued_at, row.last_address, row.checkins, json.loads(row.metrics or "{}"),
@@ -132,9 +133,9 @@ def metric_history(device_id: str, resolution: int = 3600, limit: int = 48) -> l
     raw values, or ``{metric: {min, max, avg}}`` for rollups."""
     row = _row(device_id)
     out = []
-    for ts, data in (MetricSample.select(MetricSample.ts, MetricSample.data)
-                     .where((MetricSample.device == row) & (MetricSample.resolution == resolution))
-                     .order_by(MetricSample.ts.desc()).limit(limit).tuples()):
+    for ts, data in tuples(MetricSample.select(MetricSample.ts, MetricSample.data)
+                           .where((MetricSample.device == row) & (MetricSample.resolution == resolution))
+                           .order_by(MetricSample.ts.desc()).limit(limit)):
         values = json.loads(data)
         if resolution:
             values = {k: {"min": v[0], "max": v[1], "avg": v[2] / v[3]} for k, v in values.items()}

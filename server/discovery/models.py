@@ -1,12 +1,13 @@
 """Rows of ``discovered_service`` (migration 0003).  Never leaves the
 ``server`` package: :mod:`server.discovery.services` returns dataclasses."""
 
-from peewee import IntegerField, TextField
+from peewee import AutoField, IntegerField, TextField
 
 from server.models import BaseModel
 
 
 class DiscoveredServiceRow(BaseModel):
+    id = AutoField()
     service_type = TextField()
     instance = TextField()
     host = TextField(default="")

@@ -99,8 +99,9 @@ def record_seen(seen: SeenService, now: datetime | None = None) -> bool:
     service_type, instance = _key(seen.service_type, seen.name)
     txt = decode_txt(seen.txt)
     device_id = None
-    if seen.service_type.lower() == DEVICE_TYPE and txt.get("id"):
-        device_id = txt["id"][:MAX_DEVICE_ID]
+    reported_id = txt.get("id")
+    if seen.service_type.lower() == DEVICE_TYPE and reported_id:
+        device_id = reported_id[:MAX_DEVICE_ID]
     values = {
         "host": escape_text(seen.host, MAX_NAME_BYTES),
         "addresses": json.dumps(_addresses(seen.addresses)),

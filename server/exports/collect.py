@@ -216,7 +216,8 @@ class Collector:
                 "WHERE m.resolution IN (3600, 86400) AND m.ts >= ? AND m.ts < ? ORDER BY m.resolution, m.device, m.ts",
                 (span["from"], span["to"])):
             out.write(_rollup_record(device, resolution, ts, _json(data, {})))
-        key, acc = None, {}
+        key: tuple[str, int] | None = None
+        acc: dict[str, list[float]] = {}  # see _accumulate
         for device, ts, data in _rows(
                 "SELECT d.device_id, m.ts, m.data FROM metric_sample m JOIN device d ON d.id = m.device "
                 "WHERE m.resolution = 0 AND m.ts >= ? AND m.ts < ? ORDER BY m.device, m.ts",

@@ -1,13 +1,14 @@
 """Rows of the report tables (migration 0004).  They never leave ``server``:
 the services turn them into the dataclasses in ``server.reports.records``."""
 
-from peewee import ForeignKeyField, IntegerField, TextField
+from peewee import AutoField, ForeignKeyField, IntegerField, TextField
 
 from server.devices.models import Device
 from server.models import BaseModel
 
 
 class Report(BaseModel):
+    id = AutoField()
     device = ForeignKeyField(Device, column_name="device", backref="reports", on_delete="CASCADE")
     source = TextField()  # device | operator
     report_id = TextField(null=True)
@@ -30,6 +31,7 @@ class Report(BaseModel):
 
 
 class ReportAttachment(BaseModel):
+    id = AutoField()
     report = ForeignKeyField(Report, column_name="report", backref="attachments", on_delete="CASCADE")
     name = TextField()
     size = IntegerField()
@@ -40,6 +42,7 @@ class ReportAttachment(BaseModel):
 
 
 class ReportNote(BaseModel):
+    id = AutoField()
     report = ForeignKeyField(Report, column_name="report", backref="notes", on_delete="CASCADE")
     action = TextField()
     text = TextField(default="")

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tuf.api import exceptions as tuf_exceptions
-from tuf.api.metadata import Metadata, Root
+from tuf.api.metadata import Metadata, Root, Targets
 
 from server import audit
 from server.clock import now_iso, utcnow
@@ -217,7 +217,8 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
             roles.append(_role_state(role, Metadata.from_bytes(state.roles[role]), root_md.signed, "root", now))
     targets: list[dict] = []
     if "targets" in state.roles:
-        queue = [("targets", Metadata.from_bytes(state.roles["targets"]), root_md.signed, "root")]
+        queue: list[tuple[str, Metadata[Targets], Root | Targets, str]] = [
+            ("targets", Metadata[Targets].from_bytes(state.roles["targets"]), root_md.signed, "root")]
         seen = set()
         while queue:
             role, md, delegator, delegator_name = queue.pop(0)
@@ -231,7 +232,8 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
             if md.signed.delegations and md.signed.delegations.roles:
                 for child in md.signed.delegations.roles.values():
                     if child.name in state.roles:
-                        queue.append((child.name, Metadata.from_bytes(state.roles[child.name]), md.signed, role))
+                        queue.append((child.name, Metadata[Targets].from_bytes(state.roles[child.name]), md.signed,
+                                      role))
     return TrustReport(repository=info, root_versions=store.root_versions(), roles=roles, targets=targets,
                        imports=[e.to_dict() for e in import_history(name)])
 

@@ -19,6 +19,7 @@ never retired.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -191,10 +192,8 @@ class RepositoryStore:
         self._swap(gen)
         self._remove_old_generations(keep_from=gen - 1)
         for rel in expired_targets:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 (self.targets_dir / rel).unlink()
-            except FileNotFoundError:
-                pass
         return gen
 
     def _publish_targets(self, verified: VerifiedRepository) -> None:
@@ -236,7 +235,7 @@ class RepositoryStore:
         """Remove what an interrupted publication leaves: temporary files and
         folders, and a generation built but never made current.  Call it only
         while holding the import lock."""
-        removed = []
+        removed: list[str] = []
         if not self.exists():
             return removed
         current = self.current_generation()
@@ -257,10 +256,10 @@ class RepositoryStore:
         known = set(manifest.get("targets", [])) | set(manifest.get("targets_retired", {}))
         for dirpath, _dirs, files in os.walk(self.targets_dir):
             for name in files:
-                path = os.path.join(dirpath, name)
-                if name.startswith(".tmp-") or os.path.relpath(path, self.targets_dir) not in known:
-                    os.unlink(path)
-                    removed.append(path)
+                target = os.path.join(dirpath, name)
+                if name.startswith(".tmp-") or os.path.relpath(target, self.targets_dir) not in known:
+                    os.unlink(target)
+                    removed.append(target)
         if removed:
             fsync_dir(self.generations_dir)
         return removed

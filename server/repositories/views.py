@@ -11,6 +11,7 @@ root chain on 404).
 import os
 import re
 import stat
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, request
 from werkzeug.wsgi import wrap_file
@@ -41,7 +42,7 @@ def _send(path, mimetype: str, cache_control: str):
     response = Response(wrap_file(request.environ, f), mimetype=mimetype, direct_passthrough=True)
     response.content_length = st.st_size
     response.set_etag(f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}")
-    response.last_modified = st.st_mtime
+    response.last_modified = datetime.fromtimestamp(st.st_mtime, UTC)
     response.headers["Cache-Control"] = cache_control
     return response.make_conditional(request, accept_ranges=True, complete_length=st.st_size)
 

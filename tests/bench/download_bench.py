@@ -105,7 +105,8 @@ def run_download_bench(threads: int | None = None) -> list[tuple[str, str, str, 
                 t.join(timeout=15)
 
             log(f"download storm: {DOWNLOADERS} devices at {RATE // 1024} KiB/s each, {POLLERS} pollers, "
-                f"{WINDOW:.0f} s; airlock serve {DEFAULTS.worker_count} workers x {threads or DEFAULTS.threads} threads")
+                f"{WINDOW:.0f} s; airlock serve {DEFAULTS.worker_count} workers "
+                f"x {threads or DEFAULTS.threads} threads")
             busy: list[float] = []
             stop = threading.Event()
             storm = {"errors": 0, "bytes": 0}

@@ -81,7 +81,8 @@ def timed_export(home: Path, dest: Path, log_file: Path) -> tuple[float, int, st
     hwm = log_file.with_suffix(".hwm")
     cmd = [sys.executable, "-c", _CHILD, str(hwm), "--home", str(home), "export", str(dest)]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, timeout=600)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=REPO_ROOT,
+                          timeout=600)
     seconds = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"airlock export failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
@@ -105,7 +106,7 @@ def run_export_bench() -> list[tuple[str, str, str, str, str]]:
                 f"reading the samples: {reference:.1f} s")
             figures.append((samples, reports, seconds, rss, size, reference))
     rows = []
-    for samples, reports, seconds, rss, size, reference in figures:
+    for samples, reports, seconds, _rss, size, reference in figures:
         label = f"export {samples / 1e6:g}M samples + {reports / 1e3:g}k reports (s, {size / 1e6:.0f} MB file)"
         rows.append((label,
                      f"{seconds:.1f}", f"{reference:.1f} sqlite3+json read", f"{seconds / reference:.1f}", ""))

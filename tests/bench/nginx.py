@@ -53,8 +53,8 @@ def nginx_server(nginx: str, root: Path, prefix: Path, *, workers: int = 2, prob
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_answers(proc, base + probe, what="nginx", timeout=timeout, interval=0.05,
-                           log=lambda: f"{(prefix / 'stderr.log').read_text()} "
-                                       f"{(prefix / 'error.log').read_text() if (prefix / 'error.log').exists() else ''}")
+                           log=lambda: " ".join(p.read_text() for p in (prefix / "stderr.log", prefix / "error.log")
+                                                if p.exists()))
         yield base
     finally:
         proc.terminate()

@@ -66,16 +66,20 @@ def table(imp: import_bench.ImportFigures | None, srv: serve_bench.ServeFigures 
         rows.append(("failed requests (socket errors, non-2xx)", str(a.errors), f"{n.errors} nginx", "",
                      _verdict(a.errors == 0 and n.errors == 0)))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-             for r in rows]
+    lines = [_aligned(r, widths) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 
+def _aligned(row, widths) -> str:
+    """One table line: the label left-aligned, the figures right-aligned."""
+    cells = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+    return "  ".join(cells).rstrip()
+
+
 def plain_table(rows) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
-    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             .rstrip() for r in rows]
+    lines = [_aligned([str(c) for c in r], widths) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
@@ -96,7 +100,8 @@ def header(imp, srv) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("import", "serve", "devices", "downloads", "export"), help="run one benchmark only")
+    p.add_argument("--only", choices=("import", "serve", "devices", "downloads", "export"),
+                   help="run one benchmark only")
     p.add_argument("--gb", type=float, default=float(os.environ.get("BENCH_IMPORT_GB", "3")),
                    help="size of the big import bundle in GB, in whole 256 MiB files, at least 3 "
                    "(env BENCH_IMPORT_GB, default 3)")

@@ -5,6 +5,7 @@ appliance serves root v5, reaching a target through a delegation."""
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from tuf.ngclient import Updater
@@ -46,7 +47,7 @@ def test_ngclient_from_root_v1(published, tmp_path):
     info = updater.get_targetinfo("plc-x/fw-2.0.0.bin")
     assert info is not None and info.custom == {"hardware": ["plc-x"], "version": "2.0.0"}
     path = updater.download_target(info)
-    assert open(path, "rb").read() == FIRMWARE
+    assert Path(path).read_bytes() == FIRMWARE
     assert updater.get_targetinfo("gateway/fw.bin") is not None
     assert json.loads((tmp_path / "device-meta/root.json").read_bytes())["signed"]["version"] == 5
 
@@ -55,9 +56,10 @@ def test_tufjs_from_root_v1(published, tmp_path):
     base, sim = published
     root = tmp_path / "1.root.json"
     root.write_bytes(sim.first_root())
-    result = fetch_with_tufjs(root, tmp_path / "js-meta", f"{base}/repos/acme", "plc-x/fw-2.0.0.bin", tmp_path / "js-dl")
+    result = fetch_with_tufjs(root, tmp_path / "js-meta", f"{base}/repos/acme", "plc-x/fw-2.0.0.bin",
+                              tmp_path / "js-dl")
     assert result["ok"], result
-    assert open(result["file"], "rb").read() == FIRMWARE
+    assert Path(result["file"]).read_bytes() == FIRMWARE
     assert result["custom"] == {"hardware": ["plc-x"], "version": "2.0.0"}
 
 
@@ -68,7 +70,8 @@ def test_tufjs_refuses_tampered_target(published, tmp_path, home):
     served.write_bytes(b"evil" + FIRMWARE[4:])
     root = tmp_path / "1.root.json"
     root.write_bytes(sim.first_root())
-    result = fetch_with_tufjs(root, tmp_path / "js-meta", f"{base}/repos/acme", "plc-x/fw-2.0.0.bin", tmp_path / "js-dl")
+    result = fetch_with_tufjs(root, tmp_path / "js-meta", f"{base}/repos/acme", "plc-x/fw-2.0.0.bin",
+                              tmp_path / "js-dl")
     assert not result["ok"] and "hash" in result["error"].lower()
 
 

@@ -119,7 +119,7 @@ def test_kill_anywhere_then_recover(scenario, tmp_path):
     with ThreadPoolExecutor(max_workers=3) as pool:  # the killed imports, three at a time
         procs = list(pool.map(kill, range(len(points))))
     outcomes = Counter()
-    for i, (point, proc, home) in enumerate(zip(points, procs, homes)):
+    for point, proc, home in zip(points, procs, homes, strict=True):
         killed = proc.returncode != 0
         seen = tree(home)
         state = ("old" if seen["metadata"] == scenario["old"]["metadata"]

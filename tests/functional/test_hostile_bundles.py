@@ -4,7 +4,7 @@ the legitimate edge cases next to them (expired intermediate root,
 fast-forward recovery by key rotation) are accepted."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from securesystemslib.signer import Signature, SSlibKey
@@ -26,7 +26,7 @@ def served(airlock, sim, home, tmp_path):
 
 
 def past():
-    return (datetime.now(timezone.utc) - timedelta(days=1)).replace(microsecond=0)
+    return (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
 
 
 def bump_root(sim, extra=()):
@@ -79,7 +79,7 @@ def test_default_root_rotation_limit_is_ngclients():
 def test_expired_intermediate_root_is_fine(airlock, served, home, tmp_path):
     served.root.signed.expires = past()
     bump_root(served)  # v2 expired
-    served.root.signed.expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=300)
+    served.root.signed.expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=300)
     bump_root(served)  # v3 valid
     served.publish(roles=())
     r = airlock("import", served.write_bundle(tmp_path / "ok"))

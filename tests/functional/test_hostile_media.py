@@ -11,10 +11,12 @@ import subprocess
 import sys
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import pin, refused, tree_state
+
 
 @pytest.fixture
 def served(airlock, sim, home, tmp_path):
@@ -70,7 +72,7 @@ def test_link_planted_by_one_import_cannot_be_used_by_the_next(airlock, served, 
     second = tar_of(tmp_path, media, [member("airlock/acme/targets/etc/passwd", data=b"owned")], name="second.tar")
     r = airlock("import", second)
     assert r.code == 0, r.err
-    assert b"owned" not in open("/etc/passwd", "rb").read()
+    assert b"owned" not in Path("/etc/passwd").read_bytes()
     assert not list(home.glob("public/repos/acme/targets/etc"))
 
 

@@ -20,7 +20,8 @@ def test_pin_import_and_show(airlock, sim, home, tmp_path):
     assert (meta / "timestamp.json").read_bytes() == sim.metadata["timestamp.json"]
     assert (meta / "2.targets.json").read_bytes() == sim.metadata["2.targets.json"]
     tf = sim.targets.signed.targets["fw/plc-x-1.0.0.bin"]
-    assert (home / f"public/repos/acme/targets/fw/{tf.hashes['sha256']}.plc-x-1.0.0.bin").read_bytes() == b"firmware one" * 1000
+    stored = home / f"public/repos/acme/targets/fw/{tf.hashes['sha256']}.plc-x-1.0.0.bin"
+    assert stored.read_bytes() == b"firmware one" * 1000
 
     again = airlock("import", media)
     assert again.code == 0

@@ -16,10 +16,9 @@ def test_metrics_are_prometheus_text_with_real_figures(airlock, sim, home, tmp_p
     sim.publish()
     assert airlock("import", sim.write_bundle(tmp_path / "usb")).code == 0
     assert airlock("import", tmp_path / "no-stick").code == 1
-    with airlock_server(home) as base:
-        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
-            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            text = r.read().decode()
+    with airlock_server(home) as base, urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = r.read().decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     imports = {s.labels["status"]: s.value for s in families["airlock_imports"].samples}
     assert imports == {"accepted": 1, "refused": 1}

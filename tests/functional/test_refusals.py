@@ -3,7 +3,7 @@ is refused with one clear line, recorded, and changes nothing else."""
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from tuf.api.metadata import MetaFile
@@ -23,7 +23,7 @@ def served(airlock, sim, home, tmp_path):
 
 
 def expired():
-    return (datetime.now(timezone.utc) - timedelta(days=1)).replace(microsecond=0)
+    return (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
 
 
 def test_bad_signature(airlock, served, home, tmp_path):
@@ -94,7 +94,8 @@ def test_expired_role(airlock, served, home, tmp_path, role):
         served.root.signed.version += 1
         served.sign_and_store("root")
     else:
-        {"timestamp": served.timestamp, "snapshot": served.snapshot, "targets": served.targets}[role].signed.expires = expired()
+        metadata = {"timestamp": served.timestamp, "snapshot": served.snapshot, "targets": served.targets}[role]
+        metadata.signed.expires = expired()
     served.add_target("fw/b.bin", b"B")
     served.publish()
     refused(airlock, home, served.write_bundle(tmp_path / "bad"), "expired")

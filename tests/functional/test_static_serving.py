@@ -128,7 +128,7 @@ def test_nginx_serves_the_published_tree(sim, service_home, tmp_path, nginx):
     u = updater(nginx, sim, tmp_path)
     u.refresh()
     info = u.get_targetinfo("fw/a.bin")
-    assert open(u.download_target(info), "rb").read() == b"A" * 4096
+    assert Path(u.download_target(info)).read_bytes() == b"A" * 4096
 
     meta = f"{nginx}/repos/acme/metadata"
     for url in (f"{meta}/timestamp.json", f"{meta}/root.json"):

@@ -12,6 +12,7 @@ pid files and reaps them before it exits.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -107,10 +108,8 @@ def kill_pidfile(path: Path) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     reap()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner
@@ -31,7 +31,7 @@ TOP = ("root", "timestamp", "snapshot", "targets")
 
 
 def in_days(days: float) -> datetime:
-    return (datetime.now(timezone.utc) + timedelta(days=days)).replace(microsecond=0)
+    return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
 
 
 class RepoSim:

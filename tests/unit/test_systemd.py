@@ -27,8 +27,8 @@ def test_unit_verifies(unit_copy):
     tool = shutil.which("systemd-analyze")
     assert tool, "systemd-analyze is needed: `make test` installs it (tests/prereqs.sh)"
     proc = subprocess.run([tool, "verify", "--man=no", str(unit_copy)], capture_output=True, text=True)
-    problems = [l for l in proc.stderr.splitlines()
-                if "airlock.service" in l and ("Unknown" in l or "Failed" in l or "Invalid" in l)]
+    problems = [line for line in proc.stderr.splitlines()
+                if "airlock.service" in line and ("Unknown" in line or "Failed" in line or "Invalid" in line)]
     assert proc.returncode == 0 and not problems, proc.stderr
 
 

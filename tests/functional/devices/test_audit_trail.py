@@ -74,7 +74,8 @@ def test_the_audit_log_names_who_did_each_action(tmp_path, monkeypatch):
     ], seen
     details = {e["action"]: e["details"] for e in entries}
     assert details["device.auto_accept_rule.add"] == {"hardware": "plc-x", "note": "batch 7"}
-    assert details["device.auto_accept"]["hardware"] == "plc-x" and len(details["device.auto_accept"]["key_sha256"]) == 64
+    auto_accept = details["device.auto_accept"]
+    assert auto_accept["hardware"] == "plc-x" and len(auto_accept["key_sha256"]) == 64
     assert details["device.tag"] == {"tag": "pilot"}
     assert details["report.acknowledged"] == {"from": "new", "note": True}
     assert details["report.resolved"] == {"from": "acknowledged", "note": False}

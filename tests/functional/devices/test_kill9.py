@@ -5,6 +5,7 @@ import and audit records written before are all still there."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -72,10 +73,8 @@ def test_kill_9_during_checkins_keeps_every_acknowledged_one(tmp_path, sim):
         for t in threads:
             t.join(timeout=30)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=30)
 
     assert sum(acknowledged.values()) > 50, acknowledged

@@ -330,8 +330,8 @@ def test_keys_show_and_the_key_file(airlock, home):
 def test_rollups_on_the_fly_match_maintenance():
     """The export's raw-sample rollup folds exactly what the appliance's own
     maintenance would (same metrics, same min/max/sum/count)."""
-    from server.exports.collect import _accumulate
     from server.devices.maintenance import as_rollup, merge
+    from server.exports.collect import _accumulate
 
     samples = [{"uptime_s": 5, "cpu_temp_c": 41.5, "ok": True, "name": "x", "gauges": {"fan": 1200, "on": False},
                 "error_counters": {"crc": 3}, "other": {"skip": 1}},

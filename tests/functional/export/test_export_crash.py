@@ -59,7 +59,7 @@ def check_stick_and_records(home: Path, usb: Path, key: Path, first: int) -> lis
     finally:
         con.close()
     assert [r[0] for r in rows] == sequences
-    for (_seq, name, file_sha, manifest_sha), on_stick in zip(rows, names):
+    for (_seq, name, file_sha, manifest_sha), on_stick in zip(rows, names, strict=True):
         assert name == on_stick
         assert file_sha == hashlib.sha256((usb / name).read_bytes()).hexdigest()
         assert manifest_sha == hashlib.sha256(manifest_of(usb / name)).hexdigest()
@@ -85,7 +85,7 @@ def test_export_killed_at_every_step_recovers(site, tmp_path):
     outcomes = Counter()
     with ThreadPoolExecutor(max_workers=3) as pool:  # the killed exports (subprocesses), three at a time
         killed = list(pool.map(lambda point: _kill(site, tmp_path, first, *point), points))
-    for point, state in zip(points, killed):  # the checks use in-process commands: one at a time
+    for point, state in zip(points, killed, strict=True):  # the checks use in-process commands: one at a time
         outcomes[_recover(key, first, *point, *state)] += 1
     # the interesting kill points were all reached
     assert all(outcomes[k] for k in ("done before the kill", "recorded after the kill", "written again",

@@ -108,7 +108,7 @@ def test_a_hostile_variable_name_is_shown_escaped_and_bounded(tmp_path):
 
 
 def test_variables_of_the_other_tools_and_other_prefixes_are_left_alone(tmp_path):
-    environ = {name: "x" for name in ENVIRONMENT_NOT_SETTINGS}
+    environ = dict.fromkeys(ENVIRONMENT_NOT_SETTINGS, "x")
     environ |= {"AIRLOCK_AGENT_DEVICE_ID": "plc-1", "AIRLOCK_AGENT_ANYTHING": "1", "AIRLOCKED": "1", "PATH": "/bin"}
     assert load(tmp_path, environ).checkin_interval == 300
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -81,7 +81,7 @@ def _sample(con, device_pk, ts, resolution=0, data=None):
 def test_maintenance_rolls_raw_into_hourly_into_daily_and_drops_the_oldest(settings, db, home, monkeypatch):
     monkeypatch.setattr(maintenance, "BATCH", 3)  # buckets split across batches must still merge exactly
     accepted(settings, SimDevice("c-4"))
-    now = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
     t = int(now.timestamp())
     con = sqlite3.connect(home / "airlock.db")
     hour = t - settings.metrics_raw_retention - 7200  # an hour bucket well past raw retention
@@ -101,7 +101,7 @@ def test_maintenance_rolls_raw_into_hourly_into_daily_and_drops_the_oldest(setti
     result = maintenance.run_maintenance(settings, now)
     assert (result.raw_rolled_up, result.hourly_rolled_up, result.daily_dropped) == (4, 2, 1)
     hourly = services.metric_history("c-4", 3600)
-    assert hourly == [{"at": datetime.fromtimestamp(hour, timezone.utc).isoformat(timespec="seconds"),
+    assert hourly == [{"at": datetime.fromtimestamp(hour, UTC).isoformat(timespec="seconds"),
                        "values": {"cpu_temp_c": {"min": 40, "max": 70, "avg": 55.0},
                                   "gauges.g": {"min": 0, "max": 3, "avg": 1.5},
                                   "error_counters.e": {"min": 1, "max": 1, "avg": 1.0}}}]
@@ -129,4 +129,4 @@ def test_the_scheduler_runs_maintenance_in_the_background(settings, db, home):
     assert finished > 0
     scheduler.poke()  # not due again for a while: no new thread
     assert not scheduler._running.is_alive()
-    assert datetime.now(timezone.utc) - datetime.fromtimestamp(finished, timezone.utc) < timedelta(minutes=1)
+    assert datetime.now(UTC) - datetime.fromtimestamp(finished, UTC) < timedelta(minutes=1)

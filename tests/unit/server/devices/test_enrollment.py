@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -78,7 +78,7 @@ def test_a_tampered_field_breaks_the_signature(settings, db):
 
 def test_a_stale_timestamp_is_refused_with_the_servers_time(settings, db, home):
     dev = SimDevice("plc-0005")
-    old = (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat(timespec="seconds")
+    old = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="seconds")
     with pytest.raises(InvalidRequestError) as info:
         services.enroll(settings, request_for(dev, timestamp=old))
     assert info.value.code == "clock_skew" and "server_time" in info.value.extra
@@ -199,5 +199,5 @@ def test_old_nonces_are_pruned_by_maintenance(settings, db, home):
     assert counts(home)["enrollment_nonce"] == 1
     run_maintenance(settings)
     assert counts(home)["enrollment_nonce"] == 1
-    later = datetime.now(timezone.utc) + timedelta(seconds=2 * settings.enrollment_max_skew + 5)
+    later = datetime.now(UTC) + timedelta(seconds=2 * settings.enrollment_max_skew + 5)
     assert run_maintenance(settings, later).nonces_pruned == 1

@@ -73,14 +73,16 @@ def _gathered(db, writer: GroupCommit, first: list, then: list) -> tuple[list, l
 
 
 def _checkin_calls(settings, db, writer, devices, firmware="1.0.1", metrics=None):
-    return [lambda d=d: services.record_checkin(settings, db, d, Checkin(firmware, (metrics or {}).get(d.device_id, {})),
+    metrics = metrics or {}
+    return [lambda d=d: services.record_checkin(settings, db, d, Checkin(firmware, metrics.get(d.device_id, {})),
                                                 writer=writer) for d in devices]
 
 
 def test_concurrent_checkins_share_one_transaction(settings, db, home):
     devices = _fleet(settings, db, 12, "g")
     writer = GroupCommit(db)
-    first, then = _gathered(db, writer, *(_checkin_calls(settings, db, writer, part) for part in (devices[:1], devices[1:])))
+    first, then = _gathered(db, writer,
+                            *(_checkin_calls(settings, db, writer, part) for part in (devices[:1], devices[1:])))
     assert all(r.checkin_interval == settings.checkin_interval for r in first + then), first + then
     assert writer.batches == 2  # the first alone, then the eleven that gathered meanwhile
     assert set(_checkins(home).values()) == {1}
@@ -156,9 +158,9 @@ def test_a_checkin_not_taken_in_time_is_answered_503_and_never_written(settings,
     [device] = _fleet(settings, db, 1, "slow")
     monkeypatch.setattr(group_commit, "WAIT", 0.3)
     writer = GroupCommit(db)
-    with _gate_for(db).hold():  # another writer holds SQLite's write lock for longer than a request may wait
-        with pytest.raises(DeviceError) as refused:
-            services.record_checkin(settings, db, device, Checkin("1.0.1", {}), writer=writer)
+    # another writer holds SQLite's write lock for longer than a request may wait
+    with _gate_for(db).hold(), pytest.raises(DeviceError) as refused:
+        services.record_checkin(settings, db, device, Checkin("1.0.1", {}), writer=writer)
     assert refused.value.status == 503 and refused.value.extra["retry_after"] == 30
     assert "check in again later" in str(refused.value).lower()
     # the writer, let through at last, does not write the withdrawn check-in

@@ -4,7 +4,7 @@ every triage note is kept, and a 'reopened' note is allowed afterwards."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from server.db import _statements, available_migrations, migrate, open_database
 
@@ -20,7 +20,7 @@ def test_an_older_database_keeps_its_notes(tmp_path):
             break
         for statement in _statements(sql):
             con.execute(statement)
-        con.execute("INSERT INTO schema_migration VALUES (?, ?, ?)", (number, name, datetime.now(timezone.utc)
+        con.execute("INSERT INTO schema_migration VALUES (?, ?, ?)", (number, name, datetime.now(UTC)
                                                                      .isoformat()))
     con.execute("INSERT INTO device (id, device_id, hardware, firmware, state, state_changed_at, state_changed_by, "
                 "enrolled_at, last_enroll_at) VALUES (1, 'd-1', 'plc-x', '1.0.0', 'accepted', 't', 'it', 't', 't')")

@@ -208,6 +208,6 @@ def test_a_resubmitted_form_files_once(settings, label_key, home):
     assert again.id == first.id and again.duplicate and counts(home)["report"] == 1
     later = services.file_operator_report(settings, "plc-1", label_key, entered, now=now + services.RESUBMIT_WINDOW + 1)
     assert not later.duplicate
-    other = services.file_operator_report(settings, "plc-1", label_key, OperatorReportIn("Pump 2 leaks", "error", "Bob"),
-                                          now=now + 30)
+    by_bob = OperatorReportIn("Pump 2 leaks", "error", "Bob")
+    other = services.file_operator_report(settings, "plc-1", label_key, by_bob, now=now + 30)
     assert not other.duplicate
