@@ -14,6 +14,7 @@ the device's LAN address), or ``"all"`` for every interface.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -79,10 +80,8 @@ def _zeroconf(interfaces: Sequence[str] | str) -> Zeroconf:
     for reader in getattr(zc.engine, "readers", []):
         sock = getattr(reader, "sock", None)
         if sock is not None and sock.family == socket.AF_INET:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_IP, _IP_MULTICAST_ALL, 0)
-            except OSError:
-                pass
     return zc
 
 

@@ -6,6 +6,7 @@ Used by :mod:`signing.bundle`; errors are refusals a person can act on.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -262,10 +263,8 @@ def _copy_pipelined(src, fd: int, name: str, cap: int, hashers, budget: _Budget)
 
 def _advise_sequential(src) -> None:
     """Ask the kernel for a larger read-ahead on a file read front to back."""
-    try:
+    with contextlib.suppress(AttributeError, OSError, ValueError, io.UnsupportedOperation):
         os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        pass
 
 
 def _load_sync_file_range():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +36,7 @@ def publish(ws: Workspace, signers: Sequence[CryptoSigner]) -> dict[str, int]:
             raise WorkspaceError(f"staged/{role}.json is not delegated by any role: remove it")
     new_files: dict[str, tuple[Path, bytes, Metadata]] = {}
     for role in staged:
-        md = ws._staged(role)
+        md = ws._staged_role(role)
         expected = versions.get(role, 0) + 1
         if md.signed.version != expected:
             raise WorkspaceError(
@@ -121,10 +121,12 @@ def _sign_online(md: Metadata, role: str, root, signers: Sequence[CryptoSigner])
 def _check_whole(ws: Workspace, graph: dict[str, str], versions: dict[str, int], new_files: dict) -> None:
     """The new repository as a client would see it: every role verified by
     its delegator, nothing expired."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     unsigned, expired = [], []
     for role in ["root", "targets", *graph, "snapshot", "timestamp"]:
         md = new_files[role][2] if role in new_files else ws._published(role, versions)
+        if md is None:
+            raise WorkspaceError(f"role {role} has neither staged nor published metadata: stage it first")
         if role in new_files:
             unsigned += shortfalls(role, results_for(ws, role, md, graph))
         elif role != "root":  # an unchanged role whose delegator changed its keys

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ def check_days(role: str, days: int) -> int:
 
 def utc_in(days: int) -> datetime:
     """Now plus ``days``, timezone-aware UTC, whole seconds."""
-    return (datetime.now(timezone.utc) + timedelta(days=days)).replace(microsecond=0)
+    return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
 
 
 def serialize(md: Metadata) -> bytes:
@@ -149,7 +149,7 @@ def import_target_file(layout: Layout, local_file: Path, target_path: str) -> tu
     content-addressed name once complete.  Returns (path, length, sha256).
     """
     try:
-        src = open(local_file, "rb")
+        src = open(local_file, "rb")  # noqa: SIM115 - closed by the with block below, once opened
     except OSError as e:
         raise WorkspaceError(f"cannot read {local_file}: {e.strerror}") from None
     folder, _ = split_target_path(target_path)

@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tuf.api.metadata import Metadata, Signed, VerificationResult
+from tuf.api.metadata import Metadata, Root, Targets, VerificationResult
 
 from signing._workspace_store import TOP_LEVEL
 from signing.exceptions import UnsafeNameError, WorkspaceError
@@ -79,15 +79,15 @@ def find_keyids(role: str, keyids: Sequence[str], wanted: Sequence[str]) -> list
 
 def results_for(
     ws: Workspace, role: str, md: Metadata, graph: dict[str, str]
-) -> list[tuple[str, Signed, VerificationResult]]:
+) -> list[tuple[str, Root | Targets, VerificationResult]]:
     """Threshold checks ``md`` must pass, as (label, delegator, result).
 
     Root is checked against the published root and against itself (the
     client's rule for a root rotation); any other role against the current
     (staged, else published) metadata of its delegator."""
     payload = md.signed_bytes
+    checks: list[tuple[str, Root | Targets]] = []
     if role == "root":
-        checks = []
         previous = ws._published("root")
         if previous is not None:
             checks.append((f"root v{previous.signed.version}", previous.signed))
@@ -95,11 +95,13 @@ def results_for(
     else:
         name = ws._delegator_name(role, graph)
         delegator = ws._current(name).signed
-        checks = [(f"{name} v{delegator.version}", delegator)]
+        if not isinstance(delegator, Root | Targets):
+            raise WorkspaceError(f"{show(name)} delegates {show(role)} but is neither root nor a targets role")
+        checks.append((f"{name} v{delegator.version}", delegator))
     return [(label, d, d.get_verification_result(role, payload, md.signatures)) for label, d in checks]
 
 
-def shortfalls(role: str, results: list[tuple[str, Signed, VerificationResult]]) -> list[str]:
+def shortfalls(role: str, results: list[tuple[str, Root | Targets, VerificationResult]]) -> list[str]:
     """One phrase per unmet threshold, e.g. 'root needs 1 more signature ...'."""
     return [
         f"{role} needs {r.missing} more signature(s) from the keys in {label} "

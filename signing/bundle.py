@@ -123,7 +123,7 @@ class StagedBundle:
         for n, size in self.targets.items():
             copy = self.fetched.get(n)
             as_named = copy is None or _named_hash(n) in copy.hashes.values()
-            manifest.append([n, size, None if as_named else copy.hashes["sha256"]])
+            manifest.append([n, size, None if copy is None or as_named else copy.hashes["sha256"]])
         manifest.sort()
         return hashlib.sha256(json.dumps(manifest, separators=(",", ":")).encode()).hexdigest()
 
@@ -157,8 +157,9 @@ class StagedBundle:
                     self.fetched[name] = _copy(src, dest_root / name, name, length, algorithms, budget)
         else:
             for member, raw_name, archive in _members(self.source, self.kind, budget):
-                name = _strip_prefix(raw_name)
-                if name in todo and member.isreg():
+                stripped = _strip_prefix(raw_name)
+                if stripped is not None and stripped in todo and member.isreg():
+                    name = stripped
                     length, algorithms = todo.pop(name)
                     src = archive.extractfile(member)
                     self.fetched[name] = _copy(src, dest_root / name, name, length, algorithms, budget)
@@ -284,7 +285,7 @@ class _CountingReader:
         self.raw = raw
         self.count = 0
 
-    def read(self, n=-1):
+    def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n)
         self.count += len(data)
         return data
@@ -296,11 +297,12 @@ class _Decompressed:
 
     def __init__(self, raw, budget: _Budget):
         self.compressed = _CountingReader(raw)
-        self.gz = gzip.GzipFile(fileobj=self.compressed, mode="rb")
+        # a stream reader needs only read(); typeshed asks for a whole file object
+        self.gz = gzip.GzipFile(fileobj=self.compressed, mode="rb")  # type: ignore[call-overload]
         self.budget = budget
         self.out = 0
 
-    def read(self, n=-1):
+    def read(self, n: int = -1) -> bytes:
         data = self.gz.read(n if n is not None and n > 0 else CHUNK)
         self.out += len(data)
         if self.out > GZIP_FREE_BYTES and self.out > MAX_GZIP_RATIO * max(self.compressed.count, 1):
@@ -319,9 +321,11 @@ def _members(path: Path, kind: str, budget: _Budget):
     with open(path, "rb") as raw:
         try:
             if kind == "tar.gz":
-                archive = tarfile.open(fileobj=_Decompressed(raw, budget), mode="r|")
+                # "r|" reads a stream: read() is all it calls, whatever typeshed asks for
+                archive = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115 - closed by `with archive`
+                    fileobj=_Decompressed(raw, budget), mode="r|")
             else:
-                archive = tarfile.open(fileobj=raw, mode="r:")
+                archive = tarfile.open(fileobj=raw, mode="r:")  # noqa: SIM115 - closed by `with archive` below
         except _READ_ERRORS as exc:
             raise UnsafeBundleError(f"{show(str(path))} is not a readable tar archive: {exc}") from None
         with archive:
@@ -434,8 +438,8 @@ def _holds_metadata_files(folder: Path) -> bool:
     try:
         if not stat.S_ISDIR(os.lstat(folder).st_mode):
             return False
-        with os.scandir(folder) as entries:
-            return any(e.name.endswith(".json") for _, e in zip(range(1000), entries))
+        with os.scandir(folder) as entries:  # look at 1000 entries at most
+            return any(e.name.endswith(".json") for _, e in zip(range(1000), entries, strict=False))
     except OSError:
         return False
 

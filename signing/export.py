@@ -20,7 +20,9 @@ same format code (``appliance.export``), so there is one definition of it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -367,7 +369,7 @@ def read_export(path: Path, *, decrypt_key: X25519PrivateKey | None = None, extr
         encrypted = raw.read(len(ENC_MAGIC)) == ENC_MAGIC
         raw.seek(0)
         contents = ExportContents(encrypted)
-        source = raw
+        source: io.RawIOBase | DecryptingReader = raw
         if encrypted:
             if decrypt_key is None:
                 raise ExportError(f"{show(str(path))} is encrypted: give the vendor's export key with --decrypt-key")
@@ -402,6 +404,8 @@ def _read_members(source, contents: ExportContents, extract_to: Path | None, man
             checker = _AuditChecker() if name == "audit.jsonl" else None
             out = _create(extract_to, name) if extract_to is not None and not small else None
             src = archive.extractfile(member)
+            if src is None:  # only regular files get here; a tar that lies about it is refused
+                raise ExportError(f"{show(name)} cannot be read from the archive")
             try:
                 while data := src.read(READ_CHUNK):
                     digest.update(data)
@@ -426,7 +430,7 @@ def _read_members(source, contents: ExportContents, extract_to: Path | None, man
             if checker:
                 checker.feed(b"\n")
                 contents.audit_problem = checker.problem
-                if checker.first is not None:
+                if checker.first is not None and checker.last is not None:
                     contents.audit_ends = (checker.first, checker.last)
 
 
@@ -436,10 +440,8 @@ def _create(root: Path, name: str):
     try:
         parts = name.split("/")
         for part in parts[:-1]:
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(part, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
             nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = nxt
@@ -459,13 +461,15 @@ class VerifiedExport:
     files: int
     bytes: int
     continuity: str  # what --previous showed, or "not checked"
-    contents: ExportContents = field(repr=False, default=None)
+    contents: ExportContents | None = field(repr=False, default=None)
 
     def summary(self) -> str:
         m = self.manifest
-        kind = f" (a re-export since export {_safe(m['re_export_since'])})" if m.get("re_export_since") is not None else ""
+        since = m.get("re_export_since")
+        kind = f" (a re-export since export {_safe(since)})" if since is not None else ""
         return (f"OK: export {_safe(m['sequence'])}{kind} of appliance {_safe(m['appliance_id'])}, created "
-                f"{_safe(m['created_at'])}; signature valid; {self.files} files ({self.bytes} bytes) match the manifest; {self.continuity}")
+                f"{_safe(m['created_at'])}; signature valid; {self.files} files ({self.bytes} bytes) match the "
+                f"manifest; {self.continuity}")
 
 
 def _safe(text) -> str:
@@ -598,8 +602,11 @@ def unpack_export(path: Path, outdir: Path, appliance_key: Path, *, decrypt_key=
     os.mkdir(work, 0o755)
     try:
         result = verify_export(path, appliance_key, previous=previous, decrypt_key=decrypt_key, extract_to=work)
-        for name, data in ((MANIFEST, result.contents.manifest_bytes), (SIGNATURE, result.contents.signature),
-                           (PUBLIC_KEY, result.contents.public_key)):
+        contents = result.contents
+        if contents is None:  # verify_export always keeps what it read
+            raise ExportError(f"{show(str(path))}: nothing was read from the export")
+        for name, data in ((MANIFEST, contents.manifest_bytes), (SIGNATURE, contents.signature),
+                           (PUBLIC_KEY, contents.public_key)):
             if data:
                 with _create(work, name) as f:
                     f.write(data)

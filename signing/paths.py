@@ -20,7 +20,7 @@ MAX_COMPONENT = 200  # bytes in UTF-8, leaves room for a 64-hex hash prefix
 
 MAX_REPO_NAME = 63  # characters: one DNS label, so the name fits a host name or URL too
 
-_REPO_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,%d}" % (MAX_REPO_NAME - 1))
+_REPO_NAME = re.compile(rf"[a-z0-9][a-z0-9-]{{0,{MAX_REPO_NAME - 1}}}")
 _ROLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TOP_LEVEL = {"root", "timestamp", "snapshot", "targets"}
 

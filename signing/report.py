@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from signing._copy import PHASE_VERIFY, Progress
 from signing.exceptions import VerificationError
@@ -82,9 +83,10 @@ class BundleReport:
     repositories: list[VerifiedRepository]
 
     def to_dict(self) -> dict:
-        out = {"bundle_digest": self.digest, "repositories": []}
+        repositories: list[dict[str, Any]] = []
+        out = {"bundle_digest": self.digest, "repositories": repositories}
         for repo in self.repositories:
-            out["repositories"].append({
+            repositories.append({
                 "name": repo.name,
                 "versions": repo.versions_after,
                 "roles": [
@@ -109,7 +111,8 @@ class BundleReport:
                 where = f" delegated by {r.delegator}" if r.delegator not in (None, "root") else ""
                 paths = f" paths {', '.join(r.paths)}" if r.paths else ""
                 lines.append(f"  {r.name:<12} v{r.version:<5} expires {r.expires:%Y-%m-%d} "
-                             f"signed by {len(r.signed_by)} of {len(r.keyids)} keys (threshold {r.threshold}){where}{paths}")
+                             f"signed by {len(r.signed_by)} of {len(r.keyids)} keys (threshold {r.threshold})"
+                             f"{where}{paths}")
             lines.append(f"  targets: {len(repo.targets)}")
             for t in sorted(repo.targets, key=lambda t: t.path):
                 custom = f" {t.custom}" if t.custom else ""

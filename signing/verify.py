@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Root, Targets
@@ -123,7 +123,7 @@ def verify_repository(
     is still checked.  Raises :class:`VerificationError` with one line.
     """
     verifier = _RepositoryVerifier(name, trusted, bundle_metadata, store_metadata,
-                                   now=now or datetime.now(timezone.utc), limits=limits)
+                                   now=now or datetime.now(UTC), limits=limits)
     verifier.load_root()
     if verifier.load_timestamp() and verifier.new_roots == 0:
         return _unchanged(name, trusted)

@@ -80,8 +80,8 @@ class Workspace:
         """A new workspace with keys and version 1 of all four roles, published."""
         path = Path(path)
         check_repo_name(name)
-        counts = per_role("key count", {r: 1 for r in TOP_LEVEL}, key_counts)
-        limits = per_role("threshold", {r: 1 for r in TOP_LEVEL}, thresholds)
+        counts = per_role("key count", dict.fromkeys(TOP_LEVEL, 1), key_counts)
+        limits = per_role("threshold", dict.fromkeys(TOP_LEVEL, 1), thresholds)
         days = per_role("expiry", dict(DEFAULT_EXPIRY_DAYS), expiry_days)
         for role in TOP_LEVEL:
             check_threshold(role, limits[role], counts[role])
@@ -98,7 +98,7 @@ class Workspace:
         ws.layout.write_settings(ws.settings)
 
         root = Root(version=1, expires=utc_in(days["root"]), consistent_snapshot=True)
-        signers = []
+        signers: list[CryptoSigner] = []
         for role in TOP_LEVEL:
             for key in ws._new_keys(role, counts[role], key_type, passphrase, signers):
                 root.add_key(key, role)
@@ -122,8 +122,9 @@ class Workspace:
             raise WorkspaceError(f"cannot make {count!r} new keys for {role}: use 0 to {MAX_KEYS_PER_ROLE}")
         if count and not passphrase:
             raise WorkspaceError(f"a passphrase is needed to encrypt the new key(s) for {role}")
-        keys = []
+        keys: list[Key] = []
         for _ in range(count):
+            assert passphrase  # checked above for any count > 0
             signer = generate_signer(key_type or self.settings.key_type)
             key_path = self.layout.new_key_path(role)
             save_key(signer, key_path, passphrase)
@@ -176,6 +177,13 @@ class Workspace:
     def _staged(self, role: str) -> Metadata | None:
         path = self.layout.staged_file(role)
         return self._read(path, role) if path.exists() else None
+
+    def _staged_role(self, role: str) -> Metadata:
+        """The staged copy of a role that is listed as staged."""
+        md = self._staged(role)
+        if md is None:
+            raise WorkspaceError(f"{show(role)} is not staged: stage it first")
+        return md
 
     def _current(self, role: str) -> Metadata:
         md = self._staged(role) or self._published(role)
@@ -366,8 +374,8 @@ class Workspace:
                 raise WorkspaceError(f"{show(role)} is not staged (staged: {', '.join(staged) or 'nothing'})")
         plan: dict[str, list] = {}
         for role in wanted:
-            md = self._staged(role)
-            allowed = set()
+            md = self._staged_role(role)
+            allowed: set[str] = set()
             for _, delegator, _ in results_for(self, role, md, graph):
                 allowed |= set(delegator.get_delegated_role(role).keyids)
             plan[role] = [s for s in signers if s.public_key.keyid in allowed]
@@ -378,7 +386,7 @@ class Workspace:
         for role, signers in plan.items():
             if not signers:
                 continue
-            md = self._staged(role)
+            md = self._staged_role(role)
             for signer in signers:
                 md.sign(signer, append=True)
                 done.append((role, signer.public_key.keyid))
@@ -406,7 +414,7 @@ class Workspace:
         graph = self.delegation_graph()
         out = []
         for role in self.staged_roles():
-            md = self._staged(role)
+            md = self._staged_role(role)
             checks = [
                 {
                     "keys_of": label,

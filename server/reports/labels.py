@@ -15,6 +15,7 @@ working too.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -101,10 +102,8 @@ def form_secret(state_dir: Path) -> bytes:
     except FileNotFoundError:
         pass
     state_dir.mkdir(parents=True, exist_ok=True)
-    try:
+    with contextlib.suppress(FileExistsError):  # another worker made it first: theirs wins
         write_atomic(path, secrets.token_hex(_SECRET_BYTES).encode(), mode=0o600, overwrite=False)
-    except FileExistsError:
-        pass  # another worker made it first: theirs wins
     return bytes.fromhex(path.read_text().strip())
 
 

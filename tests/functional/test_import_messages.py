@@ -4,7 +4,7 @@ made before the vendor's last root change, an expired file with its expiry."""
 from __future__ import annotations
 
 import tarfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -56,7 +56,7 @@ def test_a_current_bundle_with_a_bad_signature_is_not_blamed_on_old_roots(airloc
 
 
 def _expired_at() -> datetime:
-    return (datetime.now(timezone.utc) - timedelta(days=2, hours=3)).replace(microsecond=0)
+    return (datetime.now(UTC) - timedelta(days=2, hours=3)).replace(microsecond=0)
 
 
 @pytest.mark.parametrize("role", ["timestamp", "snapshot", "targets", "plc-x"])

@@ -204,7 +204,8 @@ def test_simulate_a_fleet_of_twenty(site):
     for i in (0, 19):
         assert steps(site.show(f"fleet-{i}")) == ["downloading", "installing", "success"]
     text = subprocess.run([sys.executable, "-m", "agent.cli", "simulate", "--devices", "2", "--server", site.base,
-                           "--hardware", "plc-s", "--duration", "20"], check=False, capture_output=True, text=True, timeout=60)
+                           "--hardware", "plc-s", "--duration", "20"],
+                          check=False, capture_output=True, text=True, timeout=60)
     assert text.returncode == 1 and "pending 2" in text.stdout  # no token, no rule: they wait for IT
 
 

@@ -39,10 +39,9 @@ def test_pending_file_named_after_its_content_and_discarded_on_error(tmp_path):
         pending.commit(tmp_path / "abc.fw.bin")
     assert (tmp_path / "abc.fw.bin").read_bytes() == b"firmware"
 
-    with pytest.raises(RuntimeError):
-        with PendingFile(tmp_path) as pending:
-            pending.file.write(b"half")
-            raise RuntimeError("copy failed")
+    with pytest.raises(RuntimeError), PendingFile(tmp_path) as pending:
+        pending.file.write(b"half")
+        raise RuntimeError("copy failed")
     assert sorted(os.listdir(tmp_path)) == ["abc.fw.bin"]
 
 

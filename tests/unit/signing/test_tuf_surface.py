@@ -10,7 +10,7 @@ names what the verifier relies on) before changing this file.
 from __future__ import annotations
 
 import inspect
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from tuf.api import exceptions as tuf_exceptions
@@ -100,7 +100,7 @@ def test_equal_timestamp_version_and_expired_timestamp_kept_for_rollback_checks(
     with pytest.raises(tuf_exceptions.EqualVersionNumberError):
         tset.update_timestamp(sim.metadata["timestamp.json"])
 
-    sim.timestamp.signed.expires = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1)
+    sim.timestamp.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     sim.publish(roles=())
     tset = _fresh(sim)
     with pytest.raises(tuf_exceptions.ExpiredMetadataError):
@@ -110,10 +110,10 @@ def test_equal_timestamp_version_and_expired_timestamp_kept_for_rollback_checks(
 
 
 def test_reference_time_decides_expiry(sim):
-    sim.timestamp.signed.expires = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1)
+    sim.timestamp.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     sim.publish(roles=())
     tset = _fresh(sim)
-    tset.reference_time = datetime.now(timezone.utc) - timedelta(days=2)
+    tset.reference_time = datetime.now(UTC) - timedelta(days=2)
     tset.update_timestamp(sim.metadata["timestamp.json"])  # not expired at that time
 
 
@@ -127,7 +127,7 @@ def test_snapshot_trusted_copy_skips_the_timestamp_hashes_and_expired_is_stored(
     assert tset.update_snapshot(_snapshot(sim), trusted=True).version == sim.snapshot.signed.version
 
     fresh = RepoSim("acme")
-    fresh.snapshot.signed.expires = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1)
+    fresh.snapshot.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     fresh.publish()
     tset = _fresh(fresh)
     tset.update_timestamp(fresh.metadata["timestamp.json"])
@@ -144,7 +144,7 @@ def test_delegated_role_missing_from_the_snapshot_and_expired_role(sim):
     with pytest.raises(tuf_exceptions.RepositoryError):
         tset.update_delegated_targets(sim.metadata["1.plc-x.json"], "not-in-snapshot", "targets")
 
-    sim.delegated["plc-x"].signed.expires = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1)
+    sim.delegated["plc-x"].signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     sim.publish(("plc-x",))
     tset = _fresh(sim)
     tset.update_timestamp(sim.metadata["timestamp.json"])

@@ -3,7 +3,7 @@ simulator's real signed metadata instead of a staged bundle."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -91,7 +91,7 @@ def test_metadata_length_limits_given(sim):
 
 
 def test_final_root_expired_is_refused_at_the_root_step(sim):
-    sim.root.signed.expires = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    sim.root.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     sim.root.signed.version += 1
     sim.sign_and_store("root")
     with pytest.raises(VerificationError, match=r"2\.root\.json: the final root expired on"):
@@ -108,7 +108,7 @@ def test_a_reused_version_number_with_other_content_is_refused(sim):
 
 
 def test_expired_delegated_role_names_its_file_and_expiry(sim):
-    expires = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=3)
+    expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
     sim.delegated["plc-x"].signed.expires = expires
     sim.publish(("plc-x",))
     with pytest.raises(VerificationError) as info:
