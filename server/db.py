@@ -105,6 +105,12 @@ def applied_migrations(db: SqliteDatabase) -> list[int]:
     return [row[0] for row in db.execute_sql("SELECT version FROM schema_migration ORDER BY version")]
 
 
+# First line of a migration that drops and recreates tables: it runs with
+# foreign keys off (dropping a parent table would cascade into its children)
+# and their integrity is checked before it commits.
+REBUILDS_TABLES = "-- airlock: rebuilds tables"
+
+
 def migrate(db: SqliteDatabase) -> list[str]:
     """Apply every pending migration, each in its own transaction."""
     db.execute_sql(
@@ -116,13 +122,25 @@ def migrate(db: SqliteDatabase) -> list[str]:
     for number, name, sql in available_migrations():
         if number in done:
             continue
-        with db.atomic("IMMEDIATE"):
-            for statement in _statements(sql):
-                db.execute_sql(statement)
-            db.execute_sql(
-                "INSERT INTO schema_migration (version, name, applied_at) VALUES (?, ?, ?)",
-                (number, name, now_iso()),
-            )
+        rebuilds = sql.startswith(REBUILDS_TABLES)
+        if rebuilds:  # SQLite's own recipe for rebuilding a table; the pragma is a no-op inside a transaction
+            db.execute_sql("PRAGMA foreign_keys = OFF")
+        try:
+            with db.atomic("IMMEDIATE"):
+                for statement in _statements(sql):
+                    db.execute_sql(statement)
+                if rebuilds:
+                    broken = db.execute_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise SchemaError(f"migration {number:04d}_{name} would leave {len(broken)} rows pointing at "
+                                          f"nothing (first: {broken[0]}); nothing was changed")
+                db.execute_sql(
+                    "INSERT INTO schema_migration (version, name, applied_at) VALUES (?, ?, ?)",
+                    (number, name, now_iso()),
+                )
+        finally:
+            if rebuilds:
+                db.execute_sql("PRAGMA foreign_keys = ON")
         logger.info("applied migration %04d_%s", number, name)
         applied.append(f"{number:04d}_{name}")
     return applied
