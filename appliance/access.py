@@ -76,3 +76,20 @@ def explain_denied(path: Path, write: bool = False) -> str | None:
     return (f"user {user} may not {verb} {where} ({kind} owned by {owner}:{group}, mode "
             f"{stat.S_IMODE(st.st_mode):04o}): run airlock as {owner} (e.g. `sudo -u {owner} airlock ...`) "
             f"or give {user} access")
+
+
+def explain_not_owner(path: Path) -> str | None:
+    """For "Operation not permitted" (changing a mode or owner): one sentence
+    naming the file or folder's owner when this user is not it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_uid == os.geteuid() or os.geteuid() == 0:
+        return None
+    owner, group = _name(st.st_uid), _group(st.st_gid)
+    kind = "folder" if stat.S_ISDIR(st.st_mode) else "file"
+    user = current_user()
+    return (f"user {user} may not change {path} ({kind} owned by {owner}:{group}, mode "
+            f"{stat.S_IMODE(st.st_mode):04o}): only its owner may; run airlock as {owner} "
+            f"(e.g. `sudo -u {owner} airlock ...`)")

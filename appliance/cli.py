@@ -4,6 +4,7 @@ line on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from appliance.access import explain_denied
+from appliance.access import explain_denied, explain_not_owner
 from appliance.logs import CommandLog
 from appliance.render import current_operator
 from server import bind_database
@@ -291,7 +292,10 @@ def _run(argv: list[str] | None, log: CommandLog) -> int:
         exc.show()
         return exc.exit_code
     except OSError as exc:
-        denied = isinstance(exc, PermissionError) and exc.filename and explain_denied(Path(exc.filename))
+        # a failed open may have been for writing (a lock file, say): check as a writer would
+        denied = isinstance(exc, PermissionError) and exc.filename and (
+            explain_denied(Path(exc.filename), write=True)
+            or (exc.errno == errno.EPERM and explain_not_owner(Path(exc.filename))))
         click.echo(f"airlock: error: {denied or ''}" if denied else
                    f"airlock: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         return 1

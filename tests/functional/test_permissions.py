@@ -111,3 +111,34 @@ def test_a_write_refused_names_the_database_file_and_the_user(root_home):
     mode = f"{db.stat().st_mode & 0o777:04o}"
     assert r.stderr == (f"airlock: error: user nobody may not write {db} (file owned by root:root, mode {mode}): "  # noqa: E501
                         "run airlock as root (e.g. `sudo -u root airlock ...`) or give nobody access\n")
+
+
+def test_write_commands_name_the_folder_they_may_not_create_files_in(root_home, sim, tmp_path):
+    """Commands that take a lock file or write the database (approvals,
+    triage, imports, maintenance) name what the user may not write, its
+    owner and the user: never a bare "Permission denied: ...lock"."""
+    # root used the appliance first, as it does: its lock files exist, readable by the group
+    assert run_airlock(root_home, "devices", "maintain").code == 0
+    assert run_airlock(root_home, "import", sim.write_bundle(tmp_path / "nothing-pinned")).code == 1
+    close_in_process_database()
+    share_with_nobody(root_home)
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    usb.chmod(0o777)
+    for args in (["releases", "withdraw", "1"], ["reports", "ack", "1"], ["import", usb],
+                 ["devices", "maintain"]):
+        r = as_nobody(root_home, *args)
+        assert r.returncode == 1 and r.stdout == "", (args, r.stdout)
+        named = (f"airlock: error: user nobody may not create files in {root_home}",
+                 f"airlock: error: user nobody may not write {root_home}/airlock.db")
+        assert r.stderr.startswith(named), (args, r.stderr)
+        assert "Permission denied" not in r.stderr, (args, r.stderr)
+        assert "owned by root:" in r.stderr and "give nobody access" in r.stderr, (args, r.stderr)
+        assert r.stderr.count("\n") == 1, r.stderr
+
+
+def test_init_on_a_home_owned_by_another_user_names_its_owner(root_home):
+    share_with_nobody(root_home)
+    r = as_nobody(root_home, "init")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "user nobody may not" in r.stderr and str(root_home) in r.stderr and "root:" in r.stderr, r.stderr
