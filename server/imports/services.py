@@ -59,10 +59,21 @@ def is_publication_recorded(token: str) -> bool:
     return ImportRecord.select().where(ImportRecord.details ** pattern).exists()
 
 
-def imported_into(name: str) -> int:
-    """How many accepted imports published something into repository ``name``."""
+def latest_id() -> int:
+    """The newest import record's id (0 before the first): where the history
+    of a repository pinned now starts."""
+    newest = ImportRecord.select(ImportRecord.id).order_by(ImportRecord.id.desc()).first()
+    return newest.id if newest else 0
+
+
+def imported_into(name: str, after: int = 0) -> int:
+    """How many accepted imports published something into repository
+    ``name`` after import record ``after`` (where its pin's history starts:
+    an earlier repository of the same name, removed, is not this one)."""
     count = 0
-    for rec in ImportRecord.select(ImportRecord.details).where(ImportRecord.status == "accepted"):
+    query = ImportRecord.select(ImportRecord.details).where(
+        (ImportRecord.status == "accepted") & (ImportRecord.id > after))
+    for rec in query:
         try:
             details = json.loads(rec.details or "{}")
         except ValueError:
@@ -72,11 +83,13 @@ def imported_into(name: str) -> int:
     return count
 
 
-def import_history(name: str | None = None, limit: int = 50) -> list[ImportEntry]:
+def import_history(name: str | None = None, limit: int = 50, after: int = 0) -> list[ImportEntry]:
     """The newest imports first; for one repository, those that touched it
-    or that were refused while holding it."""
+    or that were refused while holding it, after import record ``after``
+    (where its pin's history starts)."""
     out = []
-    for rec in ImportRecord.select().order_by(ImportRecord.id.desc()).limit(limit * 4 if name else limit):
+    query = ImportRecord.select().where(ImportRecord.id > after)
+    for rec in query.order_by(ImportRecord.id.desc()).limit(limit * 4 if name else limit):
         details = json.loads(rec.details or "{}")
         repos = details.get("repositories", {})
         if name and name not in repos and rec.status != "refused":

@@ -12,6 +12,7 @@ class Repository(BaseModel):
     pinned_root_version = IntegerField()
     added_at = TextField()
     added_by = TextField()
+    history_after = IntegerField(default=0)  # import records up to this id belong to an earlier pin of the name
 
     class Meta:
         table_name = "repository"

@@ -18,6 +18,7 @@ from tuf.api.metadata import Metadata, Root, Targets
 from server import audit
 from server.clock import now_iso, utcnow
 from server.imports.services import import_history, imported_into
+from server.imports.services import latest_id as latest_import_id
 from server.models import database
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
@@ -112,10 +113,15 @@ def pin_repository(settings: Settings, name: str, root_path: Path, fingerprint: 
         if store.root.exists():
             raise RepositoryError(f"{store.root} exists but is not in the database; move it away first")
         row = Repository.create(name=name, root_fingerprint=actual, pinned_root_version=md.signed.version,
-                                added_at=now_iso(), added_by=operator)
+                                added_at=now_iso(), added_by=operator, history_after=latest_import_id())
         store.create(data, md.signed.version)
         audit.record(operator, "repository.pin", name, {"root_version": md.signed.version, "root_sha256": actual})
     return _info(row)
+
+
+def _history_after(name: str) -> int:
+    row = Repository.get_or_none(Repository.name == name)
+    return row.history_after if row is not None else 0
 
 
 def _info(row: Repository) -> RepositoryInfo:
@@ -159,7 +165,7 @@ def remove_repository(settings: Settings, name: str, operator: str, *, archive: 
     import lock, so no import publishes meanwhile."""
     info = get_repository(name)
     store = RepositoryStore(settings.public_dir, name)
-    imports = imported_into(name)
+    imports = imported_into(name, after=_history_after(name))
     published = store.exists() and any(n != "root.json" and not n.endswith(".root.json")
                                        for n in store.metadata_names())
     if (imports or published) and not archive:
@@ -235,7 +241,7 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
                         queue.append((child.name, Metadata[Targets].from_bytes(state.roles[child.name]), md.signed,
                                       role))
     return TrustReport(repository=info, root_versions=store.root_versions(), roles=roles, targets=targets,
-                       imports=[e.to_dict() for e in import_history(name)])
+                       imports=[e.to_dict() for e in import_history(name, after=_history_after(name))])
 
 
 def _role_state(name: str, md: Metadata, delegator, delegator_name: str, now: datetime) -> RoleState:

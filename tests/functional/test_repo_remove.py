@@ -107,3 +107,20 @@ def test_archive_is_refused_while_a_release_of_it_is_offered(airlock, sim, home,
     assert tree_state(home) == before and not (home / "archive").exists()
     assert airlock("releases", "withdraw", "1").code == 0
     assert airlock("repo", "remove", "acme", "--archive").code == 0
+
+
+def test_a_name_pinned_again_starts_a_new_history(airlock, sim, home, tmp_path):
+    """After an archive, the name is another repository: the earlier one's
+    imports are not in its history and do not keep it from being removed."""
+    from tests.support.simulator import RepoSim
+
+    imported(airlock, sim, tmp_path)
+    assert airlock("repo", "remove", "acme", "--archive").code == 0
+    other = RepoSim("acme")  # another vendor root under the same name
+    (tmp_path / "again").mkdir()
+    assert pin(airlock, other, tmp_path / "again").code == 0
+    shown = json.loads(airlock("repo", "show", "acme", "--json").out)
+    assert shown["imports"] == []
+    r = airlock("repo", "remove", "acme")  # nothing was imported into this pin
+    assert r.code == 0, r.err
+    assert airlock("audit", "verify").code == 0
