@@ -7,13 +7,13 @@ repository's served versions and expiries from its published tree.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from flask import Blueprint, Response, current_app
 from peewee import fn
 from tuf.api.metadata import Metadata
 
+from server.clock import now_unix
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
 from server.devices.models import Device
 from server.imports.models import ImportRecord
@@ -47,7 +47,7 @@ class _Exposition:
 def metrics():
     settings = current_app.config["AIRLOCK"]
     out = _Exposition()
-    now = int(time.time())
+    now = now_unix()
     offline_before = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
     with database.connection_context():
         states = list(tuples(Device.select(Device.state, fn.COUNT(Device.id).alias("n")).group_by(Device.state)))

@@ -307,7 +307,14 @@ def load_settings(home: str | Path | None = None, overrides: dict | None = None,
     The file is ``HOME/airlock.toml``, or ``system_toml`` when the home has none."""
     environ = os.environ if environ is None else environ
     check_environment(environ)
+    if home is not None and not str(home).strip():
+        raise SettingsError("--home is empty: give the appliance's folder (default /var/lib/airlock)")
+    if home is None and "AIRLOCK_HOME" in environ and not environ["AIRLOCK_HOME"].strip():
+        raise SettingsError("AIRLOCK_HOME is set but empty: give the appliance's folder, or unset it for "
+                            "/var/lib/airlock")
     home_path = Path(home or environ.get("AIRLOCK_HOME") or DEFAULT_HOME)
+    if home_path.exists() and not home_path.is_dir():
+        raise SettingsError(f"the appliance home {home_path} is a file, not a folder: give the appliance's folder")
     values: dict = {"home": home_path}
     for toml_path in (home_path / "airlock.toml", system_toml):
         if toml_path.exists():

@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from datetime import datetime
 
-from server.clock import utcnow
+from server.clock import now_unix, utcnow
 from server.devices.enrollment import prune_nonces
 from server.devices.records import MaintenanceResult
 from server.devices.writes import writing
@@ -124,7 +124,7 @@ def run_maintenance(settings: Settings, now: datetime | None = None) -> Maintena
     result.seconds = round(time.monotonic() - started, 3)
     with writing(database):
         database.execute_sql("UPDATE device_maintenance SET finished_at = ?, summary = ? WHERE id = 1",
-                             (int(time.time()), json.dumps(result.to_dict())))
+                             (now_unix(), json.dumps(result.to_dict())))
     logger.info("device maintenance: %s", result.to_dict())
     return result
 
@@ -160,7 +160,7 @@ class MaintenanceScheduler:
 
     def _run(self) -> None:
         try:
-            if claim(self.settings, int(time.time())):
+            if claim(self.settings, now_unix()):
                 run_maintenance(self.settings)
         except Exception:  # noqa: BLE001 - a background job must log, never kill the worker
             logger.exception("device maintenance failed; it will be tried again")

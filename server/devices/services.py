@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 
 from peewee import IntegrityError, fn
 
 from server import audit
-from server.clock import iso_from_unix
+from server.clock import iso_from_unix, now_unix
 from server.devices._common import key_fingerprint
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS, authenticate, is_online, record_checkin
 from server.devices.enrollment import (
@@ -78,7 +77,7 @@ def list_devices(settings: Settings, state: str | None = None) -> list[DeviceSum
     """Every device, or those in ``state`` (``offline``: accepted but silent)."""
     if state is not None and state not in LIST_STATES:
         raise InvalidRequestError(f"state {state!r} is not one of {', '.join(LIST_STATES)}")
-    now = int(time.time())
+    now = now_unix()
     query = Device.select().order_by(Device.device_id)
     if state == "offline":
         cutoff = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
@@ -103,7 +102,7 @@ def get_device(settings: Settings, device_id: str) -> DeviceSummary:
     row = _row(device_id)
     tags = [t.tag for t in DeviceTag.select().where(DeviceTag.device == row)]
     pending = DeviceKey.select().where((DeviceKey.device == row) & (DeviceKey.state == "pending")).exists()
-    return _summary(settings, row, tags, pending, int(time.time()))
+    return _summary(settings, row, tags, pending, now_unix())
 
 
 def show_device(settings: Settings, device_id: str) -> DeviceDetail:

@@ -20,12 +20,11 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 from server import audit
-from server.clock import iso, utcnow
+from server.clock import iso, now_unix, utcnow
 from server.devices._common import token_hash
 from server.devices.models import Device
 from server.devices.writes import writing
@@ -113,13 +112,13 @@ def _mac(secret: bytes, device_id: str, key_hash: str, issued: int) -> str:
 
 
 def form_token(secret: bytes, device_id: str, key_hash: str, *, now: int | None = None) -> str:
-    issued = int(time.time()) if now is None else now
+    issued = now_unix() if now is None else now
     return f"{issued}.{_mac(secret, device_id, key_hash, issued)}"
 
 
 def check_form_token(secret: bytes, device_id: str, key_hash: str, token: str | None, *,
                      now: int | None = None) -> None:
-    now = int(time.time()) if now is None else now
+    now = now_unix() if now is None else now
     issued, _, mac = (token or "").partition(".")
     if not issued.isdigit() or len(issued) > 12 or not hmac.compare_digest(
             mac.encode(), _mac(secret, device_id, key_hash, int(issued)).encode()):

@@ -22,10 +22,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import time
 
 from server import audit
-from server.clock import iso, iso_from_unix, utcnow
+from server.clock import iso, iso_from_unix, now_unix, utcnow
 from server.devices import services as devices
 from server.devices._common import token_hash
 from server.devices.exceptions import InvalidTokenError
@@ -152,7 +151,7 @@ def file_device_report(settings: Settings, device: DeviceIdentity, report: Devic
                        now: int | None = None) -> Filed:
     """Store a device's error report; a resend of its ``report_id`` is a duplicate."""
     size = _check_attachments(settings, report)
-    now = int(time.time()) if now is None else now
+    now = now_unix() if now is None else now
     report_id = report.report_id.lower()
     snapshot = json.dumps(device_snapshot(settings, device.device_id), separators=(",", ":"), sort_keys=True)
     with writing(database):
@@ -200,7 +199,7 @@ def file_operator_report(settings: Settings, device_id: str, label_key: str | No
     reporter = _clean_text(report.reporter, "name or badge", MAX_REPORTER, multiline=False)
     if report.urgency not in SEVERITIES:
         raise InvalidRequestError(f"urgency must be one of {', '.join(SEVERITIES)}")
-    now = int(time.time()) if now is None else now
+    now = now_unix() if now is None else now
     snapshot = json.dumps(device_snapshot(settings, device_id), separators=(",", ":"), sort_keys=True)
     with writing(database):
         # the same report again within minutes: a double tap or a reloaded

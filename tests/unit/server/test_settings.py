@@ -156,3 +156,17 @@ def test_a_bad_flag_is_refused_naming_the_flag(tmp_path):
 def test_settings_are_frozen(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         load(tmp_path).workers = 3  # type: ignore[misc]
+
+
+def test_an_empty_or_file_home_is_refused_with_what_to_give(tmp_path):
+    import pytest
+
+    from server.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="--home is empty"):
+        load_settings("", environ={})
+    with pytest.raises(SettingsError, match="AIRLOCK_HOME is set but empty"):
+        load_settings(None, environ={"AIRLOCK_HOME": ""})
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SettingsError, match="is a file, not a folder"):
+        load_settings(tmp_path / "afile", environ={})
