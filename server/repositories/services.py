@@ -24,6 +24,7 @@ from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing import paths
 from signing.exceptions import AirlockError, RepositoryNameError, VerificationError
+from signing.lookup import AVAILABLE, IGNORED, refresh_problem, resolve_targets, targets_roles, unavailable_roles
 from signing.trust import describe_role
 from signing.verify import MAX_LENGTH, check_root_keys, custom_of
 
@@ -71,8 +72,12 @@ class TrustReport:
     repository: RepositoryInfo
     root_versions: list[int]
     roles: list[RoleState]
-    targets: list[dict]
+    targets: list[dict]  # what a client finds now: path, length, hashes, custom, role
     imports: list[dict] = field(default_factory=list)
+    unavailable: list[dict] = field(default_factory=list)  # listed targets whose lookup fails now: path, role, why
+    ignored: list[dict] = field(default_factory=list)  # listed targets a client never finds there: path, role, why
+    unavailable_roles: dict[str, str] = field(default_factory=dict)  # delegated role -> why a client cannot load it
+    refresh_problem: str | None = None  # why a client's refresh fails now (an expired timestamp or snapshot)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -215,7 +220,6 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
     for role in ("timestamp", "snapshot"):
         if role in state.roles:
             roles.append(_role_state(role, Metadata.from_bytes(state.roles[role]), root_md.signed, "root", now))
-    targets: list[dict] = []
     if "targets" in state.roles:
         queue: list[tuple[str, Metadata[Targets], Root | Targets, str]] = [
             ("targets", Metadata[Targets].from_bytes(state.roles["targets"]), root_md.signed, "root")]
@@ -226,16 +230,33 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
                 continue
             seen.add((delegator_name, role))
             roles.append(_role_state(role, md, delegator, delegator_name, now))
-            for path, tf in sorted(md.signed.targets.items()):
-                targets.append({"path": path, "length": tf.length, "hashes": dict(tf.hashes),
-                                "custom": custom_of(tf), "role": role})
             if md.signed.delegations and md.signed.delegations.roles:
                 for child in md.signed.delegations.roles.values():
                     if child.name in state.roles:
                         queue.append((child.name, Metadata[Targets].from_bytes(state.roles[child.name]), md.signed,
                                       role))
-    return TrustReport(repository=info, root_versions=store.root_versions(), roles=roles, targets=targets,
-                       imports=[e.to_dict() for e in import_history(name)])
+    report = TrustReport(repository=info, root_versions=store.root_versions(), roles=roles, targets=[],
+                         imports=[e.to_dict() for e in import_history(name)])
+    if "targets" in state.roles:
+        _add_targets(report, state, now)
+    return report
+
+
+def _add_targets(report: TrustReport, state, now: datetime) -> None:
+    """Sort every listed target as a client's lookup at ``now`` sees it."""
+    signed = targets_roles(state)
+    report.refresh_problem = refresh_problem(state, now)
+    report.unavailable_roles = unavailable_roles(signed, now=now)
+    for status in resolve_targets(signed, now=now):
+        tf = status.target
+        if status.state == AVAILABLE and report.refresh_problem is None:
+            report.targets.append({"path": status.path, "length": tf.length, "hashes": dict(tf.hashes),
+                                   "custom": custom_of(tf), "role": status.role})
+        elif status.state == IGNORED:
+            report.ignored.append({"path": status.path, "role": status.role, "why": status.why})
+        else:
+            why = status.why if status.state != AVAILABLE else f"a client's refresh fails: {report.refresh_problem}"
+            report.unavailable.append({"path": status.path, "role": status.role, "why": why})
 
 
 def _role_state(name: str, md: Metadata, delegator, delegator_name: str, now: datetime) -> RoleState:
