@@ -127,3 +127,22 @@ def test_target_of_wrong_length_in_the_bundle_is_refused(sim):
     files = {rel: data + b"!" for rel, data in sim.target_files.items()}
     with pytest.raises(VerificationError, match="bytes but"):
         verify(sim, targets=files, absent_targets_held=True)
+
+
+def test_airlock_sign_verify_names_ignored_targets_and_unavailable_roles(sim, tmp_path):
+    from signing.report import verify_bundle
+
+    sim.delegate("plc-x", ["plc-x/*"])
+    sim.delegate("gone", ["gone/*"])
+    sim.add_target("gateway/evil.bin", b"E", role="plc-x")
+    sim.add_target("plc-x/fw.bin", b"X", role="plc-x")
+    sim.publish(("targets", "plc-x"))  # "gone" is never published: the snapshot does not list it
+    report = verify_bundle(sim.write_bundle(tmp_path / "usb"), {"acme": sim.first_root()})
+    text = report.render()
+    assert "ignored target 'gateway/evil.bin' listed by 'plc-x': outside the paths delegated to 'plc-x'" in text
+    assert "role 'gone' is unavailable: it is not listed in the snapshot" in text
+    repo = report.to_dict()["repositories"][0]
+    assert "plc-x/fw.bin" in [t["path"] for t in repo["targets"]]
+    assert "gateway/evil.bin" not in [t["path"] for t in repo["targets"]]
+    assert [(t["path"], t["state"]) for t in repo["skipped_targets"]] == [("gateway/evil.bin", "ignored")]
+    assert repo["unavailable_roles"] == {"gone": "is not listed in the snapshot"}
