@@ -261,3 +261,34 @@ def test_expired_metadata_with_nothing_new_is_named_and_exits_non_zero(airlock, 
     assert shown["targets"] == [] and [t["path"] for t in shown["unavailable"]] == ["fw/a.bin"]
     refused = airlock("releases", "approve", "acme", "fw/a.bin", "--hardware", "plc-x")
     assert refused.code == 1 and f"expired on {expired:%Y-%m-%d %H:%M:%S} UTC" in refused.err
+
+
+def test_fast_forward_recovery_may_drop_a_role_the_targets_still_delegate_to(airlock, pinned, home, tmp_path):
+    sim = pinned
+    sim.delegate("r1", ["a/*"])
+    sim.add_target("a/one.bin", b"1", role="r1")
+    sim.add_target("fw/top.bin", b"T")
+    sim.publish(("targets", "r1"))
+    import_ok(airlock, sim, tmp_path / "first")
+    # the snapshot key leaked: the vendor rotates the timestamp and snapshot keys (fast-forward
+    # recovery) and starts a new snapshot line without r1
+    sim.rotate("timestamp")
+    sim.rotate("snapshot")
+    sim.snapshot.signed.version = 0
+    del sim.snapshot.signed.meta["r1.json"]
+    sim.publish(("targets",))
+    out = import_ok(airlock, sim, tmp_path / "recovered")
+    assert "role 'r1' is unavailable: it is not listed in the snapshot" in out
+
+    updater = client(tmp_path, published_tree(home), sim.first_root())
+    updater.refresh()
+    assert client_verdict(updater, "fw/top.bin") == "available"
+    assert client_verdict(updater, "a/one.bin") == "unavailable"
+    # r1's own listing is no longer trusted (nothing vouches for its version): the role is named, and a
+    # lookup through it fails as the client's does
+    shown = json.loads(airlock("repo", "show", "acme", "--json").out)
+    assert shown["unavailable_roles"] == {"r1": "is not listed in the snapshot"}
+    assert [t["path"] for t in shown["targets"]] == ["fw/top.bin"]
+    refused = airlock("releases", "approve", "acme", "a/one.bin", "--hardware", "plc-x")
+    assert refused.code == 1 and "stops at role 'r1' of acme, which is not listed in the snapshot" in refused.err
+    assert airlock("releases", "approve", "acme", "fw/top.bin", "--hardware", "plc-x").code == 0
