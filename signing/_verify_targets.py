@@ -21,7 +21,7 @@ from tuf.api.metadata import Metadata, TargetFile
 from signing._copy import _new_hash
 from signing.exceptions import UnsafeNameError
 from signing.lookup import AVAILABLE, CLIENT_MAX_DELEGATIONS, resolve_targets
-from signing.paths import check_target_path, show
+from signing.paths import check_target_path, role_filename, show
 from signing.trust import Refusal
 
 # lookup(relpath under targets/) -> the file's size in bytes, or None when absent
@@ -78,7 +78,7 @@ def check_target_files(refuse: Refusal, loaded: dict[str, Metadata], unavailable
             try:
                 check_target_path(path)
             except UnsafeNameError as exc:
-                raise refuse(f"{md.signed.version}.{role_name}.json", str(exc)) from None
+                raise refuse(role_filename(md.signed.version, role_name), str(exc)) from None
     roles = {name: md.signed for name, md in loaded.items()}
     entries: list[TargetEntry] = []
     skipped: list[SkippedTarget] = []
@@ -86,7 +86,7 @@ def check_target_files(refuse: Refusal, loaded: dict[str, Metadata], unavailable
         if status.state != AVAILABLE:
             skipped.append(SkippedTarget(status.path, status.role, status.state, status.why))
             continue
-        role_file = f"{loaded[status.role].signed.version}.{status.role}.json"
+        role_file = role_filename(loaded[status.role].signed.version, status.role)
         entries.append(_check_target(refuse, role_file, status.role, status.path, status.target, bundle_target,
                                      store_target, absent_targets_held))
     return entries, skipped

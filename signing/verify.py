@@ -52,7 +52,7 @@ from signing._verify_targets import (  # noqa: F401 - re-exported: the verifier'
 )
 from signing.exceptions import UnsafeNameError, VerificationError
 from signing.lookup import CLIENT_MAX_DELEGATIONS, resolve_targets, targets_roles
-from signing.paths import check_role_name
+from signing.paths import check_delegated_role_name, role_filename
 from signing.trust import (  # noqa: F401 - re-exported: the verifier's vocabulary
     MAX_LENGTH,
     MetadataLookup,
@@ -323,9 +323,9 @@ class _RepositoryVerifier:
         while stack:
             parent_name, parent_md, chain = stack.pop()
             for role_name, _role in reversed(self._delegations_of(parent_name, parent_md)):
-                parent_file = f"{parent_md.signed.version}.{parent_name}.json"
+                parent_file = role_filename(parent_md.signed.version, parent_name)
                 try:
-                    check_role_name(role_name)
+                    check_delegated_role_name(role_name)
                 except UnsafeNameError as exc:
                     raise self.refuse(parent_file, str(exc)) from None
                 if role_name in chain:
@@ -353,7 +353,7 @@ class _RepositoryVerifier:
         delegations = parent_md.signed.delegations
         if delegations is None:
             return []
-        parent_file = f"{parent_md.signed.version}.{parent_name}.json"
+        parent_file = role_filename(parent_md.signed.version, parent_name)
         if delegations.roles is not None:
             for r in delegations.roles.values():
                 refuse_duplicate_key_values(self.refuse, parent_file, r.name, r.keyids, delegations.keys)
@@ -372,7 +372,7 @@ class _RepositoryVerifier:
             if role == "targets":
                 raise self.refuse(f"{tset.snapshot.version}.snapshot.json", "does not list targets.json")
             return None
-        filename = f"{meta.version}.{role}.json"
+        filename = role_filename(meta.version, role)
         cap = meta.length or self.limits.targets_max_length
         local = self.trusted.roles.get(role)
         if local is not None:
@@ -394,7 +394,7 @@ class _RepositoryVerifier:
                    "snapshot": self.snapshot_file}
         for role_name, md in self.loaded.items():
             after[role_name] = md.signed.version
-            current[role_name] = f"{md.signed.version}.{role_name}.json"
+            current[role_name] = role_filename(md.signed.version, role_name)
         return VerifiedRepository(
             name=self.name, unchanged=False, metadata=self.added, current=current, targets=entries,
             versions_before=_versions(self.trusted), versions_after=after,

@@ -38,7 +38,10 @@ from signing.verify import TrustedState, VerifiedRepository, root_versions, trus
 logger = logging.getLogger(__name__)
 
 _GENERATION = re.compile(r"^\d{6}$")
-_METADATA_NAME = re.compile(r"^(?:[1-9][0-9]{0,18}\.)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json$")
+# versioned: "<N>.<role name quoted as clients request it>.json" (signing.paths.role_filename), whose
+# characters are letters, digits, "_.-~" and "%"; unversioned: root.json and timestamp.json
+_VERSIONED_NAME = re.compile(r"^[1-9][0-9]{0,18}\.[A-Za-z0-9._~%-]{1,216}\.json$")
+_UNVERSIONED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json$")
 
 
 class StoreError(AirlockError):
@@ -61,7 +64,11 @@ def write_file(path: Path, data: bytes) -> None:
 
 
 def is_metadata_name(filename: str) -> bool:
-    return bool(_METADATA_NAME.match(filename)) and ".." not in filename
+    """A name that may be a file of the published metadata folder: one path
+    component, never hidden, never ``.`` or ``..``."""
+    if _VERSIONED_NAME.fullmatch(filename):
+        return True  # starts with a digit, holds no "/": a plain file name whatever dots follow
+    return bool(_UNVERSIONED_NAME.fullmatch(filename)) and ".." not in filename
 
 
 class RepositoryStore:

@@ -292,3 +292,53 @@ def test_fast_forward_recovery_may_drop_a_role_the_targets_still_delegate_to(air
     refused = airlock("releases", "approve", "acme", "a/one.bin", "--hardware", "plc-x")
     assert refused.code == 1 and "stops at role 'r1' of acme, which is not listed in the snapshot" in refused.err
     assert airlock("releases", "approve", "acme", "fw/top.bin", "--hardware", "plc-x").code == 0
+
+
+# 3. role names that need quoting ------------------------------------------------------------------------
+
+QUOTED_ROLES = {"?": "q/*", "#": "h/*", "/delegatedrole": "s/*", "../delegatedrole": "d/*", "a(b)": "p/*",
+                "%41": "pct/*"}
+
+
+def test_role_names_that_need_quoting_are_served_to_both_clients(airlock, pinned, home, tmp_path):
+    from tests.support.server import airlock_server
+    from tests.support.tufjs import fetch_with_tufjs
+
+    sim = pinned
+    for n, (role, pattern) in enumerate(QUOTED_ROLES.items()):
+        sim.delegate(role, [pattern])
+        sim.add_target(pattern.replace("*", f"fw-{n}.bin"), f"firmware {n}".encode(), role=role)
+    sim.publish(("targets", *QUOTED_ROLES))
+    out = import_ok(airlock, sim, tmp_path / "usb")
+    assert "ignored" not in out and "unavailable" not in out
+
+    metadata = published_tree(home) / "metadata"
+    names = sorted(p.name for p in metadata.iterdir())
+    assert all(p.is_file() and not p.name.startswith(".") for p in metadata.iterdir())
+    for role in QUOTED_ROLES:
+        assert f"1.{urllib.parse.quote(role, safe='')}.json" in names
+    assert not (home / "public" / "repos" / "delegatedrole.json").exists()
+    assert not (published_tree(home) / "delegatedrole.json").exists()
+
+    targets = {pattern.replace("*", f"fw-{n}.bin"): f"firmware {n}".encode()
+               for n, pattern in enumerate(QUOTED_ROLES.values())}
+    shown = json.loads(airlock("repo", "show", "acme", "--json").out)
+    assert sorted(t["path"] for t in shown["targets"]) == sorted(targets)
+    root = tmp_path / "1.root.json"
+    root.write_bytes(sim.first_root())
+    with airlock_server(home) as base:
+        device = tmp_path / "py-device"
+        (device / "metadata").mkdir(parents=True)
+        updater = Updater(str(device / "metadata"), f"{base}/repos/acme/metadata/", str(device / "targets"),
+                          f"{base}/repos/acme/targets/", bootstrap=sim.first_root())
+        (device / "targets").mkdir()
+        updater.refresh()
+        for path, data in targets.items():
+            info = updater.get_targetinfo(path)
+            assert info is not None, path
+            assert Path(updater.download_target(info)).read_bytes() == data
+        for n, (path, data) in enumerate(targets.items()):
+            result = fetch_with_tufjs(root, tmp_path / f"js-meta-{n}", f"{base}/repos/acme", path,
+                                      tmp_path / f"js-dl-{n}")
+            assert result["ok"], (path, result)
+            assert Path(result["file"]).read_bytes() == data
