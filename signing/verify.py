@@ -146,7 +146,8 @@ def verify_repository(
         return verifier.unchanged()
     verifier.load_snapshot()
     verifier.load_targets()
-    entries, skipped = check_target_files(verifier.refuse, verifier.loaded, verifier.unavailable, bundle_target,
+    entries, skipped = check_target_files(verifier.refuse, {**verifier.expired, **verifier.loaded},
+                                          verifier.unavailable, bundle_target,
                                           store_target, absent_targets_held=absent_targets_held,
                                           max_delegations=limits.client_max_delegations)
     return verifier.result(entries, skipped)
@@ -169,6 +170,8 @@ class _RepositoryVerifier:
         self.new_roots = 0
         self.loaded: dict[str, Metadata] = {}  # targets roles, name -> verified metadata
         self.unavailable: dict[str, str] = {}  # delegated role -> why a client cannot load it
+        self.expired_files: dict[str, tuple[str, int]] = {}  # expired delegated role -> (file, version), served
+        self.expired: dict[str, Metadata] = {}  # expired delegated role -> its metadata, for the report
         self.notes: list[str] = []
         self.summaries: list[RoleSummary] = []
         self.timestamp_data = b""  # the timestamp in force, as read
@@ -343,6 +346,8 @@ class _RepositoryVerifier:
                     self.unavailable[role_name] = "is not listed in the snapshot"
                     continue
                 self.summaries.append(describe_role(role_name, md, parent_md.signed, parent_name))
+                if role_name in self.unavailable:
+                    continue  # expired: verified otherwise, published, but nothing below it is loaded
                 if role_name not in self.loaded:
                     self.loaded[role_name] = md
                     stack.append((role_name, md, (*chain, role_name)))
@@ -383,7 +388,17 @@ class _RepositoryVerifier:
             except tuf_exceptions.RepositoryError as exc:
                 logger.debug("trusted %s not valid as final: %s", role, exc)
         data = self.need(filename, cap)
-        self._apply(filename, data, lambda: tset.update_delegated_targets(data, role, delegator))
+        try:
+            self._apply(filename, data, lambda: tset.update_delegated_targets(data, role, delegator),
+                        pass_expired=role != "targets")
+        except tuf_exceptions.ExpiredMetadataError:
+            # python-tuf checks expiry last: signatures and version are good.  A client's refresh
+            # still works; only its lookups through this role fail, so only those targets are out.
+            md = Metadata.from_bytes(data)
+            self.unavailable[role] = f"expired on {when(md.signed.expires)}"
+            self.expired_files[role] = (filename, md.signed.version)
+            self.expired[role] = md
+            return md
         return Metadata.from_bytes(data)
 
     # outcome and errors ---------------------------------------------------
@@ -395,6 +410,8 @@ class _RepositoryVerifier:
         for role_name, md in self.loaded.items():
             after[role_name] = md.signed.version
             current[role_name] = role_filename(md.signed.version, role_name)
+        for role_name, (filename, version) in self.expired_files.items():
+            after[role_name], current[role_name] = version, filename
         return VerifiedRepository(
             name=self.name, unchanged=False, metadata=self.added, current=current, targets=entries,
             versions_before=_versions(self.trusted), versions_after=after,
@@ -402,9 +419,15 @@ class _RepositoryVerifier:
             roles=self.summaries, skipped=skipped, unavailable_roles=dict(self.unavailable), notes=list(self.notes),
         )
 
-    def _apply(self, filename: str, data: bytes, step: Callable[[], object]) -> None:
+    def _apply(self, filename: str, data: bytes, step: Callable[[], object], *, pass_expired: bool = False) -> None:
+        """Run python-tuf's ``step`` on ``data``; its refusal, translated.
+        With ``pass_expired``, an expired file's error is raised as it is."""
         try:
             step()
+        except tuf_exceptions.ExpiredMetadataError as exc:
+            if pass_expired:
+                raise
+            raise self._from_tuf(filename, exc, data) from None
         except tuf_exceptions.RepositoryError as exc:
             raise self._from_tuf(filename, exc, data) from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

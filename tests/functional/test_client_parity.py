@@ -342,3 +342,30 @@ def test_role_names_that_need_quoting_are_served_to_both_clients(airlock, pinned
                                       tmp_path / f"js-dl-{n}")
             assert result["ok"], (path, result)
             assert Path(result["file"]).read_bytes() == data
+
+
+def test_an_expired_delegated_role_blocks_only_its_own_targets(airlock, pinned, home, tmp_path):
+    """The vendor forgot to re-sign plc-x; a security patch in another role
+    still comes in, as a client would fetch it."""
+    sim = pinned
+    expired = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    sim.delegate("plc-x", ["plc-x/*"])
+    sim.add_target("plc-x/fw.bin", b"X" * 10, role="plc-x")
+    sim.delegated["plc-x"].signed.expires = expired
+    sim.publish(("targets", "plc-x"))
+    _import_at(home, sim.write_bundle(tmp_path / "first"), expired - timedelta(days=1))
+    sim.add_target("gateway/patch.bin", b"P" * 10)
+    sim.publish(("targets",))
+    out = import_ok(airlock, sim, tmp_path / "patch")
+    assert f"role 'plc-x' is unavailable: it expired on {expired:%Y-%m-%d %H:%M:%S} UTC" in out
+
+    updater = client(tmp_path, published_tree(home), sim.first_root())
+    updater.refresh()
+    expected = {p: client_verdict(updater, p) for p in ("gateway/patch.bin", "plc-x/fw.bin")}
+    assert expected == {"gateway/patch.bin": "available", "plc-x/fw.bin": "unavailable"}
+    assert appliance_verdicts(airlock) == expected
+    refused = airlock("releases", "approve", "acme", "plc-x/fw.bin", "--hardware", "plc-x")
+    assert refused.code == 1 and "stops at role 'plc-x' of acme, which expired on" in refused.err
+    assert airlock("releases", "approve", "acme", "gateway/patch.bin", "--hardware", "plc-x").code == 0
+    assert f"role plc-x is unavailable: it expired on {expired:%Y-%m-%d %H:%M:%S} UTC" in \
+        airlock("repo", "show", "acme").out

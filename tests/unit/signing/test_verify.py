@@ -107,13 +107,25 @@ def test_a_reused_version_number_with_other_content_is_refused(sim):
         verify(sim, store=store)
 
 
-def test_expired_delegated_role_names_its_file_and_expiry(sim):
+def test_expired_delegated_role_is_unavailable_naming_its_expiry(sim):
+    """A client's refresh works, and only its lookups through the expired
+    role fail: the role is published (it is genuine) but unavailable."""
     expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
     sim.delegated["plc-x"].signed.expires = expires
     sim.publish(("plc-x",))
-    with pytest.raises(VerificationError) as info:
+    v = verify(sim)
+    assert v.unavailable_roles == {"plc-x": f"expired on {expires:%Y-%m-%d %H:%M:%S} UTC"}
+    assert v.current["plc-x"] == "2.plc-x.json" and "2.plc-x.json" in v.metadata
+    assert [t.path for t in v.targets] == ["docs/readme.txt"]
+    assert [(t.path, t.state) for t in v.skipped] == [("plc-x/fw.bin", "unavailable")]
+    assert "stops at role 'plc-x', which expired on" in v.skipped[0].why
+
+
+def test_expired_top_level_targets_is_still_refused(sim):
+    sim.targets.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    sim.publish(("targets",))
+    with pytest.raises(VerificationError, match=r"targets\.json: expired on"):
         verify(sim)
-    assert f"2.plc-x.json: expired on {expires:%Y-%m-%d %H:%M:%S} UTC" in str(info.value)
 
 
 def test_missing_target_refused_unless_absent_targets_are_held(sim):
