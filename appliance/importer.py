@@ -46,8 +46,6 @@ class ExpiredUnchangedError(AirlockError):
     """The bundle holds nothing newer, and what is served has expired: devices
     refuse it.  Recorded as an unchanged import before it is raised."""
 
-    code = "expired_metadata"
-
 
 @dataclass
 class RepositoryChange:
