@@ -77,6 +77,24 @@ def appliance_verdicts(airlock) -> dict[str, str]:
     return out
 
 
+def tufjs_verdicts(home: Path, sim, tmp_path: Path, paths) -> dict[str, str]:
+    """path -> 'available' / 'unavailable' / 'absent' as tuf-js, another
+    client, sees each over a real `airlock serve`."""
+    from tests.support.server import airlock_server
+    from tests.support.tufjs import fetch_with_tufjs
+
+    root = tmp_path / "tufjs-1.root.json"
+    root.write_bytes(sim.first_root())
+    out = {}
+    with airlock_server(home) as base:
+        for n, path in enumerate(paths):
+            result = fetch_with_tufjs(root, tmp_path / f"tufjs-meta-{n}", f"{base}/repos/acme", path,
+                                      tmp_path / f"tufjs-dl-{n}")
+            out[path] = ("available" if result["ok"] else
+                         "absent" if result["error"] == f"no target {path}" else "unavailable")
+    return out
+
+
 def published_tree(home: Path) -> Path:
     return home / "public" / "repos" / "acme"
 
@@ -155,6 +173,7 @@ def test_delegation_walk_matches_python_tuf(airlock, pinned, home, tmp_path):
     updater.refresh()
     expected = {path: client_verdict(updater, path) for path in listed}
     assert appliance_verdicts(airlock) == expected
+    assert tufjs_verdicts(home, sim, tmp_path, listed) == expected
     # the cases above must not all be one verdict
     assert expected["fw/b/ok.bin"] == expected["t/in-term.bin"] == expected["w/a.bin"] == "available"
     assert expected["w/x/deep.bin"] == "available"
@@ -185,6 +204,7 @@ def test_a_role_missing_from_the_snapshot_makes_only_its_targets_unavailable(air
     updater.refresh()
     verdicts = {p: client_verdict(updater, p) for p in ("a/one.bin", "b/top.bin", "b/nothing.bin")}
     assert verdicts == {"a/one.bin": "available", "b/top.bin": "available", "b/nothing.bin": "unavailable"}
+    assert tufjs_verdicts(home, sim, tmp_path, verdicts) == verdicts
     shown = json.loads(airlock("repo", "show", "acme", "--json").out)
     assert shown["unavailable_roles"] == {"r2": "is not listed in the snapshot"}
     assert sorted(t["path"] for t in shown["targets"]) == ["a/one.bin", "b/top.bin"]
