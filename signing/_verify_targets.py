@@ -20,7 +20,7 @@ from tuf.api.metadata import Metadata, TargetFile
 
 from signing._copy import _new_hash
 from signing.exceptions import UnsafeNameError
-from signing.lookup import AVAILABLE, CLIENT_MAX_DELEGATIONS, resolve_targets
+from signing.lookup import AVAILABLE, CLIENT_MAX_DELEGATIONS, UNAVAILABLE, resolve_targets
 from signing.paths import check_target_path, role_filename, show
 from signing.trust import Refusal
 
@@ -59,6 +59,9 @@ class SkippedTarget:
     role: str
     state: str  # "ignored" (the client never reaches this entry) | "unavailable" (its lookup fails)
     why: str
+    # unavailable only: its hash-prefixed names under targets/, so that copies the appliance holds are
+    # kept for when the role is available again (a re-signed role may come in an incremental bundle)
+    filenames: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {"path": self.path, "role": self.role, "state": self.state, "why": self.why}
@@ -84,12 +87,26 @@ def check_target_files(refuse: Refusal, loaded: dict[str, Metadata], unavailable
     skipped: list[SkippedTarget] = []
     for status in resolve_targets(roles, unavailable=unavailable, max_delegations=max_delegations):
         if status.state != AVAILABLE:
-            skipped.append(SkippedTarget(status.path, status.role, status.state, status.why))
+            names = _safe_filenames(status.path, status.target) if status.state == UNAVAILABLE else ()
+            skipped.append(SkippedTarget(status.path, status.role, status.state, status.why, names))
             continue
         role_file = role_filename(loaded[status.role].signed.version, status.role)
         entries.append(_check_target(refuse, role_file, status.role, status.path, status.target, bundle_target,
                                      store_target, absent_targets_held))
     return entries, skipped
+
+
+def _safe_filenames(path: str, tf: TargetFile) -> tuple[str, ...]:
+    """The hash-prefixed names of a target that are safe paths."""
+    folder, _, base = path.rpartition("/")
+    prefix = f"{folder}/" if folder else ""
+    out = []
+    for digest in tf.hashes.values():
+        try:
+            out.append(check_target_path(f"{prefix}{digest}.{base}"))
+        except UnsafeNameError:
+            continue
+    return tuple(out)
 
 
 def _check_target(refuse: Refusal, role_file: str, role_name: str, path: str, tf: TargetFile,

@@ -161,7 +161,9 @@ class RepositoryStore:
         retired = {n: t for n, t in retired.items()
                    if n not in new_current and datetime.fromisoformat(t) > cutoff}
 
-        targets_now = sorted({f for t in verified.targets for f in t.filenames})
+        # the files of targets behind a role that is unavailable for now (expired, say) stay while held
+        held = {f for t in verified.skipped for f in t.filenames if (self.targets_dir / f).is_file()}
+        targets_now = sorted({f for t in verified.targets for f in t.filenames} | held)
         targets_retired = dict(old.get("targets_retired", {}))
         for rel in old.get("targets", []):
             if rel not in targets_now:

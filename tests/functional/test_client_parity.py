@@ -389,3 +389,34 @@ def test_an_expired_delegated_role_blocks_only_its_own_targets(airlock, pinned, 
     assert airlock("releases", "approve", "acme", "gateway/patch.bin", "--hardware", "plc-x").code == 0
     assert f"role plc-x is unavailable: it expired on {expired:%Y-%m-%d %H:%M:%S} UTC" in \
         airlock("repo", "show", "acme").out
+
+
+def test_targets_behind_an_expired_role_stay_held_for_its_re_signing(airlock, pinned, home, tmp_path,
+                                                                      monkeypatch):
+    """Superseded files go once the grace period is over; those of a role
+    that is only unavailable for now stay, so that the vendor's re-signed
+    role may come in an incremental bundle."""
+    monkeypatch.setenv("AIRLOCK_GRACE_PERIOD", "0")
+    sim = pinned
+    expired = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    sim.delegate("plc-x", ["plc-x/*"])
+    sim.add_target("plc-x/fw.bin", b"X" * 10, role="plc-x")
+    sim.delegated["plc-x"].signed.expires = expired
+    sim.publish(("targets", "plc-x"))
+    _import_at(home, sim.write_bundle(tmp_path / "first"), expired - timedelta(days=1))
+    sim.add_target("gateway/patch.bin", b"P" * 10)
+    sim.publish(("targets",))
+    import_ok(airlock, sim, tmp_path / "patch")
+    sim.add_target("gateway/patch-2.bin", b"Q" * 10)
+    sim.publish(("targets",))
+    import_ok(airlock, sim, tmp_path / "patch-2")  # the grace period (0 s) is over for the first tree
+    assert list((published_tree(home) / "targets" / "plc-x").glob("*.fw.bin"))
+
+    sim.delegated["plc-x"].signed.expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    sim.publish(("plc-x",))
+    r = airlock("import", sim.write_bundle(tmp_path / "re-signed", include_targets=False))
+    assert r.code == 0, r.err
+    updater = client(tmp_path, published_tree(home), sim.first_root())
+    updater.refresh()
+    assert client_verdict(updater, "plc-x/fw.bin") == "available"
+    assert appliance_verdicts(airlock)["plc-x/fw.bin"] == "available"
