@@ -47,6 +47,9 @@ class ExpiredUnchangedError(AirlockError):
     refuse it.  Recorded as an unchanged import before it is raised."""
 
 
+MAX_SKIPPED_LINES = 20  # ignored or unavailable targets named one per line; repo show lists them all
+
+
 @dataclass
 class RepositoryChange:
     name: str
@@ -67,7 +70,10 @@ class RepositoryChange:
         out += [f"  {self.name}: role {show(r)} is unavailable: it {why}; targets behind it are not served"
                 for r, why in sorted(self.unavailable_roles.items())]
         out += [f"  {self.name}: {s['state']} target {show(s['path'])} listed by {show(s['role'])}: {s['why']}"
-                for s in self.skipped]
+                for s in self.skipped[:MAX_SKIPPED_LINES]]
+        if len(self.skipped) > MAX_SKIPPED_LINES:
+            out.append(f"  {self.name}: ... and {len(self.skipped) - MAX_SKIPPED_LINES} more targets no client "
+                       f"finds there: see `airlock repo show {self.name}`")
         return out
 
 

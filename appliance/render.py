@@ -71,8 +71,11 @@ def render_trust_report(report) -> str:
         if imp["status"] == "refused" or imp.get("reason"):
             lines.append(f"      reason: {_safe(imp['reason'])}")
         lines.extend(f"      {_safe(note)}" for note in detail.get("notes", []))
+        skipped = detail.get("skipped", [])
         lines.extend(f"      {s['state']}: {_safe(s['path'])} ({_safe(s['role'])}): {_safe(s['why'])}"
-                     for s in detail.get("skipped", []))
+                     for s in skipped[:20])
+        if len(skipped) > 20:
+            lines.append(f"      ... and {len(skipped) - 20} more")
         if imp["status"] != "refused" and detail and not detail.get("unchanged"):
             before, after = detail.get("versions_before", {}), detail.get("versions_after", {})
             changes = ", ".join(f"{k} {before.get(k, 'none')}->{v}" for k, v in after.items() if before.get(k) != v)
