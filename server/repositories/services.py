@@ -210,7 +210,20 @@ def remove_repository(settings: Settings, name: str, operator: str, *, archive: 
 
 
 def trust_report(settings: Settings, name: str, now: datetime | None = None) -> TrustReport:
-    """The whole trust state of a repository, from the files it serves."""
+    """The whole trust state of a repository, from the files it serves; its
+    targets sorted as a device's client sees them at ``now``."""
+    now = now or utcnow()
+    report = _roles_report(settings, name, now)
+    state = RepositoryStore(settings.public_dir, name).trusted_state()
+    report.targets = []
+    if "targets" in state.roles:
+        _add_targets(report, state, now)
+    return report
+
+
+def _roles_report(settings: Settings, name: str, now: datetime | None = None) -> TrustReport:
+    """The roles, keys and history of a repository, from the files it serves
+    (with every listed target; :func:`trust_report` sorts them)."""
     info = get_repository(name)
     now = now or utcnow()
     store = RepositoryStore(settings.public_dir, name)
@@ -220,6 +233,7 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
     for role in ("timestamp", "snapshot"):
         if role in state.roles:
             roles.append(_role_state(role, Metadata.from_bytes(state.roles[role]), root_md.signed, "root", now))
+    targets: list[dict] = []
     if "targets" in state.roles:
         queue: list[tuple[str, Metadata[Targets], Root | Targets, str]] = [
             ("targets", Metadata[Targets].from_bytes(state.roles["targets"]), root_md.signed, "root")]
@@ -230,16 +244,16 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
                 continue
             seen.add((delegator_name, role))
             roles.append(_role_state(role, md, delegator, delegator_name, now))
+            for path, tf in sorted(md.signed.targets.items()):
+                targets.append({"path": path, "length": tf.length, "hashes": dict(tf.hashes),
+                                "custom": custom_of(tf), "role": role})
             if md.signed.delegations and md.signed.delegations.roles:
                 for child in md.signed.delegations.roles.values():
                     if child.name in state.roles:
                         queue.append((child.name, Metadata[Targets].from_bytes(state.roles[child.name]), md.signed,
                                       role))
-    report = TrustReport(repository=info, root_versions=store.root_versions(), roles=roles, targets=[],
-                         imports=[e.to_dict() for e in import_history(name)])
-    if "targets" in state.roles:
-        _add_targets(report, state, now)
-    return report
+    return TrustReport(repository=info, root_versions=store.root_versions(), roles=roles, targets=targets,
+                       imports=[e.to_dict() for e in import_history(name)])
 
 
 def _add_targets(report: TrustReport, state, now: datetime) -> None:
