@@ -42,6 +42,14 @@ class StagingSpaceError(AirlockError):
     """The appliance has no room for the bundle's files."""
 
 
+class ExpiredUnchangedError(AirlockError):
+    """The bundle holds nothing newer, and what is served has expired: devices
+    refuse it.  Recorded as an unchanged import before it is raised."""
+
+
+MAX_SKIPPED_LINES = 20  # ignored or unavailable targets named one per line; repo show lists them all
+
+
 @dataclass
 class RepositoryChange:
     name: str
@@ -50,6 +58,23 @@ class RepositoryChange:
     versions_after: dict[str, int]
     targets_added: list[str]
     targets_removed: list[str]
+    skipped: list[dict] = field(default_factory=list)  # listed targets no client fetches there: path, role, why
+    unavailable_roles: dict[str, str] = field(default_factory=dict)  # role -> why a client cannot load it
+    notes: list[str] = field(default_factory=list)
+    stale: str | None = None  # unchanged, and this served file has expired (which, since when)
+
+    def lines(self) -> list[str]:
+        """What a security officer should read besides the versions, one
+        escaped line each."""
+        out = [f"  {self.name}: {n}" for n in self.notes]
+        out += [f"  {self.name}: role {show(r)} is unavailable: it {why}; targets behind it are not served"
+                for r, why in sorted(self.unavailable_roles.items())]
+        out += [f"  {self.name}: {s['state']} target {show(s['path'])} listed by {show(s['role'])}: {s['why']}"
+                for s in self.skipped[:MAX_SKIPPED_LINES]]
+        if len(self.skipped) > MAX_SKIPPED_LINES:
+            out.append(f"  {self.name}: ... and {len(self.skipped) - MAX_SKIPPED_LINES} more targets no client "
+                       f"finds there: see `airlock repo show {self.name}`")
+        return out
 
 
 @dataclass
@@ -64,17 +89,27 @@ class ImportResult:
     @property
     def message(self) -> str:
         if self.status == "unchanged":
-            return (f"already imported: bundle sha256:{self.bundle_digest[:16]}... holds nothing newer than "
-                    "what is served; nothing changed")
+            notes = [f"repository {show(r.name)}: {n}; nothing changed" for r in self.repositories for n in r.notes]
+            return "\n".join(notes) or (f"already imported: bundle sha256:{self.bundle_digest[:16]}... holds "
+                                         "nothing newer than what is served; nothing changed")
         parts = []
+        details: list[str] = []
         for r in self.repositories:
+            details += r.lines()
             if r.unchanged:
-                parts.append(f"{r.name}: unchanged")
+                parts.append(f"{r.name}: unchanged" + (f" ({expired_line(r.name, r.stale)})" if r.stale else ""))
                 continue
             ver = ", ".join(f"{role} {r.versions_before.get(role, 'none')}->{v}"
                             for role, v in r.versions_after.items() if r.versions_before.get(role) != v)
             parts.append(f"{r.name}: {ver}; targets +{len(r.targets_added)} -{len(r.targets_removed)}")
-        return "imported: " + "; ".join(parts)
+        return "\n".join(["imported: " + "; ".join(parts), *details])
+
+
+def expired_line(name: str, stale: str) -> str:
+    """The served ``stale`` file has expired and the bundle holds nothing
+    newer: what devices do, and what to do."""
+    return (f"repository {show(name)}: the bundle holds nothing newer, and the served {stale}: devices refuse "
+            "this repository's metadata until a delivery with newer metadata; ask the vendor for one")
 
 
 class _ImportLock:
@@ -137,9 +172,16 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                     v, grace_period=settings.grace_period, now=now, publication=publication)
             status = "accepted" if changed else "unchanged"
             changes = [_change(v) for v in verified]
+            stale = [expired_line(c.name, c.stale) for c in changes if c.stale]
+            if not changed and stale:
+                reason = "; ".join(stale) + "; nothing changed"
+                _record(started, operator, source, digest, status, reason, names, changes)
+                raise ExpiredUnchangedError(reason)
             record_id = _record(started, operator, source, digest, status, None, names, changes,
                                 token if changed else None)
             return ImportResult(record_id, status, digest, staged.files, staged.total_bytes, changes)
+        except ExpiredUnchangedError:
+            raise  # recorded above, as unchanged
         except AirlockError as exc:
             digest = staged.digest if staged is not None else digest
             _record(started, operator, source, digest, "refused", str(exc), names, [])
@@ -195,12 +237,16 @@ def _check_free_space(settings: Settings, needed: int) -> None:
 
 def _change(v: VerifiedRepository) -> RepositoryChange:
     return RepositoryChange(v.name, v.unchanged, v.versions_before, v.versions_after, v.targets_added,
-                            v.targets_removed)
+                            v.targets_removed, [s.to_dict() for s in v.skipped], dict(v.unavailable_roles),
+                            list(v.notes), v.stale)
 
 
 def _change_dict(c: RepositoryChange) -> dict:
-    return {"unchanged": c.unchanged, "versions_before": c.versions_before, "versions_after": c.versions_after,
-            "targets_added": c.targets_added, "targets_removed": c.targets_removed}
+    out = {"unchanged": c.unchanged, "versions_before": c.versions_before, "versions_after": c.versions_after,
+           "targets_added": c.targets_added, "targets_removed": c.targets_removed}
+    extra = {"skipped": c.skipped, "unavailable_roles": c.unavailable_roles, "notes": c.notes, "stale": c.stale}
+    out.update({k: v for k, v in extra.items() if v})  # records stay as they were when there is nothing to add
+    return out
 
 
 def _record(started: str, operator: str, source: Path, digest: str | None, status: str, reason: str | None,

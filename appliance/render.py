@@ -48,6 +48,16 @@ def render_trust_report(report) -> str:
             hardware = ", ".join(_safe(h) for h in custom.get("hardware", []))
             extra = f"  version {_safe(custom.get('version', '?'))} for {hardware}"
         lines.append(f"  {_safe(t['path'])}  {t['length']} bytes  ({t['role']}){extra}")
+    if report.refresh_problem:
+        lines.append(f"  devices cannot refresh: {_safe(report.refresh_problem)}; nothing is offered until a "
+                     "delivery with newer metadata")
+    for role, why in sorted(report.unavailable_roles.items()):
+        lines.append(f"  role {_safe(role)} is unavailable: it {_safe(why)}")
+    for title, rows in (("unavailable targets (a client's lookup fails)", report.unavailable),
+                        ("ignored targets (listed, but no client finds them there)", report.ignored)):
+        if rows:
+            lines.append(f"{title}: {len(rows)}")
+            lines.extend(f"  {_safe(t['path'])}  ({_safe(t['role'])}): {_safe(t['why'])}" for t in rows)
     lines.append("")
     lines.append("imports:")
     if not report.imports:
@@ -58,9 +68,15 @@ def render_trust_report(report) -> str:
         if imp["bundle_digest"]:
             line += f" sha256:{imp['bundle_digest'][:16]}..."
         lines.append(line)
-        if imp["status"] == "refused":
+        if imp["status"] == "refused" or imp.get("reason"):
             lines.append(f"      reason: {_safe(imp['reason'])}")
-        elif detail and not detail.get("unchanged"):
+        lines.extend(f"      {_safe(note)}" for note in detail.get("notes", []))
+        skipped = detail.get("skipped", [])
+        lines.extend(f"      {s['state']}: {_safe(s['path'])} ({_safe(s['role'])}): {_safe(s['why'])}"
+                     for s in skipped[:20])
+        if len(skipped) > 20:
+            lines.append(f"      ... and {len(skipped) - 20} more")
+        if imp["status"] != "refused" and detail and not detail.get("unchanged"):
             before, after = detail.get("versions_before", {}), detail.get("versions_after", {})
             changes = ", ".join(f"{k} {before.get(k, 'none')}->{v}" for k, v in after.items() if before.get(k) != v)
             lines.append(f"      {changes}")

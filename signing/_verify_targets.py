@@ -1,10 +1,11 @@
 """The last step of verification: the target files every verified role lists.
 
-First, from the metadata alone (:func:`check_target_files`): each target's
-path is safe and inside the paths its role was delegated, its hash
-algorithms can be checked, and its file is in the bundle (with the signed
-length), already on the appliance, or (an incremental bundle checked by
-``airlock-sign verify``) allowed to be absent.  Then, once the bundle's
+First, from the metadata alone (:func:`check_target_files`): each listed
+path is safe; each target a client's lookup finds in the role listing it
+(:mod:`signing.lookup`) has hash algorithms that can be checked and its file
+in the bundle (with the signed length), already on the appliance, or (an
+incremental bundle checked by ``airlock-sign verify``) allowed to be absent.
+The other listed targets are skipped, each with the reason.  Then, once the bundle's
 copies are staged (:func:`wanted_targets`, :func:`complete_targets`), every
 copy's length and every listed hash.
 """
@@ -15,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuf.api.metadata import Metadata, SuccinctRoles, TargetFile
+from tuf.api.metadata import Metadata, TargetFile
 
 from signing._copy import _new_hash
 from signing.exceptions import UnsafeNameError
-from signing.paths import check_target_path, show
+from signing.lookup import AVAILABLE, CLIENT_MAX_DELEGATIONS, UNAVAILABLE, resolve_targets
+from signing.paths import check_target_path, role_filename, show
 from signing.trust import Refusal
 
 # lookup(relpath under targets/) -> the file's size in bytes, or None when absent
@@ -48,32 +50,63 @@ class TargetEntry:
     bundle_relpath: str | None = None  # the bundle's file to copy; None when the store holds it
 
 
-def check_target_files(refuse: Refusal, loaded: dict[str, Metadata], scope: dict[str, list],
+@dataclass(frozen=True)
+class SkippedTarget:
+    """A target a role lists that no client would fetch through it: accepted
+    with the repository, but neither served, offered nor required."""
+
+    path: str
+    role: str
+    state: str  # "ignored" (the client never reaches this entry) | "unavailable" (its lookup fails)
+    why: str
+    # unavailable only: its hash-prefixed names under targets/, so that copies the appliance holds are
+    # kept for when the role is available again (a re-signed role may come in an incremental bundle)
+    filenames: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "role": self.role, "state": self.state, "why": self.why}
+
+
+def check_target_files(refuse: Refusal, loaded: dict[str, Metadata], unavailable: dict[str, str],
                        bundle_target: TargetLookup, store_target: TargetLookup, *,
-                       absent_targets_held: bool) -> list[TargetEntry]:
-    """Every target of every role in ``loaded`` (role -> verified metadata);
-    ``scope`` gives the delegations each role was reached through."""
-    entries: list[TargetEntry] = []
+                       absent_targets_held: bool, max_delegations: int = CLIENT_MAX_DELEGATIONS,
+                       ) -> tuple[list[TargetEntry], list[SkippedTarget]]:
+    """Every target of every role in ``loaded`` (role -> verified metadata)
+    that a client's lookup finds in that role, checked; and those it does
+    not (:mod:`signing.lookup`), with why.  ``unavailable`` names the
+    delegated roles a client cannot load (role -> why).  Every listed path
+    must be safe, found or not."""
     for role_name, md in loaded.items():
-        role_file = f"{md.signed.version}.{role_name}.json"
-        for path, tf in md.signed.targets.items():
+        for path in md.signed.targets:
             try:
                 check_target_path(path)
             except UnsafeNameError as exc:
-                raise refuse(role_file, str(exc)) from None
-            if role_name != "targets" and not any(_delegates(r, role_name, path) for r in scope[role_name]):
-                raise refuse(role_file, f"lists target {show(path)} outside the paths delegated to "
-                             f"{show(role_name)}", "the vendor must sign it with the role that owns that path")
-            entries.append(_check_target(refuse, role_file, role_name, path, tf, bundle_target, store_target,
-                                         absent_targets_held))
-    return entries
+                raise refuse(role_filename(md.signed.version, role_name), str(exc)) from None
+    roles = {name: md.signed for name, md in loaded.items()}
+    entries: list[TargetEntry] = []
+    skipped: list[SkippedTarget] = []
+    for status in resolve_targets(roles, unavailable=unavailable, max_delegations=max_delegations):
+        if status.state != AVAILABLE:
+            names = _safe_filenames(status.path, status.target) if status.state == UNAVAILABLE else ()
+            skipped.append(SkippedTarget(status.path, status.role, status.state, status.why, names))
+            continue
+        role_file = role_filename(loaded[status.role].signed.version, status.role)
+        entries.append(_check_target(refuse, role_file, status.role, status.path, status.target, bundle_target,
+                                     store_target, absent_targets_held))
+    return entries, skipped
 
 
-def _delegates(role: object, role_name: str, path: str) -> bool:
-    """Whether the delegation ``role`` hands ``path`` to ``role_name``."""
-    if isinstance(role, SuccinctRoles):
-        return role.get_role_for_target(path) == role_name
-    return role.is_delegated_path(path)  # type: ignore[attr-defined]
+def _safe_filenames(path: str, tf: TargetFile) -> tuple[str, ...]:
+    """The hash-prefixed names of a target that are safe paths."""
+    folder, _, base = path.rpartition("/")
+    prefix = f"{folder}/" if folder else ""
+    out = []
+    for digest in tf.hashes.values():
+        try:
+            out.append(check_target_path(f"{prefix}{digest}.{base}"))
+        except UnsafeNameError:
+            continue
+    return tuple(out)
 
 
 def _check_target(refuse: Refusal, role_file: str, role_name: str, path: str, tf: TargetFile,

@@ -12,6 +12,7 @@ same names with the same message.
 
 import re
 import unicodedata
+from urllib.parse import quote
 
 from signing.exceptions import RepositoryNameError, UnsafeNameError
 
@@ -23,6 +24,7 @@ MAX_REPO_NAME = 63  # characters: one DNS label, so the name fits a host name or
 _REPO_NAME = re.compile(rf"[a-z0-9][a-z0-9-]{{0,{MAX_REPO_NAME - 1}}}")
 _ROLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TOP_LEVEL = {"root", "timestamp", "snapshot", "targets"}
+MAX_ROLE_FILE_NAME = 240  # bytes: a delegated role's quoted file name, "<version>.<quoted name>.json"
 
 
 def show(name: str) -> str:
@@ -52,6 +54,32 @@ def check_role_name(name: str) -> str:
         raise UnsafeNameError(
             f"role name {show(name)} is reserved for a top-level role"
         )
+    return name
+
+
+def role_filename(version: int, role: str) -> str:
+    """The file a role's metadata is published under, as TUF clients request
+    it: ``<version>.<name>.json`` with the name URL-quoted as python-tuf
+    quotes it (``quote(name, "")``; tuf-js's ``encodeURIComponent`` asks for
+    the same file, since the server decodes either).  Quoting leaves only
+    letters, digits, ``_.-~`` and ``%``: never a ``/``, and the version
+    prefix means never a hidden file nor ``.`` or ``..``."""
+    if role in ("root", "timestamp"):
+        return f"{version}.{role}.json"
+    return f"{version}.{quote(role, safe='')}.json"
+
+
+def check_delegated_role_name(name: str) -> str:
+    """Return ``name`` if a delegated role of a vendor's repository may use
+    it: any TUF role name, so long as its file name (:func:`role_filename`)
+    stays within :data:`MAX_ROLE_FILE_NAME` bytes."""
+    if not isinstance(name, str) or not name:
+        raise UnsafeNameError("a delegated role has an empty name")
+    if name in _TOP_LEVEL:
+        raise UnsafeNameError(f"role name {show(name)} is reserved for a top-level role")
+    if len(role_filename(10**18, name)) > MAX_ROLE_FILE_NAME:
+        raise UnsafeNameError(f"role name {show(name)[:60]}... is too long: its quoted file name would be over "
+                              f"{MAX_ROLE_FILE_NAME} bytes")
     return name
 
 

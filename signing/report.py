@@ -100,6 +100,9 @@ class BundleReport:
                      "role": t.role, "in_bundle": t.bundle_relpath is not None}
                     for t in sorted(repo.targets, key=lambda t: t.path)
                 ],
+                "skipped_targets": [t.to_dict() for t in repo.skipped],
+                "unavailable_roles": repo.unavailable_roles,
+                "notes": repo.notes,
             })
         return out
 
@@ -118,6 +121,12 @@ class BundleReport:
                 custom = f" {t.custom}" if t.custom else ""
                 absent = "" if t.bundle_relpath is not None else "  (not in bundle: the appliance must hold it)"
                 lines.append(f"    {show(t.path)[1:-1]}  {t.length} bytes{custom}{absent}")
+            for role, why in sorted(repo.unavailable_roles.items()):
+                lines.append(f"  role {show(role)} is unavailable: it {why}; targets behind it are not served")
+            for skipped in repo.skipped:
+                lines.append(f"  {skipped.state} target {show(skipped.path)} listed by {show(skipped.role)}: "
+                             f"{skipped.why}")
+            lines.extend(f"  {note}" for note in repo.notes)
         return "\n".join(lines)
 
 

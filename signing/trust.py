@@ -13,7 +13,7 @@ from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
 from tuf.api.serialization import DeserializationError
 
 from signing.exceptions import AirlockError, VerificationError
-from signing.paths import show
+from signing.paths import role_filename, show
 
 MAX_LENGTH = {  # bytes, ngclient's defaults
     "root": 512_000,
@@ -162,7 +162,7 @@ def trusted_state_from(lookup: MetadataLookup, latest_root_version: int) -> Trus
     state.roles["snapshot"] = snap
     for filename, meta in Metadata[Snapshot].from_bytes(snap).signed.meta.items():
         role = filename[: -len(".json")]
-        data = lookup(f"{meta.version}.{role}.json", MAX_LENGTH["targets"])
+        data = lookup(role_filename(meta.version, role), MAX_LENGTH["targets"])
         if data is not None:
             state.roles[role] = data
     return state

@@ -10,9 +10,19 @@ set), driven in the client's order, one step per role as python-tuf's
 2. the timestamp (the trusted one first, for rollback protection);
 3. the snapshot;
 4. top-level targets, then *every* delegated role in the graph, not only
-   those on the way to some target (depth first; a cycle is refused);
-5. every target file: safe path, inside its role's delegation, length and
-   (once copied, :mod:`signing._verify_targets`) every listed hash.
+   those on the way to some target (depth first; a cycle is refused); a
+   role the snapshot does not list is *unavailable*, as it is to a client,
+   and nothing below it is loaded;
+5. every listed target path is safe; every target a client's lookup finds
+   (:mod:`signing.lookup`) has its file, length and (once copied,
+   :mod:`signing._verify_targets`) every listed hash checked.  A target no
+   client would fetch through the role listing it (outside its delegated
+   paths, behind an unavailable role) is skipped and reported, not served.
+
+When the bundle holds nothing newer (:func:`verify_repository` returns
+``unchanged``), what is already served is still checked as a client would
+at ``now``: an expired timestamp, snapshot or top-level targets is named in
+:attr:`VerifiedRepository.stale`.
 
 Every limit is in :class:`VerifierLimits`, passed in.  Metadata bytes are
 kept as read, so that what is published is byte for byte what the vendor
@@ -23,15 +33,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tuf.api import exceptions as tuf_exceptions
-from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.metadata import Metadata, Root
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType
 
 from signing._verify_targets import (  # noqa: F401 - re-exported: the verifier's vocabulary
+    SkippedTarget,
     TargetEntry,
     TargetLookup,
     check_target_files,
@@ -40,7 +51,8 @@ from signing._verify_targets import (  # noqa: F401 - re-exported: the verifier'
     wanted_targets,
 )
 from signing.exceptions import UnsafeNameError, VerificationError
-from signing.paths import check_role_name, show
+from signing.lookup import CLIENT_MAX_DELEGATIONS, resolve_targets, targets_roles
+from signing.paths import check_delegated_role_name, role_filename
 from signing.trust import (  # noqa: F401 - re-exported: the verifier's vocabulary
     MAX_LENGTH,
     MetadataLookup,
@@ -67,6 +79,7 @@ class VerifierLimits:
 
     max_root_rotations: int = 256  # root versions one bundle may add, as ngclient
     max_delegations: int = 10_000  # (delegator, role) edges walked in one repository
+    client_max_delegations: int = CLIENT_MAX_DELEGATIONS  # roles one client lookup visits, as ngclient
     root_max_length: int = MAX_LENGTH["root"]  # bytes
     timestamp_max_length: int = MAX_LENGTH["timestamp"]  # bytes
     snapshot_max_length: int = MAX_LENGTH["snapshot"]  # bytes, when the timestamp lists no length
@@ -87,6 +100,10 @@ class VerifiedRepository:
     targets_before: set[str]
     targets_after: set[str]
     roles: list[RoleSummary]
+    skipped: list[SkippedTarget] = field(default_factory=list)  # listed, but no client fetches them there
+    unavailable_roles: dict[str, str] = field(default_factory=dict)  # delegated role -> why a client cannot load it
+    notes: list[str] = field(default_factory=list)  # what a security officer should know, one line each
+    stale: str | None = None  # unchanged, but what is served fails a client's refresh: which file, since when
 
     @property
     def targets_added(self) -> list[str]:
@@ -126,12 +143,14 @@ def verify_repository(
                                    now=now or datetime.now(UTC), limits=limits)
     verifier.load_root()
     if verifier.load_timestamp() and verifier.new_roots == 0:
-        return _unchanged(name, trusted)
+        return verifier.unchanged()
     verifier.load_snapshot()
     verifier.load_targets()
-    entries = check_target_files(verifier.refuse, verifier.loaded, verifier.scope, bundle_target, store_target,
-                                 absent_targets_held=absent_targets_held)
-    return verifier.result(entries)
+    entries, skipped = check_target_files(verifier.refuse, {**verifier.expired, **verifier.loaded},
+                                          verifier.unavailable, bundle_target,
+                                          store_target, absent_targets_held=absent_targets_held,
+                                          max_delegations=limits.client_max_delegations)
+    return verifier.result(entries, skipped)
 
 
 class _RepositoryVerifier:
@@ -150,7 +169,10 @@ class _RepositoryVerifier:
         self.added: dict[str, bytes] = {}  # files the new tree adds, name -> bytes
         self.new_roots = 0
         self.loaded: dict[str, Metadata] = {}  # targets roles, name -> verified metadata
-        self.scope: dict[str, list] = {}  # role -> the delegations it was reached through
+        self.unavailable: dict[str, str] = {}  # delegated role -> why a client cannot load it
+        self.expired_files: dict[str, tuple[str, int]] = {}  # expired delegated role -> (file, version), served
+        self.expired: dict[str, Metadata] = {}  # expired delegated role -> its metadata, for the report
+        self.notes: list[str] = []
         self.summaries: list[RoleSummary] = []
         self.timestamp_data = b""  # the timestamp in force, as read
         self.snapshot_file = ""  # its versioned name
@@ -235,21 +257,42 @@ class _RepositoryVerifier:
         except tuf_exceptions.EqualVersionNumberError:
             known = self.trusted.roles.get("timestamp") or b""
             if data != known and not same_signed_content(data, known):
-                raise self.refuse("timestamp.json", f"version {tset.timestamp.version} is already trusted with "
-                                  "different content (a version number was reused)",
-                                  "the vendor must publish a new timestamp version") from None
+                # a client keeps its trusted timestamp and carries on: nothing is newer
+                self.notes.append(f"timestamp.json: the bundle's timestamp version {tset.timestamp.version} differs "
+                                  f"from the trusted timestamp version {tset.timestamp.version} (the vendor re-signed "
+                                  "it with other content); kept the trusted one, as a client does: nothing newer")
             unchanged = True
         except tuf_exceptions.RepositoryError as exc:
             raise self._from_tuf("timestamp.json", exc, data) from None
         except Exception as exc:  # noqa: BLE001
             raise self.refuse("timestamp.json", f"not valid TUF timestamp metadata ({exc})") from None
-        if unchanged and tset.timestamp.is_expired(self.now):
+        if unchanged and self.new_roots and tset.timestamp.is_expired(self.now):
             raise self.refuse("timestamp.json", f"expired on {when(tset.timestamp.expires)}",
                               "ask the vendor to re-sign it with a later expiry")
         if not unchanged:
             self.added["timestamp.json"] = data
-        self.timestamp_data = data
+            self.timestamp_data = data
+        else:
+            self.timestamp_data = self.trusted.roles.get("timestamp") or data
         return unchanged
+
+    def unchanged(self) -> VerifiedRepository:
+        """Nothing newer: what a client's refresh of the served repository
+        meets now (an expired snapshot or top-level targets), named."""
+        out = _unchanged(self.name, self.trusted)
+        out.notes = list(self.notes)
+        snap = self.trusted.roles.get("snapshot")
+        if self.tset.timestamp.is_expired(self.now):
+            out.stale = f"timestamp.json expired on {when(self.tset.timestamp.expires)}"
+        elif snap is not None:
+            snapshot = Metadata.from_bytes(snap).signed
+            if snapshot.is_expired(self.now):
+                out.stale = f"{snapshot.version}.snapshot.json expired on {when(snapshot.expires)}"
+            elif "targets" in self.trusted.roles:
+                top = Metadata.from_bytes(self.trusted.roles["targets"]).signed
+                if top.is_expired(self.now):
+                    out.stale = f"{top.version}.targets.json expired on {when(top.expires)}"
+        return out
 
     # 3. snapshot ----------------------------------------------------------
     def load_snapshot(self) -> None:
@@ -275,17 +318,17 @@ class _RepositoryVerifier:
         """Top-level targets, then every role in the delegation graph, depth
         first with each role's chain of delegators (to name a cycle)."""
         top = self._load_targets_role("targets", "root")
+        assert top is not None, "top-level targets is always in the snapshot"
         self.loaded["targets"] = top
-        self.scope["targets"] = []
         self.summaries.append(describe_role("targets", top, self.tset.root, "root"))
         edges: set[tuple[str, str]] = set()
         stack: list[tuple[str, Metadata, tuple[str, ...]]] = [("targets", top, ("targets",))]
         while stack:
             parent_name, parent_md, chain = stack.pop()
-            for role_name, role in reversed(self._delegations_of(parent_name, parent_md)):
-                parent_file = f"{parent_md.signed.version}.{parent_name}.json"
+            for role_name, _role in reversed(self._delegations_of(parent_name, parent_md)):
+                parent_file = role_filename(parent_md.signed.version, parent_name)
                 try:
-                    check_role_name(role_name)
+                    check_delegated_role_name(role_name)
                 except UnsafeNameError as exc:
                     raise self.refuse(parent_file, str(exc)) from None
                 if role_name in chain:
@@ -299,8 +342,12 @@ class _RepositoryVerifier:
                     raise self.refuse(parent_file, f"more than {self.limits.max_delegations} delegations in the "
                                       "repository", "the vendor must use fewer roles (or succinct hash bins)")
                 md = self._load_targets_role(role_name, parent_name)
-                self.scope.setdefault(role_name, []).append(role)
+                if md is None:
+                    self.unavailable[role_name] = "is not listed in the snapshot"
+                    continue
                 self.summaries.append(describe_role(role_name, md, parent_md.signed, parent_name))
+                if role_name in self.unavailable:
+                    continue  # expired: verified otherwise, published, but nothing below it is loaded
                 if role_name not in self.loaded:
                     self.loaded[role_name] = md
                     stack.append((role_name, md, (*chain, role_name)))
@@ -311,7 +358,7 @@ class _RepositoryVerifier:
         delegations = parent_md.signed.delegations
         if delegations is None:
             return []
-        parent_file = f"{parent_md.signed.version}.{parent_name}.json"
+        parent_file = role_filename(parent_md.signed.version, parent_name)
         if delegations.roles is not None:
             for r in delegations.roles.values():
                 refuse_duplicate_key_values(self.refuse, parent_file, r.name, r.keyids, delegations.keys)
@@ -320,15 +367,17 @@ class _RepositoryVerifier:
         refuse_duplicate_key_values(self.refuse, parent_file, "succinct roles", succinct.keyids, delegations.keys)
         return [(n, succinct) for n in succinct.get_roles()]
 
-    def _load_targets_role(self, role: str, delegator: str) -> Metadata:
+    def _load_targets_role(self, role: str, delegator: str) -> Metadata | None:
         """The version of ``role`` the snapshot names: the trusted copy if it
-        is still valid as final, else the bundle's."""
+        is still valid as final, else the bundle's.  None when the snapshot
+        does not list it: a client's lookup fails there, and only there."""
         tset = self.tset
         meta = tset.snapshot.meta.get(f"{role}.json")
         if meta is None:
-            raise self.refuse(f"{tset.snapshot.version}.snapshot.json",
-                              f"role {show(role)} is delegated by {show(delegator)} but missing from the snapshot")
-        filename = f"{meta.version}.{role}.json"
+            if role == "targets":
+                raise self.refuse(f"{tset.snapshot.version}.snapshot.json", "does not list targets.json")
+            return None
+        filename = role_filename(meta.version, role)
         cap = meta.length or self.limits.targets_max_length
         local = self.trusted.roles.get(role)
         if local is not None:
@@ -339,28 +388,46 @@ class _RepositoryVerifier:
             except tuf_exceptions.RepositoryError as exc:
                 logger.debug("trusted %s not valid as final: %s", role, exc)
         data = self.need(filename, cap)
-        self._apply(filename, data, lambda: tset.update_delegated_targets(data, role, delegator))
+        try:
+            self._apply(filename, data, lambda: tset.update_delegated_targets(data, role, delegator),
+                        pass_expired=role != "targets")
+        except tuf_exceptions.ExpiredMetadataError:
+            # python-tuf checks expiry last: signatures and version are good.  A client's refresh
+            # still works; only its lookups through this role fail, so only those targets are out.
+            md = Metadata.from_bytes(data)
+            self.unavailable[role] = f"expired on {when(md.signed.expires)}"
+            self.expired_files[role] = (filename, md.signed.version)
+            self.expired[role] = md
+            return md
         return Metadata.from_bytes(data)
 
     # outcome and errors ---------------------------------------------------
-    def result(self, entries: list[TargetEntry]) -> VerifiedRepository:
+    def result(self, entries: list[TargetEntry], skipped: list[SkippedTarget]) -> VerifiedRepository:
         tset = self.tset
         after = {"root": tset.root.version, "timestamp": tset.timestamp.version, "snapshot": tset.snapshot.version}
         current = {"root": f"{tset.root.version}.root.json", "timestamp": "timestamp.json",
                    "snapshot": self.snapshot_file}
         for role_name, md in self.loaded.items():
             after[role_name] = md.signed.version
-            current[role_name] = f"{md.signed.version}.{role_name}.json"
+            current[role_name] = role_filename(md.signed.version, role_name)
+        for role_name, (filename, version) in self.expired_files.items():
+            after[role_name], current[role_name] = version, filename
         return VerifiedRepository(
             name=self.name, unchanged=False, metadata=self.added, current=current, targets=entries,
             versions_before=_versions(self.trusted), versions_after=after,
             targets_before=_target_paths(self.trusted), targets_after={e.path for e in entries},
-            roles=self.summaries,
+            roles=self.summaries, skipped=skipped, unavailable_roles=dict(self.unavailable), notes=list(self.notes),
         )
 
-    def _apply(self, filename: str, data: bytes, step: Callable[[], object]) -> None:
+    def _apply(self, filename: str, data: bytes, step: Callable[[], object], *, pass_expired: bool = False) -> None:
+        """Run python-tuf's ``step`` on ``data``; its refusal, translated.
+        With ``pass_expired``, an expired file's error is raised as it is."""
         try:
             step()
+        except tuf_exceptions.ExpiredMetadataError as exc:
+            if pass_expired:
+                raise
+            raise self._from_tuf(filename, exc, data) from None
         except tuf_exceptions.RepositoryError as exc:
             raise self._from_tuf(filename, exc, data) from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -433,15 +500,12 @@ def _versions(trusted: TrustedState) -> dict[str, int]:
 
 
 def _target_paths(trusted: TrustedState) -> set[str]:
-    paths: set[str] = set()
-    for role, data in trusted.roles.items():
-        if role in ("timestamp", "snapshot"):
-            continue
-        try:
-            paths.update(Metadata[Targets].from_bytes(data).signed.targets)
-        except Exception:  # noqa: BLE001
-            continue
-    return paths
+    """The targets a client found in the trusted state (expiry aside)."""
+    try:
+        roles = targets_roles(trusted)
+    except Exception:  # noqa: BLE001 - trusted copies were verified on import
+        return set()
+    return {s.path for s in resolve_targets(roles) if s.state == "available"}
 
 
 def _unchanged(name: str, trusted: TrustedState) -> VerifiedRepository:

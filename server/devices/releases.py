@@ -50,6 +50,7 @@ from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from server.text import escape_text
 from signing.exceptions import AirlockError
+from signing.lookup import client_lookup, refresh_problem, resolve_targets
 from signing.verify import custom_of
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,6 @@ logger = logging.getLogger(__name__)
 _VERSION = re.compile(VERSION.strip("^$"))
 _HARDWARE = re.compile(HARDWARE.strip("^$"))
 _TAG = re.compile(TAG.strip("^$"))
-MAX_DELEGATIONS = 32  # roles visited per lookup, as python-tuf's client
 
 
 def version_key(version: str) -> tuple:
@@ -101,31 +101,29 @@ def _roles(store: RepositoryStore) -> dict[str, Targets]:
             if name not in ("root", "timestamp", "snapshot")}
 
 
-def find_target(roles: dict[str, Targets], path: str) -> TargetInfo | None:
-    """Resolve ``path`` as a TUF client does: pre-order depth-first search
-    from ``targets`` through the delegations whose paths match."""
-    stack = [("targets", "root")]
-    visited: set[tuple[str, str]] = set()
-    budget = MAX_DELEGATIONS
-    while stack and budget > 0:
-        role, parent = stack.pop()
-        if (role, parent) in visited or role not in roles:
-            continue
-        signed = roles[role]
-        if path in signed.targets:
-            tf = signed.targets[path]
-            return TargetInfo(path, tf.length, tf.hashes.get("sha256"), custom_of(tf), role)
-        visited.add((role, parent))
-        budget -= 1
-        if signed.delegations is not None:
-            children = []
-            for name, terminating in signed.delegations.get_roles_for_target(path):
-                children.append((name, role))
-                if terminating:
-                    stack.clear()  # a terminating delegation ends the search below it
-                    break
-            stack.extend(reversed(children))
-    return None
+def find_target(roles: dict[str, Targets], path: str, now: datetime | None = None) -> TargetInfo | None:
+    """Resolve ``path`` as a TUF client does (:func:`signing.lookup.client_lookup`):
+    None when it finds nothing or its lookup fails (a role on the way that
+    the snapshot does not list, or that expired before ``now``)."""
+    found = client_lookup(path, roles, now=now)
+    if found.target is None or found.role is None:
+        return None
+    tf = found.target
+    return TargetInfo(path, tf.length, tf.hashes.get("sha256"), custom_of(tf), found.role)
+
+
+def _not_offerable(repository: str, path: str, roles: dict[str, Targets], now: datetime) -> str:
+    """Why a client cannot fetch ``path``: what approval says."""
+    found = client_lookup(path, roles, now=now)
+    if found.blocked_by is not None:
+        return (f"{path!r} cannot be released: a device's lookup of it stops at role {found.blocked_by!r} of "
+                f"{repository}, which {found.why}; import a bundle with newer metadata for that role first")
+    listed = [s for s in resolve_targets(roles, now=now) if s.path == path]
+    if listed:
+        return (f"{path!r} cannot be released: {repository}'s role {listed[0].role!r} lists it, but no device "
+                f"finds it there ({listed[0].why}); see `airlock repo show {repository}`")
+    return (f"{path!r} is not a target of {repository}'s current metadata: see `airlock repo show {repository}` "
+            "and import a bundle that has it")
 
 
 class _TargetIndex:
@@ -153,7 +151,7 @@ class _TargetIndex:
                 return None
             with self._lock:
                 self._cache[key] = cached
-        return find_target(cached[1], path)
+        return find_target(cached[1], path, utcnow())
 
 
 TARGETS = _TargetIndex()
@@ -172,10 +170,15 @@ def approve(settings: Settings, repository: str, target_path: str, operator: str
     if Repository.get_or_none(Repository.name == repository) is None:
         raise NotFoundError(f"no repository named {repository!r} is pinned: see `airlock repo list`")
     store = RepositoryStore(settings.public_dir, repository)
-    target = find_target(_roles(store), target_path) if store.exists() else None
+    now = utcnow()
+    roles = _roles(store) if store.exists() else {}
+    stale = refresh_problem(store.trusted_state(), now) if roles else None
+    if stale is not None:
+        raise ReleaseError(f"{target_path!r} cannot be released: devices cannot refresh {repository} ({stale}); "
+                           "import a bundle with newer metadata first")
+    target = find_target(roles, target_path, now)
     if target is None:
-        raise ReleaseError(f"{target_path!r} is not a target of {repository}'s current metadata: see "
-                           f"`airlock repo show {repository}` and import a bundle that has it")
+        raise ReleaseError(_not_offerable(repository, target_path, roles, now))
     custom = target.custom
     models, version = custom.get("hardware"), custom.get("version")
     if (not isinstance(models, list) or not all(isinstance(m, str) for m in models)

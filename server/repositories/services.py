@@ -25,6 +25,7 @@ from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from signing import paths
 from signing.exceptions import AirlockError, RepositoryNameError, VerificationError
+from signing.lookup import AVAILABLE, IGNORED, refresh_problem, resolve_targets, targets_roles, unavailable_roles
 from signing.trust import describe_role
 from signing.verify import MAX_LENGTH, check_root_keys, custom_of
 
@@ -72,8 +73,12 @@ class TrustReport:
     repository: RepositoryInfo
     root_versions: list[int]
     roles: list[RoleState]
-    targets: list[dict]
+    targets: list[dict]  # what a client finds now: path, length, hashes, custom, role
     imports: list[dict] = field(default_factory=list)
+    unavailable: list[dict] = field(default_factory=list)  # listed targets whose lookup fails now: path, role, why
+    ignored: list[dict] = field(default_factory=list)  # listed targets a client never finds there: path, role, why
+    unavailable_roles: dict[str, str] = field(default_factory=dict)  # delegated role -> why a client cannot load it
+    refresh_problem: str | None = None  # why a client's refresh fails now (an expired timestamp or snapshot)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,7 +216,20 @@ def remove_repository(settings: Settings, name: str, operator: str, *, archive: 
 
 
 def trust_report(settings: Settings, name: str, now: datetime | None = None) -> TrustReport:
-    """The whole trust state of a repository, from the files it serves."""
+    """The whole trust state of a repository, from the files it serves; its
+    targets sorted as a device's client sees them at ``now``."""
+    now = now or utcnow()
+    report = _roles_report(settings, name, now)
+    state = RepositoryStore(settings.public_dir, name).trusted_state()
+    report.targets = []
+    if "targets" in state.roles:
+        _add_targets(report, state, now)
+    return report
+
+
+def _roles_report(settings: Settings, name: str, now: datetime | None = None) -> TrustReport:
+    """The roles, keys and history of a repository, from the files it serves
+    (with every listed target; :func:`trust_report` sorts them)."""
     info = get_repository(name)
     now = now or utcnow()
     store = RepositoryStore(settings.public_dir, name)
@@ -242,6 +260,23 @@ def trust_report(settings: Settings, name: str, now: datetime | None = None) -> 
                                       role))
     return TrustReport(repository=info, root_versions=store.root_versions(), roles=roles, targets=targets,
                        imports=[e.to_dict() for e in import_history(name, after=_history_after(name))])
+
+
+def _add_targets(report: TrustReport, state, now: datetime) -> None:
+    """Sort every listed target as a client's lookup at ``now`` sees it."""
+    signed = targets_roles(state)
+    report.refresh_problem = refresh_problem(state, now)
+    report.unavailable_roles = unavailable_roles(signed, now=now)
+    for status in resolve_targets(signed, now=now):
+        tf = status.target
+        if status.state == AVAILABLE and report.refresh_problem is None:
+            report.targets.append({"path": status.path, "length": tf.length, "hashes": dict(tf.hashes),
+                                   "custom": custom_of(tf), "role": status.role})
+        elif status.state == IGNORED:
+            report.ignored.append({"path": status.path, "role": status.role, "why": status.why})
+        else:
+            why = status.why if status.state != AVAILABLE else f"a client's refresh fails: {report.refresh_problem}"
+            report.unavailable.append({"path": status.path, "role": status.role, "why": why})
 
 
 def _role_state(name: str, md: Metadata, delegator, delegator_name: str, now: datetime) -> RoleState:

@@ -38,7 +38,10 @@ from signing.verify import TrustedState, VerifiedRepository, root_versions, trus
 logger = logging.getLogger(__name__)
 
 _GENERATION = re.compile(r"^\d{6}$")
-_METADATA_NAME = re.compile(r"^(?:[1-9][0-9]{0,18}\.)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json$")
+# versioned: "<N>.<role name quoted as clients request it>.json" (signing.paths.role_filename), whose
+# characters are letters, digits, "_.-~" and "%"; unversioned: root.json and timestamp.json
+_VERSIONED_NAME = re.compile(r"^[1-9][0-9]{0,18}\.[A-Za-z0-9._~%-]{1,216}\.json$")
+_UNVERSIONED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json$")
 
 
 class StoreError(AirlockError):
@@ -61,7 +64,11 @@ def write_file(path: Path, data: bytes) -> None:
 
 
 def is_metadata_name(filename: str) -> bool:
-    return bool(_METADATA_NAME.match(filename)) and ".." not in filename
+    """A name that may be a file of the published metadata folder: one path
+    component, never hidden, never ``.`` or ``..``."""
+    if _VERSIONED_NAME.fullmatch(filename):
+        return True  # starts with a digit, holds no "/": a plain file name whatever dots follow
+    return bool(_UNVERSIONED_NAME.fullmatch(filename)) and ".." not in filename
 
 
 class RepositoryStore:
@@ -154,7 +161,9 @@ class RepositoryStore:
         retired = {n: t for n, t in retired.items()
                    if n not in new_current and datetime.fromisoformat(t) > cutoff}
 
-        targets_now = sorted({f for t in verified.targets for f in t.filenames})
+        # the files of targets behind a role that is unavailable for now (expired, say) stay while held
+        held = {f for t in verified.skipped for f in t.filenames if (self.targets_dir / f).is_file()}
+        targets_now = sorted({f for t in verified.targets for f in t.filenames} | held)
         targets_retired = dict(old.get("targets_retired", {}))
         for rel in old.get("targets", []):
             if rel not in targets_now:

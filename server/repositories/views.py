@@ -18,7 +18,7 @@ from werkzeug.wsgi import wrap_file
 
 from server.repositories.store import RepositoryStore, is_metadata_name
 from signing.exceptions import UnsafeNameError
-from signing.paths import check_target_path
+from signing.paths import check_target_path, role_filename
 
 bp = Blueprint("repositories", __name__)
 
@@ -53,9 +53,25 @@ def _store(name: str) -> RepositoryStore:
     return RepositoryStore(current_app.config["AIRLOCK"].public_dir, name)
 
 
-@bp.get("/repos/<name>/metadata/<filename>")
-def metadata(name: str, filename: str):
+_VERSIONED_REQUEST = re.compile(r"([1-9][0-9]{0,18})\.(.+)\.json", re.DOTALL)
+
+
+def _stored_name(requested: str) -> str:
+    """The file a request names.  The server has already decoded the URL, so
+    a delegated role is quoted again exactly as it is stored
+    (:func:`signing.paths.role_filename`): python-tuf's ``quote`` and
+    tuf-js's ``encodeURIComponent`` reach the same file, and a decoded ``/``
+    or ``..`` stays inside the one file name."""
+    m = _VERSIONED_REQUEST.fullmatch(requested)
+    if m is None:
+        return requested
+    return role_filename(int(m.group(1)), m.group(2))
+
+
+@bp.get("/repos/<name>/metadata/<path:requested>")
+def metadata(name: str, requested: str):
     store = _store(name)
+    filename = _stored_name(requested)
     if not is_metadata_name(filename):
         abort(404)
     cache = "no-cache" if filename in ("timestamp.json", "root.json") else IMMUTABLE

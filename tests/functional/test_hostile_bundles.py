@@ -150,10 +150,21 @@ def test_too_many_delegations(served, tmp_path):
 
 
 def test_delegated_role_signing_outside_its_paths(airlock, served, home, tmp_path):
+    """Valid TUF that no client trusts: imported, but the target is never
+    served, offered nor released (tests/functional/test_client_parity.py
+    shows python-tuf finds nothing there either)."""
     served.delegate("plc-x", ["plc-x/*"])
     served.add_target("gateway/evil.bin", b"E", role="plc-x")
     served.publish(("targets", "plc-x"))
-    refused(airlock, home, served.write_bundle(tmp_path / "bad"), "outside the paths delegated")
+    r = airlock("import", served.write_bundle(tmp_path / "bad"))
+    assert r.code == 0, r.err
+    assert "ignored target 'gateway/evil.bin' listed by 'plc-x': outside the paths delegated" in r.out
+    assert not list((home / "public/repos/acme/targets").rglob("*evil.bin"))
+    shown = json.loads(airlock("repo", "show", "acme", "--json").out)
+    assert "gateway/evil.bin" not in [t["path"] for t in shown["targets"]]
+    assert [t["path"] for t in shown["ignored"]] == ["gateway/evil.bin"]
+    approve = airlock("releases", "approve", "acme", "gateway/evil.bin", "--hardware", "plc-x")
+    assert approve.code == 1 and "no device finds it there" in approve.err
 
 
 def test_only_unknown_hash_algorithms(airlock, served, home, tmp_path):

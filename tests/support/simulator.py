@@ -27,6 +27,8 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
+from signing.paths import role_filename
+
 TOP = ("root", "timestamp", "snapshot", "targets")
 
 
@@ -131,10 +133,10 @@ class RepoSim:
         signers = signers or {}
         for role in roles:
             md = self.targets if role == "targets" else self.delegated[role]
-            if self.metadata.get(f"{md.signed.version}.{role}.json") is not None or md.signed.version == 0:
+            if self.metadata.get(role_filename(md.signed.version, role)) is not None or md.signed.version == 0:
                 md.signed.version += 1
             data = self.sign(md, signers.get(role, self.signers[role]))
-            self.metadata[f"{md.signed.version}.{role}.json"] = data
+            self.metadata[role_filename(md.signed.version, role)] = data
             self.snapshot.signed.meta[f"{role}.json"] = MetaFile(version=md.signed.version)
         self.snapshot.signed.version += 1
         snap = self.sign(self.snapshot, signers.get("snapshot", self.signers["snapshot"]))
@@ -149,7 +151,7 @@ class RepoSim:
             self.metadata["timestamp.json"] = self.sign(self.timestamp, signers or self.signers["timestamp"])
             return
         md = {"root": self.root, "snapshot": self.snapshot, "targets": self.targets}.get(role) or self.delegated[role]
-        self.metadata[f"{md.signed.version}.{role}.json"] = self.sign(md, signers or self.signers[role])
+        self.metadata[role_filename(md.signed.version, role)] = self.sign(md, signers or self.signers[role])
 
     # output -----------------------------------------------------------------
     def write_bundle(self, media: Path, *, include_targets=True, only_targets=None) -> Path:

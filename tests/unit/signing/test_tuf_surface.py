@@ -152,3 +152,23 @@ def test_delegated_role_missing_from_the_snapshot_and_expired_role(sim):
     tset.update_delegated_targets(sim.metadata[f"{sim.targets.signed.version}.targets.json"], "targets", "root")
     with pytest.raises(tuf_exceptions.ExpiredMetadataError):
         tset.update_delegated_targets(sim.metadata["2.plc-x.json"], "plc-x", "targets")
+
+
+def test_an_expired_delegated_role_is_refused_only_after_every_other_check(sim):
+    """verify.py publishes an expired delegated role as *unavailable* when
+    the ExpiredMetadataError is all python-tuf has against it: expiry must
+    be its last check (a bad signature or version must still win)."""
+    sim.delegated["plc-x"].signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    sim.publish(("plc-x",))
+    tset = _fresh(sim)
+    tset.update_timestamp(sim.metadata["timestamp.json"])
+    tset.update_snapshot(_snapshot(sim))
+    tset.update_delegated_targets(sim.metadata[f"{sim.targets.signed.version}.targets.json"], "targets", "root")
+    with pytest.raises(tuf_exceptions.ExpiredMetadataError):
+        tset.update_delegated_targets(sim.metadata["2.plc-x.json"], "plc-x", "targets")
+    with pytest.raises(tuf_exceptions.BadVersionNumberError):  # v1 while the snapshot says v2: version first
+        tset.update_delegated_targets(sim.metadata["1.plc-x.json"], "plc-x", "targets")
+    sim.delegated["plc-x"].signed.version = 2
+    sim.resign("plc-x", signers=[sim.signers["targets"][0]])  # expired and signed by the wrong key
+    with pytest.raises(tuf_exceptions.UnsignedMetadataError):
+        tset.update_delegated_targets(sim.metadata["2.plc-x.json"], "plc-x", "targets")

@@ -107,13 +107,25 @@ def test_a_reused_version_number_with_other_content_is_refused(sim):
         verify(sim, store=store)
 
 
-def test_expired_delegated_role_names_its_file_and_expiry(sim):
+def test_expired_delegated_role_is_unavailable_naming_its_expiry(sim):
+    """A client's refresh works, and only its lookups through the expired
+    role fail: the role is published (it is genuine) but unavailable."""
     expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
     sim.delegated["plc-x"].signed.expires = expires
     sim.publish(("plc-x",))
-    with pytest.raises(VerificationError) as info:
+    v = verify(sim)
+    assert v.unavailable_roles == {"plc-x": f"expired on {expires:%Y-%m-%d %H:%M:%S} UTC"}
+    assert v.current["plc-x"] == "2.plc-x.json" and "2.plc-x.json" in v.metadata
+    assert [t.path for t in v.targets] == ["docs/readme.txt"]
+    assert [(t.path, t.state) for t in v.skipped] == [("plc-x/fw.bin", "unavailable")]
+    assert "stops at role 'plc-x', which expired on" in v.skipped[0].why
+
+
+def test_expired_top_level_targets_is_still_refused(sim):
+    sim.targets.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    sim.publish(("targets",))
+    with pytest.raises(VerificationError, match=r"targets\.json: expired on"):
         verify(sim)
-    assert f"2.plc-x.json: expired on {expires:%Y-%m-%d %H:%M:%S} UTC" in str(info.value)
 
 
 def test_missing_target_refused_unless_absent_targets_are_held(sim):
@@ -127,3 +139,22 @@ def test_target_of_wrong_length_in_the_bundle_is_refused(sim):
     files = {rel: data + b"!" for rel, data in sim.target_files.items()}
     with pytest.raises(VerificationError, match="bytes but"):
         verify(sim, targets=files, absent_targets_held=True)
+
+
+def test_airlock_sign_verify_names_ignored_targets_and_unavailable_roles(sim, tmp_path):
+    from signing.report import verify_bundle
+
+    sim.delegate("plc-x", ["plc-x/*"])
+    sim.delegate("gone", ["gone/*"])
+    sim.add_target("gateway/evil.bin", b"E", role="plc-x")
+    sim.add_target("plc-x/fw.bin", b"X", role="plc-x")
+    sim.publish(("targets", "plc-x"))  # "gone" is never published: the snapshot does not list it
+    report = verify_bundle(sim.write_bundle(tmp_path / "usb"), {"acme": sim.first_root()})
+    text = report.render()
+    assert "ignored target 'gateway/evil.bin' listed by 'plc-x': outside the paths delegated to 'plc-x'" in text
+    assert "role 'gone' is unavailable: it is not listed in the snapshot" in text
+    repo = report.to_dict()["repositories"][0]
+    assert "plc-x/fw.bin" in [t["path"] for t in repo["targets"]]
+    assert "gateway/evil.bin" not in [t["path"] for t in repo["targets"]]
+    assert [(t["path"], t["state"]) for t in repo["skipped_targets"]] == [("gateway/evil.bin", "ignored")]
+    assert repo["unavailable_roles"] == {"gone": "is not listed in the snapshot"}

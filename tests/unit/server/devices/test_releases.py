@@ -205,3 +205,30 @@ def test_a_release_withdrawn_while_a_device_installs_it_still_takes_its_reports(
     assert _post_update(client, installing, release.id, "success").status_code == 200
     # offered at its latest check-in, withdrawn before its first report: the report is taken
     assert _post_update(client, offered, release.id, "failure").status_code == 200
+
+
+def test_a_release_behind_a_role_that_expired_is_no_longer_offered(settings, db, airlock, sim, tmp_path,
+                                                                   monkeypatch):
+    """Check-ins follow a device's client: once the role providing the
+    target has expired, its lookup fails, so the release is not offered."""
+    from datetime import UTC, datetime, timedelta
+
+    from appliance.importer import import_bundle
+    from server.devices import releases
+
+    assert pin(airlock, sim, tmp_path).code == 0
+    expired = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    sim.delegate("gateways", ["gw/*"])
+    sim.add_target("gw/gw-5.0.0.bin", b"gw", role="gateways", hardware=("gw-1",), version="5.0.0")
+    sim.delegated["gateways"].signed.expires = expired
+    sim.publish(roles=("targets", "gateways"))
+    before = expired - timedelta(days=1)
+    import_bundle(settings, sim.write_bundle(tmp_path / "usb"), "it", now=before)  # imported while valid
+    monkeypatch.setattr(releases, "utcnow", lambda: before)  # ... and approved then
+    release = services.approve(settings, "acme", "gw/gw-5.0.0.bin", "it", hardware="gw-1")
+    dev = accepted(settings, SimDevice("gw-a", hardware="gw-1", firmware="4.0.0"))
+    assert checkin(settings, db, dev).update.release_id == release.id
+    monkeypatch.undo()  # now: the role has expired
+    assert checkin(settings, db, dev).update is None
+    with pytest.raises(ReleaseError, match="stops at role 'gateways' of acme, which expired on"):
+        services.approve(settings, "acme", "gw/gw-5.0.0.bin", "it", group="pilot")
