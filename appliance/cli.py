@@ -241,6 +241,8 @@ from appliance.cli_users import register as _register_users; _register_users(cli
 
 from appliance.cli_backup import register as _register_backup; _register_backup(cli)  # noqa: E402,E702,I001
 
+from appliance.cli_status import register as _register_status; _register_status(cli)  # noqa: E402,E702,I001
+
 
 def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
