@@ -138,6 +138,7 @@ def render(report: StatusReport) -> str:
     lines.append(f"devices   {by_state}; {s.devices_online} online")
     lines.append(f"import    {_activity(s.last_import, 'no import yet')}")
     lines.append(f"export    {_activity(s.last_export, 'no export yet')}")
+    lines.append(f"backup    {_activity(s.last_backup, 'no backup yet: `airlock backup DEST`')}")
     return "\n".join(lines)
 
 

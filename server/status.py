@@ -1,6 +1,6 @@
 """What ``airlock status`` reports from the database and the published
 trees: each repository's served roles and when they expire (and what
-devices will do then), devices by state, the last import and export.
+devices will do then), devices by state, the last import, export and backup.
 
 Reads only: a few aggregate queries and each repository's trusted
 metadata, as ``/metrics`` reads them.
@@ -56,6 +56,7 @@ class ServedStatus:
     devices_online: int
     last_import: ActivityEntry | None
     last_export: ActivityEntry | None
+    last_backup: ActivityEntry | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +101,8 @@ def served_status(settings: Settings, now: datetime | None = None) -> ServedStat
         imports = import_history(limit=1)
         export = database.execute_sql("SELECT sequence, created_at, file_name, re_export_since FROM export_record "
                                       "ORDER BY sequence DESC LIMIT 1").fetchone()
+        backup = database.execute_sql("SELECT at, actor, subject FROM audit_log WHERE action = 'appliance.backup' "
+                                      "ORDER BY id DESC LIMIT 1").fetchone()
     last_import = None
     if imports:
         entry = imports[0]
@@ -110,5 +113,7 @@ def served_status(settings: Settings, now: datetime | None = None) -> ServedStat
     if export:
         again = f" (re-export since {export[3]})" if export[3] is not None else ""
         last_export = ActivityEntry(export[1], f"export {export[0]}{again}: {export[2]}")
+    last_backup = ActivityEntry(backup[0], f"{backup[2]} by {backup[1]}") if backup else None
     return ServedStatus([repository_status(settings, n, now) for n in names],
-                        {str(k): int(v) for k, v in sorted(states.items())}, online, last_import, last_export)
+                        {str(k): int(v) for k, v in sorted(states.items())}, online, last_import, last_export,
+                        last_backup)

@@ -65,7 +65,17 @@ def test_last_export_and_serve_answering(site, tmp_path, monkeypatch):
         doc = status_json(site)
     assert doc["serve"] == {"url": f"{base}/healthz", "answers": True, "status": 200, "detail": "healthy"}
     assert doc["served"]["last_export"]["what"].startswith("export ")
-    assert "airlock-export-" in r.out.splitlines()[-1]
+    assert "airlock-export-" in r.out.splitlines()[-2]
+    assert r.out.splitlines()[-1].startswith("backup    no backup yet")
+
+
+def test_last_backup(site, tmp_path):
+    (tmp_path / "pw").write_text("a passphrase long enough\n")
+    (tmp_path / "usb").mkdir()
+    assert site.airlock("backup", tmp_path / "usb", "--passphrase-file", tmp_path / "pw").code == 0
+    (name,) = [p.name for p in (tmp_path / "usb").iterdir()]
+    assert status_json(site)["served"]["last_backup"]["what"].startswith(name + " by ")
+    assert name in site.airlock("status").out.splitlines()[-1]
 
 
 def test_something_else_on_the_bind_is_not_taken_for_airlock(site, monkeypatch):
