@@ -34,13 +34,16 @@ PASSPHRASE_HELP = "File whose first line is the backup passphrase (asked on a te
 @click.command("backup")
 @click.argument("dest", type=click.Path())
 @click.option("--passphrase-file", type=click.Path(dir_okay=False, exists=True), help=PASSPHRASE_HELP)
-def backup_cmd(dest: str, passphrase_file: str | None) -> None:
+@click.option("--keep", type=int, default=None, metavar="N",
+              help="Then remove this appliance's older backups in DEST but the N newest (for a schedule).")
+def backup_cmd(dest: str, passphrase_file: str | None, keep: int | None) -> None:
     """Write one encrypted backup of the whole appliance into folder DEST (while it runs)."""
     from appliance.backup import backup
 
     ctx = click.get_current_context().obj
     ctx.database()
-    result = backup(ctx.settings, Path(dest), _passphrase(passphrase_file, confirm=True), current_operator())
+    result = backup(ctx.settings, Path(dest), _passphrase(passphrase_file, confirm=True), current_operator(),
+                    keep=keep)
     click.echo(result.message)
 
 

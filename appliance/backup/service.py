@@ -25,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -67,11 +68,14 @@ class BackupResult:
     sha256: str
     files: int
     appliance_id: str
+    removed: list[str] = field(default_factory=list)  # older backups removed by --keep
 
     @property
     def message(self) -> str:
+        pruned = f"; removed {len(self.removed)} older: {', '.join(self.removed)}" if self.removed else ""
         return (f"wrote backup {self.path} ({self.bytes} bytes, {self.files} files, appliance {self.appliance_id}); "
-                f"sha256 {self.sha256}; keep the passphrase apart from it: without it the backup cannot be restored")
+                f"sha256 {self.sha256}; keep the passphrase apart from it: without it the backup cannot be "
+                f"restored{pruned}")
 
 
 @dataclass
@@ -99,9 +103,14 @@ def check_passphrase(passphrase: bytes) -> bytes:
 
 # backup -----------------------------------------------------------------------------
 
-def backup(settings: Settings, dest: Path, passphrase: bytes, operator: str) -> BackupResult:
-    """Write one encrypted backup of the home into the folder ``dest``."""
+def backup(settings: Settings, dest: Path, passphrase: bytes, operator: str, *, keep: int | None = None
+           ) -> BackupResult:
+    """Write one encrypted backup of the home into the folder ``dest``;
+    with ``keep``, then remove this appliance's oldest backups there beyond
+    the ``keep`` newest (for a scheduled backup)."""
     check_passphrase(passphrase)
+    if keep is not None and keep < 1:
+        raise BackupError("--keep must be at least 1 (the backup just written)")
     home = settings.home
     if not dest.is_dir():
         raise BackupError(f"{show(str(dest))} is not a folder: give the folder (say the mounted USB stick) to write "
@@ -147,7 +156,22 @@ def backup(settings: Settings, dest: Path, passphrase: bytes, operator: str) -> 
         finally:
             shutil.rmtree(work, ignore_errors=True)
     db_backup.record_backup(operator, name, size, digest.hexdigest(), schema)
-    return BackupResult(str(path), size, digest.hexdigest(), files, appliance)
+    removed = _prune(dest, appliance, keep) if keep is not None else []
+    return BackupResult(str(path), size, digest.hexdigest(), files, appliance, removed)
+
+
+def _prune(dest: Path, appliance: str, keep: int) -> list[str]:
+    """Remove this appliance's backups in ``dest`` but the ``keep`` newest
+    (by the UTC time in their names): regular files named exactly as
+    :func:`backup` names them, nothing else."""
+    pattern = re.compile(rf"airlock-backup-{re.escape(appliance)}-\d{{8}}T\d{{6}}Z\.tar\.enc")
+    ours = sorted(e.name for e in os.scandir(dest) if pattern.fullmatch(e.name) and e.is_file(follow_symlinks=False))
+    removed = ours[:-keep]
+    for name in removed:
+        (dest / name).unlink()
+    if removed:
+        fsync_dir(dest)
+    return removed
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -284,3 +284,27 @@ def test_backup_refusals(site, tmp_path):
     r = site.airlock("backup", tmp_path)
     assert r.code == 1 and "--passphrase-file" in r.err, r.err
     assert not list(tmp_path.glob("*airlock-backup-*"))
+
+
+def test_keep_removes_only_this_appliances_oldest_backups(site, tmp_path):
+    pw = passphrase_file(tmp_path)
+    dest = tmp_path / "usb"
+    dest.mkdir()
+    appliance = (site.home / "appliance-id").read_text().strip()
+    old = [f"airlock-backup-{appliance}-2020010{d}T000000Z.tar.enc" for d in (1, 2, 3)]
+    for name in old:
+        (dest / name).write_bytes(b"an older backup")
+    others = ["airlock-backup-airlock-0123456789ab-20200101T000000Z.tar.enc",  # another appliance's
+              f"airlock-backup-{appliance}-20200101T000000Z.tar.enc.copy", "notes.txt"]
+    for name in others:
+        (dest / name).write_bytes(b"not ours to remove")
+    link = dest / f"airlock-backup-{appliance}-20190101T000000Z.tar.enc"
+    link.symlink_to(dest / "notes.txt")
+    r = site.airlock("backup", dest, "--passphrase-file", pw, "--keep", "2")
+    assert r.code == 0, r.err
+    assert f"removed 2 older: {old[0]}, {old[1]}" in r.out, r.out
+    left = {p.name for p in dest.iterdir()}
+    (new,) = left - {old[2], *others, link.name}  # the backup just written, and nothing else of ours
+    assert new.startswith(f"airlock-backup-{appliance}-") and new in r.out and not {old[0], old[1]} & left
+    r = site.airlock("backup", dest, "--passphrase-file", pw, "--keep", "0")
+    assert r.code == 1 and "--keep must be at least 1" in r.err, r.err
