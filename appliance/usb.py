@@ -14,6 +14,11 @@ everything it writes belongs to the service user; Python starts as root
 and gives root up before the import begins), which records the
 outcome in the import history like any import; then the stick is
 unmounted, whatever happened.
+
+Export on insert: a stick that carries an ``airlock-export/`` folder gets
+the pending export written into it (``airlock export``, as the home's
+owner, after the import if there is a bundle too): the file system is
+remounted read-write (still nodev,nosuid,noexec) for that alone.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from signing.paths import show
 logger = logging.getLogger(__name__)
 
 MOUNT_FLAGS = ("ro", "nodev", "nosuid", "noexec")
+BUNDLE, EXPORT_FOLDER = "airlock", "airlock-export"
 # file systems without owners on disk: give the files to the home's owner, readable by no one else
 OWNERLESS = {"vfat", "exfat", "ntfs", "ntfs3", "msdos", "iso9660", "udf"}
 IMPORT_TIMEOUT = 6 * 3600  # seconds, as the unit's TimeoutStartSec
@@ -48,7 +54,7 @@ class UsbError(AirlockError):
 @dataclass
 class UsbResult:
     device: str
-    status: str  # imported | ignored | refused
+    status: str  # what was done: imported, refused, exported, export failed (comma-separated), or ignored
     message: str
     exit_code: int
 
@@ -122,39 +128,68 @@ def usb_import(settings: Settings, device_name: str) -> UsbResult:
         _run(["mount", "-t", fstype, "-o", mount_options(fstype, uid, gid), str(device), str(mount_point)],
              f"cannot mount {device} ({fstype})")
         try:
-            return _import_mounted(settings, device, mount_point, uid, gid)
+            return _handle_mounted(settings, device, mount_point, uid, gid)
         finally:
             _unmount(mount_point)
     finally:
         mount_point.rmdir()
 
 
-def _import_mounted(settings: Settings, device: Path, mount_point: Path, uid: int, gid: int) -> UsbResult:
-    flags = mount_flags(mount_point) or set()
-    missing = [f for f in MOUNT_FLAGS if f not in flags]
-    if missing:
-        raise UsbError(f"{device} was mounted without {','.join(missing)}: not importing from it")
-    shown = ",".join(f for f in MOUNT_FLAGS)
-    bundle = mount_point / "airlock"
+def _is_folder(path: Path) -> bool:
     try:
-        is_bundle = stat.S_ISDIR(os.lstat(bundle).st_mode)  # a link named airlock/ is not followed
+        return stat.S_ISDIR(os.lstat(path).st_mode)  # a link with that name is not followed
     except FileNotFoundError:
-        is_bundle = False
-    if not is_bundle:
-        message = f"{device}: no airlock/ folder at the root of the stick: ignored, unmounted"
+        return False
+
+
+def _check_flags(device: Path, mount_point: Path, wanted: tuple[str, ...]) -> None:
+    flags = mount_flags(mount_point) or set()
+    missing = [f for f in wanted if f not in flags]
+    if missing:
+        raise UsbError(f"{device} was mounted without {','.join(missing)}: not using it")
+
+
+def _handle_mounted(settings: Settings, device: Path, mount_point: Path, uid: int, gid: int) -> UsbResult:
+    _check_flags(device, mount_point, MOUNT_FLAGS)
+    shown = ",".join(MOUNT_FLAGS)
+    bundle, export_to = _is_folder(mount_point / BUNDLE), _is_folder(mount_point / EXPORT_FOLDER)
+    if not bundle and not export_to:
+        message = f"{device}: no {BUNDLE}/ or {EXPORT_FOLDER}/ folder at the root of the stick: ignored, unmounted"
         logger.info("%s", message)
         return UsbResult(str(device), "ignored", message, 0)
-    logger.info("%s mounted (%s): importing its airlock/ folder", device, shown)
-    cmd = [sys.executable, "-m", "appliance.usb", str(uid), str(gid), "--home", str(settings.home), "import",
-           str(mount_point), "--operator", f"usb:{device.name}"]
+    said, failed, done = [], False, []
+    if bundle:
+        logger.info("%s mounted (%s): importing its %s/ folder", device, shown, BUNDLE)
+        code, line = _as_owner(settings, uid, gid, ["import", str(mount_point), "--operator", f"usb:{device.name}"],
+                               f"the import from {device}")
+        said.append(line)
+        failed |= code != 0
+        done.append("imported" if code == 0 else "refused")
+    if export_to:
+        # written by the export, which flushes the file before it records it; unmounting flushes the rest
+        _run(["mount", "-o", "remount,rw," + ",".join(MOUNT_FLAGS[1:]), str(mount_point)],
+             f"cannot make {device} writable for the export")
+        _check_flags(device, mount_point, ("rw", *MOUNT_FLAGS[1:]))
+        shown += f"; rw for {EXPORT_FOLDER}/"
+        logger.info("%s: writing an export into its %s/ folder", device, EXPORT_FOLDER)
+        code, line = _as_owner(settings, uid, gid, ["export", str(mount_point / EXPORT_FOLDER), "--operator",
+                                                    f"usb:{device.name}"], f"the export to {device}")
+        said.append(line)
+        failed |= code != 0
+        done.append("exported" if code == 0 else "export failed")
+    return UsbResult(str(device), ", ".join(done), f"{device} (mounted {shown}): {'; '.join(said)}", int(failed))
+
+
+def _as_owner(settings: Settings, uid: int, gid: int, args: list[str], what: str) -> tuple[int, str]:
+    """Run ``airlock ARGS`` as the home's owner: (exit status, its last line)."""
+    cmd = [sys.executable, "-m", "appliance.usb", str(uid), str(gid), "--home", str(settings.home), *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=IMPORT_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
-        raise UsbError(f"the import from {device} took longer than {IMPORT_TIMEOUT} s and was stopped") from None
-    said = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
-    line = (said[-1] if said else f"the import exited with status {proc.returncode}").removeprefix("airlock: error: ")
-    status = "imported" if proc.returncode == 0 else "refused"
-    return UsbResult(str(device), status, f"{device} (mounted {shown}): {line}", proc.returncode)
+        raise UsbError(f"{what} took longer than {IMPORT_TIMEOUT} s and was stopped") from None
+    out = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+    line = (out[-1] if out else f"{what} exited with status {proc.returncode}").removeprefix("airlock: error: ")
+    return proc.returncode, line
 
 
 def _unmount(mount_point: Path) -> None:

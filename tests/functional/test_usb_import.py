@@ -3,7 +3,8 @@ devices (there is no udev daemon here: the test drives the command the
 rule's unit runs, with the loop device): a stick with a bundle is mounted
 read-only,nodev,nosuid,noexec, imported and unmounted; a stick without
 airlock/ is ignored and unmounted; a bad bundle is refused, recorded, and
-unmounted; the import runs as the home's owner, never as root."""
+unmounted; a stick with airlock-export/ gets an export written into it; the
+import runs as the home's owner, never as root."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import pin, run_airlock
+from tests.conftest import pin, run_airlock, sign_cli
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("losetup") or not shutil.which("mkfs.ext4"),
                                 reason="needs root, losetup and mkfs.ext4 (loop devices)")
@@ -76,7 +77,7 @@ def test_a_stick_without_airlock_folder_is_ignored(airlock, home, tmp_path, stic
     device = stick(other)
     r = airlock("usb-import", device)
     assert r.code == 0, r.err
-    assert "no airlock/ folder" in r.out and "ignored, unmounted" in r.out
+    assert "no airlock/ or airlock-export/ folder" in r.out and "ignored, unmounted" in r.out
     assert not mounted(device)
     assert imports(home) == []
 
@@ -127,3 +128,28 @@ def test_refusals(airlock, tmp_path):
     assert r.code == 1 and "not a block device" in r.err, r.err
     r = airlock("usb-import", "../etc/passwd")
     assert r.code == 1 and "not a device under /dev" in r.err, r.err
+
+
+def test_a_stick_with_airlock_export_gets_the_export(airlock, home, sim, tmp_path, stick):
+    assert pin(airlock, sim, tmp_path).code == 0
+    sim.add_target("plc-x/fw.bin", b"firmware")
+    sim.publish()
+    media = sim.write_bundle(tmp_path / "media")
+    (media / "airlock-export").mkdir()
+    device = stick(media)
+    r = airlock("usb-import", device)
+    assert r.code == 0, r.err
+    assert "(mounted ro,nodev,nosuid,noexec; rw for airlock-export/): imported: acme" in r.out, r.out
+    assert "wrote export 1" in r.out and not mounted(device)
+    look = tmp_path / "look"
+    look.mkdir()
+    subprocess.run(["mount", "-o", "ro", device, str(look)], check=True, timeout=60)
+    try:
+        (export,) = (look / "airlock-export").iterdir()
+        (tmp_path / "appliance.pub").write_text(airlock("keys", "show").out)
+        code, out, err = sign_cli("export", "verify", export, "--appliance-key", tmp_path / "appliance.pub")
+        assert code == 0, out + err
+        assert sorted(p.name for p in look.iterdir() if p.name != "lost+found") == ["airlock", "airlock-export"]
+    finally:
+        subprocess.run(["umount", str(look)], check=True, timeout=60)
+    assert [row[0] for row in imports(home)] == ["accepted"]
