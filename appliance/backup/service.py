@@ -238,8 +238,9 @@ def restore(settings: Settings, source: Path, passphrase: bytes, operator: str, 
                           "on a new folder), or give --force to replace it (what it holds is kept in "
                           "HOME/replaced-<time>/)")
     made_home = not home.exists()  # removed again when the restore is refused
-    home.mkdir(parents=True, exist_ok=True)
-    os.chmod(home, 0o750)
+    if made_home:
+        home.mkdir(parents=True)
+        os.chmod(home, 0o750)
     made_state = not settings.state_dir.exists()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     swapped = False
