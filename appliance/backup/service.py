@@ -15,7 +15,9 @@ A restore decrypts and unpacks the whole backup into a private folder in
 the home first; only when every chunk has authenticated, every name is
 safe and the database passes SQLite's integrity check does it put the
 pieces in place.  A flipped byte, a wrong passphrase or a cut-off file
-therefore changes nothing.  It refuses a home that holds data (devices,
+therefore changes nothing.  It refuses while ``airlock serve`` answers on
+the home's configured bind (its workers would go on writing to the old
+database).  It refuses a home that holds data (devices,
 imports ...) unless forced; then what it replaces is kept in
 ``HOME/replaced-<UTC time>/``.
 """
@@ -38,6 +40,7 @@ from appliance.backup.crypto import MIN_PASSPHRASE, BackupCryptoError, Decryptin
 from appliance.export.service import _Lock as ExportLock
 from appliance.importer import _ImportLock
 from appliance.setup import appliance_id as read_appliance_id
+from appliance.status import probe_serve
 from server import backup as db_backup
 from server.clock import utcnow
 from server.settings import Settings
@@ -231,6 +234,10 @@ def restore(settings: Settings, source: Path, passphrase: bytes, operator: str, 
     home = settings.home
     if not source.is_file():
         raise BackupError(f"{show(str(source))} is not a file: give the backup file (airlock-backup-....tar.enc)")
+    serving = probe_serve(settings)
+    if serving.answers:
+        raise BackupError(f"airlock serve answers on {serving.url}: stop it first (`systemctl stop airlock`), then "
+                          "restore, then start it again")
     found = db_backup.data_in(settings.database_path)
     if not force and found:
         what = ", ".join(f"{n} {kind}" for kind, n in found.items())

@@ -23,7 +23,7 @@ from tuf.ngclient import Updater
 from tests.conftest import run_airlock, sign_cli
 from tests.functional.devices.client import ApiClient
 from tests.functional.export.conftest import Site, build_site
-from tests.support.server import airlock_server
+from tests.support.server import airlock_server, free_port
 
 PASSPHRASE = "plant backup passphrase 2026"
 DEVICES = ("exp-0", "exp-1", "exp-2")
@@ -99,6 +99,14 @@ class CheckinLoad:
         while self.ok < count and time.monotonic() < deadline and self.thread.is_alive():
             time.sleep(0.05)
         assert self.ok >= count, (self.ok, self.failures[:3])
+
+
+@pytest.fixture(autouse=True)
+def quiet_bind(monkeypatch):
+    """Restore refuses while an Airlock answers on the configured bind: point
+    it at a free port, so that a `make demo` on 127.0.0.1:8080 elsewhere on
+    this machine is not taken for this home's server."""
+    monkeypatch.setenv("AIRLOCK_BIND", f"127.0.0.1:{free_port()}")
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +268,13 @@ def test_refusals_change_nothing(site, tmp_path):
     r = run_airlock(site.home, "restore", backup, "--passphrase-file", pw)
     assert r.code == 1 and "holds an appliance with data" in r.err and "--force" in r.err, r.err
     assert (files_under(site.home), tables(site.home)) == before
+
+    with airlock_server(other) as base, pytest.MonkeyPatch.context() as env:  # not under a running serve
+        env.setenv("AIRLOCK_BIND", base.removeprefix("http://"))
+        r = run_airlock(other, "restore", backup, "--passphrase-file", pw, "--force")
+        assert r.code == 1 and "airlock serve answers on" in r.err and "stop it first" in r.err, r.err
+    (other / "serve.log").unlink()
+    assert files_under(other) == state
 
     r = run_airlock(other, "restore", backup, "--passphrase-file", pw, "--force")  # just initialised: no data
     assert r.code == 0, r.err
