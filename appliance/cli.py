@@ -240,6 +240,12 @@ from appliance.cli_export import register as _register_export; _register_export(
 
 from appliance.cli_users import register as _register_users; _register_users(cli)  # noqa: E402,E702,I001
 
+from appliance.cli_backup import register as _register_backup; _register_backup(cli)  # noqa: E402,E702,I001
+
+from appliance.cli_status import register as _register_status; _register_status(cli)  # noqa: E402,E702,I001
+
+from appliance.cli_usb import register as _register_usb; _register_usb(cli)  # noqa: E402,E702,I001
+
 
 def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
