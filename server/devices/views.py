@@ -17,7 +17,7 @@ from dataclasses import asdict
 from flask import Blueprint, current_app, jsonify, request
 from peewee import SqliteDatabase
 
-from server.auth import LoginLimiter, authenticate_admin
+from server.auth import authenticate_admin
 from server.db import PRAGMAS
 from server.devices import services
 from server.devices.exceptions import (
@@ -32,6 +32,7 @@ from server.devices.openapi import DEVICE_ID, build_spec
 from server.devices.records import Checkin, EnrollmentRequest, UpdateReportIn
 from server.devices.schema import SchemaValidator, loads_strict
 from server.models import database
+from server.users.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class _ApiState:
         self.settings = settings
         self.checkin_db = SqliteDatabase(str(settings.database_path), pragmas=CHECKIN_PRAGMAS, autoconnect=True)
         self.checkin_writer = GroupCommit(self.checkin_db)
-        self.limiter = LoginLimiter()
+        self.limiter = LoginThrottle()
         self.maintenance = MaintenanceScheduler(settings)
 
 
