@@ -92,6 +92,22 @@ def list_devices(settings: Settings, state: str | None = None) -> list[DeviceSum
     return [_summary(settings, row, tags.get(row.id, []), row.id in pending, now) for row in query]
 
 
+def count_devices(settings: Settings) -> dict[str, int]:
+    """How many devices are in each state, counted in the database (no
+    device is loaded): every state of ``DEVICE_STATES``, and ``online``,
+    ``offline`` (accepted and silent) and ``flagged`` (with a health flag)."""
+    now = int(time.time())
+    counts = dict.fromkeys([*DEVICE_STATES, "online", "offline", "flagged"], 0)
+    for state, n in tuples(Device.select(Device.state, fn.COUNT(Device.id)).group_by(Device.state)):
+        counts[state] = n
+    cutoff = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
+    accepted = Device.select().where(Device.state == "accepted")
+    counts["online"] = accepted.where(Device.last_seen >= cutoff).count()
+    counts["offline"] = counts.get("accepted", 0) - counts["online"]
+    counts["flagged"] = accepted.where(Device.health.is_null(False) & (Device.health != "[]")).count()
+    return counts
+
+
 def _row(device_id: str) -> Device:
     row = Device.get_or_none(Device.device_id == device_id)
     if row is None:

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from flask import Blueprint, current_app, jsonify, request
 from peewee import SqliteDatabase
 
-from server.auth import authenticate_admin
+from server.console.permissions import api_user
 from server.db import PRAGMAS
 from server.devices import services
 from server.devices.exceptions import (
@@ -32,7 +32,6 @@ from server.devices.openapi import DEVICE_ID, build_spec
 from server.devices.records import Checkin, EnrollmentRequest, UpdateReportIn
 from server.devices.schema import SchemaValidator, loads_strict
 from server.models import database
-from server.users.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +59,6 @@ class _ApiState:
         self.settings = settings
         self.checkin_db = SqliteDatabase(str(settings.database_path), pragmas=CHECKIN_PRAGMAS, autoconnect=True)
         self.checkin_writer = GroupCommit(self.checkin_db)
-        self.limiter = LoginThrottle()
         self.maintenance = MaintenanceScheduler(settings)
 
 
@@ -143,7 +141,7 @@ def openapi():
 def admin_decision(device_id: str, action: str):
     if action not in ("accept", "reject", "decommission"):
         raise NotFoundError(f"no admin action {action!r}: use accept, reject or decommission")
-    admin = authenticate_admin(request.headers.get("Authorization"), _api().limiter)
+    admin = api_user()  # admins only: server.console.permissions checked the credentials
     if not _DEVICE_ID.fullmatch(device_id):
         raise InvalidRequestError(f"{device_id[:80]!r} is not a device id")
     body = _body("AdminDecisionRequest", LIMITS["admin"], optional=True)

