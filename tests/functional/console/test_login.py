@@ -183,3 +183,19 @@ def test_no_stack_trace_reaches_a_browser(served):
     assert "Traceback" in (home / "serve.log").read_text()  # the details are in the log, for IT
     missing = browser.get("/no/such/page")
     assert missing.status == 404 and "There is no such page here." in missing.text
+
+
+def test_cookies_are_secure_behind_a_tls_proxy(served):
+    """nginx terminating TLS on the appliance itself passes X-Forwarded-Proto,
+    which gunicorn trusts from loopback only: the cookies then say Secure."""
+    home, base = served
+    browser = Browser(base)
+    tls = {"X-Forwarded-Proto": "https"}
+    form = browser.get("/", headers=tls)
+    assert all("Secure" in c for c in form.cookies())
+    assert form.headers["Strict-Transport-Security"].startswith("max-age=")
+    r = browser.post("/login", {"username": "ada", "password": PASSWORDS["ada"], "csrf": form.csrf}, headers=tls)
+    assert r.status == 303
+    assert all("Secure" in c for c in r.cookies() if c.startswith("airlock_session="))
+    plain = Browser(base).get("/")
+    assert not any("Secure" in c for c in plain.cookies()) and "Strict-Transport-Security" not in plain.headers
