@@ -64,10 +64,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(reports_api_bp)
     app.register_blueprint(report_form_bp)
+    from server.console.api import bp as admin_api_bp
     from server.console.permissions import enforce
     from server.console.views import bp as console_bp
 
     app.register_blueprint(console_bp)
+    app.register_blueprint(admin_api_bp)
     app.before_request(enforce)  # the one permission table, for every endpoint
 
     errors.register(app)

@@ -41,8 +41,9 @@ _scrypt_slot = threading.BoundedSemaphore(1)
 
 
 class AuthError(AirlockError):
-    """An administrator's credentials are missing, wrong (401 ``unauthorized``),
-    not an admin's (403 ``forbidden``) or rate-limited (429 ``too_many_attempts``)."""
+    """A user's credentials are missing, wrong (401 ``unauthorized``), of a
+    role that may not do this (403 ``forbidden``) or rate-limited (429
+    ``too_many_attempts``)."""
 
     challenge = 'Basic realm="airlock admin", charset="UTF-8"'  # WWW-Authenticate on a 401
     CODES = {401: "unauthorized", 403: "forbidden", 429: "too_many_attempts"}
@@ -106,8 +107,8 @@ class Admin:
 def parse_basic(header: str | None) -> tuple[str, str]:
     """(username, password) from an ``Authorization: Basic`` header."""
     if not header or not header[:6].lower() == "basic ":
-        raise AuthError("this needs an administrator: send HTTP Basic credentials of a user made by "
-                        "`airlock init --admin`")
+        raise AuthError("this needs a user: send HTTP Basic credentials of a user made by `airlock init --admin` "
+                        "or `airlock users add`")
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from flask import g, redirect, request
 
 from server.auth import Admin, AuthError, authenticate_basic
+from server.console.openapi import ROLES_OF
 from server.users import sessions
 from server.users.records import ROLES
 from server.users.throttle import LoginThrottle
@@ -82,6 +83,9 @@ TABLE: dict[str, Access] = {
     "console.overview": session(),
     # the admin API
     "devices.admin_decision": basic("admin"),
+    "admin_api.list_devices": basic(*ROLES_OF["list_devices"]),
+    "admin_api.list_audit": basic(*ROLES_OF["list_audit"]),
+    "admin_api.list_all_users": basic(*ROLES_OF["list_users"]),
 }
 
 
