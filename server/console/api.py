@@ -7,44 +7,19 @@ an unknown parameter is refused rather than ignored."""
 
 from __future__ import annotations
 
-import re
-
 from flask import Blueprint, current_app, jsonify, request
 
 from server import audit
-from server.console.openapi import query_parameters
-from server.devices.exceptions import InvalidRequestError
-from server.devices.openapi import ADMIN_PATTERNS
+from server.console.query import parse
 from server.devices.records import DeviceQuery
-from server.devices.schema import SchemaValidator
 from server.devices.services import page_devices
 from server.users.services import list_users
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
-PARAMETERS = query_parameters(ADMIN_PATTERNS)
-_VALIDATOR = SchemaValidator({})
-_INTEGER = re.compile(r"[0-9]{1,16}")
-
 
 def _query(operation: str) -> dict:
-    """The request's query parameters for ``operation``, checked and typed."""
-    declared = PARAMETERS[operation]
-    out: dict = {}
-    for name in request.args:
-        if name not in declared:
-            known = ", ".join(declared) or "none"
-            raise InvalidRequestError(f"unknown query parameter {name[:40]!r}: this endpoint takes {known}")
-        values = request.args.getlist(name)
-        if len(values) > 1:
-            raise InvalidRequestError(f"query parameter {name!r} is given {len(values)} times; give it once")
-        value: object = values[0]
-        if declared[name].get("type") == "integer":
-            if not _INTEGER.fullmatch(values[0]):
-                raise InvalidRequestError(f"query parameter {name!r} must be a whole number")
-            value = int(values[0])
-        out[name] = _VALIDATOR.validate(value, declared[name], where=f"query parameter {name}")
-    return out
+    return parse(operation, request.args)
 
 
 @bp.get("/devices")

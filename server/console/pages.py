@@ -4,7 +4,7 @@ Content-Security-Policy allows nothing inline and nothing from elsewhere."""
 
 from __future__ import annotations
 
-from flask import Response, render_template, request
+from flask import Response, g, render_template, request
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
        "base-uri 'none'")
@@ -31,5 +31,6 @@ def add_headers(response: Response) -> Response:
 def error_page(status: int, message: str) -> Response:
     """A refusal or failure as a page: the one-line message, never a trace."""
     response = Response(render_template("console/error.html", title=TITLES.get(status, "Refused"), message=message,
-                                        status=status), status=status, mimetype="text/html")
+                                        status=status, user=g.get("airlock_session")),
+                        status=status, mimetype="text/html")
     return add_headers(response)

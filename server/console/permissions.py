@@ -81,6 +81,8 @@ TABLE: dict[str, Access] = {
     "console.login": public("checks the credentials and the login form's CSRF cookie"),
     "console.logout": session(),
     "console.overview": session(),
+    "console.devices": session(),
+    "console.audit_log": session("admin", "auditor"),
     # the admin API
     "devices.admin_decision": basic("admin"),
     "admin_api.list_devices": basic(*ROLES_OF["list_devices"]),
@@ -154,7 +156,7 @@ def enforce():
             return redirect("/", code=303)
         raise LoginRequiredError("your console session has ended: log in again")
     if found.role not in access.roles:
-        raise ForbiddenError(f"a {found.role} may not do this: ask an admin")
+        raise ForbiddenError(f"an {found.role} may not do this: ask an admin")
     if request.method not in SAFE_METHODS:
         check_form(found.csrf, request.form.get("csrf"))
     return None

@@ -7,13 +7,20 @@ only parse, call a service and render."""
 from __future__ import annotations
 
 import secrets
+from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, g, make_response, redirect, render_template, request
 
+from server import audit
 from server.auth import MAX_PASSWORD, MAX_USERNAME, AuthError
 from server.console import overview as overview_service
+from server.console.openapi import DEVICE_SORTS, PAGE_STATES
 from server.console.pages import add_headers
-from server.console.permissions import SESSION_COOKIE, check_form, current_session
+from server.console.permissions import SESSION_COOKIE, TABLE, check_form, current_session
+from server.console.query import parse
+from server.devices.records import DeviceQuery
+from server.devices.services import page_devices
+from server.text import escape_text
 from server.users import services as users
 from server.users.throttle import LoginThrottle
 
@@ -79,6 +86,59 @@ def logout():
 def overview():
     data = overview_service.overview(current_app.config["AIRLOCK"])
     return render_template("console/overview.html", title="Overview", data=data, user=g.airlock_session)
+
+
+@bp.get("/devices")
+def devices():
+    q = parse("list_devices", request.args, ignore_empty=True)
+    page = page_devices(current_app.config["AIRLOCK"], DeviceQuery(**q))
+    pages = max(1, -(-page.total // page.per_page))
+    return render_template("console/devices.html", title="Devices", page=page, pages=pages, filters=q,
+                           states=PAGE_STATES, sorts=DEVICE_SORTS, user=g.airlock_session,
+                           link=lambda number: _page_link("/devices", q, number))
+
+
+@bp.get("/audit")
+def audit_log():
+    q = parse("list_audit", request.args, ignore_empty=True, also=("verify",))
+    limit = q.pop("limit", 100)
+    entries = audit.search(**q, limit=limit)
+    next_after = entries[-1].id if len(entries) == limit else None
+    chain = None
+    if request.args.get("verify") == "1":
+        try:
+            chain = (True, audit.verify().message)
+        except audit.AuditError as exc:
+            chain = (False, str(exc))
+    return render_template("console/audit.html", title="Audit log", entries=entries, filters=q, chain=chain,
+                           user=g.airlock_session,
+                           next_link=_page_link("/audit", {**q, "after": next_after, "limit": limit}, None)
+                           if next_after else None)
+
+
+def _page_link(path: str, query: dict, page: int | None) -> str:
+    values = {k: v for k, v in query.items() if v not in (None, "")}
+    if page is not None:
+        values["page"] = page
+    return path + ("?" + urlencode(values) if values else "")
+
+
+@bp.app_context_processor
+def _may():
+    """``may(endpoint)`` in templates: whether the logged-in role may reach it
+    (the navigation shows only what the permission table allows)."""
+    def may(endpoint: str) -> bool:
+        found = g.get("airlock_session")
+        access = TABLE.get(endpoint)
+        return found is not None and access is not None and found.role in access.roles
+    return {"may": may}
+
+
+@bp.app_template_filter("shown")
+def _shown(text: object) -> str:
+    """Text that came from a device or the LAN, bounded and with every control
+    and bidi character made visible (``server.text``); Jinja escapes the HTML."""
+    return escape_text(str(text), 1000)
 
 
 @bp.after_request

@@ -166,16 +166,18 @@ def verify_password(username: str, password: str) -> UserInfo | None:
 
 def authenticate(username: str, password: str, limiter: Limiter, *, via: str) -> UserInfo:
     """The user these credentials name, or :class:`AuthError`: 429 while the
-    name is throttled, 401 when wrong or disabled.  Failures are audited."""
+    name is throttled, 401 when wrong or disabled.  Failures are audited
+    with the name tried, escaped: it is whatever someone on the LAN sent."""
+    tried = escape_text(username, MAX_USERNAME)
     wait = limiter.retry_after(username)
     if wait:
-        audit.record(username, "user.login_failed", username, {"via": via, "reason": "throttled"})
+        audit.record(tried, "user.login_failed", tried, {"via": via, "reason": "throttled"})
         raise AuthError(f"too many failed logins for {_shown(username)}: try again in {wait} s", status=429,
                         retry_after=wait)
     user = verify_password(username, password)
     if user is None:
         limiter.failed(username)
-        audit.record(username, "user.login_failed", username, {"via": via, "reason": "wrong name or password"})
+        audit.record(tried, "user.login_failed", tried, {"via": via, "reason": "wrong name or password"})
         raise AuthError("wrong user name or password")
     limiter.succeeded(username)
     return user

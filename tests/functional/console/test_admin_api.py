@@ -12,51 +12,12 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import run_airlock
 from tests.functional.console.conftest import PASSWORDS
-from tests.functional.devices.client import ApiClient, SimDevice, SpecChecker
-from tests.support.server import airlock_server
 
 
 def basic(name: str, password: str | None = None) -> dict:
     raw = f"{name}:{password or PASSWORDS[name]}".encode()
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    """Twelve devices: plc-00..07 (plc-x) and gw-00..03 (gw-1); plc-00..05
-    accepted (plc-00..02 tagged hall-a), gw-00 rejected, the rest pending;
-    plc-00 has checked in."""
-    root = tmp_path_factory.mktemp("fleet")
-    home = root / "home"
-    from tests.functional.console.conftest import ROLE_OF
-
-    (root / "ada").write_text(PASSWORDS["ada"] + "\n")
-    assert run_airlock(home, "init", "--admin", "ada", "--password-file", root / "ada").code == 0
-    for name in ("otto", "aude"):
-        (root / name).write_text(PASSWORDS[name] + "\n")
-        assert run_airlock(home, "users", "add", name, "--role", ROLE_OF[name], "--password-file",
-                           root / name).code == 0
-    with airlock_server(home, workers=2, threads=4) as base:
-        raw = ApiClient(base)
-        checker = SpecChecker(raw.get("/api/v1/openapi.json").json)
-        devices = [SimDevice(f"plc-{i:02d}") for i in range(8)] + \
-            [SimDevice(f"gw-{i:02d}", hardware="gw-1") for i in range(4)]
-        for dev in devices:
-            assert raw.post("/api/v1/enroll", dev.enrollment()).status == 202
-        for dev in devices[:6]:
-            assert run_airlock(home, "devices", "accept", dev.device_id).code == 0
-        assert run_airlock(home, "devices", "reject", "gw-00").code == 0
-        for dev in devices[:3]:
-            assert run_airlock(home, "devices", "tag", dev.device_id, "hall-a").code == 0
-        devices[0].token = raw.post("/api/v1/enroll", devices[0].enrollment()).json["token"]
-        assert raw.post("/api/v1/checkin", {"firmware": "1.2.0"}, devices[0].auth()).status == 200
-        raw.close()
-        api = ApiClient(base, checker)
-        yield home, api
-        api.close()
-        assert checker.checked > 0
 
 
 def ids(answer) -> list[str]:
