@@ -135,8 +135,8 @@ def page_devices(settings: Settings, q: DeviceQuery) -> DevicePage:
         query = query.where(Device.firmware == q.firmware)
     if q.flag:
         query = query.where(Device.health.contains(json.dumps(q.flag)))
-    if q.prefix:
-        query = query.where(Device.device_id.startswith(q.prefix))
+    if q.prefix:  # a range on the unique index (LIKE would scan every row)
+        query = query.where((Device.device_id >= q.prefix) & (Device.device_id < q.prefix + "\U0010ffff"))
     if q.tag:
         query = query.where(Device.id.in_(DeviceTag.select(DeviceTag.device).where(DeviceTag.tag == q.tag)))
     total = query.count()
@@ -165,10 +165,12 @@ def count_devices(settings: Settings) -> dict[str, int]:
     for state, n in tuples(Device.select(Device.state, fn.COUNT(Device.id)).group_by(Device.state)):
         counts[state] = n
     cutoff = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
-    accepted = Device.select().where(Device.state == "accepted")
-    counts["online"] = accepted.where(Device.last_seen >= cutoff).count()
-    counts["offline"] = counts.get("accepted", 0) - counts["online"]
-    counts["flagged"] = accepted.where(Device.health.is_null(False) & (Device.health != "[]")).count()
+    online, flagged = next(iter(tuples(Device.select(  # one pass over the accepted devices for both
+        fn.COALESCE(fn.SUM(Device.last_seen >= cutoff), 0),
+        fn.COALESCE(fn.SUM(Device.health.is_null(False) & (Device.health != "[]")), 0))
+        .where(Device.state == "accepted"))))
+    counts["online"], counts["flagged"] = online, flagged
+    counts["offline"] = counts.get("accepted", 0) - online
     return counts
 
 

@@ -100,6 +100,7 @@ def test_each_role_reaches_what_the_table_allows(fleet):
 
 def test_audit_pages_and_filters(fleet):
     _, api = fleet
+    assert api.get("/api/v1/admin/users", basic("aude", "a wrong guess")).status == 401  # audited
     everything = []
     after = 0
     for _ in range(100):  # bounded: the log here has far fewer than 100 pages of 5
