@@ -19,6 +19,8 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -78,6 +80,46 @@ def check_password(password: str, stored: str) -> bool:
         computed = hashlib.scrypt(password.encode(), salt=salt_bytes, n=n, r=r, p=p,
                                   maxmem=SCRYPT_MAXMEM, dklen=len(digest_bytes) or 32)
     return hmac.compare_digest(computed, digest_bytes)
+
+
+class VerifiedCache:
+    """Passwords that verified recently, so that a script calling the admin
+    API with HTTP Basic does not pay a whole scrypt (about 128 MiB and up to
+    a second on a busy appliance) on every request.
+
+    An entry is keyed by the user name *and the stored hash*, and holds only
+    an HMAC of the password under a key that lives in this process's memory,
+    for at most ``ttl`` seconds.  A password change replaces the stored hash,
+    so the old entry can never match again; a wrong password never has an
+    entry; disabling and role changes are read from the database on every
+    request anyway.  Bounded: the oldest entries go first."""
+
+    def __init__(self, size: int = 1024, ttl: float = 300.0):
+        self.size, self.ttl = size, ttl
+        self._key = secrets.token_bytes(32)
+        self._entries: OrderedDict[tuple[str, str], tuple[bytes, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _mac(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+
+    def hit(self, username: str, stored: str, password: str) -> bool:
+        with self._lock:
+            entry = self._entries.get((username, stored))
+        if entry is None or time.monotonic() - entry[1] > self.ttl:
+            return False
+        return hmac.compare_digest(entry[0], self._mac(password))
+
+    def add(self, username: str, stored: str, password: str) -> None:
+        mac = self._mac(password)
+        with self._lock:
+            self._entries[(username, stored)] = (mac, time.monotonic())
+            self._entries.move_to_end((username, stored))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+VERIFIED = VerifiedCache()
 
 
 def needs_rehash(stored: str) -> bool:

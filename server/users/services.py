@@ -19,6 +19,7 @@ from server.auth import (
     DUMMY_HASH,
     MAX_PASSWORD,
     MAX_USERNAME,
+    VERIFIED,
     AuthError,
     Limiter,
     check_password,
@@ -149,11 +150,15 @@ def disable_user(username: str, operator: str) -> UserInfo:
 def verify_password(username: str, password: str) -> UserInfo | None:
     """The enabled user, if ``password`` is theirs; else None.  An unknown
     name costs what a known one does (it is checked against a dummy hash).
-    A hash made with older parameters is replaced by one with today's."""
+    A hash made with older parameters is replaced by one with today's.  A
+    password that verified recently is not hashed again (``auth.VERIFIED``)."""
     row = User.get_or_none(User.username == username)
+    if row is not None and VERIFIED.hit(username, row.password_hash, password):
+        return None if row.disabled else _info(row)
     ok = check_password(password, row.password_hash if row is not None else DUMMY_HASH)
     if not ok or row is None or row.disabled:
         return None
+    VERIFIED.add(username, row.password_hash, password)
     if needs_rehash(row.password_hash):
         old = row.password_hash
         hashed = hash_password(password)

@@ -212,3 +212,35 @@ def test_an_old_hash_is_stored_again_with_todays_parameters_on_login(admin_home)
     assert (scheme, int(n), int(r), int(p)) == ("scrypt", 2 ** 17, 8, 1)
     assert len(base64.b64decode(salt)) == 16 and len(base64.b64decode(digest)) == 32
     assert services.verify_password("alice", PASSWORD) is not None  # and the new hash works
+
+
+def test_a_recently_verified_password_never_outlives_a_change(admin_home, tmp_path):
+    from server.auth import VERIFIED, VerifiedCache
+
+    assert run_airlock(admin_home, "users", "add", "bert", "--role", "admin", "--password-file",
+                       tmp_path / "other").code == 0
+    bind(admin_home)
+    stored = users_table(admin_home)[0][1]
+    assert services.verify_password("alice", PASSWORD) is not None
+    assert VERIFIED.hit("alice", stored, PASSWORD)  # the next check needs no scrypt
+    assert not VERIFIED.hit("alice", stored, "a wrong password")
+    assert services.verify_password("alice", "a wrong password") is None
+
+    (tmp_path / "new").write_text("alice's next password\n")
+    assert run_airlock(admin_home, "users", "passwd", "alice", "--password-file", tmp_path / "new").code == 0
+    bind(admin_home)
+    assert services.verify_password("alice", PASSWORD) is None  # the cached old password is dead
+    assert services.verify_password("alice", "alice's next password") is not None
+
+    assert services.verify_password("bert", OTHER) is not None
+    assert run_airlock(admin_home, "users", "disable", "bert").code == 0
+    bind(admin_home)
+    assert services.verify_password("bert", OTHER) is None  # cached, but disabled
+
+    small = VerifiedCache(size=2)
+    for name in ("a", "b", "c"):
+        small.add(name, "hash", "pw")
+    assert [small.hit(name, "hash", "pw") for name in ("a", "b", "c")] == [False, True, True]
+    expired = VerifiedCache(ttl=-1)  # every entry already too old
+    expired.add("a", "hash", "pw")
+    assert not expired.hit("a", "hash", "pw")
