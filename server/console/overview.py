@@ -1,10 +1,12 @@
 """The console's Overview page, as one dataclass read from the services that
 own each number: devices by state, reports by status, each repository's
-metadata expiries, the last import and the last export.  Counting happens in
+metadata expiries, the last import and the last export, and the disk space
+left where the appliance keeps its home.  Counting happens in
 the database, so the page costs the same at 50,000 devices as at 5."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 
 from server.clock import now_iso
@@ -58,6 +60,8 @@ class Overview:
     repositories: list[RepositoryExpiries]
     last_import: ImportEntry | None
     last_export: ExportRecord | None
+    disk_free: int  # bytes free where the appliance keeps its home (the published tree, the database)
+    disk_total: int  # bytes
 
 
 def _expiries(settings: Settings, name: str) -> RepositoryExpiries:
@@ -72,6 +76,8 @@ def _expiries(settings: Settings, name: str) -> RepositoryExpiries:
 
 def overview(settings: Settings) -> Overview:
     history = import_history(limit=1)
+    disk = shutil.disk_usage(settings.home)
     return Overview(clock=now_iso(), devices=count_devices(settings), reports=count_reports(),
                     repositories=[_expiries(settings, r.name) for r in list_repositories()],
-                    last_import=history[0] if history else None, last_export=last_export())
+                    last_import=history[0] if history else None, last_export=last_export(),
+                    disk_free=disk.free, disk_total=disk.total)

@@ -163,6 +163,8 @@ def test_overview_shows_the_appliances_real_numbers(served, tmp_path):
     assert "1 target file" in page
     assert re.search(r'id="last-import">accepted at \S+\s+by \S+ from \S+usb', page)
     assert 'id="last-export">none yet' in page
+    free, total = map(float, re.search(r'id="disk">([\d.]+) GB free of ([\d.]+) GB', page).groups())
+    assert 0 < free <= total
 
 
 def test_no_stack_trace_reaches_a_browser(served):
