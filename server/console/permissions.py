@@ -83,6 +83,9 @@ TABLE: dict[str, Access] = {
     "console.overview": session(),
     "console.devices": session(),
     "console.audit_log": session("admin", "auditor"),
+    "console.reports": session(),
+    "console.report": session(),
+    "console.report_action": session("admin", "operator"),
     # the admin API
     "devices.admin_decision": basic("admin"),
     "admin_api.list_devices": basic(*ROLES_OF["list_devices"]),

@@ -144,3 +144,7 @@ def _shown(text: object) -> str:
 @bp.after_request
 def _headers(response):
     return add_headers(response)
+
+
+# The Reports pages add their routes to this blueprint.
+from server.console import report_pages  # noqa: E402,F401

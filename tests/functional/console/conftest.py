@@ -3,13 +3,14 @@ served one with a small fleet of devices."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_airlock
-from tests.functional.devices.client import ApiClient, SimDevice, SpecChecker
+from tests.functional.devices.client import ApiClient, SimDevice, SpecChecker, utc_now
 from tests.support.server import airlock_server
 
 PASSWORDS = {"ada": "ada's admin password", "otto": "otto's operator password", "aude": "aude's auditor password"}
@@ -45,7 +46,7 @@ class Fleet:
 def fleet(tmp_path_factory):
     """Twelve devices: plc-00..07 (plc-x) and gw-00..03 (gw-1); plc-00..05
     accepted (plc-00..02 tagged hall-a), gw-00 rejected, the rest pending;
-    plc-00 has checked in."""
+    plc-00 has checked in and filed a crash report."""
     root = tmp_path_factory.mktemp("fleet")
     home = root / "home"
     (root / "ada").write_text(PASSWORDS["ada"] + "\n")
@@ -68,6 +69,9 @@ def fleet(tmp_path_factory):
             assert run_airlock(home, "devices", "tag", dev.device_id, "hall-a").code == 0
         devices[0].token = raw.post("/api/v1/enroll", devices[0].enrollment()).json["token"]
         assert raw.post("/api/v1/checkin", {"firmware": "1.2.0"}, devices[0].auth()).status == 200
+        report = {"report_id": str(uuid.uuid4()), "kind": "crash", "severity": "critical", "firmware": "1.2.0",
+                  "message": "hard fault in task modbus\nPC=0x0800_1234", "occurred_at": utc_now()}
+        assert raw.post("/api/v1/reports", report, devices[0].auth()).status == 201
         raw.close()
         api = ApiClient(base, checker)
         yield Fleet(home, base, api)

@@ -29,9 +29,9 @@ def nav(page) -> list[str]:
 
 
 @pytest.mark.parametrize("name, links", [
-    ("ada", ["/overview", "/devices", "/audit"]),
-    ("otto", ["/overview", "/devices"]),
-    ("aude", ["/overview", "/devices", "/audit"]),
+    ("ada", ["/overview", "/devices", "/reports", "/audit"]),
+    ("otto", ["/overview", "/devices", "/reports"]),
+    ("aude", ["/overview", "/devices", "/reports", "/audit"]),
 ])
 def test_each_role_is_offered_only_what_it_may_open(fleet, name, links):
     browser = logged_in(fleet, name)
@@ -77,3 +77,35 @@ def test_audit_log_page_filters_verifies_and_shows_hostile_names_inert(fleet):
     assert 'id="chain"' not in accepts.text
     checked = browser.get("/audit?verify=1")
     assert re.search(r'<p class="ok" id="chain" role="status">\d+ records, chain intact', checked.text)
+
+
+def test_an_operator_triages_a_report_and_an_auditor_only_reads_it(fleet):
+    otto, aude = logged_in(fleet, "otto"), logged_in(fleet, "aude")
+    listing = otto.get("/reports?status=new&device=plc-00")
+    number = re.search(r'<a href="/reports/(\d+)">', listing.text).group(1)
+    assert "hard fault in task modbus" in listing.text
+    page = otto.get(f"/reports/{number}")
+    assert 'id="status">new' in page.text and "PC=0x0800_1234" in page.text
+    assert "Acknowledge" in page.text and 'id="snapshot"' in page.text
+    r = otto.post(f"/reports/{number}/acknowledge", {"csrf": page.csrf, "text": "on it, <b>now</b>"})
+    assert r.status == 303 and r.headers["Location"] == f"/reports/{number}"
+    page = otto.get(f"/reports/{number}")
+    assert 'id="status">acknowledged (by otto (console)' in page.text
+    assert "on it, &lt;b&gt;now&lt;/b&gt;" in page.text  # a note is text, never markup
+    again = otto.post(f"/reports/{number}/acknowledge", {"csrf": page.csrf})
+    assert again.status == 409 and "only a report that is new can be acknowledged" in again.text
+    assert otto.post(f"/reports/{number}/note", {"csrf": page.csrf, "text": " "}).status == 400
+    assert otto.post(f"/reports/{number}/resolve", {"csrf": page.csrf}).status == 303
+    assert otto.post(f"/reports/{number}/reopen", {"csrf": page.csrf, "text": "back again"}).status == 303
+    assert 'id="status">new' in otto.get(f"/reports/{number}").text
+
+    seen = aude.get(f"/reports/{number}")
+    assert seen.status == 200 and "reopened" in seen.text and "Acknowledge" not in seen.text
+    refused = aude.post(f"/reports/{number}/acknowledge", {"csrf": seen.csrf})
+    assert refused.status == 403 and "an auditor may not do this" in refused.text
+    assert 'id="status">new' in aude.get(f"/reports/{number}").text
+    trail = aude.get(f"/audit?action=report.&subject=report+{number}")
+    assert re.findall(r"<td>(report\.\w+)</td>", trail.text) == [
+        "report.acknowledged", "report.resolved", "report.reopened"]
+    assert otto.get("/reports?status=lost").status == 400
+    assert otto.get("/reports/99999").status == 404

@@ -25,7 +25,7 @@ from tests.functional.console.conftest import PASSWORDS, USER_OF
 
 IDENTITIES = ["anonymous", "admin", "operator", "auditor"]
 SAMPLE = {"name": "acme", "filename": "1.root.json", "relpath": "plc-x/fw.bin", "device_id": "d-1",
-          "action": "accept"}
+          "action": "accept", "number": 1}
 PER_ENDPOINT = {"console.static": {"filename": "console.css"}}
 # Tables a request may touch without changing the appliance's state.
 BOOKKEEPING = {"console_session", "login_failure"}
