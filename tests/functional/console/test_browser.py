@@ -1,6 +1,6 @@
 """The console in a real browser (Debian's chromium, driven by Playwright):
-log in and out as each role, see the Overview with the role's name, a wrong
-password refused on the page; nothing loads from any other host, no script
+log in and out as each role, see the Overview with the role's name and
+every page its navigation offers, a wrong password refused on the page; nothing loads from any other host, no script
 runs, the Content-Security-Policy reports no violation, and the local style
 sheet applies.  Every page is saved as a screenshot in the test's folder
 (``screenshots/``) for review."""
@@ -55,6 +55,14 @@ def test_log_in_and_out_as_each_role_in_a_browser(console_home, tmp_path):
                 assert page.evaluate("document.scripts.length") == 0
                 assert page.evaluate("document.cookie") == ""  # HttpOnly: no script could read the session
                 page.screenshot(path=shots / f"overview-{role}.png", full_page=True)
+                offered = page.eval_on_selector_all(".bar nav a", "links => links.map(a => a.textContent)")
+                for label in offered[1:]:  # every page the role's navigation offers
+                    with page.expect_navigation():
+                        page.click(f".bar nav a:text-is('{label}')")
+                    assert page.locator("h1").inner_text() == label
+                    page.screenshot(path=shots / f"{label.lower().replace(' ', '-')}-{role}.png", full_page=True)
+                assert offered == (["Overview", "Devices", "Reports"] if role == "operator" else
+                                   ["Overview", "Devices", "Reports", "Audit log"])
 
                 with page.expect_navigation():
                     page.click(".who button[type=submit]")
@@ -66,5 +74,7 @@ def test_log_in_and_out_as_each_role_in_a_browser(console_home, tmp_path):
                 assert not [m for m in console if "Content Security Policy" in m], console
         finally:
             browser.close()
+    kinds = ("login", "login-refused", "overview", "devices", "reports")
     assert sorted(p.name for p in shots.iterdir()) == sorted(
-        f"{kind}-{role}.png" for role in ROLE_OF.values() for kind in ("login", "login-refused", "overview"))
+        [f"{kind}-{role}.png" for role in ROLE_OF.values() for kind in kinds] + ["audit-log-admin.png",
+                                                                                 "audit-log-auditor.png"])
