@@ -16,7 +16,7 @@ import time
 from peewee import IntegrityError, fn
 
 from server import audit
-from server.clock import iso_from_unix
+from server.clock import iso_from_unix, now_unix
 from server.devices._common import key_fingerprint
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS, authenticate, is_online, record_checkin
 from server.devices.enrollment import (
@@ -117,7 +117,7 @@ def page_devices(settings: Settings, q: DeviceQuery) -> DevicePage:
                                   "for descending)")
     if not 1 <= q.per_page <= MAX_PER_PAGE or q.page < 1:
         raise InvalidRequestError(f"page must be 1 or more and per_page 1 to {MAX_PER_PAGE}")
-    now = int(time.time())
+    now = now_unix()
     cutoff = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
     query = Device.select()
     accepted = Device.state == "accepted"
@@ -160,7 +160,7 @@ def count_devices(settings: Settings) -> dict[str, int]:
     """How many devices are in each state, counted in the database (no
     device is loaded): every state of ``DEVICE_STATES``, and ``online``,
     ``offline`` (accepted and silent) and ``flagged`` (with a health flag)."""
-    now = int(time.time())
+    now = now_unix()
     counts = dict.fromkeys([*DEVICE_STATES, "online", "offline", "flagged"], 0)
     for state, n in tuples(Device.select(Device.state, fn.COUNT(Device.id)).group_by(Device.state)):
         counts[state] = n
