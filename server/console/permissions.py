@@ -82,6 +82,8 @@ TABLE: dict[str, Access] = {
     "console.logout": session(),
     "console.overview": session(),
     "console.devices": session(),
+    "console.device": session(),
+    "console.device_action": session("admin"),
     "console.audit_log": session("admin", "auditor"),
     "console.reports": session(),
     "console.report": session(),

@@ -146,5 +146,5 @@ def _headers(response):
     return add_headers(response)
 
 
-# The Reports pages add their routes to this blueprint.
-from server.console import report_pages  # noqa: E402,F401
+# The device and Reports pages add their routes to this blueprint.
+from server.console import device_pages, report_pages  # noqa: E402,F401

@@ -21,7 +21,7 @@ def logged_in(fleet, name: str) -> Browser:
 
 def rows(page) -> list[str]:
     table = re.search(r'<table id="device-list">.*?<tbody>(.*?)</tbody>', page.text, re.S).group(1)
-    return re.findall(r"<tr><td>([^<]+)</td>", table)
+    return re.findall(r'<tr><td><a href="/devices/[^"]+">([^<]+)</a></td>', table)
 
 
 def nav(page) -> list[str]:
@@ -109,3 +109,29 @@ def test_an_operator_triages_a_report_and_an_auditor_only_reads_it(fleet):
         "report.acknowledged", "report.resolved", "report.reopened"]
     assert otto.get("/reports?status=lost").status == 400
     assert otto.get("/reports/99999").status == 404
+
+
+def test_an_admin_accepts_a_device_on_its_page_and_others_may_only_look(fleet):
+    # last in this module: it adds a device to the fleet the tests above count
+    from tests.functional.devices.client import SimDevice
+
+    kiosk = SimDevice("kiosk-01", hardware="panel-7")
+    assert fleet.api.post("/api/v1/enroll", kiosk.enrollment()).status == 202
+    ada, otto = logged_in(fleet, "ada"), logged_in(fleet, "otto")
+    listed = ada.get("/devices?prefix=kiosk")
+    assert rows(listed) == ["kiosk-01"] and 'href="/devices/kiosk-01"' in listed.text
+    seen = otto.get("/devices/kiosk-01")
+    assert seen.status == 200 and 'id="state">pending' in seen.text and "Accept</button>" not in seen.text
+    assert otto.post("/devices/kiosk-01/accept", {"csrf": seen.csrf}).status == 403
+    page = ada.get("/devices/kiosk-01")
+    assert "Accept</button>" in page.text and "Decommission</button>" not in page.text
+    r = ada.post("/devices/kiosk-01/accept", {"csrf": page.csrf, "reason": "new panel in hall B"})
+    assert r.status == 303 and r.headers["Location"] == "/devices/kiosk-01"
+    page = ada.get("/devices/kiosk-01")
+    assert 'id="state">accepted (offline)' in page.text and "by ada (console): new panel in hall B" in page.text
+    assert "Decommission</button>" in page.text
+    assert fleet.api.post("/api/v1/enroll", kiosk.enrollment()).status == 200  # the device now gets its token
+    trail = ada.get("/audit?action=device.accept&subject=kiosk-01")
+    assert "<td>ada (console)</td>" in trail.text
+    assert ada.get("/devices/no-such-device").status == 404
+    assert ada.post("/devices/kiosk-01/explode", {"csrf": page.csrf}).status == 404
