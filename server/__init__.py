@@ -43,7 +43,7 @@ def bind_database(settings: Settings, read_only: bool = False):
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app for ``settings`` (default: from the environment)."""
     settings = settings or load_settings()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the console's blueprint serves its own files
     app.config["AIRLOCK"] = settings
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # bytes; the device API's bodies are small
     db = bind_database(settings)
@@ -64,6 +64,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(reports_api_bp)
     app.register_blueprint(report_form_bp)
+    from server.console.api import bp as admin_api_bp
+    from server.console.permissions import enforce
+    from server.console.views import bp as console_bp
+
+    app.register_blueprint(console_bp)
+    app.register_blueprint(admin_api_bp)
+    app.before_request(enforce)  # the one permission table, for every endpoint
 
     errors.register(app)
 

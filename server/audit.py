@@ -143,6 +143,34 @@ def verify() -> ChainReport:
     return ChainReport(count, prev)
 
 
+def search(*, action: str | None = None, actor: str | None = None, subject: str | None = None, after: int = 0,
+           limit: int = 100) -> list[AuditEntry]:
+    """Records after id ``after``, oldest first, at most ``limit``; ``action``
+    ending in ``.`` matches every action it starts (``user.``)."""
+    sql = "SELECT id, at, actor, action, subject, details, prev_hash, hash FROM audit_log WHERE id > ?"
+    params: list = [after]
+    if action and action.endswith("."):
+        sql += " AND substr(action, 1, ?) = ?"
+        params += [len(action), action]
+    elif action:
+        sql += " AND action = ?"
+        params.append(action)
+    for column, value in (("actor", actor), ("subject", subject)):
+        if value:
+            sql += f" AND {column} = ?"
+            params.append(value)
+    rows = database.execute_sql(sql + " ORDER BY id LIMIT ?", (*params, limit)).fetchall()
+    out = []
+    for r in rows:
+        try:
+            details = json.loads(r[5])
+        except ValueError:
+            details = {"unreadable": r[5][:200]}
+        out.append(AuditEntry(r[0], r[1], r[2], r[3], r[4], details if isinstance(details, dict) else
+                              {"value": details}, r[6], r[7]))
+    return out
+
+
 def entries(since: int = 0, limit: int | None = None) -> list[AuditEntry]:
     out = []
     for rec in iter_rows(after_id=since):

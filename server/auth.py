@@ -1,11 +1,14 @@
-"""Administrator credentials: password hashes and HTTP Basic checks.
+"""Users' credentials: password hashes and HTTP Basic checks.
 
 Passwords are stored as scrypt hashes (OWASP ASVS 5.0: N >= 2^17, r = 8,
 p = 1).  One verification costs about 128 MiB and a few hundred ms of CPU, so
 verifications are serialised per process (a burst of guesses cannot exhaust
-memory), and failed logins are limited per user name in a sliding window.
-The limiter lives in each worker's memory: with W workers an attacker gets
-at most W x ``MAX_FAILURES`` guesses per window, and a restart clears it.
+memory).  A hash made with other parameters (an older Airlock's) still
+verifies, and :func:`needs_rehash` tells the users service to store it again
+with today's on the next successful login.  Failed logins are limited per
+user name in a sliding window by a :class:`Limiter`; the one the app uses
+(``server.users.throttle``) counts them in the database, so the limit holds
+across every gunicorn worker and across restarts.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import hmac
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 from signing.exceptions import AirlockError
 
@@ -39,8 +43,9 @@ _scrypt_slot = threading.BoundedSemaphore(1)
 
 
 class AuthError(AirlockError):
-    """An administrator's credentials are missing, wrong (401 ``unauthorized``),
-    not an admin's (403 ``forbidden``) or rate-limited (429 ``too_many_attempts``)."""
+    """A user's credentials are missing, wrong (401 ``unauthorized``), of a
+    role that may not do this (403 ``forbidden``) or rate-limited (429
+    ``too_many_attempts``)."""
 
     challenge = 'Basic realm="airlock admin", charset="UTF-8"'  # WWW-Authenticate on a 401
     CODES = {401: "unauthorized", 403: "forbidden", 429: "too_many_attempts"}
@@ -77,44 +82,62 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(computed, digest_bytes)
 
 
-class LoginLimiter:
-    """Failed logins per user name in a sliding window (per process)."""
+class VerifiedCache:
+    """Passwords that verified recently, so that a script calling the admin
+    API with HTTP Basic does not pay a whole scrypt (about 128 MiB and up to
+    a second on a busy appliance) on every request.
 
-    def __init__(self, max_failures: int = MAX_FAILURES, window: float = FAILURE_WINDOW, max_names: int = 10_000):
-        self.max_failures = max_failures
-        self.window = window
-        self.max_names = max_names
-        self._failures: dict[str, deque[float]] = {}
+    An entry is keyed by the user name *and the stored hash*, and holds only
+    an HMAC of the password under a key that lives in this process's memory,
+    for at most ``ttl`` seconds.  A password change replaces the stored hash,
+    so the old entry can never match again; a wrong password never has an
+    entry; disabling and role changes are read from the database on every
+    request anyway.  Bounded: the oldest entries go first."""
+
+    def __init__(self, size: int = 1024, ttl: float = 300.0):
+        self.size, self.ttl = size, ttl
+        self._key = secrets.token_bytes(32)
+        self._entries: OrderedDict[tuple[str, str], tuple[bytes, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def retry_after(self, username: str, now: float | None = None) -> int:
+    def _mac(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+
+    def hit(self, username: str, stored: str, password: str) -> bool:
+        with self._lock:
+            entry = self._entries.get((username, stored))
+        if entry is None or time.monotonic() - entry[1] > self.ttl:
+            return False
+        return hmac.compare_digest(entry[0], self._mac(password))
+
+    def add(self, username: str, stored: str, password: str) -> None:
+        mac = self._mac(password)
+        with self._lock:
+            self._entries[(username, stored)] = (mac, time.monotonic())
+            self._entries.move_to_end((username, stored))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+VERIFIED = VerifiedCache()
+
+
+def needs_rehash(stored: str) -> bool:
+    """True when ``stored`` was made with other parameters than today's."""
+    parts = stored.split("$")
+    return len(parts) != 6 or parts[0] != "scrypt" or parts[1:4] != [str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P)]
+
+
+class Limiter(Protocol):
+    """Failed logins per user name in a sliding window."""
+
+    def retry_after(self, username: str) -> int:
         """Seconds until ``username`` may try again; 0 when it may now."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            times = self._failures.get(username)
-            if not times:
-                return 0
-            while times and times[0] <= now - self.window:
-                times.popleft()
-            if len(times) < self.max_failures:
-                return 0
-            return max(1, int(times[0] + self.window - now) + 1)
+        ...
 
-    def failed(self, username: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            if username not in self._failures and len(self._failures) >= self.max_names:
-                # Bounded memory under a flood of made-up names: forget the stalest.
-                stalest = min(self._failures, key=lambda k: self._failures[k][-1] if self._failures[k] else 0)
-                del self._failures[stalest]
-            times = self._failures.setdefault(username, deque())
-            times.append(now)
-            while len(times) > self.max_failures:
-                times.popleft()
+    def failed(self, username: str) -> None: ...
 
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(username, None)
+    def succeeded(self, username: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -126,8 +149,8 @@ class Admin:
 def parse_basic(header: str | None) -> tuple[str, str]:
     """(username, password) from an ``Authorization: Basic`` header."""
     if not header or not header[:6].lower() == "basic ":
-        raise AuthError("this needs an administrator: send HTTP Basic credentials of a user made by "
-                        "`airlock init --admin`")
+        raise AuthError("this needs a user: send HTTP Basic credentials of a user made by `airlock init --admin` "
+                        "or `airlock users add`")
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -138,20 +161,18 @@ def parse_basic(header: str | None) -> tuple[str, str]:
     return username, password
 
 
-def authenticate_admin(header: str | None, limiter: LoginLimiter) -> Admin:
-    """Check HTTP Basic credentials against the ``user`` table; admins only."""
-    from server.users.services import verify_password
+def authenticate_basic(header: str | None, limiter: Limiter, roles: tuple[str, ...]) -> Admin:
+    """Check HTTP Basic credentials against the ``user`` table; a user whose
+    role is not in ``roles`` is refused with 403."""
+    from server.users.services import authenticate
 
     username, password = parse_basic(header)
-    wait = limiter.retry_after(username)
-    if wait:
-        raise AuthError(f"too many failed logins for {username!r}: try again in {wait} s", status=429,
-                        retry_after=wait)
-    user = verify_password(username, password)
-    if user is None:
-        limiter.failed(username)
-        raise AuthError("wrong user name or password")
-    limiter.succeeded(username)
-    if user.role != "admin":
-        raise AuthError(f"user {username!r} is not an administrator", status=403)
+    user = authenticate(username, password, limiter, via="api")
+    if user.role not in roles:
+        raise AuthError(f"user {username!r} is a {user.role}, and this needs {' or '.join(roles)}", status=403)
     return Admin(user.username, user.role)
+
+
+def authenticate_admin(header: str | None, limiter: Limiter) -> Admin:
+    """Check HTTP Basic credentials against the ``user`` table; admins only."""
+    return authenticate_basic(header, limiter, ("admin",))

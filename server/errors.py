@@ -9,9 +9,10 @@ shape the device API documents::
 
 ``CODES`` is the list of every code the API can answer with: the OpenAPI
 document enumerates it, ``docs/device-api.md`` must list each one, and a
-test checks that every error class's code is in it.  Pages outside
-``/api/`` that are HTML (the report form) register their own handler on
-their blueprint, which Flask prefers for errors raised there.
+test checks that every error class's code is in it.  Outside ``/api/``
+the same errors are an HTML page (``server.console.pages.error_page``) with
+the one-line message and never a stack trace; the report form registers its
+own handler on its blueprint, which Flask prefers for errors raised there.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ CODES: dict[str, str] = {
     "unsupported_media_type": "The body must be application/json.",
     "rate_limited": "Too many reports in the last hour; wait retry_after seconds.",
     "storage_full": "The device's share of attachment storage is used up.",
-    "unauthorized": "Administrator credentials are missing or wrong.",
-    "forbidden": "Not allowed: the user is not an administrator, or a form came from another site.",
+    "unauthorized": "User credentials (or a console session) are missing or wrong.",
+    "forbidden": "Not allowed: the user's role may not do this, or a form came from another site.",
     "too_many_attempts": "Too many failed logins for this user; wait retry_after seconds.",
     "repository_error": "A published repository cannot be read; IT must look at the appliance's log.",
     "internal_error": "An unexpected error; nothing was stored. Try again later.",
@@ -62,9 +63,21 @@ _HTTP_MESSAGES = {
 }
 
 
+def _html_error(status: int, message: str) -> Response:
+    from server.console.pages import error_page
+
+    return error_page(status, message)
+
+
 def error_response(exc: AirlockError) -> Response:
     """The API's JSON answer for ``exc``: its status, code, message and extra
-    fields; ``WWW-Authenticate`` on a 401 and ``Retry-After`` when it says when."""
+    fields; ``WWW-Authenticate`` on a 401 and ``Retry-After`` when it says when.
+    Outside ``/api/``: the console's error page."""
+    if not request.path.startswith("/api/"):
+        response = _html_error(exc.status, str(exc))
+        if exc.extra.get("retry_after"):
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return response
     response = jsonify(error=exc.code, message=str(exc), **exc.extra)
     response.status_code = exc.status
     challenge = getattr(exc, "challenge", None)
@@ -75,12 +88,25 @@ def error_response(exc: AirlockError) -> Response:
     return response
 
 
-def _http_error(exc: HTTPException) -> Response | HTTPException:
+_PAGE_MESSAGES = {
+    404: "There is no such page here.",
+    405: "This page cannot be used that way.",
+    413: "What was sent is too large.",
+    500: "An unexpected error stopped this request, which was not applied. Try again later; the appliance's log "
+         "has the details.",
+}
+
+
+def _http_error(exc: HTTPException) -> Response:
     """JSON for every HTTP error under /api/ (unknown paths, wrong methods,
-    bodies over the app's limit, unexpected errors); other paths unchanged."""
-    if not request.path.startswith("/api/"):
-        return exc
+    bodies over the app's limit, unexpected errors); a page elsewhere."""
     status = exc.code or 500
+    if not request.path.startswith("/api/"):
+        response = _html_error(status, _PAGE_MESSAGES.get(status) or exc.description or exc.name)
+        allow = exc.get_response().headers.get("Allow")
+        if allow:
+            response.headers["Allow"] = allow
+        return response
     message = _HTTP_MESSAGES.get(status) or (
         f"{request.method} is not allowed here: see /api/v1/openapi.json" if status == 405
         else exc.description or exc.name)

@@ -215,6 +215,12 @@ from server.reports.openapi import report_paths, report_schemas  # noqa: E402
 
 SCHEMAS.update(report_schemas(UUID, VERSION, ANY_TIME))
 
+# The admin API's read endpoints (server/console/api.py) too.
+from server.console.openapi import admin_paths, admin_schemas  # noqa: E402
+
+SCHEMAS.update(admin_schemas())
+ADMIN_PATTERNS = {"hardware": HARDWARE, "tag": TAG, "text": FREE_TEXT}
+
 
 def _json_body(name: str, limit: int | None = None) -> dict:
     body = {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
@@ -230,7 +236,7 @@ def _answer(name: str, description: str) -> dict:
 def _errors(*codes: int) -> dict:
     text = {400: "Malformed request: see the message; nothing was stored.",
             401: "Missing, unknown or revoked credential.",
-            403: "Refused: the device or key was rejected or decommissioned, or the user is not an admin.",
+            403: "Refused: the device or key was rejected or decommissioned, or the user's role may not do this.",
             404: "No such device.",
             409: "Conflict: a replayed enrollment, or the device is not in a state this applies to.",
             413: "Request body too large.",
@@ -246,7 +252,7 @@ def _errors(*codes: int) -> dict:
 def _admin_path(action: str, summary: str) -> dict:
     return {"post": {
         "summary": summary, "operationId": f"admin_{action}", "tags": ["admin"],
-        "security": [{"admin": []}],
+        "security": [{"admin": []}], "x-roles": ["admin"],
         "parameters": [{"name": "device_id", "in": "path", "required": True, "schema": _str(DEVICE_ID)}],
         "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("AdminDecisionRequest")}}},
         "responses": {"200": _answer("Device", "The device after the decision."),
@@ -270,7 +276,8 @@ def build_spec(limits: dict[str, int]) -> dict:
                 "deviceToken": {"type": "http", "scheme": "bearer",
                                 "description": "The token from an accepted enrollment."},
                 "admin": {"type": "http", "scheme": "basic",
-                          "description": "A user made by `airlock init --admin`; failed logins are limited."},
+                          "description": "A user made by `airlock init --admin` or `airlock users add`, whose role "
+                                         "the operation lists (x-roles); failed logins are limited."},
             },
             "schemas": copy.deepcopy(SCHEMAS),
         },
@@ -305,6 +312,7 @@ def build_spec(limits: dict[str, int]) -> dict:
                 "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
                     "schema": {"type": "object"}}}}},
             }},
+            **admin_paths(ADMIN_PATTERNS, _answer, _errors),
             "/admin/devices/{device_id}/accept": _admin_path(
                 "accept", "Accept a device (or, with new_key, its pending key change)."),
             "/admin/devices/{device_id}/reject": _admin_path(

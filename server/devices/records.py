@@ -130,6 +130,33 @@ class DeviceSummary:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class DeviceQuery:
+    """Which devices a page lists, in what order (see ``services.page_devices``)."""
+
+    state: str | None = None  # a device state, or online / offline / flagged
+    hardware: str | None = None
+    tag: str | None = None
+    firmware: str | None = None
+    flag: str | None = None  # a stored health flag (hot, low_storage ...)
+    prefix: str | None = None  # device ids starting with this
+    sort: str = "device_id"  # a column of PAGE_SORTS; "-" first for descending
+    page: int = 1
+    per_page: int = 100
+
+
+@dataclass(frozen=True)
+class DevicePage:
+    total: int  # devices matching the query, over every page
+    page: int
+    per_page: int
+    devices: list[DeviceSummary]
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "page": self.page, "per_page": self.per_page,
+                "devices": [d.to_dict() for d in self.devices]}
+
+
 @dataclass
 class DeviceDetail:
     summary: DeviceSummary

@@ -39,7 +39,15 @@ from server.devices.models import (
     UpdateReport,
 )
 from server.devices.openapi import DEVICE_STATES, TAG
-from server.devices.records import DeviceDetail, DeviceSummary, KeyInfo, RemovedDevice, UpdateReportInfo
+from server.devices.records import (
+    DeviceDetail,
+    DevicePage,
+    DeviceQuery,
+    DeviceSummary,
+    KeyInfo,
+    RemovedDevice,
+    UpdateReportInfo,
+)
 from server.devices.releases import approve, list_releases, record_report, version_key, withdraw
 from server.devices.writes import write_gate, writing
 from server.models import database, tuples
@@ -89,6 +97,80 @@ def list_devices(settings: Settings, state: str | None = None) -> list[DeviceSum
         tags.setdefault(device_pk, []).append(tag_name)
     pending = {pk for (pk,) in tuples(DeviceKey.select(DeviceKey.device).where(DeviceKey.state == "pending"))}
     return [_summary(settings, row, tags.get(row.id, []), row.id in pending, now) for row in query]
+
+
+PAGE_STATES = [*DEVICE_STATES, "online", "offline", "flagged"]
+PAGE_SORTS = ("device_id", "hardware", "firmware", "state", "last_seen")
+MAX_PER_PAGE = 500
+
+
+def page_devices(settings: Settings, q: DeviceQuery) -> DevicePage:
+    """One page of the device list, filtered and sorted in the database (only
+    the page's devices are loaded, with their tags), so a page costs about
+    the same at 50,000 devices as at 50."""
+    if q.state is not None and q.state not in PAGE_STATES:
+        raise InvalidRequestError(f"state {q.state[:40]!r} is not one of {', '.join(PAGE_STATES)}")
+    column = q.sort.removeprefix("-")
+    if column not in PAGE_SORTS:
+        raise InvalidRequestError(f"sort {q.sort[:40]!r} is not one of {', '.join(PAGE_SORTS)} (with '-' first "
+                                  "for descending)")
+    if not 1 <= q.per_page <= MAX_PER_PAGE or q.page < 1:
+        raise InvalidRequestError(f"page must be 1 or more and per_page 1 to {MAX_PER_PAGE}")
+    now = now_unix()
+    cutoff = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
+    query = Device.select()
+    accepted = Device.state == "accepted"
+    if q.state == "online":
+        query = query.where(accepted & (Device.last_seen >= cutoff))
+    elif q.state == "offline":
+        query = query.where(accepted & (Device.last_seen.is_null() | (Device.last_seen < cutoff)))
+    elif q.state == "flagged":
+        query = query.where(accepted & Device.health.is_null(False) & (Device.health != "[]"))
+    elif q.state:
+        query = query.where(Device.state == q.state)
+    if q.hardware:
+        query = query.where(Device.hardware == q.hardware)
+    if q.firmware:
+        query = query.where(Device.firmware == q.firmware)
+    if q.flag:
+        query = query.where(Device.health.contains(json.dumps(q.flag)))
+    if q.prefix:  # a range on the unique index (LIKE would scan every row)
+        query = query.where((Device.device_id >= q.prefix) & (Device.device_id < q.prefix + "\U0010ffff"))
+    if q.tag:
+        query = query.where(Device.id.in_(DeviceTag.select(DeviceTag.device).where(DeviceTag.tag == q.tag)))
+    total = query.count()
+    field = getattr(Device, column)
+    order = field.desc(nulls="last") if q.sort.startswith("-") else field.asc(nulls="last")
+    rows = list(query.order_by(order, Device.device_id).limit(q.per_page).offset((q.page - 1) * q.per_page))
+    ids = [row.id for row in rows]
+    tags: dict[int, list[str]] = {}
+    pending: set[int] = set()
+    if ids:
+        for device_pk, tag_name in tuples(DeviceTag.select(DeviceTag.device, DeviceTag.tag)
+                                          .where(DeviceTag.device.in_(ids))):
+            tags.setdefault(device_pk, []).append(tag_name)
+        pending = {pk for (pk,) in tuples(DeviceKey.select(DeviceKey.device)
+                                          .where((DeviceKey.state == "pending") & DeviceKey.device.in_(ids)))}
+    return DevicePage(total, q.page, q.per_page,
+                      [_summary(settings, row, tags.get(row.id, []), row.id in pending, now) for row in rows])
+
+
+def count_devices(settings: Settings) -> dict[str, int]:
+    """How many devices are in each state, counted in the database (no
+    device is loaded): every state of ``DEVICE_STATES``, and ``online``,
+    ``offline`` (accepted and silent) and ``flagged`` (with a health flag)."""
+    now = now_unix()
+    counts = dict.fromkeys([*DEVICE_STATES, "online", "offline", "flagged"], 0)
+    for state, n in tuples(Device.select(Device.state, fn.COUNT(Device.id)).group_by(Device.state)):
+        counts[state] = n
+    cutoff = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
+    online, flagged = next(iter(tuples(Device.select(  # one pass over the accepted devices for both
+        fn.COALESCE(fn.SUM(Device.last_seen >= cutoff), 0),
+        fn.COALESCE(fn.SUM(Device.health.is_null(False) & (Device.health != "[]")), 0))
+        .where(Device.state == "accepted"))))
+    counts["online"], counts["flagged"] = online, flagged
+    counts["offline"] = counts.get("accepted", 0) - online
+    return counts
 
 
 def _row(device_id: str) -> Device:

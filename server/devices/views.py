@@ -17,7 +17,7 @@ from dataclasses import asdict
 from flask import Blueprint, current_app, jsonify, request
 from peewee import SqliteDatabase
 
-from server.auth import LoginLimiter, authenticate_admin
+from server.console.permissions import api_user
 from server.db import PRAGMAS
 from server.devices import services
 from server.devices.exceptions import (
@@ -59,7 +59,6 @@ class _ApiState:
         self.settings = settings
         self.checkin_db = SqliteDatabase(str(settings.database_path), pragmas=CHECKIN_PRAGMAS, autoconnect=True)
         self.checkin_writer = GroupCommit(self.checkin_db)
-        self.limiter = LoginLimiter()
         self.maintenance = MaintenanceScheduler(settings)
 
 
@@ -142,7 +141,7 @@ def openapi():
 def admin_decision(device_id: str, action: str):
     if action not in ("accept", "reject", "decommission"):
         raise NotFoundError(f"no admin action {action!r}: use accept, reject or decommission")
-    admin = authenticate_admin(request.headers.get("Authorization"), _api().limiter)
+    admin = api_user()  # admins only: server.console.permissions checked the credentials
     if not _DEVICE_ID.fullmatch(device_id):
         raise InvalidRequestError(f"{device_id[:80]!r} is not a device id")
     body = _body("AdminDecisionRequest", LIMITS["admin"], optional=True)

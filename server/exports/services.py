@@ -94,6 +94,13 @@ def record_export(record: ExportRecord, *, recovered: bool = False) -> None:
         audit.record(record.operator, "export.written", record.file_name, details)
 
 
+def last_export() -> ExportRecord | None:
+    """The newest recorded export, or None before the first."""
+    row = database.execute_sql(f"SELECT {', '.join(_COLUMNS)} FROM export_record ORDER BY sequence DESC LIMIT 1"
+                               ).fetchone()
+    return ExportRecord(*row) if row else None
+
+
 def record_interrupted(operator: str, record: ExportRecord) -> None:
     """A pending export never reached the media whole: its number is free again."""
     with database.atomic("IMMEDIATE"):

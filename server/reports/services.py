@@ -23,6 +23,8 @@ import hmac
 import json
 import logging
 
+from peewee import fn
+
 from server import audit
 from server.clock import iso, iso_from_unix, now_unix, utcnow
 from server.devices import services as devices
@@ -31,7 +33,7 @@ from server.devices.exceptions import InvalidTokenError
 from server.devices.models import Device, FirmwareRelease
 from server.devices.records import DeviceIdentity
 from server.devices.writes import writing
-from server.models import database
+from server.models import database, tuples
 from server.reports import blobs
 from server.reports.exceptions import (
     ConflictError,
@@ -264,6 +266,14 @@ def list_reports(status: str | None = None, device_id: str | None = None, limit:
     if device_id:
         query = query.where(Device.device_id == device_id)
     return [_summary(row, row.device.device_id) for row in query]
+
+
+def count_reports() -> dict[str, int]:
+    """How many reports are in each status (every status, zero included)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for status, n in tuples(Report.select(Report.status, fn.COUNT(Report.id)).group_by(Report.status)):
+        counts[status] = n
+    return counts
 
 
 def _row(report_id: int) -> Report:

@@ -1,6 +1,6 @@
 """Rows of the users domain."""
 
-from peewee import AutoField, TextField
+from peewee import AutoField, BooleanField, TextField
 
 from server.models import BaseModel
 
@@ -11,6 +11,7 @@ class User(BaseModel):
     password_hash = TextField()  # scrypt, see server.auth.hash_password
     role = TextField(default="admin")  # admin | operator | auditor
     created_at = TextField()
+    disabled = BooleanField(default=False)  # a disabled user cannot log in; their sessions are gone
 
     class Meta:
         table_name = "user"

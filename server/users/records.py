@@ -12,3 +12,4 @@ class UserInfo:
     username: str
     role: str
     created_at: str
+    disabled: bool = False

@@ -11,8 +11,9 @@ import sqlite3
 import pytest
 
 from server import bind_database
-from server.auth import AuthError, LoginLimiter, authenticate_admin
+from server.auth import AuthError, authenticate_admin
 from server.settings import load_settings
+from server.users.throttle import LoginThrottle
 from tests.conftest import run_airlock
 
 OLD, NEW = "the first admin password", "a brand new admin password"
@@ -45,7 +46,7 @@ def test_passwd_changes_the_password_and_audits_no_secret(admin_home, tmp_path):
     assert r.code == 0, r.err
     assert "changed the password of alice (admin)" in r.out
     bind_database(load_settings(admin_home, environ={}))
-    limiter = LoginLimiter()
+    limiter = LoginThrottle()
     assert authenticate_admin(basic("alice", NEW), limiter).username == "alice"
     with pytest.raises(AuthError) as info:
         authenticate_admin(basic("alice", OLD), limiter)
@@ -54,8 +55,8 @@ def test_passwd_changes_the_password_and_audits_no_secret(admin_home, tmp_path):
     assert after[0][1] != before[0][1] and after[0][2] == "admin"
 
     audit = run_airlock(admin_home, "audit", "list", "--json")
-    last = json.loads(audit.out.splitlines()[-1])
-    assert (last["action"], last["subject"], last["details"]) == ("user.password", "alice", {})
+    last = [json.loads(line) for line in audit.out.splitlines()][-2]  # then the failed login with the old one
+    assert (last["action"], last["subject"], last["details"]) == ("user.password", "alice", {"sessions_ended": 0})
     for secret in (OLD, NEW, after[0][1], before[0][1]):
         assert secret not in audit.out
     assert run_airlock(admin_home, "audit", "verify").code == 0

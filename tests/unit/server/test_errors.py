@@ -16,6 +16,7 @@ import appliance
 import server
 import signing
 from server import create_app
+from server.console import permissions
 from server.errors import CODES, HTTP_CODES
 from server.repositories.store import RepositoryStore
 from server.settings import load_settings
@@ -69,7 +70,7 @@ def test_the_openapi_document_enumerates_the_codes(home):
 
 
 @pytest.fixture
-def app(airlock, sim, tmp_path, home):
+def app(airlock, sim, tmp_path, home, monkeypatch):
     assert pin(airlock, sim, tmp_path).code == 0
     app = create_app(load_settings(home, environ={}))
 
@@ -79,6 +80,7 @@ def app(airlock, sim, tmp_path, home):
         RepositoryStore(app.config["AIRLOCK"].public_dir, "acme").create(b"{}", 1)
         return "unreachable"
 
+    monkeypatch.setitem(permissions.TABLE, "publish_again", permissions.public("a test's own route"))
     return app
 
 
@@ -106,8 +108,8 @@ def test_device_api_errors_are_unchanged(app):
     r = client.post("/api/v1/admin/devices/d-1/accept")
     assert (r.status_code, r.json["error"]) == (401, "unauthorized")
     assert r.headers["WWW-Authenticate"].startswith("Basic ")
-    r = client.post("/api/v1/admin/devices/d-1/explode")
-    assert (r.status_code, r.json["error"]) == (404, "not_found")
+    r = client.post("/api/v1/admin/devices/d-1/explode")  # credentials are checked before anything else
+    assert (r.status_code, r.json["error"]) == (401, "unauthorized")
     r = client.get("/api/v1/nothing-here")
     assert (r.status_code, r.json["error"]) == (404, "not_found")
 

@@ -1,4 +1,5 @@
-"""Administrator credentials: scrypt hashes, HTTP Basic, failed-login limits."""
+"""Administrator credentials: scrypt hashes, HTTP Basic, failed-login limits
+(the limiter itself: tests/functional/test_user_roles.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import base64
 import pytest
 
 from server import bind_database
-from server.auth import AuthError, LoginLimiter, authenticate_admin, check_password, hash_password, parse_basic
+from server.auth import AuthError, authenticate_admin, check_password, hash_password, needs_rehash, parse_basic
 from server.settings import load_settings
+from server.users.throttle import LoginThrottle
 from tests.conftest import run_airlock
 
 PASSWORD = "correct horse battery"
@@ -24,6 +26,8 @@ def test_hash_and_check():
     assert check_password(PASSWORD, stored) and not check_password("wrong", stored)
     assert not check_password(PASSWORD, "scrypt$99999999999$8$1$AA==$AA==")  # absurd cost refused
     assert not check_password(PASSWORD, "garbage")
+    assert not needs_rehash(stored)
+    assert needs_rehash("scrypt$32768$8$1$AA==$AA==") and needs_rehash("pbkdf2:sha256:600000$x$y")
 
 
 @pytest.mark.parametrize("header", [None, "Bearer x", "Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode()])
@@ -33,32 +37,13 @@ def test_malformed_basic_is_401(header):
     assert info.value.status == 401
 
 
-def test_limiter_sliding_window():
-    limiter = LoginLimiter(max_failures=3, window=60)
-    for t in (0, 1, 2):
-        assert limiter.retry_after("alice", now=t) == 0
-        limiter.failed("alice", now=t)
-    assert limiter.retry_after("alice", now=3) == 58
-    assert limiter.retry_after("bob", now=3) == 0
-    assert limiter.retry_after("alice", now=60.5) == 0  # the first failure left the window
-    limiter.succeeded("alice")
-    assert limiter.retry_after("alice", now=61) == 0
-
-
-def test_limiter_memory_is_bounded():
-    limiter = LoginLimiter(max_names=10)
-    for i in range(100):
-        limiter.failed(f"user{i}", now=i)
-    assert len(limiter._failures) == 10
-
-
 def test_authenticate_admin_against_the_users_table(tmp_path):
     home = tmp_path / "home"
     pw = tmp_path / "pw"
     pw.write_text(PASSWORD + "\n")
     assert run_airlock(home, "init", "--admin", "alice", "--password-file", pw).code == 0
     bind_database(load_settings(home, environ={}))
-    limiter = LoginLimiter(max_failures=2)
+    limiter = LoginThrottle(max_failures=2)
     assert authenticate_admin(basic("alice", PASSWORD), limiter).username == "alice"
     for _ in range(2):
         with pytest.raises(AuthError) as info:

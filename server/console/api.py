@@ -1,0 +1,45 @@
+"""The admin API's read endpoints, ``/api/v1/admin/...``: thin views over the
+devices, audit and users services, for scripts with a role's HTTP Basic
+credentials.  Who may call each one is the permission table's
+(``server.console.permissions``, from ``openapi.ROLES_OF``); the query
+string is validated against the parameters the OpenAPI document shows, and
+an unknown parameter is refused rather than ignored."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from server import audit
+from server.console.query import parse
+from server.devices.records import DeviceQuery
+from server.devices.services import page_devices
+from server.users.services import list_users
+
+bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
+
+
+def _query(operation: str) -> dict:
+    return parse(operation, request.args)
+
+
+@bp.get("/devices")
+def list_devices():
+    q = _query("list_devices")
+    page = page_devices(current_app.config["AIRLOCK"], DeviceQuery(**q))
+    return jsonify(page.to_dict())
+
+
+@bp.get("/audit")
+def list_audit():
+    q = _query("list_audit")
+    limit = q.pop("limit", 100)
+    entries = audit.search(**q, limit=limit)
+    next_after = entries[-1].id if len(entries) == limit else None
+    return jsonify(entries=[e.to_dict() for e in entries], next_after=next_after)
+
+
+@bp.get("/users")
+def list_all_users():
+    _query("list_users")
+    return jsonify(users=[{"username": u.username, "role": u.role, "created_at": u.created_at,
+                           "disabled": u.disabled} for u in list_users()])
