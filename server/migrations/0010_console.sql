@@ -1,4 +1,4 @@
--- 0008: the web console.  Users can be disabled; console sessions live in the
+-- 0010: the web console.  Users can be disabled; console sessions live in the
 -- database (a cookie alone cannot be revoked), so that logout, a password or
 -- role change and disabling end them at once in every gunicorn worker; failed
 -- logins are counted here too, so throttling holds across workers and restarts.
