@@ -90,6 +90,22 @@ def check_copy(path: Path) -> int:
     return version
 
 
+def upgrade_copy(path: Path) -> list[str]:
+    """Bring a database copy about to be restored to this Airlock's schema,
+    before anything in the home changes: a migration that fails refuses the
+    restore and leaves the home as it was."""
+    from server.db import migrate, open_database
+
+    db = open_database(path)
+    try:
+        return migrate(db)
+    except Exception as exc:  # noqa: BLE001 - any failure refuses the restore, with its reason
+        raise BackupDatabaseError(f"the backup's database cannot be upgraded to this Airlock's schema ({exc}): "
+                                  "nothing was restored; restore it with the Airlock that made it") from None
+    finally:
+        db.close()
+
+
 def data_in(database_path: Path) -> dict[str, int]:
     """What the database at ``database_path`` holds that a restore over it
     would lose: {"devices": 12, ...}, only the kinds with rows."""

@@ -258,6 +258,7 @@ def restore(settings: Settings, source: Path, passphrase: bytes, operator: str, 
             try:
                 manifest, files = _unpack(source, passphrase, staging)
                 db_backup.check_copy(staging / DATABASE)
+                upgraded = db_backup.upgrade_copy(staging / DATABASE)
                 swapped = True
                 replaced = _swap_in(settings, staging, keep=bool(found))
             finally:
@@ -272,7 +273,7 @@ def restore(settings: Settings, source: Path, passphrase: bytes, operator: str, 
     from server.db import migrate
 
     db = bind_database(settings)
-    applied = migrate(db)
+    applied = upgraded + migrate(db)
     kept = str(replaced) if replaced else None
     db_backup.record_restore(operator, source.name, str(manifest.get("made_at", "")), kept)
     db.close()
@@ -289,8 +290,13 @@ def _unpack(source: Path, passphrase: bytes, staging: Path) -> tuple[dict, int]:
     with open(source, "rb") as raw:
         reader = DecryptingReader(raw, passphrase, where)
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            room = shutil.disk_usage(staging).free - ROOM_KEPT_FREE
+            with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo) as tar:  # type: ignore[call-overload]
                 for member in tar:
+                    room -= member.size
+                    if room < 0:
+                        raise BackupError(f"{where} unpacks to more than the free space under the home (keeping "
+                                          f"{ROOM_KEPT_FREE} bytes free): free space, or restore onto a larger disk")
                     count += 1
                     if count > MAX_MEMBERS:
                         raise BackupError(f"{where} holds more than {MAX_MEMBERS} entries: not an appliance's "
@@ -342,18 +348,46 @@ def _safe_name(name: str, where: str) -> str:
     return name
 
 
+# The only symbolic link a home holds: a repository's `metadata` -> `_generations/NNNNNN`
+# (server/repositories/store.py).  A link that can only point one folder down cannot
+# lead out of the tree, however links are chained.
+_METADATA_LINK = re.compile(r"_generations/[0-9]{6}")
+ROOM_KEPT_FREE = 256 * 1024 * 1024  # bytes left free on the home's disk after unpacking
+MAX_HEADER = 1 << 20  # bytes: a pax or GNU long-name header no appliance's backup comes near
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuse an extended header before tarfile reads it whole into memory."""
+
+    def _proc_pax(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.size > MAX_HEADER:
+            raise tarfile.HeaderError(f"an extended header of {self.size} bytes")
+        return super()._proc_pax(tf)  # type: ignore[misc]
+
+    def _proc_gnulong(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.size > MAX_HEADER:
+            raise tarfile.HeaderError(f"a long-name header of {self.size} bytes")
+        return super()._proc_gnulong(tf)  # type: ignore[misc]
+
+
+def _inside(path: Path, staging: Path) -> bool:
+    real, top = os.path.realpath(path), os.path.realpath(staging)
+    return real == top or real.startswith(top + os.sep)
+
+
 def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, staging: Path, where: str) -> None:
     target = staging / name
+    if not _inside(target.parent, staging) or (os.path.lexists(target) and not _inside(target, staging)):
+        raise BackupError(f"{where}: {show(name)} would be written outside the restore folder: refused")
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     if member.isdir():
         target.mkdir(mode=0o750, exist_ok=True)
         os.chmod(target, stat.S_IMODE(member.mode) & 0o750 | 0o700)
     elif member.issym():
         link = member.linkname
-        resolved = os.path.normpath(os.path.join(os.path.dirname(name), link))
-        top = name.split("/")[0]
-        if link.startswith("/") or not (resolved == top or resolved.startswith(top + "/")):
-            raise BackupError(f"{where}: link {show(name)} points outside its folder ({show(link)}): refused")
+        if name.rsplit("/", 1)[-1] != "metadata" or not _METADATA_LINK.fullmatch(link):
+            raise BackupError(f"{where}: link {show(name)} -> {show(link)} is not a repository's metadata link "
+                              "(the only link a home holds): refused")
         os.symlink(link, target)
     elif member.islnk():
         other = _safe_name(member.linkname, where)
@@ -361,6 +395,8 @@ def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, sta
                 or (staging / other).is_symlink():
             raise BackupError(f"{where}: hard link {show(name)} names {show(other)}, no file before it: refused")
         os.link(staging / other, target)
+    elif member.isfile() and member.issparse():
+        raise BackupError(f"{where}: {show(name)} is a sparse file, which no backup holds: refused")
     elif member.isfile():
         stream = tar.extractfile(member)
         assert stream is not None, "a regular member has content"
