@@ -75,6 +75,11 @@ def resolve_device(name: str) -> Path:
     return path
 
 
+# What USB sticks are formatted with; a hostile stick could carry any file
+# system the kernel knows, and its driver would parse it as root.
+STICK_FILE_SYSTEMS = frozenset({"vfat", "exfat", "ext2", "ext3", "ext4", "ntfs", "ntfs3"})
+
+
 def mount_options(fstype: str, uid: int, gid: int) -> str:
     options = list(MOUNT_FLAGS)
     if fstype in OWNERLESS:
@@ -120,6 +125,10 @@ def usb_import(settings: Settings, device_name: str) -> UsbResult:
         .strip()
     if not fstype:
         raise UsbError(f"{device} holds no file system that blkid knows")
+    if fstype not in STICK_FILE_SYSTEMS:
+        # each file system's driver parses the stick as root: only the ones sticks carry
+        raise UsbError(f"{device} holds a {show(fstype)} file system, which Airlock does not mount: write the "
+                       f"bundle to a stick formatted {', '.join(sorted(STICK_FILE_SYSTEMS))}")
     # under the unit's private /tmp (PrivateTmp=), in its own mount namespace
     mount_point = Path(tempfile.mkdtemp(prefix=f"airlock-usb-{device.name}-"))
     try:

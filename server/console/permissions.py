@@ -152,6 +152,10 @@ def enforce():
     if access.kind == "public":
         return None
     if access.kind == "basic":
+        if request.method not in SAFE_METHODS and not _same_site():
+            # a browser that cached Basic credentials would send them with another site's form
+            raise ForbiddenError("this request came from another site: the admin API takes scripts' requests "
+                                 "(without Origin) or the console's own")
         g.airlock_api_user = authenticate_basic(request.headers.get("Authorization"), LoginThrottle(),
                                                 tuple(sorted(access.roles)))
         return None

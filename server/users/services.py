@@ -174,14 +174,13 @@ def authenticate(username: str, password: str, limiter: Limiter, *, via: str) ->
     name is throttled, 401 when wrong or disabled.  Failures are audited
     with the name tried, escaped: it is whatever someone on the LAN sent."""
     tried = escape_text(username, MAX_USERNAME)
-    wait = limiter.retry_after(username)
+    wait = limiter.attempt(username)  # counted before the slow check: parallel guesses stay within the limit
     if wait:
         audit.record(tried, "user.login_failed", tried, {"via": via, "reason": "throttled"})
         raise AuthError(f"too many failed logins for {_shown(username)}: try again in {wait} s", status=429,
                         retry_after=wait)
     user = verify_password(username, password)
-    if user is None:
-        limiter.failed(username)
+    if user is None:  # the attempt already counts as a failure
         audit.record(tried, "user.login_failed", tried, {"via": via, "reason": "wrong name or password"})
         raise AuthError("wrong user name or password")
     limiter.succeeded(username)

@@ -32,6 +32,20 @@ class LoginThrottle:
             return 0
         return max(1, rows[-1][0] + self.window - now)
 
+    def attempt(self, username: str, now: int | None = None) -> int:
+        """Check and count one login attempt in one transaction: seconds to
+        wait (nothing counted), or 0 with the attempt counted as a failure
+        until :meth:`succeeded` clears it.  Counting before the slow
+        password check keeps parallel guesses within the limit: checking
+        first and counting after let every guess in flight through."""
+        now = now_unix() if now is None else now
+        with database.atomic("IMMEDIATE"):
+            database.execute_sql("DELETE FROM login_failure WHERE at <= ?", (now - self.window,))
+            wait = self.retry_after(username, now)
+            if not wait:
+                database.execute_sql("INSERT INTO login_failure (username, at) VALUES (?, ?)", (username, now))
+        return wait
+
     def failed(self, username: str, now: int | None = None) -> None:
         now = now_unix() if now is None else now
         with database.atomic("IMMEDIATE"):

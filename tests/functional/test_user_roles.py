@@ -166,6 +166,32 @@ def test_failed_logins_are_throttled_across_processes_and_restarts(admin_home):
     assert after_restart.retry_after("bob") == 0
 
 
+def test_guesses_in_flight_together_stay_within_the_limit(admin_home):
+    """Each attempt is counted before its (slow) password check, in one
+    transaction with the check of the limit: with 3 guesses still being
+    checked, a 4th is refused at once, before its password is looked at."""
+    import threading
+
+    bind(admin_home)
+    throttle = LoginThrottle(max_failures=3)
+    results: list[int] = []
+    start = threading.Barrier(8)
+
+    def guess() -> None:
+        start.wait(timeout=10)
+        results.append(throttle.attempt("alice"))
+
+    threads = [threading.Thread(target=guess) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(r == 0 for r in results) == [False] * 5 + [True] * 3, results
+    with pytest.raises(AuthError) as info:
+        authenticate_basic(basic("alice", PASSWORD), LoginThrottle(max_failures=3), ("admin",))
+    assert info.value.status == 429  # the right password waits too while the limit is reached
+
+
 def test_throttle_window_slides_and_the_table_stays_small(admin_home):
     bind(admin_home)
     throttle = LoginThrottle(max_failures=3, window=60)

@@ -72,3 +72,10 @@ def test_mount_options_are_read_only_nodev_nosuid_noexec():
     assert mount_options("ext4", 100, 101).split(",") == list(MOUNT_FLAGS) == ["ro", "nodev", "nosuid", "noexec"]
     vfat = mount_options("vfat", 100, 101).split(",")
     assert vfat[:4] == list(MOUNT_FLAGS) and "uid=100" in vfat and "gid=101" in vfat and "fmask=0137" in vfat
+
+
+def test_only_the_file_systems_sticks_carry_are_mounted():
+    from appliance.usb import STICK_FILE_SYSTEMS
+
+    assert {"vfat", "exfat", "ext4"} <= STICK_FILE_SYSTEMS
+    assert not {"btrfs", "hfsplus", "squashfs", "xfs", "udf"} & STICK_FILE_SYSTEMS

@@ -89,6 +89,10 @@ def test_each_role_reaches_what_the_table_allows(fleet):
         assert api.get(path, basic("ada", "not ada's password")).status == 401
     r = api.post("/api/v1/admin/devices/plc-07/accept", None, basic("otto"))
     assert (r.status, r.json["error"]) == (403, "forbidden")  # an operator admits no device
+    # a browser that cached ada's Basic credentials, sent another site's form: refused before the view
+    cross = {**basic("ada"), "Origin": "https://elsewhere.example", "Sec-Fetch-Site": "cross-site"}
+    r = api.post("/api/v1/admin/devices/plc-07/accept", None, cross)
+    assert (r.status, r.json["error"]) == (403, "forbidden"), r.body
     con = sqlite3.connect(home / "airlock.db")
     state = con.execute("SELECT state FROM device WHERE device_id = 'plc-07'").fetchone()[0]
     con.close()
