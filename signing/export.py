@@ -32,7 +32,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from signing.exceptions import AirlockError, KeyStoreError
 from signing.keys import MAX_KEY_FILE, SCRYPT_N, SCRYPT_P, SCRYPT_R, _scrypt, _write_new
 from signing.paths import check_target_path, show
+from signing.stream import OpeningReader, SealingWriter, read_exactly
 
 FORMAT = "airlock-export"
 FORMAT_VERSION = 1
@@ -60,7 +61,6 @@ AUDIT_FIELDS = ("at", "actor", "action", "subject", "details")
 ENC_MAGIC = b"AIRLOCK-EXPORT-ENC1\n"
 ENC_CHUNK = 1 << 20  # bytes of plaintext per chunk
 ENC_INFO = b"airlock export encryption v1"
-_TAG = 16
 _HEADER = len(ENC_MAGIC) + 32 + 32 + 4
 READ_CHUNK = 1 << 20
 
@@ -119,53 +119,30 @@ def _derive(shared: bytes, ephemeral: bytes, recipient: bytes) -> tuple[AESGCM, 
     return AESGCM(okm[:32]), okm[32:]
 
 
-def _nonce(prefix: bytes, counter: int, final: bool) -> bytes:
-    return prefix + counter.to_bytes(4, "big") + (b"\x01" if final else b"\x00")
-
-
-class EncryptingWriter:
+class EncryptingWriter(SealingWriter):
     """A file-like ``write`` that encrypts to ``recipient`` in chunks and
     passes the ciphertext to ``sink`` (a callable taking bytes)."""
 
     def __init__(self, sink, recipient: X25519PublicKey, chunk: int = ENC_CHUNK):
         ephemeral = X25519PrivateKey.generate()
         eph_raw, rec_raw = raw_public(ephemeral.public_key()), raw_public(recipient)
-        self.aead, self.prefix = _derive(ephemeral.exchange(recipient), eph_raw, rec_raw)
-        self.header = ENC_MAGIC + eph_raw + hashlib.sha256(rec_raw).digest() + chunk.to_bytes(4, "big")
-        self.sink, self.chunk = sink, chunk
-        self.buffer = bytearray()
-        self.counter = 0
-        self.sink(self.header)
-
-    def write(self, data) -> int:
-        self.buffer += data
-        while len(self.buffer) > self.chunk:
-            self._emit(bytes(self.buffer[: self.chunk]), final=False)
-            del self.buffer[: self.chunk]
-        return len(data)
-
-    def _emit(self, plain: bytes, final: bool) -> None:
-        self.sink(self.aead.encrypt(_nonce(self.prefix, self.counter, final), plain, self.header))
-        self.counter += 1
-
-    def close(self) -> None:
-        """Write the final chunk (0 to ``chunk`` bytes of plaintext)."""
-        self._emit(bytes(self.buffer), final=True)
-        self.buffer.clear()
+        aead, prefix = _derive(ephemeral.exchange(recipient), eph_raw, rec_raw)
+        header = ENC_MAGIC + eph_raw + hashlib.sha256(rec_raw).digest() + chunk.to_bytes(4, "big")
+        super().__init__(sink, aead, prefix, header, chunk)
 
 
-class DecryptingReader:
+class DecryptingReader(OpeningReader):
     """Reads the plaintext of an encrypted export; any truncation, reordering,
     appended data or change raises :class:`ExportError`."""
 
     def __init__(self, raw, private_key: X25519PrivateKey):
-        header = _read_exactly(raw, _HEADER)
+        header = read_exactly(raw, _HEADER)
         if len(header) < _HEADER or not header.startswith(ENC_MAGIC):
             raise ExportError("not an encrypted Airlock export (bad header)")
         eph_raw = header[len(ENC_MAGIC): len(ENC_MAGIC) + 32]
         rec_digest = header[len(ENC_MAGIC) + 32: len(ENC_MAGIC) + 64]
-        self.chunk = int.from_bytes(header[-4:], "big")
-        if not 1 <= self.chunk <= 64 << 20:
+        chunk = int.from_bytes(header[-4:], "big")
+        if not 1 <= chunk <= 64 << 20:
             raise ExportError("encrypted export has an impossible chunk size")
         rec_raw = raw_public(private_key.public_key())
         if hashlib.sha256(rec_raw).digest() != rec_digest:
@@ -175,49 +152,15 @@ class DecryptingReader:
             shared = private_key.exchange(X25519PublicKey.from_public_bytes(eph_raw))
         except ValueError:
             raise ExportError("encrypted export has an invalid ephemeral key") from None
-        self.aead, self.prefix = _derive(shared, eph_raw, rec_raw)
-        self.header, self.raw = header, raw
-        self.counter = 0
-        self.peek = b""
-        self.plain = b""
-        self.done = False
-
-    def _next_chunk(self) -> None:
-        block = self.peek + _read_exactly(self.raw, self.chunk + _TAG - len(self.peek))
-        self.peek = self.raw.read(1)
-        final = not self.peek
-        if not final and len(block) != self.chunk + _TAG:
-            raise ExportError("encrypted export is damaged (short chunk)")
-        try:
-            self.plain = self.aead.decrypt(_nonce(self.prefix, self.counter, final), block, self.header)
-        except InvalidTag:
-            raise ExportError(f"encrypted export fails authentication at chunk {self.counter}: it was changed, "
-                              "truncated or reordered") from None
-        self.counter += 1
-        self.done = final
-
-    def read(self, n: int = -1) -> bytes:
-        out = bytearray()
-        while n < 0 or len(out) < n:
-            if not self.plain:
-                if self.done:
-                    break
-                self._next_chunk()
-                continue
-            take = len(self.plain) if n < 0 else min(n - len(out), len(self.plain))
-            out += self.plain[:take]
-            self.plain = self.plain[take:]
-        return bytes(out)
+        aead, prefix = _derive(shared, eph_raw, rec_raw)
+        super().__init__(raw, aead, prefix, header, chunk, _damaged_export)
 
 
-def _read_exactly(raw, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        data = raw.read(n - len(out))
-        if not data:
-            break
-        out += data
-    return bytes(out)
+def _damaged_export(counter: int, short: bool) -> Exception:
+    if short:
+        return ExportError("encrypted export is damaged (short chunk)")
+    return ExportError(f"encrypted export fails authentication at chunk {counter}: it was changed, truncated or "
+                       "reordered")
 
 
 def is_encrypted(path: Path) -> bool:

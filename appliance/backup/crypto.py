@@ -21,19 +21,19 @@ import os
 from collections.abc import Callable
 from typing import BinaryIO
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from signing.exceptions import AirlockError
+from signing.stream import OpeningReader, SealingWriter, read_exactly
 
 MAGIC = b"AIRLOCK-BACKUP-ENC1\n"
 CHUNK = 1 << 20  # bytes of plaintext per chunk
 SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P = 17, 8, 1
 _MAX_LOG_N = 22  # refuse a header that would make us hash for minutes
-_SALT, _PREFIX, _CHECK, _TAG = 16, 7, 16, 16
+_SALT, _PREFIX, _CHECK = 16, 7, 16
 HEADER_SIZE = len(MAGIC) + _SALT + 1 + 1 + 1 + 4 + _PREFIX + _CHECK
 MIN_PASSPHRASE = 12  # characters
 
@@ -49,98 +49,50 @@ def _keys(passphrase: bytes, salt: bytes, log_n: int, r: int, p: int) -> tuple[A
     return AESGCM(okm[:32]), okm[32:]
 
 
-def _nonce(prefix: bytes, counter: int, final: bool) -> bytes:
-    return prefix + counter.to_bytes(4, "big") + (b"\x01" if final else b"\x00")
-
-
-class EncryptingWriter:
+class EncryptingWriter(SealingWriter):
     """A file-like ``write`` that seals what it is given, chunk by chunk,
     and passes the ciphertext to ``sink``; :meth:`close` seals the final
     chunk (which may be empty)."""
 
     def __init__(self, sink: Callable[[bytes], object], passphrase: bytes, chunk: int = CHUNK):
-        salt, self.prefix = os.urandom(_SALT), os.urandom(_PREFIX)
-        self.aead, check = _keys(passphrase, salt, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P)
-        self.header = (MAGIC + salt + bytes([SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P]) + chunk.to_bytes(4, "big")
-                       + self.prefix + check)
-        self.sink, self.chunk = sink, chunk
-        self.buffer = bytearray()
-        self.counter = 0
-        self.sink(self.header)
-
-    def write(self, data: bytes) -> int:
-        self.buffer += data
-        while len(self.buffer) > self.chunk:
-            self._seal(bytes(self.buffer[: self.chunk]), final=False)
-            del self.buffer[: self.chunk]
-        return len(data)
-
-    def _seal(self, plain: bytes, final: bool) -> None:
-        self.sink(self.aead.encrypt(_nonce(self.prefix, self.counter, final), plain, self.header))
-        self.counter += 1
-
-    def close(self) -> None:
-        self._seal(bytes(self.buffer), final=True)
-        self.buffer.clear()
+        salt, prefix = os.urandom(_SALT), os.urandom(_PREFIX)
+        aead, check = _keys(passphrase, salt, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P)
+        header = (MAGIC + salt + bytes([SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P]) + chunk.to_bytes(4, "big")
+                  + prefix + check)
+        super().__init__(sink, aead, prefix, header, chunk)
 
 
-class DecryptingReader:
+class DecryptingReader(OpeningReader):
     """Reads the plaintext of a backup file (``read(n)``), refusing at the
     first chunk that fails authentication.  :attr:`done` is true once the
     final chunk has been read and authenticated."""
 
     def __init__(self, raw: BinaryIO, passphrase: bytes, where: str):
         self.where = where
-        header = _read_exactly(raw, HEADER_SIZE)
+        header = read_exactly(raw, HEADER_SIZE)
         if len(header) < HEADER_SIZE or not header.startswith(MAGIC):
             raise BackupCryptoError(f"{where} is not an Airlock backup (written by `airlock backup`)")
         at = len(MAGIC)
         salt = header[at: at + _SALT]
         log_n, r, p = header[at + _SALT: at + _SALT + 3]
         at += _SALT + 3
-        self.chunk = int.from_bytes(header[at: at + 4], "big")
-        self.prefix = header[at + 4: at + 4 + _PREFIX]
+        chunk = int.from_bytes(header[at: at + 4], "big")
+        prefix = header[at + 4: at + 4 + _PREFIX]
         check = header[at + 4 + _PREFIX:]
-        if not (10 <= log_n <= _MAX_LOG_N and 1 <= r <= 32 and 1 <= p <= 16 and 1 <= self.chunk <= 64 << 20):
+        if not (10 <= log_n <= _MAX_LOG_N and 1 <= r <= 32 and 1 <= p <= 16 and 1 <= chunk <= 64 << 20):
             raise BackupCryptoError(f"{where}: the backup's header is damaged (impossible parameters): "
                                     "use another copy")
-        self.aead, expected = _keys(passphrase, salt, log_n, r, p)
+        aead, expected = _keys(passphrase, salt, log_n, r, p)
         if not hmac.compare_digest(check, expected):
             raise BackupCryptoError(f"the passphrase does not open {where} (or its header was changed): give the "
                                     "passphrase the backup was made with")
-        self.header, self.raw = header, raw
-        self.counter = 0
-        self.peek = b""
-        self.plain = b""
-        self.done = False
+        super().__init__(raw, aead, prefix, header, chunk, self._damaged)
 
-    def _next_chunk(self) -> None:
-        block = self.peek + _read_exactly(self.raw, self.chunk + _TAG - len(self.peek))
-        self.peek = self.raw.read(1)
-        final = not self.peek
-        if not final and len(block) != self.chunk + _TAG:
-            raise BackupCryptoError(f"{self.where} is damaged (a short chunk): use another copy")
-        try:
-            self.plain = self.aead.decrypt(_nonce(self.prefix, self.counter, final), block, self.header)
-        except InvalidTag:
-            raise BackupCryptoError(f"{self.where} fails authentication at chunk {self.counter}: it was changed, "
-                                    "cut short or added to since it was written; nothing was restored: use "
-                                    "another copy") from None
-        self.counter += 1
-        self.done = final
-
-    def read(self, n: int = -1) -> bytes:
-        out = bytearray()
-        while n < 0 or len(out) < n:
-            if not self.plain:
-                if self.done:
-                    break
-                self._next_chunk()
-                continue
-            take = len(self.plain) if n < 0 else min(n - len(out), len(self.plain))
-            out += self.plain[:take]
-            self.plain = self.plain[take:]
-        return bytes(out)
+    def _damaged(self, counter: int, short: bool) -> Exception:
+        if short:
+            return BackupCryptoError(f"{self.where} is damaged (a short chunk): use another copy")
+        return BackupCryptoError(f"{self.where} fails authentication at chunk {counter}: it was changed, cut short "
+                                 "or added to since it was written; nothing was restored: use another copy")
 
     def drain(self) -> int:
         """Read (and authenticate) everything left; bytes of plaintext left."""
@@ -148,13 +100,3 @@ class DecryptingReader:
         while data := self.read(CHUNK):
             left += len(data)
         return left
-
-
-def _read_exactly(raw: BinaryIO, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        data = raw.read(n - len(out))
-        if not data:
-            break
-        out += data
-    return bytes(out)
