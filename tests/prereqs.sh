@@ -31,6 +31,9 @@ need tar tar                           # bundles as archives
 need iproute2 ip                       # mDNS tests: loopback in a namespace
 need util-linux unshare                # private network namespaces; runuser
 need util-linux runuser                # tests that run as an unprivileged user
+need util-linux losetup                # USB tests: file-system images on loop devices
+need e2fsprogs mkfs.ext4               # USB tests: the images
+need util-linux blkid                  # usb-import tells the file system
 need dbus dbus-daemon                  # avahi's private bus
 need avahi-daemon avahi-daemon         # an independent mDNS peer
 need avahi-utils avahi-browse
