@@ -121,6 +121,9 @@ def usb_import(settings: Settings, device_name: str) -> UsbResult:
     except FileNotFoundError:
         raise UsbError(f"no appliance home at {settings.home}: run `airlock init` first") from None
     uid, gid = home.st_uid, home.st_gid
+    if uid == 0:
+        raise UsbError(f"the appliance home {settings.home} is owned by root, and usb-import never imports as root: "
+                       f"give the home to the service user (`chown -R airlock:airlock {settings.home}`)")
     fstype = _run(["blkid", "-o", "value", "-s", "TYPE", str(device)], f"cannot tell the file system on {device}") \
         .strip()
     if not fstype:
@@ -193,7 +196,9 @@ def _as_owner(settings: Settings, uid: int, gid: int, args: list[str], what: str
     """Run ``airlock ARGS`` as the home's owner: (exit status, its last line)."""
     cmd = [sys.executable, "-m", "appliance.usb", str(uid), str(gid), "--home", str(settings.home), *args]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=IMPORT_TIMEOUT, check=False)
+        # in the home, which the owner may write: not wherever root happened to be
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=IMPORT_TIMEOUT, check=False,
+                              cwd=settings.home)
     except subprocess.TimeoutExpired:
         raise UsbError(f"{what} took longer than {IMPORT_TIMEOUT} s and was stopped") from None
     out = (proc.stdout.strip() or proc.stderr.strip()).splitlines()

@@ -29,6 +29,35 @@ def _loop_devices():
         assert shutil.which(tool), f"{tool} is needed: `make test` installs it (tests/prereqs.sh)"
 
 
+def _give_to_nobody(home: Path) -> None:
+    user = pwd.getpwnam("nobody")
+    for path in [home, *home.rglob("*")]:
+        os.lchown(path, user.pw_uid, user.pw_gid)
+
+
+@pytest.fixture
+def home(request) -> Path:
+    """A home owned by an unprivileged user, as the service user owns it
+    (usb-import refuses a home owned by root); pytest's tmp_path is root's alone."""
+    base = Path(tempfile.mkdtemp(prefix="airlock-usb-home-"))
+    base.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    h = base / "home"
+    assert run_airlock(h, "init").code == 0
+    _give_to_nobody(h)
+    return h
+
+
+@pytest.fixture
+def airlock(home):
+    """`airlock` in-process, as root (setting up what the test needs); the home stays nobody's."""
+    def run(*args):
+        r = run_airlock(home, *args)
+        _give_to_nobody(home)
+        return r
+    return run
+
+
 @pytest.fixture
 def stick(tmp_path):
     """Make an ext4 image from a folder and attach it to a loop device."""
@@ -123,6 +152,15 @@ def test_the_import_runs_as_the_homes_owner(sim, tmp_path, stick, request):
     assert owners == {user.pw_uid}, owners
 
 
+def test_a_home_owned_by_root_is_refused_before_anything_is_mounted(tmp_path, stick, sim):
+    root_home = tmp_path / "root-home"
+    assert run_airlock(root_home, "init").code == 0
+    device = stick(sim.write_bundle(tmp_path / "media"))
+    r = run_airlock(root_home, "usb-import", device)
+    assert r.code == 1 and "owned by root" in r.err and "chown -R airlock:airlock" in r.err, r.err
+    assert not mounted(device)
+
+
 def test_refusals(airlock, tmp_path):
     r = airlock("usb-import", "no-such-device-xyz")
     assert r.code == 1 and "does not exist" in r.err, r.err
@@ -138,6 +176,9 @@ def test_a_stick_with_airlock_export_gets_the_export(airlock, home, sim, tmp_pat
     sim.publish()
     media = sim.write_bundle(tmp_path / "media")
     (media / "airlock-export").mkdir()
+    # an ext4 stick keeps its owners (FAT and exFAT get the home owner's at mount): the service user's folder
+    user = pwd.getpwnam("nobody")
+    os.chown(media / "airlock-export", user.pw_uid, user.pw_gid)
     device = stick(media)
     r = airlock("usb-import", device)
     assert r.code == 0, r.err
