@@ -1,0 +1,43 @@
+"""The permission table against the product's role model, written here by
+hand from the roles issue (admin: everything; operator: devices and report
+triage, nothing that changes trust, admission or releases; auditor: reads
+everything, the audit log included, and changes nothing).  The route walk
+(tests/functional/console/test_route_walk.py) proves the app does what the
+table says; this proves the table says what the roles mean: a wrong row
+fails here, since the expectation is not read from the table."""
+
+from server.console.permissions import TABLE
+
+ALL = {"admin", "operator", "auditor"}
+
+# who may use each endpoint that needs a user: stated independently of TABLE
+INTENDED = {
+    ("session", "console.logout"): ALL,
+    ("session", "console.overview"): ALL,
+    ("session", "console.devices"): ALL,
+    ("session", "console.device"): ALL,
+    ("session", "console.reports"): ALL,
+    ("session", "console.report"): ALL,
+    ("session", "console.audit_log"): {"admin", "auditor"},
+    ("session", "console.device_action"): {"admin"},  # accept, reject, decommission: admission
+    ("session", "console.report_action"): {"admin", "operator"},  # triage
+    ("basic", "devices.admin_decision"): {"admin"},
+    ("basic", "admin_api.list_devices"): ALL,
+    ("basic", "admin_api.list_audit"): {"admin", "auditor"},
+    ("basic", "admin_api.list_all_users"): {"admin", "auditor"},
+}
+
+# no user at all: TUF files, the device API (its own token), the QR form (its key), liveness, the login form
+PUBLIC = {"repositories.metadata", "repositories.targets", "health.healthz", "metrics.metrics", "devices.enroll",
+          "devices.checkin", "devices.updates", "reports_api.file_report", "devices.openapi",
+          "report_form.show_form", "report_form.submit", "console.static", "console.index", "console.login"}
+
+
+def test_every_row_grants_what_the_roles_mean():
+    stated = {(a.kind, endpoint): set(a.roles) for endpoint, a in TABLE.items() if a.kind != "public"}
+    assert stated == INTENDED
+
+
+def test_only_the_intended_endpoints_are_public():
+    assert {endpoint for endpoint, a in TABLE.items() if a.kind == "public"} == PUBLIC
+
