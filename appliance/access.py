@@ -61,6 +61,13 @@ def first_denied(path: Path, write: bool = False) -> tuple[Path, str] | None:
     return None
 
 
+def _owned(st: os.stat_result) -> tuple[str, str]:
+    """(the owner's name, "kind owned by owner:group, mode NNNN")."""
+    owner, group = _name(st.st_uid), _group(st.st_gid)
+    kind = "folder" if stat.S_ISDIR(st.st_mode) else "file"
+    return owner, f"{kind} owned by {owner}:{group}, mode {stat.S_IMODE(st.st_mode):04o}"
+
+
 def explain_denied(path: Path, write: bool = False) -> str | None:
     """One sentence naming the folder or file, its owner and mode, and the
     user who lacks access, with what to do; None when access is not the
@@ -69,13 +76,10 @@ def explain_denied(path: Path, write: bool = False) -> str | None:
     if found is None:
         return None
     where, verb = found
-    st = where.stat()
-    owner, group = _name(st.st_uid), _group(st.st_gid)
-    kind = "folder" if stat.S_ISDIR(st.st_mode) else "file"
+    owner, described = _owned(where.stat())
     user = current_user()
-    return (f"user {user} may not {verb} {where} ({kind} owned by {owner}:{group}, mode "
-            f"{stat.S_IMODE(st.st_mode):04o}): run airlock as {owner} (e.g. `sudo -u {owner} airlock ...`) "
-            f"or give {user} access")
+    return (f"user {user} may not {verb} {where} ({described}): run airlock as {owner} "
+            f"(e.g. `sudo -u {owner} airlock ...`) or give {user} access")
 
 
 def explain_not_owner(path: Path) -> str | None:
@@ -87,9 +91,6 @@ def explain_not_owner(path: Path) -> str | None:
         return None
     if st.st_uid == os.geteuid() or os.geteuid() == 0:
         return None
-    owner, group = _name(st.st_uid), _group(st.st_gid)
-    kind = "folder" if stat.S_ISDIR(st.st_mode) else "file"
-    user = current_user()
-    return (f"user {user} may not change {path} ({kind} owned by {owner}:{group}, mode "
-            f"{stat.S_IMODE(st.st_mode):04o}): only its owner may; run airlock as {owner} "
-            f"(e.g. `sudo -u {owner} airlock ...`)")
+    owner, described = _owned(st)
+    return (f"user {current_user()} may not change {path} ({described}): only its owner may; run airlock as "
+            f"{owner} (e.g. `sudo -u {owner} airlock ...`)")
