@@ -46,12 +46,6 @@ class LoginThrottle:
                 database.execute_sql("INSERT INTO login_failure (username, at) VALUES (?, ?)", (username, now))
         return wait
 
-    def failed(self, username: str, now: int | None = None) -> None:
-        now = now_unix() if now is None else now
-        with database.atomic("IMMEDIATE"):
-            database.execute_sql("DELETE FROM login_failure WHERE at <= ?", (now - self.window,))
-            database.execute_sql("INSERT INTO login_failure (username, at) VALUES (?, ?)", (username, now))
-
     def succeeded(self, username: str) -> None:
         if database.execute_sql("SELECT 1 FROM login_failure WHERE username = ? LIMIT 1", (username,)).fetchone() \
                 is None:

@@ -196,14 +196,13 @@ def test_throttle_window_slides_and_the_table_stays_small(admin_home):
     bind(admin_home)
     throttle = LoginThrottle(max_failures=3, window=60)
     for t in (1000, 1001, 1002):
-        assert throttle.retry_after("alice", now=t) == 0
-        throttle.failed("alice", now=t)
+        assert throttle.attempt("alice", now=t) == 0  # counted as a failure: no success clears it
     assert throttle.retry_after("alice", now=1003) == 57
     assert throttle.retry_after("alice", now=1061) == 0  # the first failure left the window
     for i in range(50):
-        throttle.failed(f"made-up-{i}", now=2000 + i)
+        assert throttle.attempt(f"made-up-{i}", now=2000 + i) == 0
     assert rows(admin_home, "SELECT COUNT(*) FROM login_failure")[0][0] == 50 - 0  # all within the window
-    throttle.failed("late", now=5000)
+    assert throttle.attempt("late", now=5000) == 0
     assert rows(admin_home, "SELECT username FROM login_failure") == [("late",)]
 
 
