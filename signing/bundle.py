@@ -88,6 +88,7 @@ class StagedBundle:
     prefix: str = ""  # "airlock/" when an archive holds that folder
     metadata: dict[str, StagedFile] = field(default_factory=dict)  # "<repo>/metadata/<name>"
     targets: dict[str, int] = field(default_factory=dict)  # "<repo>/targets/<rel>" -> size
+    target_folders: set[str] = field(default_factory=set)  # "<repo>/targets/<rel>" that are folders
     offsets: dict[str, int] = field(default_factory=dict)  # plain tar: member data offsets
     fetched: dict[str, StagedFile] = field(default_factory=dict)
     files_copied: int = 0  # into staging, both passes: what a progress bar counts
@@ -131,7 +132,14 @@ class StagedBundle:
         return self.metadata.get(f"{repo}/metadata/{filename}")
 
     def target_size(self, repo: str, relpath: str) -> int | None:
-        return self.targets.get(f"{repo}/targets/{relpath}")
+        """The size of a target file in the bundle, or None when the bundle
+        does not carry it.  A folder where the file belongs is refused: it is
+        neither the file nor its absence."""
+        name = f"{repo}/targets/{relpath}"
+        if name in self.target_folders:
+            raise UnsafeBundleError(f"{show(name)} is a folder where a target file belongs; refused: "
+                                    "write the bundle again with the file itself")
+        return self.targets.get(name)
 
     def fetch_targets(self, wanted: dict[str, tuple[int, list[str]]], *, progress: Progress | None = None) -> None:
         """Copy the target files ``wanted`` ("<repo>/targets/<rel>" -> (signed
@@ -235,8 +243,11 @@ def _scan_directory(bundle: StagedBundle, budget: _Budget) -> None:
             budget.entry(name)
             st = os.lstat(leaf, dir_fd=dir_fd)
             if stat.S_ISDIR(st.st_mode):
-                if _classify(name) == "metadata":
+                kind = _classify(name)
+                if kind == "metadata":
                     raise UnsafeBundleError(f"{show(name)} is a folder inside metadata/; refused")
+                if kind == "target":
+                    bundle.target_folders.add(name)
                 fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
                 try:
                     walk(fd, name + "/")
@@ -356,6 +367,9 @@ def _scan_archive(bundle: StagedBundle, budget: _Budget) -> None:
             raise UnsafeBundleError(f"archive holds {show(name)} twice; refused")
         seen.add(name)
         if member.isdir():
+            stripped = _strip_prefix(name)
+            if stripped is not None and stripped.count("/") > 1 and stripped.split("/")[1] == "targets":
+                bundle.target_folders.add(stripped)
             continue
         if not member.isreg() or member.issparse():
             raise UnsafeBundleError(f"archive member {show(name)} is not a regular file or folder "

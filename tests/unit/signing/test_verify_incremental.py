@@ -70,3 +70,25 @@ def test_without_the_flag_an_absent_target_is_still_refused(delivery):
     code, out, err = sign_cli("verify", media, "--root", root)
     assert code == 1, out
     assert "a.bin" in err and "neither in the bundle nor already on the appliance" in err
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_folder_where_a_target_belongs_is_refused_not_deferred(delivery, tmp_path, packed):
+    """A folder named like the target file is neither the file nor its
+    absence: an incremental check must refuse it, not defer it."""
+    import tarfile
+
+    sim, media, root, b_file = delivery
+    b_file.unlink()
+    b_file.mkdir()
+    (b_file / "inside").write_bytes(b"x")
+    source = media
+    if packed:
+        source = tmp_path / "bundle.tar"
+        with tarfile.open(source, "w") as tar:
+            tar.add(media / "airlock", arcname="airlock")
+    code, out, err = sign_cli("verify", source, "--root", root, "--incremental")
+    assert code == 1, out
+    line = err.strip()
+    assert line.startswith("airlock-sign: error: ") and "\n" not in line, err
+    assert b_file.name in line and "is a folder where a target file belongs" in line, line
