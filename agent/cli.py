@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(COMMANDS[args.command](args))
     except (AgentError, OSError, ValueError) as exc:
-        print(f"airlock-agent: {exc}", file=sys.stderr)
+        print(f"airlock-agent: error: {exc}", file=sys.stderr)
         return exit_code_for(exc)
 
 

@@ -161,5 +161,6 @@ def test_the_cases_a_device_script_tells_apart(fleet):
     assert f.pending.agent("checkin").returncode == ExitCode.PENDING
     r = f.accepted.agent("checkin", "--device-id", "no spaces")
     assert r.returncode == ExitCode.USAGE and r.stderr.count("\n") == 1 and "device_id" in r.stderr
+    assert r.stderr.startswith("airlock-agent: error: "), r.stderr  # the same form as airlock's refusals
     r = f.broken.agent("status")
     assert r.returncode == ExitCode.FAILED and "state.json is not JSON" in r.stderr
