@@ -109,6 +109,8 @@ def init(ctx: Context, admin: str | None, password_file: str | None) -> None:
         click.echo("database schema is up to date")
     if result.admin_created:
         click.echo(f"created admin {result.admin_created}")
+    if result.clock_problem:
+        click.echo(f"airlock: warning: {result.clock_problem}", err=True)
 
 
 @cli.group()

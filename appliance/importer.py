@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from appliance.recovery import reconcile
+from server import timekeeping
 from server.clock import now_iso, utcnow
 from server.imports import services as imports
 from server.imports.records import ImportOutcome
@@ -143,6 +144,8 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                   now: datetime | None = None) -> ImportResult:
     """Import the bundle at ``source``.  Raises :class:`AirlockError` (one
     line) when refused; the refusal is recorded and nothing else changes."""
+    # a clock set back would make expired metadata verify: refused before anything is staged or recorded
+    checked = timekeeping.trusted_now(settings, "import")
     started = now_iso()
     digest: str | None = None
     names: list[str] = []
@@ -175,10 +178,12 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
             stale = [expired_line(c.name, c.stale) for c in changes if c.stale]
             if not changed and stale:
                 reason = "; ".join(stale) + "; nothing changed"
-                _record(started, operator, source, digest, status, reason, names, changes)
+                record_id = _record(started, operator, source, digest, status, reason, names, changes)
+                timekeeping.record("verified", checked, f"import {record_id}")
                 raise ExpiredUnchangedError(reason)
             record_id = _record(started, operator, source, digest, status, None, names, changes,
                                 token if changed else None)
+            timekeeping.record("verified", checked, f"import {record_id}")
             return ImportResult(record_id, status, digest, staged.files, staged.total_bytes, changes)
         except ExpiredUnchangedError:
             raise  # recorded above, as unchanged

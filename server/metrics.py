@@ -8,6 +8,7 @@ repository's served versions and expiries from its published tree.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from flask import Blueprint, Response, current_app
 from peewee import fn
@@ -21,6 +22,7 @@ from server.models import database, tuples
 from server.reports.models import Report
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
+from server.timekeeping import clock_health
 
 bp = Blueprint("metrics", __name__)
 
@@ -80,4 +82,11 @@ def metrics():
     out.family("airlock_repository_role_version", "gauge", "Version of each role the appliance serves.", versions)
     out.family("airlock_repository_role_expiry_seconds", "gauge",
                "Unix time at which each served role's metadata expires.", expiries)
+    clock = clock_health(settings)
+    out.family("airlock_clock_trusted", "gauge",
+               "1 when the clock reads no earlier than the appliance's time mark and not implausibly far "
+               "ahead of it; 0: imports, signing and enrollment are refused.", [({}, 1 if clock.ok else 0)])
+    out.family("airlock_clock_mark_seconds", "gauge",
+               "Unix time of the appliance's high-water mark of time: the clock should read at least this.",
+               [({}, int(datetime.fromisoformat(clock.mark).timestamp()))])
     return Response(out.text(), mimetype="text/plain", content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -69,6 +69,10 @@ class Settings:
     enrollment_max_skew: int = field(default=900, metadata={
         "help": "Seconds an enrollment request's timestamp may differ from the appliance's clock; seen "
                 "nonces are kept twice as long, so a replay is always refused."})
+    clock_max_ahead_days: int = field(default=400, metadata={
+        "help": "Days the clock may read after the newest time the appliance has trusted (its last import, "
+                "timestamp refresh or init) before imports, signing and enrollment are refused: a clock set years "
+                "ahead makes valid metadata look expired.  Raise it when the appliance really was off longer."})
     health_max_cpu_temp_c: int = field(default=85, metadata={
         "help": "A device reporting a CPU temperature at or above this (degrees Celsius) is flagged hot."})
     health_min_storage_free_bytes: int = field(default=64 * 1024 * 1024, metadata={
@@ -151,7 +155,7 @@ class Settings:
         if self.workers < 0:
             raise SettingsError("workers must be 0 (two per CPU core) or more")
         for name in ("threads", "header_timeout", "max_bundle_bytes", "max_bundle_files", "checkin_interval",
-                     "enrollment_max_skew", "maintenance_interval", "metrics_raw_retention",
+                     "enrollment_max_skew", "clock_max_ahead_days", "maintenance_interval", "metrics_raw_retention",
                      "metrics_hourly_retention", "metrics_daily_retention"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
