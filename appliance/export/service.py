@@ -34,6 +34,8 @@ from tuf.api.metadata import Metadata, Targets
 
 from appliance.export.identity import load_key, public_identity
 from appliance.export.media import MediaError, MediaFile, describe, file_digest, open_folder, remove_partials
+from appliance.timestamp_key import PUBLIC_FILE as TIMESTAMP_KEY_FILE
+from appliance.timestamp_key import timestamp_public_key
 from server.clock import now_iso
 from server.devices.releases import find_target
 from server.exports import services as exports
@@ -164,6 +166,7 @@ def run_export(settings: Settings, dest: Path, operator: str, *, since: int | No
                                          "appliance's disk needs room for one export; nothing was written") from None
             sequence, since_seq, ranges, files = (collection.sequence, collection.re_export_since,
                                                   collection.ranges, collection.files)
+            files = [_timestamp_key_file(settings, work), *files]  # so that it reaches the vendor
             manifest: dict[str, Any] = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "appliance_id": appliance,
                 "appliance_key_sha256": key_fingerprint(key.public_key()), "sequence": sequence,
@@ -294,3 +297,11 @@ def _unix(iso_time: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(iso_time).timestamp())
+
+
+def _timestamp_key_file(settings: Settings, work: Path) -> FileEntry:
+    """``timestamp-key.json``: the public half of the appliance's timestamp
+    key, in the TUF key form ``airlock-sign authorize-appliance`` takes."""
+    data = timestamp_public_key(settings).file_bytes()
+    (work / TIMESTAMP_KEY_FILE).write_bytes(data)
+    return FileEntry(TIMESTAMP_KEY_FILE, len(data), hashlib.sha256(data).hexdigest())
