@@ -248,6 +248,8 @@ from appliance.cli_status import register as _register_status; _register_status(
 
 from appliance.cli_usb import register as _register_usb; _register_usb(cli)  # noqa: E402,E702,I001
 
+from appliance.cli_timestamp import register as _register_timestamp; _register_timestamp(cli)  # noqa: E402,E702,I001
+
 
 def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:

@@ -30,7 +30,7 @@ def keys_show(as_json: bool, timestamp: bool) -> None:
     with --timestamp, the appliance's TUF timestamp key instead."""
     from appliance.export import public_identity
     from appliance.setup import appliance_id
-    from appliance.timestamp_key import timestamp_public_key
+    from server.timestamp_key import timestamp_public_key
 
     ctx = _ctx()
     if timestamp and not as_json:

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from appliance.recovery import reconcile
-from server import timekeeping
+from server import freshness, timekeeping
 from server.clock import now_iso, utcnow
 from server.imports import services as imports
 from server.imports.records import ImportOutcome
@@ -140,6 +140,9 @@ class _ImportLock:
         os.close(self.fd)
 
 
+ImportLock = _ImportLock  # for the other commands that must not run beside an import (timestamp refresh)
+
+
 def import_bundle(settings: Settings, source: Path, operator: str, *, progress: Progress | None = None,
                   now: datetime | None = None) -> ImportResult:
     """Import the bundle at ``source``.  Raises :class:`AirlockError` (one
@@ -165,6 +168,13 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                                             progress=progress, before_copy=lambda n: _check_free_space(settings, n))
             digest = staged.digest  # now over the content of the target files copied too
             changed = [v for v in verified if not v.unchanged]
+            for v in verified:
+                if v.unchanged:  # judged by what devices hold: the appliance's timestamp, if it serves one
+                    v.stale = freshness.stale_served(RepositoryStore(settings.public_dir, v.name), now or checked)
+            # a vendor timestamp not above the appliance's own is re-signed above it (or refused) before anything
+            # is published
+            vendor_timestamps = {v.name: freshness.timestamp_for_import(
+                settings, RepositoryStore(settings.public_dir, v.name), v, now or checked) for v in changed}
             if progress is not None and changed:
                 progress(0, None, staged.files_copied, phase=PHASE_PUBLISH)
             for v in changed:
@@ -172,7 +182,8 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                 publication = {"token": token, "started_at": started, "operator": operator, "source": str(source),
                                "bundle_digest": digest, "change": _change_dict(_change(v))}
                 RepositoryStore(settings.public_dir, v.name).publish(
-                    v, grace_period=settings.grace_period, now=now, publication=publication)
+                    v, grace_period=settings.grace_period, now=now, publication=publication,
+                    vendor_timestamp=vendor_timestamps[v.name])
             status = "accepted" if changed else "unchanged"
             changes = [_change(v) for v in verified]
             stale = [expired_line(c.name, c.stale) for c in changes if c.stale]
@@ -223,7 +234,7 @@ def _check_pinned(name: str) -> None:
 
 def _trust_for(settings: Settings, name: str):
     store = RepositoryStore(settings.public_dir, name)
-    return store.trusted_state(), store.read_metadata, lambda rel: store.has_target(rel) or None
+    return freshness.trusted_for_import(store), store.read_metadata, lambda rel: store.has_target(rel) or None
 
 
 # Room kept free on the appliance's disk beyond what a bundle needs: the

@@ -7,11 +7,11 @@ import uuid
 from dataclasses import dataclass
 
 from appliance.export.identity import ensure_key
-from appliance.timestamp_key import ensure_timestamp_key
 from server import bind_database, timekeeping
 from server.clock import utcnow
 from server.db import migrate
 from server.settings import Settings
+from server.timestamp_key import ensure_timestamp_key
 from server.users.services import check_new_password, create_user
 
 
@@ -41,7 +41,7 @@ def initialise(settings: Settings, admin: str | None = None, password: str | Non
     if not id_path.exists():
         id_path.write_text(f"airlock-{uuid.uuid4().hex[:12]}\n")
     ensure_key(settings)  # the appliance's identity key, which signs its exports
-    ensure_timestamp_key(settings)  # the key a vendor's root may authorize for timestamp (appliance/freshness.py)
+    ensure_timestamp_key(settings)  # the key a vendor's root may authorize for timestamp (server/freshness.py)
     db = bind_database(settings)
     applied = migrate(db)
     now = utcnow()

@@ -140,6 +140,12 @@ def render(report: StatusReport) -> str:
                      f"({nxt.expires})")
         lines.append(f"    then {repo.when_expired}" if nxt.days_left >= 0 else f"    now {repo.when_expired}")
         lines.append("    " + ", ".join(f"{r.role} v{r.version} {r.days_left:.1f}d" for r in repo.roles))
+        stamp = repo.timestamp
+        if stamp is not None and stamp.authorized:
+            lines.append(f"    timestamp.json v{stamp.version} signed by the {stamp.signed_by}; the appliance re-signs "
+                         "it before it expires (`airlock timestamp refresh`, hourly)")
+        elif stamp is not None and stamp.warning:
+            lines.append(f"    WARNING: {_safe(stamp.warning)}")
     lines.append("")
     by_state = ", ".join(f"{n} {state}" for state, n in s.devices.items()) or "none"
     lines.append(f"devices   {by_state}; {s.devices_online} online")

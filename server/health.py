@@ -2,7 +2,9 @@
 
 from flask import Blueprint, current_app, jsonify
 
+from server.clock import utcnow
 from server.db import check_schema
+from server.freshness import all_freshness
 from server.models import database
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
@@ -37,6 +39,11 @@ def healthz():
             problems.append(f"clock: {health.problem}")
     except Exception as exc:  # noqa: BLE001 - report, never crash the probe
         problems.append(f"clock: the time mark cannot be read ({exc})")
+    warnings = []  # not yet a problem: what will become one
+    try:
+        warnings = [f.warning for f in all_freshness(settings, utcnow()) if f.warning]
+    except Exception as exc:  # noqa: BLE001 - report, never crash the probe
+        warnings.append(f"timestamps: cannot be read ({exc})")
     status = 200 if not problems else 503
     return jsonify(status="ok" if not problems else "degraded", repositories=repos, clock=clock,
-                   problems=problems), status
+                   problems=problems, warnings=warnings), status

@@ -14,9 +14,10 @@ from flask import Blueprint, Response, current_app
 from peewee import fn
 from tuf.api.metadata import Metadata
 
-from server.clock import now_unix
+from server.clock import now_unix, utcnow
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
 from server.devices.models import Device
+from server.freshness import all_freshness
 from server.imports.models import ImportRecord
 from server.models import database, tuples
 from server.reports.models import Report
@@ -82,6 +83,11 @@ def metrics():
     out.family("airlock_repository_role_version", "gauge", "Version of each role the appliance serves.", versions)
     out.family("airlock_repository_role_expiry_seconds", "gauge",
                "Unix time at which each served role's metadata expires.", expiries)
+    fresh = all_freshness(settings, utcnow())
+    out.family("airlock_repository_timestamp_key_authorized", "gauge",
+               "1 when the repository's root lets the appliance re-sign timestamp.json with its own key "
+               "(`airlock timestamp refresh`); 0: it expires as the vendor signed it.",
+               [({"repository": f.repository}, 1 if f.authorized else 0) for f in fresh])
     clock = clock_health(settings)
     out.family("airlock_clock_trusted", "gauge",
                "1 when the clock reads no earlier than the appliance's time mark and not implausibly far "

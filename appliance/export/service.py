@@ -34,8 +34,6 @@ from tuf.api.metadata import Metadata, Targets
 
 from appliance.export.identity import load_key, public_identity
 from appliance.export.media import MediaError, MediaFile, describe, file_digest, open_folder, remove_partials
-from appliance.timestamp_key import PUBLIC_FILE as TIMESTAMP_KEY_FILE
-from appliance.timestamp_key import timestamp_public_key
 from server.clock import now_iso
 from server.devices.releases import find_target
 from server.exports import services as exports
@@ -45,6 +43,8 @@ from server.exports.services import ExportRefusedError
 from server.repositories.services import is_pinned
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
+from server.timestamp_key import PUBLIC_FILE as TIMESTAMP_KEY_FILE
+from server.timestamp_key import timestamp_public_key
 from signing.exceptions import AirlockError
 from signing.export import (
     EXPORT_KEY_TARGET,

@@ -43,6 +43,7 @@ def test_init_makes_an_owner_only_key_and_keys_show_prints_its_tuf_form(airlock,
     # init again keeps it; an existing home without one (from before) gets one
     assert airlock("init").code == 0 and json.loads(airlock("keys", "show", "--timestamp").out) == doc
     path.unlink()
+    (home / "timestamp-key.json").unlink()
     assert "no timestamp key" in airlock("keys", "show", "--timestamp").err
     assert airlock("init").code == 0
     assert json.loads(airlock("keys", "show", "--timestamp").out)["keyid"] != doc["keyid"]

@@ -4,7 +4,7 @@ A vendor's ``timestamp.json`` is short-lived by design, while USB deliveries
 come every few weeks: when it expires, every device stops updating until the
 next stick.  A vendor may therefore add this key to its root's timestamp role
 (``airlock-sign authorize-appliance``); from then on ``airlock timestamp
-refresh`` re-signs the timestamp before it expires (:mod:`appliance.freshness`).
+refresh`` re-signs the timestamp before it expires (:mod:`server.freshness`).
 
 An Ed25519 key (tuf-js refuses RSA PKCS#1 v1.5), made by ``airlock init`` for
 new and existing homes alike (and by ``timestamp refresh`` if still missing),
@@ -12,7 +12,9 @@ kept in ``HOME/timestamp-key.pem``: mode 0600, PKCS#8, unencrypted (the
 appliance signs unattended, from a timer), written whole or not at all.  It
 never leaves the appliance; its public half does, in the TUF key form the
 vendor's tools take (``airlock keys show --timestamp``, and
-``timestamp-key.json`` in every export).
+``timestamp-key.json`` in every export), kept beside it as
+``HOME/timestamp-key.json`` so that what only reads (``airlock status``, a
+user who may read the home but not the key) knows its key id.
 
 With it the appliance can keep a vendor's snapshot fresh, or withhold
 updates by letting it lapse; it can never change which files are genuine:
@@ -32,7 +34,8 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from server.settings import Settings
 from signing.durable import write_atomic
-from signing.exceptions import AirlockError
+from signing.exceptions import AirlockError, KeyStoreError
+from signing.keys import load_public_key
 
 KEY_FILE = "timestamp-key.pem"
 PUBLIC_FILE = "timestamp-key.json"  # its name in exports, and what the docs tell IT to save it as
@@ -62,18 +65,27 @@ def key_path(settings: Settings) -> Path:
     return settings.home / KEY_FILE
 
 
+def public_path(settings: Settings) -> Path:
+    return settings.home / PUBLIC_FILE
+
+
 def ensure_timestamp_key(settings: Settings) -> bool:
-    """Make the key if there is none; True when it was made."""
+    """Make the key, and its public file, if missing; True when the key was made."""
     path = key_path(settings)
-    if os.path.lexists(path):
-        return False
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    try:  # whole or not at all: a crash must not leave a half key that never loads
-        write_atomic(path, pem, mode=0o600, overwrite=False)
-    except FileExistsError:
-        return False  # made meanwhile by another process
-    return True
+    made = False
+    if not os.path.lexists(path):
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        try:  # whole or not at all: a crash must not leave a half key that never loads
+            write_atomic(path, pem, mode=0o600, overwrite=False)
+            made = True
+        except FileExistsError:
+            pass  # made meanwhile by another process
+    public = SSlibKey.from_crypto(_private_key(settings).public_key())
+    data = TimestampPublicKey(public.keyid, public).file_bytes()
+    if made or not os.path.lexists(public_path(settings)) or public_path(settings).read_bytes() != data:
+        write_atomic(public_path(settings), data, mode=0o644)
+    return made
 
 
 def _private_key(settings: Settings) -> Ed25519PrivateKey:
@@ -102,6 +114,13 @@ def timestamp_signer(settings: Settings) -> CryptoSigner:
 
 
 def timestamp_public_key(settings: Settings) -> TimestampPublicKey:
-    """Its public half, with its TUF key id."""
-    key = SSlibKey.from_crypto(_private_key(settings).public_key())
+    """Its public half, with its TUF key id (from the public file: no need
+    to read the private key)."""
+    path = public_path(settings)
+    if not os.path.lexists(path):
+        raise TimestampKeyError(f"the appliance has no timestamp key ({path}): run `airlock init` to make it")
+    try:
+        key = load_public_key(path)
+    except KeyStoreError as exc:
+        raise TimestampKeyError(f"{exc}: run `airlock init` to write it again from the key") from None
     return TimestampPublicKey(key.keyid, key)
