@@ -182,18 +182,25 @@ def timestamp_for_import(settings: Settings, store: RepositoryStore, verified: V
     None when the vendor's is served as it is."""
     vendor = verified.metadata.get("timestamp.json")
     held_bytes = store.trusted_state().roles.get("timestamp") if store.exists() else None
-    if vendor is None or held_bytes is None:
+    if held_bytes is None:
         return None
     held = Metadata[Timestamp].from_bytes(held_bytes).signed.version
-    version = Metadata[Timestamp].from_bytes(vendor).signed.version
-    if version > held:
-        return None  # the vendor's own, served byte for byte
     root_bytes = verified.metadata.get(verified.current["root"]) or store.read_metadata(
         verified.current["root"], 1 << 20)
     if root_bytes is None:
         raise VerificationError(f"repository {show(verified.name)}: the final root is missing; nothing changed")
     keyid = _keyid(settings)
     why = authorization(Metadata[Root].from_bytes(root_bytes).signed, keyid) if keyid else "it has no timestamp key"
+    if vendor is None:
+        if why is not None and store.vendor_timestamp() is not None:  # ours stays served, and the new root refuses it
+            raise VerificationError(
+                f"repository {show(verified.name)}: timestamp.json: the served timestamp version {held} is the "
+                f"appliance's, and the bundle's new root no longer lets the appliance sign it ({why}), so devices "
+                f"could not verify it; the vendor must ship that root with a timestamp above version {held}")
+        return None
+    version = Metadata[Timestamp].from_bytes(vendor).signed.version
+    if version > held:
+        return None  # the vendor's own, served byte for byte
     if why is not None:
         raise VerificationError(
             f"repository {show(verified.name)}: timestamp.json: the bundle's timestamp version {version} is not above "

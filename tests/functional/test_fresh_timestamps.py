@@ -172,8 +172,13 @@ def test_a_timestamp_below_the_appliances_is_refused_once_the_root_no_longer_aut
     sim.root.signed.revoke_key(keyid, "timestamp")  # the vendor takes the right back
     sim.root.signed.version += 1
     sim.sign_and_store("root")
-    sim.publish()  # its timestamp v + 1
     before = tree_state(home)
+    r = airlock("import", sim.write_bundle(tmp_path / "usb-root-only"))  # the new root, its old timestamp
+    assert r.code == 1, r.out
+    assert (f"the served timestamp version {v + 3} is the appliance's, and the bundle's new root no longer lets the "
+            "appliance sign it") in r.err, r.err
+    assert tree_state(home) == before
+    sim.publish()  # its timestamp v + 1
     r = airlock("import", sim.write_bundle(tmp_path / "usb2"))
     assert r.code == 1, r.out
     assert (f"the bundle's timestamp version {v + 1} is not above version {v + 3}, which this appliance signed and "
