@@ -153,6 +153,10 @@ def refresh(settings: Settings, now: datetime, operator: str, *, force: bool = F
         snapshot = Metadata[Timestamp].from_bytes(vendor).signed.snapshot_meta.version
         line = (f"{repo.name}: re-signed timestamp.json v{held.version + 1}, naming the vendor's snapshot "
                 f"v{snapshot}, valid until {iso(now + timedelta(seconds=settings.timestamp_lifetime))}")
+        stale = stale_served(store, now)
+        if stale:  # a fresh timestamp cannot help: the vendor's own snapshot or targets has lapsed
+            line += (f"; but the vendor's {stale}: devices refuse {repo.name}'s updates until a bundle with newer "
+                     "metadata is imported")
         audit.record(operator, "timestamp.refresh", repo.name,
                      {"version": held.version + 1, "snapshot": snapshot, "previous": held.version})
         logger.info("%s", line)

@@ -192,3 +192,16 @@ def test_a_timestamp_below_the_appliances_is_refused_once_the_root_no_longer_aut
     served = (home / "public/repos/acme/metadata/timestamp.json").read_bytes()
     assert served == sim.metadata["timestamp.json"]
     assert "nothing signed: root version 3 does not list" in airlock("timestamp", "refresh").out
+
+
+def test_a_refresh_says_when_the_vendors_snapshot_itself_has_lapsed(airlock, sim, home, tmp_path):
+    assert pin(airlock, sim, tmp_path).code == 0
+    authorize(sim, home)
+    now = datetime.now(UTC).replace(microsecond=0)
+    sim.snapshot.signed.expires = now - timedelta(hours=1)
+    sim.publish()
+    assert _import_at(home, sim.write_bundle(tmp_path / "usb"), now - timedelta(days=1)).status == "accepted"
+    r = airlock("timestamp", "refresh", "--force")
+    assert r.code == 0, r.err
+    assert f"but the vendor's {sim.snapshot.signed.version}.snapshot.json expired on" in r.out, r.out
+    assert "devices refuse acme's updates until a bundle with newer metadata is imported" in r.out
