@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import stat
 from pathlib import Path
 
@@ -19,13 +20,21 @@ from tests.conftest import sign_cli
 PASS = "vendor passphrase for the timestamp key tests"
 
 
-@pytest.fixture
-def vendor(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("AIRLOCK_SIGN_PASSPHRASE", PASS)
-    ws = tmp_path / "ws"
-    code, _, err = sign_cli("init", ws, "--name", "acme")
+@pytest.fixture(scope="module")
+def vendor_template(tmp_path_factory) -> Path:
+    """One vendor workspace per module (making its keys is slow: scrypt), copied for each test."""
+    ws = tmp_path_factory.mktemp("vendor") / "ws"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRLOCK_SIGN_PASSPHRASE", PASS)
+        code, _, err = sign_cli("init", ws, "--name", "acme")
     assert code == 0, err
     return ws
+
+
+@pytest.fixture
+def vendor(vendor_template, tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("AIRLOCK_SIGN_PASSPHRASE", PASS)
+    return Path(shutil.copytree(vendor_template, tmp_path / "ws"))
 
 
 def test_init_makes_an_owner_only_key_and_keys_show_prints_its_tuf_form(airlock, home, tmp_path):
