@@ -164,8 +164,22 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
             names = staged.repositories
             for name in names:
                 _check_pinned(name)
-            verified = verify_staged_bundle(staged, lambda name: _trust_for(settings, name), now=now,
-                                            progress=progress, before_copy=lambda n: _check_free_space(settings, n))
+            # a vendor timestamp that expired on the way is re-signed for verification where the root lets the
+            # appliance; what the media delivered is put back before the digest is taken
+            arrived = {name: found for name in names
+                       if (found := freshness.resign_expired_on_arrival(settings, staged, name, now or checked))}
+            try:
+                verified = verify_staged_bundle(staged, lambda name: _trust_for(settings, name), now=now,
+                                                progress=progress,
+                                                before_copy=lambda n: _check_free_space(settings, n))
+            finally:
+                for name, (_vendor, entry) in arrived.items():
+                    staged.metadata[f"{name}/metadata/timestamp.json"] = entry
+            for v in verified:
+                if v.name in arrived and not v.unchanged:
+                    v.notes.append(f"timestamp.json: the vendor's timestamp expired on the way; re-signed by the "
+                                   f"appliance as version {v.versions_after['timestamp']}, naming the vendor's "
+                                   "snapshot")
             digest = staged.digest  # now over the content of the target files copied too
             changed = [v for v in verified if not v.unchanged]
             for v in verified:
@@ -173,7 +187,7 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                     v.stale = freshness.stale_served(RepositoryStore(settings.public_dir, v.name), now or checked)
             # a vendor timestamp not above the appliance's own is re-signed above it (or refused) before anything
             # is published
-            vendor_timestamps = {v.name: freshness.timestamp_for_import(
+            vendor_timestamps = {v.name: arrived[v.name][0] if v.name in arrived else freshness.timestamp_for_import(
                 settings, RepositoryStore(settings.public_dir, v.name), v, now or checked) for v in changed}
             if progress is not None and changed:
                 progress(0, None, staged.files_copied, phase=PHASE_PUBLISH)

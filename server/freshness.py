@@ -27,6 +27,7 @@ snapshot is still the current one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -39,9 +40,16 @@ from server.repositories.services import list_repositories
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
 from server.timestamp_key import TimestampKeyError, timestamp_public_key, timestamp_signer
-from signing.appliance_timestamp import authorization, check_as_client, resign_timestamp
+from signing.appliance_timestamp import (
+    authorization,
+    check_as_client,
+    final_root_if_only_expired,
+    resign_timestamp,
+)
+from signing.bundle import StagedBundle, StagedFile
 from signing.exceptions import VerificationError
 from signing.paths import show
+from signing.trust import MAX_LENGTH
 from signing.verify import TrustedState, VerifiedRepository, when
 
 logger = logging.getLogger(__name__)
@@ -232,3 +240,41 @@ def stale_served(store: RepositoryStore, now: datetime) -> str | None:
             name = "timestamp.json" if role == "timestamp" else f"{signed.version}.{role}.json"
             return f"{name} expired on {when(signed.expires)}"
     return None
+
+
+def resign_expired_on_arrival(settings: Settings, staged: StagedBundle, name: str, now: datetime
+                              ) -> tuple[bytes, StagedFile] | None:
+    """A bundle's vendor timestamp that expired on the way (the delivery took
+    longer than it lives) but verifies otherwise, for a repository whose
+    (final) root authorizes the appliance's key: replace it in ``staged``,
+    for verification, by one the appliance signs (version above both the
+    vendor's and the served one, naming the vendor's snapshot).  Returns the
+    vendor's bytes and the staged entry to put back once verified (the
+    bundle digest covers what the media delivered), or None."""
+    store = RepositoryStore(settings.public_dir, name)
+    entry = staged.metadata_file(name, "timestamp.json")
+    keyid = _keyid(settings)
+    if entry is None or keyid is None or not store.exists() or entry.size > MAX_LENGTH["timestamp"]:
+        return None
+    vendor = entry.path.read_bytes()
+    state = store.trusted_state()
+    new_roots: list[bytes] = []
+    version = _root(state).version + 1
+    while (root_entry := staged.metadata_file(name, f"{version}.root.json")) is not None \
+            and root_entry.size <= MAX_LENGTH["root"] and len(new_roots) < 256:
+        new_roots.append(root_entry.path.read_bytes())
+        version += 1
+    previous = store.vendor_timestamp() or state.roles.get("timestamp")
+    root = final_root_if_only_expired(state.root, new_roots, previous, vendor, now)
+    if root is None or authorization(root, keyid) is not None:
+        return None
+    held = Metadata[Timestamp].from_bytes(state.roles["timestamp"]).signed.version if "timestamp" in state.roles \
+        else 0
+    number = max(held, Metadata[Timestamp].from_bytes(vendor).signed.version) + 1
+    ours = resign_timestamp(vendor, version=number, expires=now + timedelta(seconds=settings.timestamp_lifetime),
+                            signer=timestamp_signer(settings))
+    path = staged.root / f".appliance-timestamp-{name}.json"
+    path.write_bytes(ours)
+    staged.metadata[f"{name}/metadata/timestamp.json"] = StagedFile(
+        entry.relpath, path, len(ours), {"sha256": hashlib.sha256(ours).hexdigest()})
+    return vendor, entry

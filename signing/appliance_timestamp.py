@@ -78,3 +78,30 @@ def check_as_client(root: bytes, held_timestamp: bytes | None, new_timestamp: by
     except tuf_exceptions.RepositoryError as exc:
         raise VerificationError(f"the timestamp the appliance signed would not verify on a device ({exc}); "
                                 "nothing was published") from None
+
+
+def final_root_if_only_expired(trusted_root: bytes, new_roots: list[bytes], previous_timestamp: bytes | None,
+                               timestamp: bytes, now: datetime) -> Root | None:
+    """The final root (after ``new_roots``, each verified by the one before)
+    when ``timestamp`` verifies under it in every way but one: it has
+    expired (a delivery that took longer than the vendor's timestamp lives);
+    None otherwise, leaving every refusal to the importer's verifier."""
+    try:
+        tset = TrustedMetadataSet(trusted_root, EnvelopeType.METADATA)
+        tset.reference_time = now
+        for data in new_roots:
+            tset.update_root(data)
+    except Exception:  # noqa: BLE001 - any refusal is the verifier's to explain
+        return None
+    if tset.root.is_expired(now):
+        return None
+    if previous_timestamp is not None:
+        with contextlib.suppress(Exception):  # the vendor's previous one guards against rollback, expired or not
+            tset.update_timestamp(previous_timestamp)
+    try:
+        tset.update_timestamp(timestamp)
+    except tuf_exceptions.ExpiredMetadataError:
+        return tset.root
+    except Exception:  # noqa: BLE001
+        return None
+    return None  # not expired: nothing to do

@@ -158,6 +158,12 @@ def test_without_authorization_nothing_is_signed_and_expiry_is_warned_about(airl
     assert health.status_code == 200 and health.json["warnings"] and "expires in" in health.json["warnings"][0]
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'airlock_repository_timestamp_key_authorized{repository="acme"} 0' in metrics
+    # a delivery whose timestamp expired on the way stays refused: the appliance may not re-sign it
+    sim.timestamp.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    sim.publish()
+    r = airlock("import", sim.write_bundle(tmp_path / "usb2"))
+    assert r.code == 1 and "timestamp.json" in r.err and "expired" in r.err, r.err
+    assert tree_state(home) == before
 
 
 def test_a_timestamp_below_the_appliances_is_refused_once_the_root_no_longer_authorizes_it(
@@ -205,3 +211,33 @@ def test_a_refresh_says_when_the_vendors_snapshot_itself_has_lapsed(airlock, sim
     assert r.code == 0, r.err
     assert f"but the vendor's {sim.snapshot.signed.version}.snapshot.json expired on" in r.out, r.out
     assert "devices refuse acme's updates until a bundle with newer metadata is imported" in r.out
+
+
+def test_a_delivery_whose_vendor_timestamp_expired_on_the_way_imports_when_authorized(airlock, sim, home, tmp_path):
+    import sqlite3
+
+    from signing.bundle import BundleLimits, scan_bundle
+
+    assert pin(airlock, sim, tmp_path).code == 0
+    keyid = authorize(sim, home)
+    sim.publish()
+    assert airlock("import", sim.write_bundle(tmp_path / "usb1")).code == 0
+    v = sim.timestamp.signed.version
+    sim.add_target("fw/c.bin", b"C" * 300)
+    sim.timestamp.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    sim.publish()  # the stick took longer than the vendor's timestamp lives
+    media = sim.write_bundle(tmp_path / "usb2")
+    r = airlock("import", media)
+    assert r.code == 0, r.err
+    assert (f"timestamp.json: the vendor's timestamp expired on the way; re-signed by the appliance as version "
+            f"{v + 2}, naming the vendor's snapshot") in r.out, r.out
+    served = served_timestamp(home)
+    assert served.signed.version == v + 2 and list(served.signatures) == [keyid]
+    assert served.signed.snapshot_meta == sim.timestamp.signed.snapshot_meta
+    # the record names the bundle the media delivered, not the appliance's stand-in
+    con = sqlite3.connect(home / "airlock.db")
+    recorded = con.execute("SELECT bundle_digest FROM import_record ORDER BY id DESC LIMIT 1").fetchone()[0]
+    con.close()
+    assert recorded == scan_bundle(media, tmp_path / "scan", limits=BundleLimits()).digest
+    with airlock_server(home) as base:
+        assert Device(base, tmp_path / "ng", sim.first_root()).fetch("fw/c.bin") == b"C" * 300
