@@ -109,6 +109,8 @@ def init(ctx: Context, admin: str | None, password_file: str | None) -> None:
         click.echo("database schema is up to date")
     if result.admin_created:
         click.echo(f"created admin {result.admin_created}")
+    if result.clock_problem:
+        click.echo(f"airlock: warning: {result.clock_problem}", err=True)
 
 
 @cli.group()
@@ -245,6 +247,8 @@ from appliance.cli_backup import register as _register_backup; _register_backup(
 from appliance.cli_status import register as _register_status; _register_status(cli)  # noqa: E402,E702,I001
 
 from appliance.cli_usb import register as _register_usb; _register_usb(cli)  # noqa: E402,E702,I001
+
+from appliance.cli_timestamp import register as _register_timestamp; _register_timestamp(cli)  # noqa: E402,E702,I001
 
 
 def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:

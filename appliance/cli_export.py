@@ -17,21 +17,30 @@ def _ctx():
 
 @click.group()
 def keys() -> None:
-    """The appliance's own identity key (it signs exports)."""
+    """The appliance's own keys: its identity key (it signs exports) and its timestamp key."""
 
 
 @keys.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def keys_show(as_json: bool) -> None:
-    """Print the appliance id and the public key (PEM, SHA-256 fingerprint) to give the vendor."""
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (both keys).")
+@click.option("--timestamp", is_flag=True,
+              help="Print the public half of the appliance's timestamp key as a TUF key file, for "
+                   "`airlock-sign authorize-appliance`.")
+def keys_show(as_json: bool, timestamp: bool) -> None:
+    """Print the appliance id and the public key (PEM, SHA-256 fingerprint) to give the vendor;
+    with --timestamp, the appliance's TUF timestamp key instead."""
     from appliance.export import public_identity
     from appliance.setup import appliance_id
+    from server.timestamp_key import timestamp_public_key
 
     ctx = _ctx()
+    if timestamp and not as_json:
+        click.echo(timestamp_public_key(ctx.settings).file_bytes().decode().rstrip("\n"))
+        return
     info = public_identity(ctx.settings, appliance_id(ctx.settings))
     if as_json:
         click.echo(json.dumps({"appliance_id": info.appliance_id, "sha256": info.fingerprint,
-                               "public_key_pem": info.public_pem}, indent=2))
+                               "public_key_pem": info.public_pem,
+                               "timestamp_key": timestamp_public_key(ctx.settings).to_dict()}, indent=2))
         return
     click.echo(info.public_file.decode().rstrip("\n"))
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from appliance.recovery import reconcile
+from server import freshness, timekeeping
 from server.clock import now_iso, utcnow
 from server.imports import services as imports
 from server.imports.records import ImportOutcome
@@ -139,10 +140,15 @@ class _ImportLock:
         os.close(self.fd)
 
 
+ImportLock = _ImportLock  # for the other commands that must not run beside an import (timestamp refresh)
+
+
 def import_bundle(settings: Settings, source: Path, operator: str, *, progress: Progress | None = None,
                   now: datetime | None = None) -> ImportResult:
     """Import the bundle at ``source``.  Raises :class:`AirlockError` (one
     line) when refused; the refusal is recorded and nothing else changes."""
+    # a clock set back would make expired metadata verify: refused before anything is staged or recorded
+    checked = timekeeping.trusted_now(settings, "import")
     started = now_iso()
     digest: str | None = None
     names: list[str] = []
@@ -158,10 +164,31 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
             names = staged.repositories
             for name in names:
                 _check_pinned(name)
-            verified = verify_staged_bundle(staged, lambda name: _trust_for(settings, name), now=now,
-                                            progress=progress, before_copy=lambda n: _check_free_space(settings, n))
+            # a vendor timestamp that expired on the way is re-signed for verification where the root lets the
+            # appliance; what the media delivered is put back before the digest is taken
+            arrived = {name: found for name in names
+                       if (found := freshness.resign_expired_on_arrival(settings, staged, name, now or checked))}
+            try:
+                verified = verify_staged_bundle(staged, lambda name: _trust_for(settings, name), now=now,
+                                                progress=progress,
+                                                before_copy=lambda n: _check_free_space(settings, n))
+            finally:
+                for name, (_vendor, entry) in arrived.items():
+                    staged.metadata[f"{name}/metadata/timestamp.json"] = entry
+            for v in verified:
+                if v.name in arrived and not v.unchanged:
+                    v.notes.append(f"timestamp.json: the vendor's timestamp expired on the way; re-signed by the "
+                                   f"appliance as version {v.versions_after['timestamp']}, naming the vendor's "
+                                   "snapshot")
             digest = staged.digest  # now over the content of the target files copied too
             changed = [v for v in verified if not v.unchanged]
+            for v in verified:
+                if v.unchanged:  # judged by what devices hold: the appliance's timestamp, if it serves one
+                    v.stale = freshness.stale_served(RepositoryStore(settings.public_dir, v.name), now or checked)
+            # a vendor timestamp not above the appliance's own is re-signed above it (or refused) before anything
+            # is published
+            vendor_timestamps = {v.name: arrived[v.name][0] if v.name in arrived else freshness.timestamp_for_import(
+                settings, RepositoryStore(settings.public_dir, v.name), v, now or checked) for v in changed}
             if progress is not None and changed:
                 progress(0, None, staged.files_copied, phase=PHASE_PUBLISH)
             for v in changed:
@@ -169,16 +196,19 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
                 publication = {"token": token, "started_at": started, "operator": operator, "source": str(source),
                                "bundle_digest": digest, "change": _change_dict(_change(v))}
                 RepositoryStore(settings.public_dir, v.name).publish(
-                    v, grace_period=settings.grace_period, now=now, publication=publication)
+                    v, grace_period=settings.grace_period, now=now, publication=publication,
+                    vendor_timestamp=vendor_timestamps[v.name])
             status = "accepted" if changed else "unchanged"
             changes = [_change(v) for v in verified]
             stale = [expired_line(c.name, c.stale) for c in changes if c.stale]
             if not changed and stale:
                 reason = "; ".join(stale) + "; nothing changed"
-                _record(started, operator, source, digest, status, reason, names, changes)
+                record_id = _record(started, operator, source, digest, status, reason, names, changes)
+                timekeeping.record("verified", checked, f"import {record_id}")
                 raise ExpiredUnchangedError(reason)
             record_id = _record(started, operator, source, digest, status, None, names, changes,
                                 token if changed else None)
+            timekeeping.record("verified", checked, f"import {record_id}")
             return ImportResult(record_id, status, digest, staged.files, staged.total_bytes, changes)
         except ExpiredUnchangedError:
             raise  # recorded above, as unchanged
@@ -218,7 +248,7 @@ def _check_pinned(name: str) -> None:
 
 def _trust_for(settings: Settings, name: str):
     store = RepositoryStore(settings.public_dir, name)
-    return store.trusted_state(), store.read_metadata, lambda rel: store.has_target(rel) or None
+    return freshness.trusted_for_import(store), store.read_metadata, lambda rel: store.has_target(rel) or None
 
 
 # Room kept free on the appliance's disk beyond what a bundle needs: the

@@ -7,9 +7,11 @@ import uuid
 from dataclasses import dataclass
 
 from appliance.export.identity import ensure_key
-from server import bind_database
+from server import bind_database, timekeeping
+from server.clock import utcnow
 from server.db import migrate
 from server.settings import Settings
+from server.timestamp_key import ensure_timestamp_key
 from server.users.services import check_new_password, create_user
 
 
@@ -19,6 +21,7 @@ class InitResult:
     appliance_id: str
     migrations_applied: list[str]
     admin_created: str | None
+    clock_problem: str | None = None  # the clock cannot be trusted: what is wrong, what to do
 
 
 def appliance_id(settings: Settings) -> str:
@@ -38,11 +41,16 @@ def initialise(settings: Settings, admin: str | None = None, password: str | Non
     if not id_path.exists():
         id_path.write_text(f"airlock-{uuid.uuid4().hex[:12]}\n")
     ensure_key(settings)  # the appliance's identity key, which signs its exports
+    ensure_timestamp_key(settings)  # the key a vendor's root may authorize for timestamp (server/freshness.py)
     db = bind_database(settings)
     applied = migrate(db)
+    now = utcnow()
+    clock = timekeeping.clock_health(settings, now)
+    if clock.ok:  # the appliance's own last known time: a clock set back after this is caught
+        timekeeping.record("seen", now, operator)
     created = None
     if admin:
         password = check_new_password(password, "the admin password")
         created = create_user(admin, password, "admin", operator).username
     db.close()
-    return InitResult(str(home), appliance_id(settings), applied, created)
+    return InitResult(str(home), appliance_id(settings), applied, created, clock.problem)

@@ -19,6 +19,7 @@ from appliance.setup import appliance_id
 from server.clock import iso, utcnow
 from server.settings import Settings
 from server.status import ServedStatus, served_status
+from server.timekeeping import ClockHealth, clock_health
 
 PROBE_TIMEOUT = 2.0  # seconds
 MAX_PROBE_BODY = 16 * 1024  # bytes
@@ -48,6 +49,7 @@ class StatusReport:
     serve: ServeProbe
     disk: DiskStatus
     served: ServedStatus
+    clock: ClockHealth | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,7 +98,8 @@ def gather(settings: Settings, now: datetime | None = None) -> StatusReport:
     now = now or utcnow()
     usage = shutil.disk_usage(settings.home)
     return StatusReport(appliance_id(settings), str(settings.home), iso(now), probe_serve(settings),
-                        DiskStatus(str(settings.home), usage.free, usage.total), served_status(settings, now))
+                        DiskStatus(str(settings.home), usage.free, usage.total), served_status(settings, now),
+                        clock_health(settings, now))
 
 
 def _size(n: int) -> str:
@@ -112,6 +115,10 @@ def render(report: StatusReport) -> str:
     s = report.served
     lines = [f"appliance {report.appliance_id or '(no id: run airlock init)'}  home {report.home}",
              f"clock     {report.clock_utc} (UTC; expiries below are judged by it)"]
+    clock = report.clock
+    if clock is not None:
+        lines.append(f"          NOT TRUSTED: {clock.problem}" if clock.problem else
+                     f"          trusted: not before {clock.mark} ({_safe(clock.mark_source)})")
     probe = report.serve
     serving = (f"answers on {probe.url}: {probe.detail}" if probe.answers
                else f"NOT answering on {probe.url}: {probe.detail}; start it (`systemctl start airlock`)")
@@ -133,6 +140,12 @@ def render(report: StatusReport) -> str:
                      f"({nxt.expires})")
         lines.append(f"    then {repo.when_expired}" if nxt.days_left >= 0 else f"    now {repo.when_expired}")
         lines.append("    " + ", ".join(f"{r.role} v{r.version} {r.days_left:.1f}d" for r in repo.roles))
+        stamp = repo.timestamp
+        if stamp is not None and stamp.authorized:
+            lines.append(f"    timestamp.json v{stamp.version} signed by the {stamp.signed_by}; the appliance re-signs "
+                         "it before it expires (`airlock timestamp refresh`, hourly)")
+        elif stamp is not None and stamp.warning:
+            lines.append(f"    WARNING: {_safe(stamp.warning)}")
     lines.append("")
     by_state = ", ".join(f"{n} {state}" for state, n in s.devices.items()) or "none"
     lines.append(f"devices   {by_state}; {s.devices_online} online")

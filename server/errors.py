@@ -49,6 +49,7 @@ CODES: dict[str, str] = {
     "too_many_attempts": "Too many failed logins for this user; wait retry_after seconds.",
     "repository_error": "A published repository cannot be read; IT must look at the appliance's log.",
     "internal_error": "An unexpected error; nothing was stored. Try again later.",
+    "clock_untrusted": "The appliance's own clock cannot be trusted (set back, or far ahead); IT must set it.",
     "unavailable": "The appliance is too busy to store this in time; retry after retry_after seconds.",
 }
 

@@ -8,19 +8,22 @@ repository's served versions and expiries from its published tree.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from flask import Blueprint, Response, current_app
 from peewee import fn
 from tuf.api.metadata import Metadata
 
-from server.clock import now_unix
+from server.clock import now_unix, utcnow
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
 from server.devices.models import Device
+from server.freshness import all_freshness
 from server.imports.models import ImportRecord
 from server.models import database, tuples
 from server.reports.models import Report
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
+from server.timekeeping import clock_health
 
 bp = Blueprint("metrics", __name__)
 
@@ -80,4 +83,16 @@ def metrics():
     out.family("airlock_repository_role_version", "gauge", "Version of each role the appliance serves.", versions)
     out.family("airlock_repository_role_expiry_seconds", "gauge",
                "Unix time at which each served role's metadata expires.", expiries)
+    fresh = all_freshness(settings, utcnow())
+    out.family("airlock_repository_timestamp_key_authorized", "gauge",
+               "1 when the repository's root lets the appliance re-sign timestamp.json with its own key "
+               "(`airlock timestamp refresh`); 0: it expires as the vendor signed it.",
+               [({"repository": f.repository}, 1 if f.authorized else 0) for f in fresh])
+    clock = clock_health(settings)
+    out.family("airlock_clock_trusted", "gauge",
+               "1 when the clock reads no earlier than the appliance's time mark and not implausibly far "
+               "ahead of it; 0: imports, signing and enrollment are refused.", [({}, 1 if clock.ok else 0)])
+    out.family("airlock_clock_mark_seconds", "gauge",
+               "Unix time of the appliance's high-water mark of time: the clock should read at least this.",
+               [({}, int(datetime.fromisoformat(clock.mark).timestamp()))])
     return Response(out.text(), mimetype="text/plain", content_type="text/plain; version=0.0.4; charset=utf-8")

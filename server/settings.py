@@ -69,6 +69,16 @@ class Settings:
     enrollment_max_skew: int = field(default=900, metadata={
         "help": "Seconds an enrollment request's timestamp may differ from the appliance's clock; seen "
                 "nonces are kept twice as long, so a replay is always refused."})
+    timestamp_lifetime: int = field(default=7 * 86400, metadata={
+        "help": "Seconds a timestamp.json the appliance signs with its own key stays valid (only for repositories "
+                "whose root authorizes that key; see `airlock timestamp refresh`)."})
+    timestamp_refresh_before: int = field(default=3 * 86400, metadata={
+        "help": "`airlock timestamp refresh` re-signs a repository's timestamp.json once it expires within this "
+                "many seconds (the timer runs it hourly); below timestamp_lifetime."})
+    clock_max_ahead_days: int = field(default=400, metadata={
+        "help": "Days the clock may read after the newest time the appliance has trusted (its last import, "
+                "timestamp refresh or init) before imports, signing and enrollment are refused: a clock set years "
+                "ahead makes valid metadata look expired.  Raise it when the appliance really was off longer."})
     health_max_cpu_temp_c: int = field(default=85, metadata={
         "help": "A device reporting a CPU temperature at or above this (degrees Celsius) is flagged hot."})
     health_min_storage_free_bytes: int = field(default=64 * 1024 * 1024, metadata={
@@ -148,10 +158,14 @@ class Settings:
         host, sep, port = self.bind.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingsError(f"bind {self.bind!r} is not HOST:PORT (e.g. 127.0.0.1:8080)")
+        if self.timestamp_refresh_before >= self.timestamp_lifetime:
+            raise SettingsError(f"timestamp_refresh_before ({self.timestamp_refresh_before}) must be below "
+                                f"timestamp_lifetime ({self.timestamp_lifetime}), or every refresh re-signs")
         if self.workers < 0:
             raise SettingsError("workers must be 0 (two per CPU core) or more")
         for name in ("threads", "header_timeout", "max_bundle_bytes", "max_bundle_files", "checkin_interval",
-                     "enrollment_max_skew", "maintenance_interval", "metrics_raw_retention",
+                     "enrollment_max_skew", "clock_max_ahead_days", "timestamp_lifetime", "timestamp_refresh_before",
+                     "maintenance_interval", "metrics_raw_retention",
                      "metrics_hourly_retention", "metrics_daily_retention"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")

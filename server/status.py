@@ -17,6 +17,7 @@ from tuf.api.metadata import Metadata
 from server.clock import iso, utcnow
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
 from server.devices.models import Device
+from server.freshness import TimestampFreshness, freshness_of
 from server.imports.services import import_history
 from server.models import database, tuples
 from server.repositories.models import Repository
@@ -41,6 +42,7 @@ class RepositoryStatus:
     next_expiry: RoleExpiry | None = None
     state: str = "ok"  # ok | expires soon | EXPIRED | not published
     when_expired: str = ""  # what devices do once next_expiry has passed
+    timestamp: TimestampFreshness | None = None  # may the appliance re-sign it; a warning ahead of expiry if not
 
 
 @dataclass
@@ -77,6 +79,7 @@ def repository_status(settings: Settings, name: str, now: datetime) -> Repositor
         status.state = "not published"
         return status
     state = store.trusted_state()
+    status.timestamp = freshness_of(settings, name, now)
     first_left = 0.0
     for role, data in (("root", state.root), *state.roles.items()):
         signed = Metadata.from_bytes(data).signed

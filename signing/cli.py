@@ -225,6 +225,25 @@ def cmd_rotate(args) -> int:
     return 0
 
 
+def cmd_authorize_appliance(args) -> int:
+    ws = Workspace.open(args.dir)
+    change = ws.authorize_timestamp_key(Path(args.key_file), threshold=args.threshold)
+    _out(f"timestamp: added the appliance's key {_short(change['keyid'])}; keys "
+         f"{', '.join(_short(k) for k in change['keyids'])}, threshold {change['threshold']}")
+    if change["threshold"] == 1:
+        _out("the appliance may now re-sign timestamp.json on its own between deliveries "
+             "(`airlock timestamp refresh`); snapshot and targets stay yours")
+    else:
+        _out(f"threshold {change['threshold']}: the appliance's key alone cannot sign a valid timestamp, so the "
+             "appliance will not re-sign it (threshold 1 lets it)")
+    if args.key:
+        for role, keyid in ws.sign(_signers(args), roles=["root"]):
+            _out(f"signed {role} with key {_short(keyid)}")
+    _print_status(ws)
+    _out("publish as usual (`airlock-sign publish`), then ship the bundle: the appliance takes the new root")
+    return 0
+
+
 def cmd_expires(args) -> int:
     ws = Workspace.open(args.dir)
     if ws.set_expiry(args.role, args.days):
@@ -413,6 +432,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--remove-keyid", action="append", metavar="ID", help="key to remove (default: all current keys of the role)"
     )
+
+    p = command("authorize-appliance", cmd_authorize_appliance,
+                "add an appliance's timestamp key to the root's timestamp role (a new root, staged and signed)",
+                [secret])
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("key_file", metavar="KEY.json",
+                   help="the appliance's timestamp-key.json (`airlock keys show --timestamp`, or from an export)")
+    p.add_argument("--threshold", type=int, default=1,
+                   help="signatures a timestamp needs (default 1: the vendor's key or the appliance's alone)")
+    p.add_argument("--key", action="append", metavar="FILE",
+                   help="root key file to sign the new root with (repeatable; or sign later with `sign`)")
 
     p = command("expires", cmd_expires, "set how many days a role's metadata stays valid")
     p.add_argument("dir", metavar="DIR")

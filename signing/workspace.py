@@ -351,6 +351,22 @@ class Workspace:
                 pass
         return {"added": [k.keyid for k in keys], "removed": remove}
 
+    def authorize_timestamp_key(self, public_key: Path | str, *, threshold: int = 1) -> dict[str, Any]:
+        """Add an appliance's timestamp key to the root's timestamp role,
+        keeping the vendor's own timestamp keys, with ``threshold``: a new
+        root version is staged.  With threshold 1 either the vendor's key or
+        the appliance's alone signs a valid timestamp (``airlock timestamp
+        refresh`` needs exactly that)."""
+        key = load_public_key(public_key)
+        current = self._current("root").signed.get_delegated_role("timestamp")
+        if key.keyid in current.keyids:
+            raise WorkspaceError(f"key {key.keyid[:16]} is already a timestamp key of this repository "
+                                 f"(threshold {current.threshold}): nothing to stage")
+        change = self.rotate("timestamp", public_keys=[public_key], remove_keyids=[], threshold=threshold)
+        role = self._current("root").signed.get_delegated_role("timestamp")
+        return {"keyid": key.keyid, "added": change["added"], "keyids": list(role.keyids),
+                "threshold": role.threshold}
+
     def set_expiry(self, role: str, days: int) -> bool:
         """Set ``role``'s expiry period; True if a new version was staged
         (snapshot and timestamp take it at the next publish)."""

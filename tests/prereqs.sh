@@ -40,6 +40,7 @@ need avahi-utils avahi-browse
 need avahi-utils avahi-publish
 need chromium chromium                 # the label form in a real browser
 need systemd systemd-analyze           # checks the systemd unit offline
+need faketime faketime                 # trusted-time tests: a wrong clock for one process
 
 [ -z "$missing" ] && exit 0
 

@@ -52,7 +52,8 @@ FORMAT, FORMAT_VERSION = "airlock-backup", 1
 MANIFEST = "airlock-backup.json"
 DATABASE = "airlock.db"
 # what a backup holds, by its path in the home; folders are taken whole
-FILES = ("appliance-id", "appliance-key.pem", "airlock.toml", "state/form-secret")
+FILES = ("appliance-id", "appliance-key.pem", "timestamp-key.pem", "timestamp-key.json", "airlock.toml",
+         "state/form-secret")
 FOLDERS = ("public", "reports/blobs", "archive")
 REQUIRED = (MANIFEST, DATABASE, "appliance-id", "appliance-key.pem")
 MAX_MEMBERS = 10_000_000

@@ -43,6 +43,8 @@ from server.exports.services import ExportRefusedError
 from server.repositories.services import is_pinned
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
+from server.timestamp_key import PUBLIC_FILE as TIMESTAMP_KEY_FILE
+from server.timestamp_key import timestamp_public_key
 from signing.exceptions import AirlockError
 from signing.export import (
     EXPORT_KEY_TARGET,
@@ -164,6 +166,7 @@ def run_export(settings: Settings, dest: Path, operator: str, *, since: int | No
                                          "appliance's disk needs room for one export; nothing was written") from None
             sequence, since_seq, ranges, files = (collection.sequence, collection.re_export_since,
                                                   collection.ranges, collection.files)
+            files = [_timestamp_key_file(settings, work), *files]  # so that it reaches the vendor
             manifest: dict[str, Any] = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "appliance_id": appliance,
                 "appliance_key_sha256": key_fingerprint(key.public_key()), "sequence": sequence,
@@ -294,3 +297,11 @@ def _unix(iso_time: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(iso_time).timestamp())
+
+
+def _timestamp_key_file(settings: Settings, work: Path) -> FileEntry:
+    """``timestamp-key.json``: the public half of the appliance's timestamp
+    key, in the TUF key form ``airlock-sign authorize-appliance`` takes."""
+    data = timestamp_public_key(settings).file_bytes()
+    (work / TIMESTAMP_KEY_FILE).write_bytes(data)
+    return FileEntry(TIMESTAMP_KEY_FILE, len(data), hashlib.sha256(data).hexdigest())

@@ -18,6 +18,7 @@ from server.imports.services import import_history
 from server.reports.services import count_reports
 from server.repositories.services import list_repositories, trust_report
 from server.settings import Settings
+from server.timekeeping import clock_health
 from signing.exceptions import AirlockError
 
 SOON = 7  # days: an expiry closer than this is shown as a warning
@@ -62,6 +63,7 @@ class Overview:
     last_export: ExportRecord | None
     disk_free: int  # bytes free where the appliance keeps its home (the published tree, the database)
     disk_total: int  # bytes
+    clock_problem: str | None = None  # the clock reads earlier than the time mark, or far ahead: what to do
 
 
 def _expiries(settings: Settings, name: str) -> RepositoryExpiries:
@@ -80,4 +82,4 @@ def overview(settings: Settings) -> Overview:
     return Overview(clock=now_iso(), devices=count_devices(settings), reports=count_reports(),
                     repositories=[_expiries(settings, r.name) for r in list_repositories()],
                     last_import=history[0] if history else None, last_export=last_export(),
-                    disk_free=disk.free, disk_total=disk.total)
+                    disk_free=disk.free, disk_total=disk.total, clock_problem=clock_health(settings).problem)

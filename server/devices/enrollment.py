@@ -42,6 +42,7 @@ from server.devices.writes import writing
 from server.models import database
 from server.settings import Settings
 from server.text import refusal
+from server.timekeeping import trusted_now
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +88,9 @@ def _auto_accept_rule(hardware: str, token: str | None) -> int | None:
 
 def enroll(settings: Settings, req: EnrollmentRequest, *, now: datetime | None = None) -> EnrollmentResult:
     """Handle one (verified-format) enrollment request; see the module doc."""
-    now = now or utcnow()
     verify_request(req)
+    # the device's clock is judged against the appliance's, so the appliance's must be one it trusts
+    now = trusted_now(settings, "enrollment", now)
     _check_clock(settings, req, now)
     stamp = iso(now)
     with writing(database):

@@ -19,6 +19,7 @@ never retired.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import json
@@ -115,6 +116,13 @@ class RepositoryStore:
     def target_path(self, relpath: str) -> Path:
         return self.targets_dir / check_target_path(relpath)
 
+    def vendor_timestamp(self) -> bytes | None:
+        """The vendor's newest verified ``timestamp.json`` when the one served
+        is the appliance's own (re-signed with its timestamp key); None when
+        the served one is the vendor's."""
+        encoded = self.manifest().get("vendor_timestamp")
+        return base64.b64decode(encoded) if encoded else None
+
     def root_versions(self) -> list[int]:
         return root_versions(self.metadata_names())
 
@@ -138,11 +146,15 @@ class RepositoryStore:
         self._swap(1)
 
     def publish(self, verified: VerifiedRepository, *, grace_period: int, now: datetime | None = None,
-                publication: dict | None = None) -> int:
+                publication: dict | None = None, vendor_timestamp: bytes | None = None) -> int:
         """Publish a verified repository; returns the new generation number.
 
         Targets go in first (new names only), then a complete new metadata
-        generation, then the one ``rename`` that makes it current.
+        generation, then the one ``rename`` that makes it current.  When the
+        ``timestamp.json`` published is the appliance's own,
+        ``vendor_timestamp`` is the vendor's it was made from (kept in the
+        manifest, never served: :meth:`vendor_timestamp`); a timestamp kept
+        as it was keeps its vendor's.
         """
         now = now or utcnow()
         old_gen = self.current_generation()
@@ -195,14 +207,42 @@ class RepositoryStore:
         os.link(tmp / verified.current["root"], tmp / "root.json")
         fsync_dir(tmp)
         os.rename(tmp, self.generations_dir / f"{gen:06d}")
-        self._write_manifest(gen, {"current": sorted(new_current | {"timestamp.json"}), "retired": retired,
-                                   "targets": targets_now, "targets_retired": targets_retired,
-                                   "publication": publication or {}})
+        manifest = {"current": sorted(new_current | {"timestamp.json"}), "retired": retired,
+                    "targets": targets_now, "targets_retired": targets_retired, "publication": publication or {}}
+        if vendor_timestamp is not None:
+            manifest["vendor_timestamp"] = base64.b64encode(vendor_timestamp).decode()
+        elif "timestamp.json" not in verified.metadata and old.get("vendor_timestamp"):
+            manifest["vendor_timestamp"] = old["vendor_timestamp"]
+        self._write_manifest(gen, manifest)
         self._swap(gen)
         self._remove_old_generations(keep_from=gen - 1)
         for rel in expired_targets:
             with contextlib.suppress(FileNotFoundError):
                 (self.targets_dir / rel).unlink()
+        return gen
+
+    def replace_timestamp(self, data: bytes, vendor_timestamp: bytes) -> int:
+        """Serve ``data`` (a timestamp the appliance signed from
+        ``vendor_timestamp``) as ``timestamp.json``: a new generation holding
+        every other file of the current one, made current with the same one
+        ``rename`` as :meth:`publish`.  Call it only under the import lock."""
+        old_gen = self.current_generation()
+        old = self.manifest()
+        gen = old_gen + 1
+        tmp = self.generations_dir / f".tmp-{gen:06d}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        for name in self.metadata_names():
+            if name != "timestamp.json":
+                os.link(self.metadata_dir / name, tmp / name)
+        write_file(tmp / "timestamp.json", data)
+        fsync_dir(tmp)
+        os.rename(tmp, self.generations_dir / f"{gen:06d}")
+        manifest = {**old, "publication": {}, "vendor_timestamp": base64.b64encode(vendor_timestamp).decode()}
+        self._write_manifest(gen, manifest)
+        self._swap(gen)
+        self._remove_old_generations(keep_from=gen - 1)
         return gen
 
     def _publish_targets(self, verified: VerifiedRepository) -> None:

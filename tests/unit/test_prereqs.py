@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "prereqs.sh"
 # everything the script checks, by command; chromium and node left out below
 TOOLS = ["python3", "id", "node", "npm", "nginx", "strace", "tar", "ip", "unshare", "runuser", "dbus-daemon",
-         "avahi-daemon", "avahi-browse", "avahi-publish", "chromium", "systemd-analyze"]
+         "avahi-daemon", "avahi-browse", "avahi-publish", "chromium", "systemd-analyze", "faketime"]
 
 
 @pytest.fixture

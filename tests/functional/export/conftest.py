@@ -150,6 +150,10 @@ def build_site(root: Path) -> Site:
         "appliance private key (raw)": raw_private,
         "vendor passphrase": VENDOR_PASSPHRASE,
     }
+    ts_body = b"".join(line for line in (home / "timestamp-key.pem").read_bytes().splitlines()
+                       if not line.startswith(b"-----"))
+    site.secrets["timestamp private key (PEM body)"] = ts_body[-40:]
+    site.secrets["timestamp private key (raw)"] = base64.b64decode(ts_body)[-32:]
     form_secret = home / "state" / "form-secret"
     if form_secret.exists():
         site.secrets["form secret"] = form_secret.read_bytes().strip()

@@ -74,6 +74,10 @@ def test_an_export_holds_the_history_and_verifies(site, tmp_path):
     assert code == 0, err
     assert out.startswith(f"OK: export {manifest['sequence']}") and "signature valid" in out
     assert list(files)[:3] == ["manifest.json", "manifest.sig", "appliance.pub"]
+    # the appliance's timestamp key reaches the vendor in the form airlock-sign authorize-appliance takes
+    assert files["timestamp-key.json"].decode() == site.airlock("keys", "show", "--timestamp").out
+    assert load_public_key_bytes(files["timestamp-key.json"], tmp_path).keyid == \
+        json.loads(files["timestamp-key.json"])["keyid"]
     if manifest["sequence"] == 1:
         assert manifest["previous_manifest_sha256"] is None and manifest["re_export_since"] is None
     devices = {d["device"]: d for d in jsonl(files["devices.jsonl"])}
@@ -353,3 +357,11 @@ def test_refusals_are_one_line(site, tmp_path):
         r = site.airlock("export", *args)
         assert r.code == 1 and reason in r.err and r.err.count("\n") == 1, r.err
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def load_public_key_bytes(data: bytes, folder: Path):
+    from signing.keys import load_public_key
+
+    path = folder / "timestamp-key-from-export.json"
+    path.write_bytes(data)
+    return load_public_key(path)
