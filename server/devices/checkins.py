@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING
 from peewee import DatabaseProxy, SqliteDatabase
 
 from server.clock import utcnow
+from server.devices import firmware
 from server.devices._common import token_hash
 from server.devices.exceptions import InvalidTokenError
 from server.devices.records import Checkin, CheckinResult, DeviceIdentity
 from server.devices.releases import update_for
 from server.devices.writes import writing
+from server.rollouts import gate
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -141,6 +143,8 @@ def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentit
     at once, alone."""
     ts = int((now or utcnow()).timestamp())
     flags, reboots = health_flags(settings, checkin.metrics, device.metrics, device.reboots, ts)
+    if firmware.unverified(settings, db, device.hardware, checkin.firmware):
+        flags.append(firmware.FLAG)
     metrics_json = json.dumps(checkin.metrics, separators=(",", ":"), sort_keys=True)
     sample = json.dumps({"firmware": checkin.firmware, **checkin.metrics}, separators=(",", ":"), sort_keys=True)
     pending = PendingCheckin(device.pk, (checkin.firmware, ts, address, metrics_json, json.dumps(flags),
@@ -148,7 +152,10 @@ def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentit
     stored = writer.store(pending) if writer else device.pk in store_checkins(db, [pending])
     if not stored:
         raise InvalidTokenError("the token was revoked: enroll again")
-    update = update_for(settings, db, device, checkin.firmware)
+    gate.note_health(db, device, flags, ts)
+    if checkin.firmware != device.firmware:
+        firmware.note_change(db, device, checkin.firmware, ts)
+    update = update_for(settings, db, device, checkin.firmware, flags, ts)
     return CheckinResult(settings.checkin_interval, settings.checkin_jitter, update)
 
 

@@ -29,6 +29,7 @@ from server.devices.enrollment import (
     verify_request,
 )
 from server.devices.exceptions import InvalidRequestError, NotFoundError
+from server.devices.history import device_history
 from server.devices.maintenance import run_maintenance
 from server.devices.models import (
     Device,
@@ -206,7 +207,7 @@ def show_device(settings: Settings, device_id: str) -> DeviceDetail:
         history[names[resolution]] = count
     return DeviceDetail(summary, row.enrolled_at, row.last_enroll_at, row.state_changed_at, row.state_changed_by,
                         row.token_issued_at, row.last_address, row.checkins, json.loads(row.metrics or "{}"),
-                        keys, updates, history)
+                        keys, updates, history, device_history(row.id))
 
 
 def metric_history(device_id: str, resolution: int = 3600, limit: int = 48) -> list[dict]:
