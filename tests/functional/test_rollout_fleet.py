@@ -82,7 +82,7 @@ def _appliance(root: Path):
         yield fleet
 
 
-def _run(fleet, until, interval: float = 5.0, **faults):
+def _run(fleet, until, interval: float = 12.0, **faults):
     root, _home, base = fleet
     return simulate(SimSettings(server=base, devices=DEVICES, duration=150.0, interval=interval, hardware=MODEL,
                                 firmware="1.0.0", enrollment_token_file=root / "token", root_file=root / "root.json",
