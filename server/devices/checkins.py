@@ -42,7 +42,7 @@ OFFLINE_AFTER_INTERVALS = 3
 REBOOT_MEMORY = 32  # most recent reboots remembered per device
 DAY = 86400  # seconds
 
-_AUTH = ("SELECT id, device_id, hardware, firmware, token_hash, metrics, reboots FROM device "
+_AUTH = ("SELECT id, device_id, hardware, firmware, token_hash, metrics, reboots, health FROM device "
          "WHERE token_hash = ? AND state = 'accepted'")
 # Many check-ins in two statements: the device rows are updated from a VALUES
 # table (only rows whose token is still valid; RETURNING names them) and the
@@ -69,7 +69,8 @@ def authenticate(db: SqliteDatabase | DatabaseProxy, token: str | None) -> Devic
         raise InvalidTokenError("the token is unknown or was revoked (a newer enrollment, a rejection or a "
                                 "decommissioning): enroll again")
     return DeviceIdentity(pk=row[0], device_id=row[1], hardware=row[2], firmware=row[3], token_hash=row[4],
-                          metrics=json.loads(row[5] or "{}"), reboots=json.loads(row[6] or "[]"))
+                          metrics=json.loads(row[5] or "{}"), reboots=json.loads(row[6] or "[]"),
+                          health=json.loads(row[7] or "[]"))
 
 
 def health_flags(settings: Settings, metrics: dict, previous: dict, reboots: list[int],
@@ -143,7 +144,7 @@ def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentit
     at once, alone."""
     ts = int((now or utcnow()).timestamp())
     flags, reboots = health_flags(settings, checkin.metrics, device.metrics, device.reboots, ts)
-    if firmware.unverified(settings, db, device.hardware, checkin.firmware):
+    if firmware.flagged(settings, db, device, checkin.firmware):
         flags.append(firmware.FLAG)
     metrics_json = json.dumps(checkin.metrics, separators=(",", ":"), sort_keys=True)
     sample = json.dumps({"firmware": checkin.firmware, **checkin.metrics}, separators=(",", ":"), sort_keys=True)

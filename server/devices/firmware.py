@@ -1,10 +1,14 @@
 """Firmware the appliance did not deliver.
 
-A device that reports a version that no signed target of the pinned
-repositories names for its hardware model (installed from a service
-laptop, say) is flagged ``unverified_firmware`` at each check-in while it
-runs it.  A device whose version changes to one the appliance never offered
-it gets a history entry "installed outside Airlock" (``firmware_event``).
+A device whose firmware changes to a version that no signed target of the
+pinned repositories names for its hardware model (installed from a service
+laptop, say) is flagged ``unverified_firmware``, and keeps the flag while it
+runs that version.  The firmware a device enrolled with is its baseline and
+is not judged: vendors' bundles rarely carry the factory image, and
+flagging every device that has not updated yet would drown the one that
+was tampered with.  A device whose version changes to one the appliance
+never offered it gets a history entry "installed outside Airlock"
+(``firmware_event``), signed or not.
 
 Bounded per check-in: the versions each repository's signed targets name,
 per hardware model, are cached per process and rebuilt only when the
@@ -106,6 +110,14 @@ def unverified(settings: Settings, db, hardware: str, version: str) -> bool:
     return VERSIONS.verdict(settings, db, hardware, version) is False
 
 
+def flagged(settings: Settings, db, device: DeviceIdentity, version: str) -> bool:
+    """Should this check-in carry ``unverified_firmware``?  Judged when the
+    version changes; kept while it does not (no lookup at all then)."""
+    if version == device.firmware:
+        return FLAG in device.health
+    return unverified(settings, db, device.hardware, version)
+
+
 def note_change(db, device: DeviceIdentity, version: str, now: int) -> None:
     """The device reports a version other than the one it ran: record it as
     installed outside Airlock unless the appliance ever offered it that
@@ -125,3 +137,10 @@ def unverified_devices(limit: int = 1000) -> list[dict]:
         "SELECT device_id, hardware, firmware, last_seen FROM device WHERE state = 'accepted' "
         "AND health LIKE ? ORDER BY device_id LIMIT ?", (f'%"{FLAG}"%', limit)).fetchall()
     return [{"device_id": d, "hardware": h, "firmware": f, "last_seen": iso_from_unix(s)} for d, h, f, s in rows]
+
+
+def count_unverified() -> int:
+    """How many accepted devices are flagged ``unverified_firmware``."""
+    (n,) = database.execute_sql("SELECT COUNT(*) FROM device WHERE state = 'accepted' AND health LIKE ?",
+                                (f'%"{FLAG}"%',)).fetchone()
+    return int(n)

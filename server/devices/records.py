@@ -44,6 +44,7 @@ class DeviceIdentity:
     token_hash: str
     metrics: dict
     reboots: list[int]
+    health: list[str] = field(default_factory=list)  # the flags of its previous check-in
 
 
 @dataclass(frozen=True)

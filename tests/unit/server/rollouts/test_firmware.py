@@ -21,6 +21,8 @@ def test_a_version_no_signed_target_names_is_flagged_and_recorded(settings, db, 
     assert services.get_device(settings, dev.device_id).health == []
     checkin(settings, db, dev, firmware="9.9.9")
     assert services.get_device(settings, dev.device_id).health == ["unverified_firmware"]
+    checkin(settings, db, dev, firmware="9.9.9")  # kept while it runs that version
+    assert services.get_device(settings, dev.device_id).health == ["unverified_firmware"]
     assert events(settings, dev) == [("installed_outside", "9.9.9")]
     assert [d["device_id"] for d in unverified_devices()] == ["laptop-flashed"]
     assert services.page_devices(settings, services.DeviceQuery(flag="unverified_firmware")).total == 1
@@ -49,3 +51,10 @@ def test_a_model_no_repository_serves_is_never_judged(settings, db, repo):
     dev = accepted(settings, SimDevice("other-vendor", hardware="hmi-9", firmware="4.2.0"))
     checkin(settings, db, dev, firmware="4.3.0")
     assert services.get_device(settings, dev.device_id).health == []
+
+
+def test_the_firmware_a_device_enrolled_with_is_its_baseline(settings, db, repo):
+    dev = accepted(settings, SimDevice("factory-image", firmware="0.9.0"))  # no signed target names 0.9.0
+    checkin(settings, db, dev)
+    assert services.get_device(settings, dev.device_id).health == []
+    assert events(settings, dev) == []
