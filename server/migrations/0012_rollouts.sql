@@ -18,7 +18,8 @@ CREATE TABLE rollout (
     created_by TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
--- one live rollout per release: a check-in reads it by release
+-- a check-in reads a release's latest rollout by release; one live rollout per release
+CREATE INDEX rollout_release ON rollout (release_id, id);
 CREATE UNIQUE INDEX rollout_release_live ON rollout (release_id) WHERE state IN ('running', 'paused', 'halted');
 
 CREATE TABLE rollout_wave (
@@ -65,9 +66,10 @@ CREATE TABLE rollout_check (
 );
 INSERT INTO rollout_check (id) VALUES (1);
 
--- what devices were offered before this migration: their update reports say
+-- what devices were offered before this migration: their update reports say (SQLite's
+-- strftime; an unreadable time becomes 0)
 INSERT INTO update_offer (device, release_id, version, offered_at, outcome)
-SELECT u.device, u.release_id, r.version, MIN(CAST(strftime('%s', u.received_at) AS INTEGER)),
+SELECT u.device, u.release_id, r.version, COALESCE(MIN(CAST(strftime('%s', u.received_at) AS INTEGER)), 0),
        MAX(CASE WHEN u.step = 'success' THEN 'success' WHEN u.step = 'failure' THEN 'failure' END)
 FROM update_report AS u JOIN firmware_release AS r ON r.id = u.release_id
 GROUP BY u.device, u.release_id, r.version;

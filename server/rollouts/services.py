@@ -95,11 +95,11 @@ def _insert(release_id: int, waves: list[dict], spec: RolloutSpec, operator: str
         raise RolloutError(f"release {release_id} already has rollout {live[0]} ({live[1]}): see "
                            f"`airlock rollouts show {live[0]}`; abort it first to start another")
     stamp = iso_from_unix(now)
-    cursor = database.execute_sql(
+    (rollout_id,) = database.execute_sql(
         "INSERT INTO rollout (release_id, state, waves, current_wave, wave_started_at, soak, min_success, min_sample, "
-        "created_at, created_by, updated_at) VALUES (?, 'running', ?, 1, ?, ?, ?, ?, ?, ?, ?)",
-        (release_id, json.dumps(waves), now, spec.soak, spec.min_success, spec.min_sample, stamp, operator, stamp))
-    rollout_id = cursor.lastrowid
+        "created_at, created_by, updated_at) VALUES (?, 'running', ?, 1, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (release_id, json.dumps(waves), now, spec.soak, spec.min_success, spec.min_sample, stamp, operator,
+         stamp)).fetchone()
     audit.record(operator, "rollout.create", f"rollout {rollout_id}", {
         "release": release_id, "waves": [describe(w) for w in waves], "soak": spec.soak,
         "min_success": spec.min_success, "min_sample": spec.min_sample})
