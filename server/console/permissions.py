@@ -100,6 +100,7 @@ TABLE: dict[str, Access] = {
     "rollouts_api.show_rollout": basic(*ROLLOUT_READ),
     "rollouts_api.create_rollout": basic(*ROLLOUT_WRITE),
     "rollouts_api.rollout_step": basic(*ROLLOUT_WRITE),
+    "devices.admin_device_history": basic(*ROLLOUT_READ),
 }
 
 

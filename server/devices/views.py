@@ -140,6 +140,13 @@ def openapi():
 
 # administrators ---------------------------------------------------------------------
 
+@bp.get("/admin/devices/<device_id>/history")
+def admin_device_history(device_id: str):
+    if not _DEVICE_ID.fullmatch(device_id):
+        raise InvalidRequestError(f"{device_id[:80]!r} is not a device id")
+    return jsonify(device_id=device_id, history=[h.to_dict() for h in services.update_history(device_id)])
+
+
 @bp.post("/admin/devices/<device_id>/<action>")
 def admin_decision(device_id: str, action: str):
     if action not in ("accept", "reject", "decommission"):

@@ -45,6 +45,12 @@ def rollout_schemas() -> dict[str, dict]:
             "halt_reason": {"type": ["string", "null"]}, "halted_at": {"type": ["string", "null"]},
             "created_at": {"type": "string"}, "created_by": {"type": "string"}, "updated_at": {"type": "string"},
             "waves": {"type": "array", "items": {"$ref": "#/components/schemas/RolloutWave"}}}},
+        "UpdateHistory": {"type": "object", "properties": {
+            "device_id": {"type": "string"},
+            "history": {"type": "array", "items": {"type": "object", "properties": {
+                "at": {"type": "string"}, "event": {"type": "string"}, "version": {"type": ["string", "null"]},
+                "release_id": {"type": ["integer", "null"]}, "rollout_id": {"type": ["integer", "null"]},
+                "wave": {"type": ["integer", "null"]}, "detail": {"type": ["string", "null"]}}}}}},
         "RolloutList": {"type": "object", "properties": {
             "rollouts": {"type": "array", "items": {"$ref": "#/components/schemas/Rollout"}}}},
     }
@@ -69,6 +75,12 @@ def rollout_paths(answer: Callable[[str, str], dict], errors: Callable[..., dict
                      "responses": {"201": answer("Rollout", "Created."),
                                    **errors(400, 401, 403, 404, 409, 413, 415, 429)}},
         },
+        "/admin/devices/{device_id}/history": {"get": {
+            "summary": "A device's update history across releases and rollouts, oldest first (the latest 200).",
+            "operationId": "device_update_history", "tags": ["admin"], "security": [{"admin": []}],
+            "x-roles": READ_ROLES,
+            "parameters": [{"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": answer("UpdateHistory", "The history."), **errors(400, 401, 403, 404, 429)}}},
         "/admin/rollouts/{number}": {"get": {
             "summary": "One rollout: state, gates, each wave's counts.", "operationId": "show_rollout",
             "tags": ["admin"], "security": [{"admin": []}], "x-roles": READ_ROLES, "parameters": [number],

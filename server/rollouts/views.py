@@ -48,7 +48,7 @@ def create_rollout():
     defaults = RolloutSpec([])
     spec = RolloutSpec(body["waves"], body.get("soak", defaults.soak), body.get("min_success", defaults.min_success),
                        body.get("min_sample", defaults.min_sample))
-    r = services.create(current_app.config["AIRLOCK"], body["release_id"], spec, api_user().username)
+    r = services.create(current_app.config["AIRLOCK"], body["release_id"], spec, f"{api_user().username} (api)")
     return jsonify(r.to_dict()), 201
 
 
@@ -62,7 +62,7 @@ def rollout_step(number: int, action: str):
     if action not in STEPS:
         raise RolloutNotFoundError(f"no step {action[:40]!r}: use one of {', '.join(STEPS)}")
     body = _body("RolloutStepRequest", optional=True)
-    user = api_user().username
+    user = f"{api_user().username} (api)"
     if action == "abort":
         r = services.abort(number, user, body.get("reason", ""))
     else:

@@ -36,5 +36,9 @@ def test_create_show_and_step_a_rollout_over_http(appliance):
     assert api.post(f"/api/v1/admin/rollouts/{rollout['id']}/explode", None, basic()).status == 404
     assert api.get("/api/v1/admin/rollouts/999", basic()).status == 404
     assert checkin(api, dev).json["update"] is None  # aborted: nobody is offered it
+    r = api.get("/api/v1/admin/devices/rollout-api-1/history", basic())
+    assert r.status == 200 and r.json["device_id"] == "rollout-api-1"
+    assert [(h["event"], h["rollout_id"], h["wave"]) for h in r.json["history"]] == [("offered", rollout["id"], 1)]
+    assert api.get("/api/v1/admin/devices/nobody/history", basic()).status == 404
     audit = appliance.airlock("audit", "list", "--json").out
-    assert '"rollout.create"' in audit and '"rollout.abort"' in audit and '"actor": "it-admin"' in audit
+    assert '"rollout.create"' in audit and '"rollout.abort"' in audit and '"actor": "it-admin (api)"' in audit
