@@ -137,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--repository", default="", metavar="NAME", help="the repository that root is for")
     sim.add_argument("--concurrency", type=int, default=32, metavar="THREADS")
     sim.add_argument("--id-prefix", default="", metavar="PREFIX", help="device ids are PREFIX-0, PREFIX-1 ...")
+    sim.add_argument("--fail-install", type=float, default=0.0, metavar="PERCENT",
+                     help="this share of the devices fails its install")
+    sim.add_argument("--reboot-loop", type=float, default=0.0, metavar="PERCENT",
+                     help="this share of the devices reboot-loops after an install")
+    sim.add_argument("--fault-version", default="", metavar="X.Y.Z",
+                     help="only installs of this version fail or loop (default: any)")
+    sim.add_argument("--no-fetch", action="store_true",
+                     help="take offers without downloading them (a load test of check-ins, reports and rollouts)")
+    sim.add_argument("--state-dir", type=Path, metavar="DIR",
+                     help="keep the devices' state here (keys, tokens), so a later run is the same fleet")
     sim.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
 
@@ -238,7 +248,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summary = simulate(SimSettings(
         server=args.server.rstrip("/"), devices=args.devices, duration=args.duration, interval=args.interval,
         hardware=args.hardware, firmware=args.firmware, enrollment_token_file=args.enrollment_token_file,
-        root_file=args.root, repository=args.repository, concurrency=args.concurrency, id_prefix=args.id_prefix))
+        root_file=args.root, repository=args.repository, concurrency=args.concurrency, id_prefix=args.id_prefix,
+        state_dir=args.state_dir, fail_install=args.fail_install, reboot_loop=args.reboot_loop,
+        fault_version=args.fault_version, fetch=not args.no_fetch))
     print(json.dumps(summary.to_dict(), indent=1) if args.json else summary.text(args.server))
     return ExitCode.OK if summary.ok else ExitCode.FAILED
 

@@ -198,13 +198,28 @@ class Agent:
                 time.sleep(min(left, poll or self.state.checkin_interval or DEFAULT_INTERVAL))
 
     # check-ins and updates -------------------------------------------------
+    def collect_metrics(self) -> dict[str, Any]:
+        """This check-in's health metrics (the simulator adds its faults here)."""
+        return metrics.collect(self.state_dir, self.config.reset_reason_file, self.config.metrics_file,
+                               self.state.error_counters)
+
+    def install(self, path: Path, offer: Offer) -> tuple[int, str]:
+        """Run the install hook on a verified file: (exit code, output).
+        Without a hook, recording the version is the install."""
+        if not self.config.install_hook:
+            return 0, ""
+        return run_hook(self.config.install_hook, path, offer, self.config.install_timeout)
+
+    def fetch(self, offer: Offer) -> Path:
+        """Download the offered target and verify it with TUF; raises UpdateError."""
+        return fetch_verified(self.base_url(), offer, self.state_dir / "tuf" / offer.repository,
+                              self.state_dir / "downloads", self._root_bytes(), self.config.hardware, self.fetcher)
+
     def checkin(self) -> dict[str, Any]:
         token = self.token
         if token is None:
             raise TokenRefusedError("no token yet: enroll first")
-        body = {"firmware": self.firmware(),
-                "metrics": metrics.collect(self.state_dir, self.config.reset_reason_file,
-                                           self.config.metrics_file, self.state.error_counters)}
+        body = {"firmware": self.firmware(), "metrics": self.collect_metrics()}
         status, answer = self.client().post("/api/v1/checkin", body, token)
         if status == 401:
             self._lose_token("token_refused")
@@ -297,9 +312,7 @@ class Agent:
         self.report(rid, "downloading")
         started = time.monotonic()
         try:
-            path = fetch_verified(self.base_url(), offer, self.state_dir / "tuf" / offer.repository,
-                                  self.state_dir / "downloads", self._root_bytes(), self.config.hardware,
-                                  self.fetcher)
+            path = self.fetch(offer)
         except UpdateError as exc:
             self._count_error("update_verify_failures")
             return self._failed(rid, str(exc))
@@ -308,10 +321,7 @@ class Agent:
         logger.info("verified %s (%d bytes) with TUF", offer.target_path, path.stat().st_size)
         self.report(rid, "installing")
         try:
-            if not self.config.install_hook:
-                code, output = 0, ""  # nothing to run: recording the version is the install
-            else:
-                code, output = run_hook(self.config.install_hook, path, offer, self.config.install_timeout)
+            code, output = self.install(path, offer)
         finally:
             path.unlink(missing_ok=True)  # the hook has copied what it needs; storage is scarce
         if code == 0:

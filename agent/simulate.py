@@ -2,7 +2,14 @@
 benchmarks.  Each is a real ``Agent`` with its own key, token, spool and
 TUF cache under a temporary folder: it enrolls, checks in, takes an offered
 update (fetched and verified with python-tuf; the install only records the
-version) and reports.  Bounded in count and in time."""
+version) and reports.  Bounded in count and in time.
+
+Faults, to play a bad release against the appliance's rollout gates: a
+chosen share of the devices fails its install (``fail_install``), or
+installs and then reboot-loops (``reboot_loop``: each later check-in reports
+more boots), optionally only for one version (``fault_version``).  Which
+devices is fixed by their index, so repeated runs over the same
+``state_dir`` pick the same ones."""
 
 from __future__ import annotations
 
@@ -12,18 +19,72 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from agent._files import read_json, write_json
 from agent._http import Connections, Latencies
 from agent.config import AgentConfig
 from agent.device import Agent
 from agent.exceptions import UsageError
 from agent.outcomes import CycleResult, Enrollment, UpdateOutcome
+from agent.updates import Offer
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_DEVICES = 10_000
 MAX_DURATION = 86_400.0  # seconds
+UNTIL_EVERY = 1.0  # seconds between looks at SimSettings.until
+LOOP_BOOTS = 5  # boots a reboot-looping device adds before each check-in
+FAULTS_FILE = "sim-faults.json"
+
+
+def chosen(index: int, percent: float) -> bool:
+    """Is device ``index`` among the ``percent`` chosen?  Exactly that share
+    of every hundred consecutive indexes, spread over them."""
+    return (index * 19) % 100 < percent
+
+
+class SimAgent(Agent):
+    """An Agent whose install may fail, or that reboot-loops after one."""
+
+    def __init__(self, config: AgentConfig, *, fails: bool, loops: bool, fault_version: str, fetch: bool = True,
+                 **kw: Any):
+        super().__init__(config, **kw)
+        self.fails, self.loops, self.fault_version, self.fetches = fails, loops, fault_version, fetch
+
+    def fetch(self, offer: Offer) -> Path:
+        if self.fetches:
+            return super().fetch(offer)
+        # not downloaded: an empty stand-in the simulated install reads nothing from
+        path = self.state_dir / "downloads" / "not-fetched"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+        return path
+
+    def _faults(self, offer: Offer) -> bool:
+        return not self.fault_version or offer.version == self.fault_version
+
+    def install(self, path: Path, offer: Offer) -> tuple[int, str]:
+        if self.fails and self._faults(offer):
+            return 1, "simulated install failure"
+        code, output = super().install(path, offer)
+        if code == 0 and self.loops and self._faults(offer):
+            write_json(self.state_dir / FAULTS_FILE, {"looping": True, "extra_boots": 0})
+        return code, output
+
+    def collect_metrics(self) -> dict[str, Any]:
+        found = super().collect_metrics()
+        faults = read_json(self.state_dir / FAULTS_FILE, {})
+        if faults.get("looping"):
+            faults["extra_boots"] = int(faults.get("extra_boots", 0)) + LOOP_BOOTS
+            write_json(self.state_dir / FAULTS_FILE, faults)
+            found["boot_count"] = int(found.get("boot_count", 1)) + faults["extra_boots"]
+        return found
 
 
 @dataclass
@@ -40,6 +101,11 @@ class SimSettings:
     concurrency: int = 32  # threads
     id_prefix: str = ""
     state_dir: Path | None = None  # default: a temporary folder, removed at the end
+    fail_install: float = 0.0  # percent of the devices whose install fails
+    reboot_loop: float = 0.0  # percent of the devices that reboot-loop after an install
+    fault_version: str = ""  # only installs of this version fault; empty: any
+    fetch: bool = True  # False: take offers without downloading them (load tests of the decision path)
+    until: Callable[[], bool] | None = None  # (Python API) checked about every second: True ends the run early
 
 
 @dataclass
@@ -101,6 +167,9 @@ def simulate(settings: SimSettings) -> SimSummary:
         raise UsageError(f"--devices must be 1..{MAX_DEVICES}")
     if not 0 < settings.duration <= MAX_DURATION:
         raise UsageError(f"--duration must be in (0, {MAX_DURATION:.0f}] seconds")
+    for name in ("fail_install", "reboot_loop"):
+        if not 0 <= getattr(settings, name) <= 100:
+            raise UsageError(f"--{name.replace('_', '-')} must be a percentage from 0 to 100")
     prefix = settings.id_prefix or f"sim-{secrets.token_hex(3)}"
     with tempfile.TemporaryDirectory(prefix="airlock-sim-") as tmp:
         root = settings.state_dir or Path(tmp)
@@ -118,7 +187,9 @@ def _run(settings: SimSettings, prefix: str, root: Path) -> SimSummary:
                              repository=settings.repository, root_file=settings.root_file,
                              enrollment_token_file=settings.enrollment_token_file, request_timeout=30.0,
                              max_install_attempts=1).validate()
-        agents.append(Agent(config, connections=connections, latencies=latencies))
+        agents.append(SimAgent(config, connections=connections, latencies=latencies,
+                               fails=chosen(i, settings.fail_install), loops=chosen(i, settings.reboot_loop),
+                               fault_version=settings.fault_version, fetch=settings.fetch))
     summary = SimSummary(devices=settings.devices)
     states: dict[int, Enrollment] = {}
     checked: set[int] = set()
@@ -127,9 +198,14 @@ def _run(settings: SimSettings, prefix: str, root: Path) -> SimSummary:
     due = [(started, i) for i in range(settings.devices)]
     heapq.heapify(due)
     running: dict[Future[CycleResult], int] = {}
+    next_until = started + UNTIL_EVERY
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sim") as pool_threads:
         while due or running:
             now = time.monotonic()
+            if settings.until is not None and now >= next_until:
+                next_until = now + UNTIL_EVERY
+                if settings.until():
+                    deadline = now  # no new rounds; the running ones finish
             while due and due[0][0] <= now and now < deadline:
                 _, i = heapq.heappop(due)
                 running[pool_threads.submit(agents[i].cycle)] = i

@@ -30,7 +30,7 @@ SERVICES = ("serve", "mdns")
 READ_ONLY = frozenset({
     "repo list", "repo show", "devices list", "devices show", "devices auto-accept list", "releases list",
     "reports list", "reports show", "discovery list", "audit verify", "audit list", "keys show",
-    "status", "alerts", "users list",
+    "status", "alerts", "users list", "rollouts list", "rollouts show",
 })
 
 
@@ -235,6 +235,8 @@ cli.add_command(mdns)
 
 
 from appliance.cli_devices import devices, releases; cli.add_command(devices); cli.add_command(releases)  # noqa: E402,E702,I001
+
+from appliance.cli_rollouts import rollouts; cli.add_command(rollouts)  # noqa: E402,E702,I001
 
 from appliance.cli_reports import labels, reports; devices.add_command(labels); cli.add_command(reports)  # noqa: E402,E702,I001
 

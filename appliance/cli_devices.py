@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from appliance.cli_rollouts import gate_options, render, spec_from
 from appliance.render import _safe, current_operator
 from signing.exceptions import AirlockError
 
@@ -81,10 +82,12 @@ def devices_show(ctx, device_id: str, as_json: bool) -> None:
     for name, value in sorted(d.metrics.items()):
         lines.append(f"    {_safe(name)}: {_safe(json.dumps(value))}")
     lines.append(f"  history kept: {d.history['raw']} raw, {d.history['hourly']} hourly, {d.history['daily']} daily")
-    lines.append("  update history:" + ("" if d.updates else " none"))
-    for u in d.updates:
-        why = f": {_safe(u.reason)}" if u.reason else ""
-        lines.append(f"    {u.at}  release {u.release_id} ({_safe(u.version)})  {u.step}{why}")
+    lines.append("  update history:" + ("" if d.update_history else " none"))
+    for h in d.update_history:
+        release = f"release {h.release_id} ({_safe(h.version)})" if h.release_id else _safe(h.version)
+        where = f", rollout {h.rollout_id} wave {h.wave}" if h.rollout_id else ""
+        why = f": {_safe(h.detail)}" if h.detail else ""
+        lines.append(f"    {h.at}  {release}{where}  {h.event}{why}")
     click.echo("\n".join(lines))
 
 
@@ -221,11 +224,25 @@ def releases() -> None:
 @click.option("--hardware", metavar="MODEL", help="Release to every device of this hardware model.")
 @click.option("--group", metavar="TAG", help="Release to the devices tagged TAG (wins over a hardware release).")
 @click.option("--allow-downgrade", is_flag=True, help="Also to devices running a newer version.")
+@click.option("--wave", "waves", multiple=True, metavar="WAVE",
+              help="Roll it out in waves (10%, group:TAG; repeat it) instead of to every device at once.")
+@gate_options
 @click.pass_obj
 def releases_approve(ctx, repository: str, target_path: str, hardware: str | None, group: str | None,
-                     allow_downgrade: bool) -> None:
+                     allow_downgrade: bool, waves: tuple[str, ...], soak: str, min_success: int,
+                     min_sample: int) -> None:
     """Approve a target of a pinned repository for a model or a group."""
     services = _services(ctx)
+    if waves:
+        from server.rollouts import services as rollout_services
+
+        r, rollout = rollout_services.approve_with_rollout(
+            ctx.settings, repository, target_path, current_operator(), spec_from(waves, soak, min_success, min_sample),
+            hardware=hardware, group=group, allow_downgrade=allow_downgrade)
+        click.echo(f"release {r.id}: {r.repository} {_safe(r.target_path)} version {r.version} for {r.scope}, "
+                   f"rolled out in {len(rollout.waves)} waves")
+        click.echo(render(rollout))
+        return
     r = services.approve(ctx.settings, repository, target_path, current_operator(), hardware=hardware, group=group,
                          allow_downgrade=allow_downgrade)
     click.echo(f"release {r.id}: {r.repository} {_safe(r.target_path)} version {r.version} for {r.scope}"

@@ -148,7 +148,12 @@ def render(report: StatusReport) -> str:
             lines.append(f"    WARNING: {_safe(stamp.warning)}")
     lines.append("")
     by_state = ", ".join(f"{n} {state}" for state, n in s.devices.items()) or "none"
-    lines.append(f"devices   {by_state}; {s.devices_online} online")
+    lines.append(f"devices   {by_state}; {s.devices_online} online"
+                 + (f"; {s.unverified_firmware} with unverified firmware" if s.unverified_firmware else ""))
+    running = ", ".join(f"{n} {state}" for state, n in s.rollouts.items() if n) or "none"
+    lines.append(f"rollouts  {running}")
+    for entry in s.halted:
+        lines.append(f"    HALTED {_activity(entry, '')}: see `airlock rollouts show`")
     lines.append(f"import    {_activity(s.last_import, 'no import yet')}")
     lines.append(f"export    {_activity(s.last_export, 'no export yet')}")
     lines.append(f"backup    {_activity(s.last_backup, 'no backup yet: `airlock backup DEST`')}")

@@ -70,6 +70,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(console_bp)
     app.register_blueprint(admin_api_bp)
+    from server.rollouts.views import bp as rollouts_api_bp
+
+    app.register_blueprint(rollouts_api_bp)
     app.before_request(enforce)  # the one permission table, for every endpoint
 
     errors.register(app)

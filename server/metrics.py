@@ -16,6 +16,7 @@ from tuf.api.metadata import Metadata
 
 from server.clock import now_unix, utcnow
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
+from server.devices.firmware import count_unverified
 from server.devices.models import Device
 from server.freshness import all_freshness
 from server.imports.models import ImportRecord
@@ -24,6 +25,7 @@ from server.reports.models import Report
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
 from server.timekeeping import clock_health
+from server.rollouts.services import counts as rollout_counts
 
 bp = Blueprint("metrics", __name__)
 
@@ -60,6 +62,8 @@ def metrics():
                               .group_by(ImportRecord.status)))
         reports = list(tuples(Report.select(Report.status, fn.COUNT(Report.id)).group_by(Report.status)))
         repos = [r.name for r in Repository.select(Repository.name).order_by(Repository.name)]
+        rollout_states = rollout_counts()
+        unverified = count_unverified()
     out.family("airlock_devices", "gauge", "Devices in the inventory, by state.",
                [({"state": s}, n) for s, n in states])
     out.family("airlock_devices_online", "gauge",
@@ -70,6 +74,10 @@ def metrics():
                [({"status": s}, n) for s, n in imports])
     out.family("airlock_reports", "gauge", "Device and operator problem reports, by triage status.",
                [({"status": s}, n) for s, n in reports])
+    out.family("airlock_rollouts", "gauge", "Staged rollouts, by state (halted: stopped by a failing health gate).",
+               [({"state": s}, n) for s, n in rollout_states.items()])
+    out.family("airlock_devices_unverified_firmware", "gauge",
+               "Accepted devices running firmware that no signed target names for their model.", [({}, unverified)])
     versions, expiries = [], []
     for name in repos:
         store = RepositoryStore(settings.public_dir, name)

@@ -97,6 +97,9 @@ class Settings:
     maintenance_interval: int = field(default=3600, metadata={
         "help": "Seconds between metric-history maintenance runs, started by a check-in in the background "
                 "(one worker at a time); `airlock devices maintain` runs it at once."})
+    rollout_check_interval: int = field(default=30, metadata={
+        "help": "Seconds between evaluations of the running rollouts' health gates (halt, next wave), started "
+                "by a check-in in the background (one worker at a time)."})
     # discovery (appliance/mdns.py, server/discovery/)
     mdns_enabled: int = field(default=1, metadata={
         "help": "1: `airlock serve` also runs mDNS (advertises the appliance, browses for devices); 0: no mDNS."})
@@ -165,7 +168,7 @@ class Settings:
             raise SettingsError("workers must be 0 (two per CPU core) or more")
         for name in ("threads", "header_timeout", "max_bundle_bytes", "max_bundle_files", "checkin_interval",
                      "enrollment_max_skew", "clock_max_ahead_days", "timestamp_lifetime", "timestamp_refresh_before",
-                     "maintenance_interval", "metrics_raw_retention",
+                     "maintenance_interval", "rollout_check_interval", "metrics_raw_retention",
                      "metrics_hourly_retention", "metrics_daily_retention"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")

@@ -16,12 +16,15 @@ from tuf.api.metadata import Metadata
 
 from server.clock import iso, utcnow
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
+from server.devices.firmware import count_unverified
 from server.devices.models import Device
 from server.freshness import TimestampFreshness, freshness_of
 from server.imports.services import import_history
 from server.models import database, tuples
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
+from server.rollouts.services import counts as rollout_counts
+from server.rollouts.services import halted_rollouts
 from server.settings import Settings
 
 SOON = 7  # days: an expiry this close is flagged
@@ -59,6 +62,9 @@ class ServedStatus:
     last_import: ActivityEntry | None
     last_export: ActivityEntry | None
     last_backup: ActivityEntry | None = None
+    rollouts: dict[str, int] = field(default_factory=dict)  # by state (server.rollouts)
+    halted: list[ActivityEntry] = field(default_factory=list)  # halted rollouts, each with its reason
+    unverified_firmware: int = 0  # accepted devices flagged unverified_firmware
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +112,11 @@ def served_status(settings: Settings, now: datetime | None = None) -> ServedStat
                                       "ORDER BY sequence DESC LIMIT 1").fetchone()
         backup = database.execute_sql("SELECT at, actor, subject FROM audit_log WHERE action = 'appliance.backup' "
                                       "ORDER BY id DESC LIMIT 1").fetchone()
+        rollout_states = rollout_counts()
+        halted = [ActivityEntry(r.halted_at or r.updated_at,
+                                f"rollout {r.id} of release {r.release_id} ({r.version}) halted: {r.halt_reason}")
+                  for r in halted_rollouts()]
+        unverified = count_unverified()
     last_import = None
     if imports:
         entry = imports[0]
@@ -119,4 +130,4 @@ def served_status(settings: Settings, now: datetime | None = None) -> ServedStat
     last_backup = ActivityEntry(backup[0], f"{backup[2]} by {backup[1]}") if backup else None
     return ServedStatus([repository_status(settings, n, now) for n in names],
                         {str(k): int(v) for k, v in sorted(states.items())}, online, last_import, last_export,
-                        last_backup)
+                        last_backup, rollout_states, halted, unverified)

@@ -29,6 +29,8 @@ from flask import g, redirect, request
 
 from server.auth import Admin, AuthError, authenticate_basic
 from server.console.openapi import ROLES_OF
+from server.rollouts.openapi import READ_ROLES as ROLLOUT_READ
+from server.rollouts.openapi import WRITE_ROLES as ROLLOUT_WRITE
 from server.users import sessions
 from server.users.records import ROLES
 from server.users.throttle import LoginThrottle
@@ -93,6 +95,12 @@ TABLE: dict[str, Access] = {
     "admin_api.list_devices": basic(*ROLES_OF["list_devices"]),
     "admin_api.list_audit": basic(*ROLES_OF["list_audit"]),
     "admin_api.list_all_users": basic(*ROLES_OF["list_users"]),
+    # rollouts: everyone reads them, admins run them (server/rollouts/openapi.py)
+    "rollouts_api.list_rollouts": basic(*ROLLOUT_READ),
+    "rollouts_api.show_rollout": basic(*ROLLOUT_READ),
+    "rollouts_api.create_rollout": basic(*ROLLOUT_WRITE),
+    "rollouts_api.rollout_step": basic(*ROLLOUT_WRITE),
+    "devices.admin_device_history": basic(*ROLLOUT_READ),
 }
 
 

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING
 from peewee import DatabaseProxy, SqliteDatabase
 
 from server.clock import utcnow
+from server.devices import firmware
 from server.devices._common import token_hash
 from server.devices.exceptions import InvalidTokenError
 from server.devices.records import Checkin, CheckinResult, DeviceIdentity
 from server.devices.releases import update_for
 from server.devices.writes import writing
+from server.rollouts import gate
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ OFFLINE_AFTER_INTERVALS = 3
 REBOOT_MEMORY = 32  # most recent reboots remembered per device
 DAY = 86400  # seconds
 
-_AUTH = ("SELECT id, device_id, hardware, firmware, token_hash, metrics, reboots FROM device "
+_AUTH = ("SELECT id, device_id, hardware, firmware, token_hash, metrics, reboots, health FROM device "
          "WHERE token_hash = ? AND state = 'accepted'")
 # Many check-ins in two statements: the device rows are updated from a VALUES
 # table (only rows whose token is still valid; RETURNING names them) and the
@@ -67,7 +69,8 @@ def authenticate(db: SqliteDatabase | DatabaseProxy, token: str | None) -> Devic
         raise InvalidTokenError("the token is unknown or was revoked (a newer enrollment, a rejection or a "
                                 "decommissioning): enroll again")
     return DeviceIdentity(pk=row[0], device_id=row[1], hardware=row[2], firmware=row[3], token_hash=row[4],
-                          metrics=json.loads(row[5] or "{}"), reboots=json.loads(row[6] or "[]"))
+                          metrics=json.loads(row[5] or "{}"), reboots=json.loads(row[6] or "[]"),
+                          health=json.loads(row[7] or "[]"))
 
 
 def health_flags(settings: Settings, metrics: dict, previous: dict, reboots: list[int],
@@ -141,6 +144,8 @@ def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentit
     at once, alone."""
     ts = int((now or utcnow()).timestamp())
     flags, reboots = health_flags(settings, checkin.metrics, device.metrics, device.reboots, ts)
+    if firmware.flagged(settings, db, device, checkin.firmware):
+        flags.append(firmware.FLAG)
     metrics_json = json.dumps(checkin.metrics, separators=(",", ":"), sort_keys=True)
     sample = json.dumps({"firmware": checkin.firmware, **checkin.metrics}, separators=(",", ":"), sort_keys=True)
     pending = PendingCheckin(device.pk, (checkin.firmware, ts, address, metrics_json, json.dumps(flags),
@@ -148,7 +153,10 @@ def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentit
     stored = writer.store(pending) if writer else device.pk in store_checkins(db, [pending])
     if not stored:
         raise InvalidTokenError("the token was revoked: enroll again")
-    update = update_for(settings, db, device, checkin.firmware)
+    gate.note_health(db, device, flags, ts)
+    if checkin.firmware != device.firmware:
+        firmware.note_change(db, device, checkin.firmware, ts)
+    update = update_for(settings, db, device, checkin.firmware, flags, ts)
     return CheckinResult(settings.checkin_interval, settings.checkin_jitter, update)
 
 

@@ -219,6 +219,11 @@ SCHEMAS.update(report_schemas(UUID, VERSION, ANY_TIME))
 from server.console.openapi import admin_paths, admin_schemas  # noqa: E402
 
 SCHEMAS.update(admin_schemas())
+
+# The rollouts' admin endpoints (server/rollouts/views.py) too.
+from server.rollouts.openapi import rollout_paths, rollout_schemas  # noqa: E402
+
+SCHEMAS.update(rollout_schemas())
 ADMIN_PATTERNS = {"hardware": HARDWARE, "tag": TAG, "text": FREE_TEXT}
 
 
@@ -313,6 +318,7 @@ def build_spec(limits: dict[str, int]) -> dict:
                     "schema": {"type": "object"}}}}},
             }},
             **admin_paths(ADMIN_PATTERNS, _answer, _errors),
+            **rollout_paths(_answer, _errors),
             "/admin/devices/{device_id}/accept": _admin_path(
                 "accept", "Accept a device (or, with new_key, its pending key change)."),
             "/admin/devices/{device_id}/reject": _admin_path(

@@ -44,6 +44,7 @@ class DeviceIdentity:
     token_hash: str
     metrics: dict
     reboots: list[int]
+    health: list[str] = field(default_factory=list)  # the flags of its previous check-in
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,23 @@ class DevicePage:
 
 
 @dataclass
+class HistoryEntry:
+    """One step of a device's update history (``server.devices.history``)."""
+
+    at: str  # ISO 8601 UTC, as the appliance saw it
+    event: str  # offered | downloading | installing | rebooted | success | failure | unhealthy | halted
+    # | installed_outside
+    version: str | None
+    release_id: int | None
+    rollout_id: int | None
+    wave: int | None
+    detail: str | None  # a failure's reason, the new health flags, a halt's reason, "was 1.0.0"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class DeviceDetail:
     summary: DeviceSummary
     enrolled_at: str
@@ -171,6 +189,7 @@ class DeviceDetail:
     keys: list[KeyInfo]
     updates: list[UpdateReportInfo]
     history: dict[str, int]  # samples kept per resolution: raw, hourly, daily
+    update_history: list[HistoryEntry] = field(default_factory=list)  # oldest first, across releases and rollouts
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from peewee import SqliteDatabase
 from tuf.api.metadata import Metadata, Targets
 
 from server import audit
-from server.clock import iso, utcnow
+from server.clock import iso, now_unix, utcnow
 from server.devices.exceptions import (
     InvalidRequestError,
     InvalidTokenError,
@@ -47,6 +48,7 @@ from server.devices.writes import writing
 from server.models import database, tuples
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
+from server.rollouts import gate
 from server.settings import Settings
 from server.text import escape_text
 from signing.exceptions import AirlockError
@@ -160,7 +162,11 @@ TARGETS = _TargetIndex()
 # approving ---------------------------------------------------------------------------
 
 def approve(settings: Settings, repository: str, target_path: str, operator: str, *, hardware: str | None = None,
-            group: str | None = None, allow_downgrade: bool = False) -> ReleaseInfo:
+            group: str | None = None, allow_downgrade: bool = False,
+            on_approved: Callable[[int], object] | None = None) -> ReleaseInfo:
+    """Approve a target for a model or a group.  ``on_approved`` runs with the
+    new release's id inside the same transaction (a rollout is created there,
+    so that no check-in sees the release without it)."""
     if (hardware is None) == (group is None):
         raise ReleaseError("give exactly one of --hardware MODEL or --group TAG")
     if hardware is not None and not _HARDWARE.fullmatch(hardware):
@@ -200,6 +206,8 @@ def approve(settings: Settings, repository: str, target_path: str, operator: str
             allow_downgrade=allow_downgrade, approved_at=iso(utcnow()), approved_by=operator)
         audit.record(operator, "release.approve", f"release {row.id}", {
             "repository": repository, "target": target_path, "version": version, "hardware": hardware, "group": group})
+        if on_approved is not None:
+            on_approved(row.id)
     logger.info("release %s: %s %s (%s) for %s approved by %s", row.id, repository, target_path, version,
                 hardware or f"group {group}", operator)
     shadowed = _shadowed_by()
@@ -280,17 +288,45 @@ ORDER BY (r.group_tag IS NOT NULL) DESC, r.id DESC
 """
 
 
-def update_for(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, firmware: str) -> UpdateOffer | None:
-    """The update a device running ``firmware`` should install now, if any."""
+def update_for(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, firmware: str,
+               flags: list[str] | None = None, now: int | None = None) -> UpdateOffer | None:
+    """The update a device running ``firmware`` should install now, if any;
+    the first time a release is offered to the device, the offer is recorded
+    (with its health ``flags`` then) for the rollouts and its history."""
+    decision = decide(settings, db, device, firmware)
+    if decision is None:
+        return None
+    offer, admission = decision
+    gate.note_offer(db, device, offer.release_id, offer.version, admission, flags or [],
+                    now if now is not None else now_unix())
+    return offer
+
+
+def decide(settings: Settings, db: SqliteDatabase, device: DeviceIdentity,
+           firmware: str) -> tuple[UpdateOffer, gate.Admission] | None:
+    """The one update-offer decision: which release, if any, a device is
+    offered on this check-in.  Read-only and bounded: one query for the
+    candidate releases, then per candidate a cached target lookup and (for a
+    release under a rollout) ``gate.admit``'s indexed reads.
+
+    A release whose rollout does not admit the device yet (its wave has not
+    started, the rollout is paused or halted) is passed over as if it were
+    not approved, so an older release of the scope may still apply.  Further
+    gates (maintenance windows) belong here, beside ``gate.admit``.
+    """
     for rid, repo, path, version, hardware_json, allow_downgrade in db.execute_sql(
             _CANDIDATES, (device.hardware, device.pk)).fetchall():
         if device.hardware not in json.loads(hardware_json):
             continue
         if TARGETS.find(settings.public_dir, repo, path) is None:
             continue  # no longer in the repository: a device could not fetch it
+        admission = gate.admit(db, rid, device)
+        if not admission.allowed:
+            continue
         if not should_install(firmware, version, bool(allow_downgrade)):
             return None
-        return UpdateOffer(rid, repo, path, version, f"/repos/{repo}/metadata/", f"/repos/{repo}/targets/")
+        return (UpdateOffer(rid, repo, path, version, f"/repos/{repo}/metadata/", f"/repos/{repo}/targets/"),
+                admission)
     return None
 
 
@@ -355,6 +391,10 @@ def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -
         if cursor.rowcount == 0:
             return False
         database.execute_sql("UPDATE device SET update_status = ? WHERE id = ?", (status, device.pk))
+        if report.step in ("success", "failure"):  # the wave's gate counts the latest outcome
+            database.execute_sql("UPDATE update_offer SET outcome = ?, outcome_at = ? "
+                                 "WHERE device = ? AND release_id = ?",
+                                 (report.step, int((now or utcnow()).timestamp()), device.pk, report.release_id))
     if report.step == "failure":
         # the reason is the device's text: escaped again here, whoever called
         logger.warning("device %s: update to release %s failed: %s", escape_text(device.device_id),

@@ -29,6 +29,7 @@ from server.devices.enrollment import (
     verify_request,
 )
 from server.devices.exceptions import InvalidRequestError, NotFoundError
+from server.devices.history import device_history
 from server.devices.maintenance import run_maintenance
 from server.devices.models import (
     Device,
@@ -44,6 +45,7 @@ from server.devices.records import (
     DevicePage,
     DeviceQuery,
     DeviceSummary,
+    HistoryEntry,
     KeyInfo,
     RemovedDevice,
     UpdateReportInfo,
@@ -57,7 +59,7 @@ __all__ = [
     "accept", "add_rule", "approve", "authenticate", "decommission", "enroll", "get_device", "list_devices",
     "list_releases", "list_rules", "metric_history", "record_checkin", "record_report", "reject", "remove_device",
     "remove_rule",
-    "run_maintenance", "show_device", "tag", "untag", "verify_request", "version_key", "withdraw",
+    "run_maintenance", "show_device", "tag", "untag", "update_history", "verify_request", "version_key", "withdraw",
 ]
 
 logger = logging.getLogger(__name__)
@@ -206,7 +208,12 @@ def show_device(settings: Settings, device_id: str) -> DeviceDetail:
         history[names[resolution]] = count
     return DeviceDetail(summary, row.enrolled_at, row.last_enroll_at, row.state_changed_at, row.state_changed_by,
                         row.token_issued_at, row.last_address, row.checkins, json.loads(row.metrics or "{}"),
-                        keys, updates, history)
+                        keys, updates, history, device_history(row.id))
+
+
+def update_history(device_id: str) -> list[HistoryEntry]:
+    """The device's update history across releases and rollouts, oldest first."""
+    return device_history(_row(device_id).id)
 
 
 def metric_history(device_id: str, resolution: int = 3600, limit: int = 48) -> list[dict]:

@@ -32,6 +32,7 @@ from server.devices.openapi import DEVICE_ID, build_spec
 from server.devices.records import Checkin, EnrollmentRequest, UpdateReportIn
 from server.devices.schema import SchemaValidator, loads_strict
 from server.models import database
+from server.rollouts.scheduler import RolloutScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class _ApiState:
         self.checkin_db = SqliteDatabase(str(settings.database_path), pragmas=CHECKIN_PRAGMAS, autoconnect=True)
         self.checkin_writer = GroupCommit(self.checkin_db)
         self.maintenance = MaintenanceScheduler(settings)
+        self.rollouts = RolloutScheduler(settings)
 
 
 @bp.record_once
@@ -118,6 +120,7 @@ def checkin():
                                      Checkin(body["firmware"], body.get("metrics", {})), address=request.remote_addr,
                                      writer=api.checkin_writer)
     api.maintenance.poke()
+    api.rollouts.poke()
     return jsonify(checkin_interval=result.checkin_interval, jitter=result.jitter,
                    update=asdict(result.update) if result.update else None)
 
@@ -136,6 +139,13 @@ def openapi():
 
 
 # administrators ---------------------------------------------------------------------
+
+@bp.get("/admin/devices/<device_id>/history")
+def admin_device_history(device_id: str):
+    if not _DEVICE_ID.fullmatch(device_id):
+        raise InvalidRequestError(f"{device_id[:80]!r} is not a device id")
+    return jsonify(device_id=device_id, history=[h.to_dict() for h in services.update_history(device_id)])
+
 
 @bp.post("/admin/devices/<device_id>/<action>")
 def admin_decision(device_id: str, action: str):

@@ -172,8 +172,8 @@ class Collector:
         self._report(0)
 
     def collect(self) -> list[FileEntry]:
-        for step in (self.devices, self.releases, self.health, self.samples, self.update_reports, self.imports,
-                     self.reports, self.audit):
+        for step in (self.devices, self.releases, self.rollouts, self.offers, self.health, self.samples,
+                     self.update_reports, self.imports, self.reports, self.audit):
             step()
         return self.files
 
@@ -203,6 +203,43 @@ class Collector:
                        "target_hardware": _json(r[4], []), "length": r[5], "sha256": r[6], "hardware": r[7],
                        "group": r[8], "allow_downgrade": bool(r[9]), "approved_at": r[10], "approved_by": r[11],
                        "withdrawn_at": r[12], "withdrawn_by": r[13]})
+        self._done(out)
+
+    def rollouts(self) -> None:
+        """Every rollout as it is now (a halt with its reason), if the schema has them."""
+        out = self._open("rollouts.jsonl")
+        if _table_exists("rollout"):
+            for r in _rows("SELECT id, release_id, state, waves, current_wave, soak, min_success, min_sample, "
+                           "halt_reason, halted_at, created_at, created_by, updated_at FROM rollout ORDER BY id"):
+                waves = _json(r[3], [])
+                started = {w: (size, s, f) for w, size, s, f in _rows(
+                    "SELECT wave, size, started_at, finished_at FROM rollout_wave WHERE rollout = ?", (r[0],))}
+                out.write({"id": r[0], "release_id": r[1], "state": r[2], "current_wave": r[4], "soak": r[5],
+                           "min_success": r[6], "min_sample": r[7], "halt_reason": r[8], "halted_at": iso(r[9]),
+                           "created_at": r[10], "created_by": r[11], "updated_at": r[12],
+                           "waves": [{"number": n, **wave, "size": started.get(n, (None,))[0],
+                                      "started_at": iso(started.get(n, (None, None))[1]),
+                                      "finished_at": iso(started.get(n, (None, None, None))[2])}
+                                     for n, wave in enumerate(waves, 1)]})
+        self._done(out)
+
+    def offers(self) -> None:
+        """What each device was offered (rollout and wave, outcome, health
+        after it) and firmware it reported that no offer explains."""
+        out = self._open("update_offers.jsonl")
+        if _table_exists("update_offer"):
+            for r in _rows("SELECT d.device_id, o.release_id, o.version, o.rollout, o.wave, o.offered_at, "
+                           "o.flags_before, o.outcome, o.outcome_at, o.unhealthy, o.unhealthy_at "
+                           "FROM update_offer o JOIN device d ON d.id = o.device ORDER BY o.id"):
+                out.write({"device": r[0], "release_id": r[1], "version": r[2], "rollout": r[3], "wave": r[4],
+                           "offered_at": iso(r[5]), "flags_before": _json(r[6], []), "outcome": r[7],
+                           "outcome_at": iso(r[8]), "unhealthy": r[9], "unhealthy_at": iso(r[10])})
+        self._done(out)
+        out = self._open("firmware_events.jsonl")
+        if _table_exists("firmware_event"):
+            for r in _rows("SELECT d.device_id, e.at, e.previous, e.version, e.kind FROM firmware_event e "
+                           "JOIN device d ON d.id = e.device ORDER BY e.id"):
+                out.write({"device": r[0], "at": iso(r[1]), "previous": r[2], "version": r[3], "kind": r[4]})
         self._done(out)
 
     def health(self) -> None:

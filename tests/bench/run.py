@@ -100,7 +100,7 @@ def header(imp, srv) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("import", "serve", "devices", "downloads", "export", "console"),
+    p.add_argument("--only", choices=("import", "serve", "devices", "downloads", "export", "console", "rollout"),
                    help="run one benchmark only")
     p.add_argument("--gb", type=float, default=float(os.environ.get("BENCH_IMPORT_GB", "3")),
                    help="size of the big import bundle in GB, in whole 256 MiB files, at least 3 "
@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             from tests.bench.console_bench import run_console_bench
 
             device_rows += run_console_bench()
+        if args.only in (None, "rollout"):
+            from tests.bench.rollout_bench import run_rollout_bench
+
+            device_rows += run_rollout_bench()
     print(header(imp, srv))
     if imp or srv:
         print()

@@ -25,6 +25,11 @@ INTENDED = {
     ("basic", "admin_api.list_devices"): ALL,
     ("basic", "admin_api.list_audit"): {"admin", "auditor"},
     ("basic", "admin_api.list_all_users"): {"admin", "auditor"},
+    ("basic", "rollouts_api.list_rollouts"): ALL,  # reading a rollout changes nothing
+    ("basic", "rollouts_api.show_rollout"): ALL,
+    ("basic", "rollouts_api.create_rollout"): {"admin"},  # releases are the admin's
+    ("basic", "rollouts_api.rollout_step"): {"admin"},
+    ("basic", "devices.admin_device_history"): ALL,  # a device's update history: a read
 }
 
 # no user at all: TUF files, the device API (its own token), the QR form (its key), liveness, the login form
