@@ -30,7 +30,7 @@ SERVICES = ("serve", "mdns")
 READ_ONLY = frozenset({
     "repo list", "repo show", "devices list", "devices show", "devices auto-accept list", "releases list",
     "reports list", "reports show", "discovery list", "audit verify", "audit list", "keys show",
-    "status", "alerts", "users list",
+    "status", "alerts", "users list", "windows list", "download-caps list",
 })
 
 
@@ -245,6 +245,8 @@ from appliance.cli_backup import register as _register_backup; _register_backup(
 from appliance.cli_status import register as _register_status; _register_status(cli)  # noqa: E402,E702,I001
 
 from appliance.cli_usb import register as _register_usb; _register_usb(cli)  # noqa: E402,E702,I001
+
+from appliance.cli_delivery import register as _register_delivery; _register_delivery(cli)  # noqa: E402,E702,I001
 
 
 def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:

@@ -70,6 +70,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(console_bp)
     app.register_blueprint(admin_api_bp)
+    from server.delivery.views import bp as delivery_api_bp
+
+    app.register_blueprint(delivery_api_bp)
     app.before_request(enforce)  # the one permission table, for every endpoint
 
     errors.register(app)

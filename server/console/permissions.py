@@ -93,6 +93,13 @@ TABLE: dict[str, Access] = {
     "admin_api.list_devices": basic(*ROLES_OF["list_devices"]),
     "admin_api.list_audit": basic(*ROLES_OF["list_audit"]),
     "admin_api.list_all_users": basic(*ROLES_OF["list_users"]),
+    # maintenance windows and download caps (server/delivery/views.py): everyone reads, admins change
+    "delivery_api.list_windows": basic(*EVERYONE),
+    "delivery_api.add_window": basic("admin"),
+    "delivery_api.remove_window": basic("admin"),
+    "delivery_api.list_caps": basic(*EVERYONE),
+    "delivery_api.set_cap": basic("admin"),
+    "delivery_api.clear_cap": basic("admin"),
 }
 
 

@@ -32,6 +32,7 @@ from tuf.api.metadata import Metadata, Targets
 
 from server import audit
 from server.clock import iso, utcnow
+from server.delivery.windows import open_for_device
 from server.devices.exceptions import (
     InvalidRequestError,
     InvalidTokenError,
@@ -290,6 +291,8 @@ def update_for(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, f
             continue  # no longer in the repository: a device could not fetch it
         if not should_install(firmware, version, bool(allow_downgrade)):
             return None
+        if not open_for_device(db, device.pk):
+            return None  # outside its groups' maintenance windows (server.delivery.windows)
         return UpdateOffer(rid, repo, path, version, f"/repos/{repo}/metadata/", f"/repos/{repo}/targets/")
     return None
 

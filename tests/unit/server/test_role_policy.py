@@ -25,6 +25,13 @@ INTENDED = {
     ("basic", "admin_api.list_devices"): ALL,
     ("basic", "admin_api.list_audit"): {"admin", "auditor"},
     ("basic", "admin_api.list_all_users"): {"admin", "auditor"},
+    # when devices get firmware: rollout policy is the admin's; reading it is everyone's
+    ("basic", "delivery_api.list_windows"): ALL,
+    ("basic", "delivery_api.add_window"): {"admin"},
+    ("basic", "delivery_api.remove_window"): {"admin"},
+    ("basic", "delivery_api.list_caps"): ALL,
+    ("basic", "delivery_api.set_cap"): {"admin"},
+    ("basic", "delivery_api.clear_cap"): {"admin"},
 }
 
 # no user at all: TUF files, the device API (its own token), the QR form (its key), liveness, the login form
