@@ -71,5 +71,56 @@ def windows_remove(ctx, window_id: int) -> None:
     click.echo(f"removed window {w.id} of group {_safe(w.group)} ({w.describe()})")
 
 
+def _caps(ctx):
+    from server.delivery import caps
+
+    ctx.database()
+    return caps
+
+
+@click.group("download-caps")
+def download_caps() -> None:
+    """Caps on concurrent firmware downloads and bandwidth, per group."""
+
+
+@download_caps.command("set")
+@click.argument("group")
+@click.option("--downloads", type=int, required=True, help="Most concurrent firmware downloads by GROUP's devices.")
+@click.option("--bandwidth", type=int, default=0, show_default=True, metavar="BYTES_PER_SECOND",
+              help="Bandwidth those downloads share; 0: no bandwidth cap.")
+@click.pass_obj
+def caps_set(ctx, group: str, downloads: int, bandwidth: int) -> None:
+    """Cap the firmware downloads of GROUP's devices (a device tag)."""
+    c = _caps(ctx).set_cap(group, downloads, bandwidth, current_operator())
+    click.echo(f"group {_safe(c.group)}: at most {c.max_downloads} concurrent downloads"
+               + (f" sharing {c.max_bytes_per_second} bytes/s" if c.max_bytes_per_second else ""))
+
+
+@download_caps.command("clear")
+@click.argument("group")
+@click.pass_obj
+def caps_clear(ctx, group: str) -> None:
+    """Remove GROUP's caps (the appliance's settings still apply)."""
+    c = _caps(ctx).clear_cap(group, current_operator())
+    click.echo(f"group {_safe(c.group)}: no download cap of its own any more")
+
+
+@download_caps.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def caps_list(ctx, as_json: bool) -> None:
+    """The appliance's caps (settings) and each group's."""
+    found = _caps(ctx).describe_caps(ctx.settings)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    mine = found["appliance"]
+    rows = [("(appliance)", mine["max_downloads"] or "no cap", mine["max_bytes_per_second"] or "no cap", "settings")]
+    rows += [(g["group"], g["max_downloads"], g["max_bytes_per_second"] or "no cap",
+              f"{g['updated_at']} by {g['updated_by']}") for g in found["groups"]]
+    click.echo(_table(rows, ("SCOPE", "DOWNLOADS", "BYTES/S", "SET")))
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(windows)
+    cli.add_command(download_caps)

@@ -4,7 +4,7 @@ pace for the response's whole length.  Only target downloads come here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import cast
 
 from flask import Flask, Response
@@ -38,10 +38,34 @@ def busy_response(busy: Busy) -> Response:
     return response
 
 
+class _Holding:
+    """A response body that releases its ticket when the server closes it
+    (Werkzeug hands a passthrough body to the server as it is, so the
+    response's own ``call_on_close`` would never run)."""
+
+    def __init__(self, body: Iterable[bytes], ticket: Ticket):
+        self.body, self.ticket = body, ticket
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.ticket.release()
+
+
 def paced_response(response: Response, ticket: Ticket) -> Response:
     """``response`` holding ``ticket`` until its body is closed (sent, or
-    the client went away), paced to the ticket's rate."""
+    the client went away), paced to the ticket's rate.  Without any cap it
+    is left as it is (gunicorn may then ``sendfile`` it)."""
+    if not ticket.fds:
+        return response
+    body = cast(Iterable[bytes], response.response)  # bytes: a file
     if ticket.pace and response.status_code in (200, 206):
-        response.response = paced(cast(Iterable[bytes], response.response), ticket.pace)  # bytes: a file
-    response.call_on_close(ticket.release)
+        body = paced(body, ticket.pace)
+    response.response = _Holding(body, ticket)
     return response
