@@ -138,3 +138,36 @@ def test_a_group_cap_applies_to_the_address_its_devices_check_in_from(home, serv
     assert all(r.status_code == 200 for r in held)
     for r in held:
         r.close()
+
+
+def test_the_agent_waits_as_retry_after_says_then_downloads(home, served):
+    import threading
+
+    from tuf.api import exceptions as tuf_errors
+
+    from agent._http import ResumingFetcher
+
+    target, _ = served
+    (home / "airlock.toml").write_text("download_max_concurrent = 1\ndownload_retry_after = 1\n"
+                                       "download_max_bytes_per_second = 524288\n")
+    with airlock_server(home, workers=1, threads=4) as base:
+        conn, held = _start(base, target)
+        assert held.status == 200
+        impatient = ResumingFetcher(timeout=10)
+        impatient.busy_wait_limit = 0
+        with pytest.raises(tuf_errors.DownloadError) as info:
+            impatient.fetch(base + target)
+        assert not isinstance(info.value, tuf_errors.DownloadHTTPError) and "busy" in str(info.value)
+
+        fetcher = ResumingFetcher(timeout=30)
+        got: list[bytes] = []
+        worker = threading.Thread(target=lambda: got.append(b"".join(fetcher.fetch(base + target))))
+        worker.start()
+        for _ in range(200):  # bounded: until the agent has been told to wait at least once
+            if fetcher.busy_waits:
+                break
+            time.sleep(0.05)
+        assert fetcher.busy_waits >= 1
+        conn.close()  # the other device leaves: the slot comes free
+        worker.join(timeout=60)
+        assert got == [FIRMWARE]
