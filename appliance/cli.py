@@ -248,6 +248,8 @@ from appliance.cli_usb import register as _register_usb; _register_usb(cli)  # n
 
 from appliance.cli_delivery import register as _register_delivery; _register_delivery(cli)  # noqa: E402,E702,I001
 
+from appliance.cli_alerts import register as _register_alerts; _register_alerts(cli)  # noqa: E402,E702,I001
+
 
 def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app
 from peewee import fn
 from tuf.api.metadata import Metadata
 
+from server.alerts import services as alerts
 from server.clock import now_unix
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
 from server.devices.models import Device
@@ -80,4 +81,10 @@ def metrics():
     out.family("airlock_repository_role_version", "gauge", "Version of each role the appliance serves.", versions)
     out.family("airlock_repository_role_expiry_seconds", "gauge",
                "Unix time at which each served role's metadata expires.", expiries)
+    with database.connection_context():
+        alert_counts = alerts.counts()
+    out.family("airlock_alerts_open", "gauge", "Alerts open now, by kind (airlock alerts).",
+               [({"kind": k}, n) for k, (n, _) in sorted(alert_counts.items())])
+    out.family("airlock_alerts_opened_total", "counter", "Alerts opened since the appliance was set up, by kind.",
+               [({"kind": k}, n) for k, (_, n) in sorted(alert_counts.items())])
     return Response(out.text(), mimetype="text/plain", content_type="text/plain; version=0.0.4; charset=utf-8")

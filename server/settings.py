@@ -127,7 +127,7 @@ class Settings:
     # alerts (server/alerts/)
     alert_sweep_interval: int = field(default=60, metadata={
         "help": "Seconds between `airlock serve`'s looks for devices gone offline and metadata about to expire "
-                "(one worker at a time); `airlock alerts --sweep` runs it at once."})
+                "(one worker at a time); `airlock alerts sweep` runs it at once."})
     alert_metadata_expiry_warning: int = field(default=7 * 86400, metadata={
         "help": "An alert opens when a served repository's timestamp, snapshot or targets metadata expires "
                 "within this many seconds."})

@@ -100,6 +100,7 @@ TABLE: dict[str, Access] = {
     "delivery_api.list_caps": basic(*EVERYONE),
     "delivery_api.set_cap": basic("admin"),
     "delivery_api.clear_cap": basic("admin"),
+    "alerts_api.alerts": basic(*EVERYONE),
 }
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from peewee import DatabaseProxy, SqliteDatabase
 
+from server.alerts.services import on_checkin
 from server.clock import utcnow
 from server.devices._common import token_hash
 from server.devices.exceptions import InvalidTokenError
@@ -148,6 +149,7 @@ def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentit
     stored = writer.store(pending) if writer else device.pk in store_checkins(db, [pending])
     if not stored:
         raise InvalidTokenError("the token was revoked: enroll again")
+    on_checkin(db, device.device_id, flags)  # its own alerts only: one indexed read (server.alerts)
     update = update_for(settings, db, device, checkin.firmware)
     return CheckinResult(settings.checkin_interval, settings.checkin_jitter, update)
 

@@ -31,6 +31,7 @@ from peewee import SqliteDatabase
 from tuf.api.metadata import Metadata, Targets
 
 from server import audit
+from server.alerts.services import on_update_report
 from server.clock import iso, utcnow
 from server.delivery.windows import open_for_device
 from server.devices.exceptions import (
@@ -362,4 +363,5 @@ def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -
         # the reason is the device's text: escaped again here, whoever called
         logger.warning("device %s: update to release %s failed: %s", escape_text(device.device_id),
                        report.release_id, escape_text(report.reason or "no reason given"))
+    on_update_report(device.device_id, report.release_id, report.step, report.reason)
     return True

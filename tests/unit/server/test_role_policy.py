@@ -32,6 +32,7 @@ INTENDED = {
     ("basic", "delivery_api.list_caps"): ALL,
     ("basic", "delivery_api.set_cap"): {"admin"},
     ("basic", "delivery_api.clear_cap"): {"admin"},
+    ("basic", "alerts_api.alerts"): ALL,  # what needs attention: everyone on shift reads it
 }
 
 # no user at all: TUF files, the device API (its own token), the QR form (its key), liveness, the login form
