@@ -118,17 +118,19 @@ class DownloadSlots:
 
 
 def paced(body: Iterable[bytes], rate: int, clock=time.monotonic, sleep=time.sleep) -> Iterator[bytes]:
-    """``body``'s bytes at no more than ``rate`` bytes per second on average."""
+    """``body``'s bytes at no more than ``rate`` bytes per second: by any
+    moment ``t`` seconds after the start, at most ``rate * t`` bytes."""
     started, sent = clock(), 0
     try:
         for chunk in body:
             for i in range(0, len(chunk), PACE_CHUNK):
                 piece = chunk[i:i + PACE_CHUNK]
+                sent += len(piece)
+                # never ahead: by any moment t, at most rate * t bytes have gone out
                 ahead = sent / rate - (clock() - started)
                 while ahead > 0:
                     sleep(min(ahead, MAX_SLEEP))
                     ahead = sent / rate - (clock() - started)
-                sent += len(piece)
                 yield piece
     finally:
         close = getattr(body, "close", None)

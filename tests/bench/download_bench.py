@@ -42,9 +42,10 @@ def _throttled_download(port: int, path: str, stop: threading.Event, stats: dict
         for _ in range(1000):  # bounded: refused (503 + Retry-After), wait as told, ask again
             conn.request("GET", path)
             r = conn.getresponse()
-            if r.status != 503 or stop.is_set():
+            if r.status != 503:
                 break
             r.read()
+            conn.close()  # a fresh connection after the wait: the server closes idle ones after 5 s
             stats["refused"] += 1
             if stop.wait(float(r.headers.get("Retry-After", "1"))):
                 return
