@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 MAX_ANSWER = 1 << 20  # bytes
 CHUNK = 64 * 1024  # bytes
 USER_AGENT = "airlock-agent"
+MAX_RETRY_AFTER = 600  # seconds: a longer Retry-After is taken as this
+BUSY_WAIT_LIMIT = 1800.0  # seconds waited in all for one file before giving up until the next check-in
 
 
 class Connections:
@@ -104,6 +106,9 @@ class ResumingFetcher(FetcherInterface):
         self.range_requests = 0
         self.resumed_bytes = 0  # bytes taken from .part files instead of the network
         self.received_bytes = 0  # bytes received over the network
+        self.busy_wait_limit = BUSY_WAIT_LIMIT  # seconds waited in all for one file on Retry-After
+        self.busy_waits = 0
+        self.sleep = time.sleep
 
     def resume_into(self, url_prefix: str, part: Path | None) -> None:
         """Keep what arrives from URLs under ``url_prefix`` in ``part`` (None: stop)."""
@@ -123,16 +128,38 @@ class ResumingFetcher(FetcherInterface):
         except urllib3.exceptions.TimeoutError as exc:
             raise tuf_errors.SlowRetrievalError(f"{url}: timed out") from exc
 
+    def _get_when_admitted(self, url: str, offset: int) -> urllib3.BaseHTTPResponse:
+        """``_get``, waiting as told while the appliance answers a busy
+        ``503``/``429`` with ``Retry-After`` (its download caps): each wait
+        at most ``MAX_RETRY_AFTER``, all of them at most ``busy_wait_limit``;
+        then the busy answer stands (the caller tries again later)."""
+        waited = 0.0
+        while True:
+            response = self._get(url, offset)
+            delay = retry_after(response)
+            if delay is None or waited + delay > self.busy_wait_limit:
+                return response
+            _done_with(response, complete=False)
+            self.busy_waits += 1
+            logger.info("the appliance is busy serving downloads: trying %s again in %.0f s",
+                        url.rsplit("/", 1)[-1], delay)
+            self.sleep(delay)
+            waited += delay
+
     def _fetch(self, url: str) -> Iterator[bytes]:
         part = self._part_for(url)
         offset = part.stat().st_size if part is not None and part.exists() else 0
-        response = self._get(url, offset)
+        response = self._get_when_admitted(url, offset)
         if response.status == 416 and part is not None and offset:
             # the kept part is not a prefix of what is served now: start over
             _done_with(response, complete=False)
             part.unlink(missing_ok=True)
             offset = 0
             response = self._get(url, 0)
+        if response.status in (429, 503) and retry_after(response) is not None:
+            _done_with(response, complete=False)
+            # busy, not broken: the agent tries again later (not a failed update)
+            raise tuf_errors.DownloadError(f"{url}: the appliance is busy serving downloads (HTTP {response.status})")
         if response.status >= 400:
             _done_with(response, complete=False)
             raise tuf_errors.DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
@@ -177,6 +204,18 @@ class ResumingFetcher(FetcherInterface):
                 sink.flush()
                 sink.close()
             _done_with(response, complete)
+
+
+def retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
+    """Seconds a busy answer (503, 429) says to wait: ``Retry-After`` in
+    seconds, at most ``MAX_RETRY_AFTER``; None for any other answer, or a
+    header that is missing or not a number of seconds."""
+    if response.status not in (429, 503):
+        return None
+    value = (response.headers.get("Retry-After") or "").strip()
+    if not value.isdigit() or len(value) > 6:
+        return None
+    return float(min(int(value), MAX_RETRY_AFTER))
 
 
 def _done_with(response: urllib3.BaseHTTPResponse, complete: bool) -> None:

@@ -30,7 +30,7 @@ SERVICES = ("serve", "mdns")
 READ_ONLY = frozenset({
     "repo list", "repo show", "devices list", "devices show", "devices auto-accept list", "releases list",
     "reports list", "reports show", "discovery list", "audit verify", "audit list", "keys show",
-    "status", "alerts", "users list", "rollouts list", "rollouts show",
+    "status", "alerts", "users list", "rollouts list", "rollouts show", "windows list", "download-caps list",
 })
 
 
@@ -251,6 +251,10 @@ from appliance.cli_status import register as _register_status; _register_status(
 from appliance.cli_usb import register as _register_usb; _register_usb(cli)  # noqa: E402,E702,I001
 
 from appliance.cli_timestamp import register as _register_timestamp; _register_timestamp(cli)  # noqa: E402,E702,I001
+
+from appliance.cli_delivery import register as _register_delivery; _register_delivery(cli)  # noqa: E402,E702,I001
+
+from appliance.cli_alerts import register as _register_alerts; _register_alerts(cli)  # noqa: E402,E702,I001
 
 
 def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:

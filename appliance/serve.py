@@ -23,6 +23,7 @@ from gunicorn.app.base import BaseApplication
 from appliance.importer import reconcile_if_idle
 from appliance.mdns_supervisor import start_supervised
 from server import create_app
+from server.alerts.sweep import Sweeper
 from server.settings import Settings
 from signing.exceptions import AirlockError
 
@@ -92,6 +93,8 @@ class AirlockServer(BaseApplication):
             # gunicorn >= 24 opens a control socket under $HOME by default: an
             # appliance service has no business writing there
             "control_socket_disable": True,
+            # alerts no request reports (devices gone silent, expiring metadata): one worker sweeps at a time
+            "post_worker_init": lambda _worker: Sweeper(s).start(),
         }.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)

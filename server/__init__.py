@@ -73,6 +73,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     from server.rollouts.views import bp as rollouts_api_bp
 
     app.register_blueprint(rollouts_api_bp)
+    from server.delivery.views import bp as delivery_api_bp
+
+    app.register_blueprint(delivery_api_bp)
+    from server.alerts.views import bp as alerts_api_bp
+
+    app.register_blueprint(alerts_api_bp)
     app.before_request(enforce)  # the one permission table, for every endpoint
 
     errors.register(app)

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app
 from peewee import fn
 from tuf.api.metadata import Metadata
 
+from server.alerts import services as alerts
 from server.clock import now_unix, utcnow
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
 from server.devices.firmware import count_unverified
@@ -24,8 +25,8 @@ from server.models import database, tuples
 from server.reports.models import Report
 from server.repositories.models import Repository
 from server.repositories.store import RepositoryStore
-from server.timekeeping import clock_health
 from server.rollouts.services import counts as rollout_counts
+from server.timekeeping import clock_health
 
 bp = Blueprint("metrics", __name__)
 
@@ -103,4 +104,10 @@ def metrics():
     out.family("airlock_clock_mark_seconds", "gauge",
                "Unix time of the appliance's high-water mark of time: the clock should read at least this.",
                [({}, int(datetime.fromisoformat(clock.mark).timestamp()))])
+    with database.connection_context():
+        alert_counts = alerts.counts()
+    out.family("airlock_alerts_open", "gauge", "Alerts open now, by kind (airlock alerts).",
+               [({"kind": k}, n) for k, (n, _) in sorted(alert_counts.items())])
+    out.family("airlock_alerts_opened_total", "counter", "Alerts opened since the appliance was set up, by kind.",
+               [({"kind": k}, n) for k, (_, n) in sorted(alert_counts.items())])
     return Response(out.text(), mimetype="text/plain", content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -127,6 +127,23 @@ class Settings:
     export_incident_window: int = field(default=3600, metadata={
         "help": "Seconds before and after an incident (a flagged device, a failed update, a report) whose raw "
                 "check-ins an export includes besides the hourly rollups."})
+    # delivery (server/delivery/): download caps; per-group caps are `airlock download-caps`
+    download_max_concurrent: int = field(default=0, metadata={
+        "help": "Most firmware downloads `airlock serve` serves at once (all devices); more are answered 503 with "
+                "Retry-After. 0: no cap. Metadata polls and check-ins are never capped."})
+    download_max_bytes_per_second: int = field(default=0, metadata={
+        "help": "Bandwidth all firmware downloads share, in bytes per second; each download is paced to this "
+                "divided by download_max_concurrent (which must be set too). 0: no cap."})
+    download_retry_after: int = field(default=30, metadata={
+        "help": "Seconds a device refused a download slot is told to wait (Retry-After), plus up to half as "
+                "much again at random so refused devices do not return together."})
+    # alerts (server/alerts/)
+    alert_sweep_interval: int = field(default=60, metadata={
+        "help": "Seconds between `airlock serve`'s looks for devices gone offline and metadata about to expire "
+                "(one worker at a time); `airlock alerts sweep` runs it at once."})
+    alert_metadata_expiry_warning: int = field(default=7 * 86400, metadata={
+        "help": "An alert opens when a served repository's timestamp, snapshot or targets metadata expires "
+                "within this many seconds."})
 
     @property
     def database_path(self) -> Path:
@@ -187,7 +204,21 @@ class Settings:
         self._validate_reports()
         if self.export_incident_window < 0:
             raise SettingsError("export_incident_window must be 0 or more seconds")
+        self._validate_delivery()
         return self
+
+    def _validate_delivery(self) -> None:
+        if not 0 <= self.download_max_concurrent <= 10_000:
+            raise SettingsError("download_max_concurrent must be 0 (no cap) to 10000")
+        if self.download_max_bytes_per_second < 0 or 0 < self.download_max_bytes_per_second < 1024:
+            raise SettingsError("download_max_bytes_per_second must be 0 (no cap) or at least 1024")
+        if self.download_max_bytes_per_second and not self.download_max_concurrent:
+            raise SettingsError("download_max_bytes_per_second is shared among download_max_concurrent downloads: "
+                                "set download_max_concurrent too")
+        if not 1 <= self.download_retry_after <= 3600:
+            raise SettingsError("download_retry_after must be 1 to 3600 seconds")
+        if self.alert_sweep_interval < 1 or self.alert_metadata_expiry_warning < 0:
+            raise SettingsError("alert_sweep_interval must be at least 1 and alert_metadata_expiry_warning 0 or more")
 
     @property
     def mdns_interface_list(self) -> list[str]:

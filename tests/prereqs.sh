@@ -23,6 +23,8 @@ need() {  # need PACKAGE TOOL: PACKAGE provides the command TOOL
 }
 
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="${missing:+$missing }python3-venv"
+# maintenance windows are plant time in IANA zones (zoneinfo reads the tz database)
+[ -e /usr/share/zoneinfo/Europe/Berlin ] || missing="${missing:+$missing }tzdata"
 need nodejs node                       # tuf-js, the second TUF client
 need npm npm                           # installs tuf-js into .cache/
 need nginx nginx                       # the static-serving test

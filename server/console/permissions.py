@@ -101,6 +101,14 @@ TABLE: dict[str, Access] = {
     "rollouts_api.create_rollout": basic(*ROLLOUT_WRITE),
     "rollouts_api.rollout_step": basic(*ROLLOUT_WRITE),
     "devices.admin_device_history": basic(*ROLLOUT_READ),
+    # maintenance windows and download caps (server/delivery/views.py): everyone reads, admins change
+    "delivery_api.list_windows": basic(*EVERYONE),
+    "delivery_api.add_window": basic("admin"),
+    "delivery_api.remove_window": basic("admin"),
+    "delivery_api.list_caps": basic(*EVERYONE),
+    "delivery_api.set_cap": basic("admin"),
+    "delivery_api.clear_cap": basic("admin"),
+    "alerts_api.alerts": basic(*EVERYONE),
 }
 
 

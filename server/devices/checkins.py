@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from peewee import DatabaseProxy, SqliteDatabase
 
+from server.alerts.services import on_checkin
 from server.clock import utcnow
 from server.devices import firmware
 from server.devices._common import token_hash
@@ -156,6 +157,7 @@ def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentit
     gate.note_health(db, device, flags, ts)
     if checkin.firmware != device.firmware:
         firmware.note_change(db, device, checkin.firmware, ts)
+    on_checkin(db, device.device_id, flags)  # its own alerts only: one indexed read (server.alerts)
     update = update_for(settings, db, device, checkin.firmware, flags, ts)
     return CheckinResult(settings.checkin_interval, settings.checkin_jitter, update)
 

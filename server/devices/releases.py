@@ -32,7 +32,9 @@ from peewee import SqliteDatabase
 from tuf.api.metadata import Metadata, Targets
 
 from server import audit
+from server.alerts.services import on_update_report
 from server.clock import iso, now_unix, utcnow
+from server.delivery.windows import open_for_device
 from server.devices.exceptions import (
     InvalidRequestError,
     InvalidTokenError,
@@ -325,6 +327,8 @@ def decide(settings: Settings, db: SqliteDatabase, device: DeviceIdentity,
             continue
         if not should_install(firmware, version, bool(allow_downgrade)):
             return None
+        if not open_for_device(db, device.pk):
+            return None  # outside its groups' maintenance windows (server.delivery.windows)
         return (UpdateOffer(rid, repo, path, version, f"/repos/{repo}/metadata/", f"/repos/{repo}/targets/"),
                 admission)
     return None
@@ -399,4 +403,5 @@ def record_report(device: DeviceIdentity, report: UpdateReportIn, *, now=None) -
         # the reason is the device's text: escaped again here, whoever called
         logger.warning("device %s: update to release %s failed: %s", escape_text(device.device_id),
                        report.release_id, escape_text(report.reason or "no reason given"))
+    on_update_report(device.device_id, report.release_id, report.step, report.reason)
     return True

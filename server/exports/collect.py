@@ -18,6 +18,8 @@ Data sets, and what "since the last export" means for each:
 - ``samples.jsonl``: raw check-ins within ``export_incident_window`` seconds
   of an incident (a device flagged unhealthy now, a failed update, an error
   or operator report) in this export.
+- ``alerts.jsonl``: alerts opened since the last export, and older ones
+  still open or closed since then.
 - ``update_reports.jsonl``, ``imports.jsonl``, ``audit.jsonl``,
   ``reports.jsonl``, ``report_notes.jsonl``, ``report_attachments.jsonl``:
   the rows added since the last export (by id); attachment content as
@@ -128,6 +130,7 @@ ID_TABLES = {  # data set -> table whose new rows (by id) it exports
     "audit": "audit_log",
     "reports": "report",
     "report_notes": "report_note",
+    "alerts": "alert",
 }
 
 
@@ -173,7 +176,7 @@ class Collector:
 
     def collect(self) -> list[FileEntry]:
         for step in (self.devices, self.releases, self.rollouts, self.offers, self.health, self.samples,
-                     self.update_reports, self.imports, self.reports, self.audit):
+                     self.update_reports, self.alerts, self.imports, self.reports, self.audit):
             step()
         return self.files
 
@@ -321,6 +324,19 @@ class Collector:
             out.write({"id": r[0], "device": r[1], "report_id": r[2], "release_id": r[3], "repository": r[4],
                        "target_path": r[5], "version": r[6], "step": r[7], "reason": r[8], "at": r[9],
                        "received_at": r[10]})
+        self._done(out)
+
+    def alerts(self) -> None:
+        """Alerts opened since the last export, and older ones still open or
+        closed since then (with their end)."""
+        span = self.ranges["alerts"]
+        since = iso(self.ranges["health"]["from"]) or ""
+        out = self._open("alerts.jsonl")
+        for r in _rows("SELECT id, kind, subject, detail, opened_at, closed_at, close_reason FROM alert "
+                       "WHERE id <= ? AND (id > ? OR closed_at IS NULL OR closed_at >= ?) ORDER BY id",
+                       (span["to_id"], span["after_id"], since)):
+            out.write({"id": r[0], "kind": r[1], "subject": r[2], "detail": r[3], "opened_at": r[4],
+                       "closed_at": r[5], "close_reason": r[6]})
         self._done(out)
 
     def imports(self) -> None:

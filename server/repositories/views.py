@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, abort, current_app, request
 from werkzeug.wsgi import wrap_file
 
+from server.delivery.gate import admit_download, busy_response, paced_response
+from server.delivery.slots import Ticket
 from server.repositories.store import RepositoryStore, is_metadata_name
 from signing.exceptions import UnsafeNameError
 from signing.paths import check_target_path, role_filename
@@ -87,4 +89,12 @@ def targets(name: str, relpath: str):
         abort(404)
     if any(part.startswith(".tmp-") for part in relpath.split("/")):
         abort(404)
-    return _send(store.targets_dir / relpath, "application/octet-stream", IMMUTABLE)
+    # the download caps (server.delivery.gate): a slot for the file's whole length, or 503 + Retry-After
+    ticket = admit_download(current_app, request.remote_addr)
+    if not isinstance(ticket, Ticket):
+        return busy_response(ticket)
+    try:
+        return paced_response(_send(store.targets_dir / relpath, "application/octet-stream", IMMUTABLE), ticket)
+    except BaseException:
+        ticket.release()
+        raise

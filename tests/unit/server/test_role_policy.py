@@ -30,6 +30,14 @@ INTENDED = {
     ("basic", "rollouts_api.create_rollout"): {"admin"},  # releases are the admin's
     ("basic", "rollouts_api.rollout_step"): {"admin"},
     ("basic", "devices.admin_device_history"): ALL,  # a device's update history: a read
+    # when devices get firmware: rollout policy is the admin's; reading it is everyone's
+    ("basic", "delivery_api.list_windows"): ALL,
+    ("basic", "delivery_api.add_window"): {"admin"},
+    ("basic", "delivery_api.remove_window"): {"admin"},
+    ("basic", "delivery_api.list_caps"): ALL,
+    ("basic", "delivery_api.set_cap"): {"admin"},
+    ("basic", "delivery_api.clear_cap"): {"admin"},
+    ("basic", "alerts_api.alerts"): ALL,  # what needs attention: everyone on shift reads it
 }
 
 # no user at all: TUF files, the device API (its own token), the QR form (its key), liveness, the login form

@@ -94,8 +94,10 @@ def test_an_update_failure_is_logged_escaped(api, db, caplog):
     device = services.authenticate(db, headers["Authorization"].split()[1])
     services.record_report(device, UpdateReportIn(str(uuid.uuid4()), release_id, "failure", utc_now(),
                                                   reason="\x1b]0;pwned\x07\u202eevil\x9b2J\nnext"))
-    lines = [record.getMessage() for record in caplog.records if "failed" in record.getMessage()]
+    lines = [record.getMessage() for record in caplog.records if "failed:" in record.getMessage()]
     assert len(lines) == 2, lines
+    alert_lines = [record.getMessage() for record in caplog.records if "alert opened" in record.getMessage()]
+    assert len(alert_lines) == 1 and first_unsafe(alert_lines[0]) is None, alert_lines  # server.alerts, too
     for line in lines:
         assert first_unsafe(line) is None, ascii(line)
     assert "hash \\\\x1b mismatch \u00e9" in lines[0]  # a literal backslash cannot pose as an escape
