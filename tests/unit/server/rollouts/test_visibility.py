@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from server import create_app
+from server.alerts import services as alerts
 from server.rollouts import services as rollouts
 from tests.functional.devices.client import SimDevice
 from tests.functional.export.test_export import jsonl, members
@@ -23,6 +24,9 @@ def test_a_halt_shows_in_status_metrics_and_the_export(airlock, settings, db, re
     checkin(settings, db, flashed, firmware="7.7.7")  # from a service laptop
     [verdict] = rollouts.evaluate(settings)
     assert verdict.action == "halt"
+    opened = {(a.kind, a.subject): a for a in alerts.list_alerts()}
+    assert opened[("rollout_halted", f"rollout:{r.id}")].detail == verdict.reason
+    assert ("unverified_firmware", "device:vis-3") in opened
 
     status = airlock("status")
     assert status.code == 0, status.err
@@ -48,3 +52,18 @@ def test_a_halt_shows_in_status_metrics_and_the_export(airlock, settings, db, re
     [event] = jsonl(files["firmware_events.jsonl"])
     assert (event["device"], event["previous"], event["version"], event["kind"]) == (
         "vis-3", "1.0.0", "7.7.7", "installed_outside")
+
+
+def test_the_halt_alert_ends_when_plant_it_resumes_or_aborts(settings, db, repo):
+    devices = [accepted(settings, SimDevice(f"end-{i}")) for i in range(2)]
+    release, r = approve(settings, ["100%"])
+    for dev in devices:
+        assert checkin(settings, db, dev).update is not None
+        install(settings, db, dev, release.id, "2.0.0", ok=False)
+    assert [v.action for v in rollouts.evaluate(settings)] == ["halt"]
+    subject = f"rollout:{r.id}"
+    assert [a.subject for a in alerts.list_alerts(kind="rollout_halted")] == [subject]
+    rollouts.resume(r.id, "it")
+    assert alerts.list_alerts(kind="rollout_halted") == []
+    [closed] = alerts.list_alerts(kind="rollout_halted", include_closed=True)
+    assert closed.close_reason == "resumed by it"
