@@ -92,6 +92,9 @@ class AirlockServer(BaseApplication):
             # gunicorn >= 24 opens a control socket under $HOME by default: an
             # appliance service has no business writing there
             "control_socket_disable": True,
+            # gunicorn would take X-Forwarded-Proto from any loopback client on
+            # its own; only the behind_proxy setting decides (server/__init__.py)
+            "forwarded_allow_ips": "",
         }.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
