@@ -371,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"airlock mdns: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from appliance.logs import stderr_handler
+
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[stderr_handler()])
     if args.supervise:
         from appliance.mdns_supervisor import supervise
 

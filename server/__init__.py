@@ -49,6 +49,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     db = bind_database(settings)
     check_schema(db)
     db.close()
+    from server import requestlog
+
+    requestlog.register(app)  # first: every later hook, and every answer, has the request id
 
     from server.devices.views import bp as devices_bp
     from server.health import bp as health_bp
