@@ -128,6 +128,10 @@ def serve(settings: Settings) -> None:
     if repaired:
         logger.warning("start-up reconciliation: removed %d leftovers, recorded imports %s",
                        len(repaired.removed), repaired.recorded)
+    # the download counts of earlier runs, folded before any worker writes its own
+    from server.downloads import fold
+
+    fold(settings)
     # mDNS runs in its own supervised process, started before gunicorn forks
     # (zeroconf's threads must never be in a forked worker).
     mdns = start_supervised(settings)

@@ -52,6 +52,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from server import requestlog
 
     requestlog.register(app)  # first: every later hook, and every answer, has the request id
+    from server import downloads
+
+    downloads.register(app)
 
     from server.devices.views import bp as devices_bp
     from server.health import bp as health_bp
