@@ -118,3 +118,14 @@ def test_forwarded_proto_is_trusted_only_behind_the_proxy(home, behind_proxy, se
     response = app.test_client().get("/", headers={"X-Forwarded-Proto": "https"})
     assert response.status_code == 200
     assert ("Secure" in response.headers["Set-Cookie"]) is secure
+
+
+def test_status_shows_the_pin_or_its_absence(home):
+    from appliance.status import gather, render
+
+    assert "tls       none: device tokens cross the LAN in clear" in render(gather(load_settings(home, environ={})))
+    settings = load_settings(home, environ={})
+    info = tls.create_self_signed(settings, ["airlock.test"], days=10)
+    report = gather(settings)
+    assert report.tls is not None and report.tls.fingerprint == info.fingerprint and 9 < report.tls.days_left <= 10
+    assert f"tls       sha256 {info.fingerprint} (devices pin it) self-signed" in render(report)
