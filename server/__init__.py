@@ -80,12 +80,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     errors.register(app)
     if settings.behind_proxy:
-        # The local nginx sets X-Forwarded-Proto on every request (it replaces
-        # any a client sent); the bind is loopback (settings.py checks), so no
-        # one else can.  request.is_secure then makes console cookies Secure.
+        # The local nginx sets X-Forwarded-Proto and X-Forwarded-For on every
+        # request (replacing any a client sent); the bind is loopback
+        # (settings.py checks), so no one else can.  request.is_secure then
+        # makes console cookies Secure, and request.remote_addr is the
+        # device's address (check-ins record it), not nginx's.
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=1, x_host=0, x_port=0, x_prefix=0)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=0, x_port=0, x_prefix=0)  # type: ignore[method-assign]
 
     @app.teardown_appcontext
     def close_db(_exc):

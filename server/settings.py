@@ -62,9 +62,9 @@ class Settings:
     # TLS front (docs/nginx-airlock-site.conf, appliance/tls.py)
     behind_proxy: int = field(default=0, metadata={
         "help": "1: `airlock serve` sits behind the local nginx, which terminates TLS: its X-Forwarded-Proto "
-                "header is trusted (one proxy), so the app knows a request came over HTTPS and console cookies "
-                "are Secure. Needs a loopback bind, so only the local nginx reaches the app; 0: no header is "
-                "trusted."})
+                "and X-Forwarded-For headers are trusted (one proxy), so the app knows a request came over HTTPS "
+                "(console cookies are Secure) and from which address. Needs a loopback bind, so only the local "
+                "nginx reaches the app; 0: no forwarded header is trusted."})
     tls_port: int = field(default=443, metadata={
         "help": "Port nginx serves HTTPS on; when the home has a certificate (`airlock tls`), mDNS advertises "
                 "this port with TXT tls=<SHA-256 of the certificate> instead of the bind port."})

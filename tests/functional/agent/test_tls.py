@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import socket
 import ssl
 import threading
@@ -95,6 +96,22 @@ def test_the_app_behind_the_front_knows_requests_came_over_https(front):
     assert status == 200 and "Secure" not in headers["Set-Cookie"]
     for path in ("/metrics", "/healthz"):
         assert get(front.https + path)[0] == 200, path
+
+
+def test_the_app_sees_the_clients_address_not_a_forged_one(front):
+    # through nginx, a forged X-Forwarded-For is replaced by the real peer (loopback here), and the
+    # request id is nginx's own $request_id, so nginx's logs and the app's join
+    forged = get(front.https + "/healthz", **{"X-Forwarded-For": "203.0.113.66", "X-Request-Id": "client-id-1"})
+    assert forged[0] == 200 and re.fullmatch(r"[0-9a-f]{32}", forged[1]["X-Request-Id"])
+    nginx_id = forged[1]["X-Request-Id"]
+    # straight to the app (only nginx can, in service), the header is taken as nginx's
+    direct = get(front.app + "/healthz", **{"X-Forwarded-For": "198.51.100.7", "X-Request-Id": "direct-xff-1"})
+    assert direct[0] == 200
+    log = (front.site.home / "serve.log").read_text()
+    [via_nginx] = [line for line in log.splitlines() if f"request_id={nginx_id}" in line]
+    [via_app] = [line for line in log.splitlines() if "request_id=direct-xff-1" in line]
+    assert "remote=127.0.0.1" in via_nginx and "203.0.113.66" not in via_nginx
+    assert "remote=198.51.100.7" in via_app
 
 
 def test_agent_enrolls_checks_in_and_updates_over_https_with_a_configured_pin(front):
