@@ -85,7 +85,11 @@ def _folded(settings: Settings):
 
 
 def fold(settings: Settings) -> None:
-    """Fold every worker's file into ``base.json`` (``airlock serve``, before its workers start)."""
+    """Fold every worker's file into ``base.json`` (``airlock serve``, before its workers start).
+    Writes nothing when there is nothing to fold (a serve that served no download leaves the home as it was)."""
+    folder = _folder(settings)
+    if not folder.is_dir() or not any(folder.glob("[0-9]*.json")):
+        return
     with _folded(settings) as (folder, base):
         for path in folder.glob("[0-9]*.json"):
             _add(base, _read(path))
