@@ -4,6 +4,13 @@ an HTTP library (tests/unit/agent/test_http_layer.py checks), so timeouts,
 size caps and what reaches a log are decided here once.  Tokens travel only
 in the Authorization header and are never logged.
 
+TLS: the appliance's certificate is pinned, not checked against a CA: the
+connections compare the SHA-256 of the DER certificate the server presents
+with the pin (learned from the appliance's mDNS TXT ``tls``, or configured)
+and refuse the connection on any difference, before a byte of the request
+is sent.  An API client that has a pin, or an https URL, never sends its
+token over plain http.
+
 ``ResumingFetcher`` is the python-tuf ``FetcherInterface`` the agent gives
 ngclient: it adds one thing to plain urllib3: bytes of a target already
 received are kept in a ``.part`` file and the download continues with an
@@ -26,7 +33,7 @@ import urllib3
 from tuf.api import exceptions as tuf_errors
 from tuf.ngclient.fetcher import FetcherInterface
 
-from agent.exceptions import ApiError, UnreachableError
+from agent.exceptions import ApiError, PlainHttpRefusedError, TlsPinError, UnreachableError
 
 logger = logging.getLogger(__name__)
 MAX_ANSWER = 1 << 20  # bytes
@@ -38,13 +45,40 @@ BUSY_WAIT_LIMIT = 1800.0  # seconds waited in all for one file before giving up 
 
 class Connections:
     """A pool of keep-alive connections, shared by an agent's API client and
-    its fetcher (the simulator shares one among all its devices)."""
+    its fetcher (the simulator shares one among all its devices); with a
+    ``pin``, https connections accept only the certificate whose SHA-256 it is."""
 
-    def __init__(self, maxsize: int = 4):
-        self.pool = urllib3.PoolManager(maxsize=maxsize, retries=False)
+    def __init__(self, maxsize: int = 4, pin: str | None = None):
+        self.maxsize = maxsize
+        self.pin: str | None = None
+        self.pool = self._pool(pin)
+
+    def _pool(self, pin: str | None) -> urllib3.PoolManager:
+        self.pin = pin
+        if pin is None:
+            return urllib3.PoolManager(maxsize=self.maxsize, retries=False)
+        # The pin replaces CA validation and host name checks: a device knows
+        # its appliance by the certificate, not by a name a CA vouched for.
+        return urllib3.PoolManager(maxsize=self.maxsize, retries=False, cert_reqs="CERT_NONE",
+                                   assert_fingerprint=pin)
+
+    def set_pin(self, pin: str | None) -> None:
+        """Pin another certificate (a rediscovered appliance): new connections only."""
+        if pin != self.pin:
+            old, self.pool = self.pool, self._pool(pin)
+            old.clear()
 
     def close(self) -> None:
         self.pool.clear()
+
+
+def _tls_refusal(url: str, exc: urllib3.exceptions.SSLError, pin: str | None) -> TlsPinError:
+    reason = str(exc.args[0] if exc.args else exc)[:300]
+    if pin and "ingerprint" in reason:
+        return TlsPinError(f"{url} presented a TLS certificate that is not the pinned one (sha256 {pin}): refusing "
+                           f"to talk to it ({reason}); if the appliance's certificate was replaced, set "
+                           "tls_fingerprint to what `airlock tls show` prints there")
+    return TlsPinError(f"{url}: TLS failed ({reason})")
 
 
 class Latencies:
@@ -61,16 +95,27 @@ class Latencies:
 
 class ApiClient:
     def __init__(self, base_url: str, timeout: float = 30.0, connections: Connections | None = None,
-                 latencies: Latencies | None = None):
+                 latencies: Latencies | None = None, require_tls: bool = False):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout  # seconds: connect, and between bytes
-        self.pool = (connections or Connections()).pool
+        self.connections = connections or Connections()
         self.latencies = latencies
+        # a device that knows a pin (or was given https) never sends its token in clear
+        self.require_tls = require_tls or self.base_url.startswith("https://") or self.connections.pin is not None
 
-    def post(self, path: str, body: dict, token: str | None = None) -> tuple[int, dict]:
+    @property
+    def pool(self) -> urllib3.PoolManager:
+        return self.connections.pool
+
+    def post(self, path: str, body: dict, token: str | None = None, secret: bool = False) -> tuple[int, dict]:
         """POST JSON; returns (status, JSON answer).  Raises UnreachableError
-        when there is no answer, ApiError when the answer is not JSON."""
+        when there is no answer, ApiError when the answer is not JSON.
+        ``secret``: the body holds a secret (an enrollment token)."""
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
+        if (token or secret) and self.require_tls and not self.base_url.startswith("https://"):
+            raise PlainHttpRefusedError(
+                f"refusing to send a device token to {self.base_url} over plain http: this device talks to "
+                "its appliance over TLS (a pinned certificate or an https URL); use the appliance's https URL")
         if token:
             headers["Authorization"] = f"Bearer {token}"
         started = time.monotonic()
@@ -81,6 +126,8 @@ class ApiClient:
             if len(data) > MAX_ANSWER:
                 r.close()  # unread bytes must not go back to the pool
             r.release_conn()
+        except urllib3.exceptions.SSLError as exc:
+            raise _tls_refusal(self.base_url, exc, self.connections.pin) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise UnreachableError(f"{self.base_url} did not answer POST {path}: {type(exc).__name__}") from None
         if self.latencies is not None:
@@ -101,7 +148,7 @@ class ApiClient:
 class ResumingFetcher(FetcherInterface):
     def __init__(self, timeout: float = 30.0, connections: Connections | None = None):
         self.timeout = timeout  # seconds: connect, and between bytes
-        self.pool = (connections or Connections()).pool
+        self.connections = connections or Connections()
         self._local = threading.local()
         self.range_requests = 0
         self.resumed_bytes = 0  # bytes taken from .part files instead of the network
@@ -109,6 +156,10 @@ class ResumingFetcher(FetcherInterface):
         self.busy_wait_limit = BUSY_WAIT_LIMIT  # seconds waited in all for one file on Retry-After
         self.busy_waits = 0
         self.sleep = time.sleep
+
+    @property
+    def pool(self) -> urllib3.PoolManager:
+        return self.connections.pool
 
     def resume_into(self, url_prefix: str, part: Path | None) -> None:
         """Keep what arrives from URLs under ``url_prefix`` in ``part`` (None: stop)."""
@@ -127,6 +178,8 @@ class ResumingFetcher(FetcherInterface):
                                      timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
         except urllib3.exceptions.TimeoutError as exc:
             raise tuf_errors.SlowRetrievalError(f"{url}: timed out") from exc
+        except urllib3.exceptions.SSLError as exc:
+            raise tuf_errors.DownloadError(str(_tls_refusal(url, exc, self.connections.pin))) from None
 
     def _get_when_admitted(self, url: str, offset: int) -> urllib3.BaseHTTPResponse:
         """``_get``, waiting as told while the appliance answers a busy

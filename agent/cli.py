@@ -74,7 +74,8 @@ def exit_code_for_round(result: CycleResult) -> ExitCode:
 # flag -> config setting
 SETTINGS = {
     "state_dir": ("--state-dir", "DIR", "keys, token, spool, TUF metadata, downloads"),
-    "appliance_url": ("--url", "URL", "the appliance, http://HOST:PORT (default: discover by mDNS)"),
+    "appliance_url": ("--url", "URL", "the appliance, http(s)://HOST:PORT (default: discover by mDNS)"),
+    "tls_fingerprint": ("--tls-fingerprint", "SHA256HEX", "pin the appliance's certificate (`airlock tls show`)"),
     "device_id": ("--device-id", "ID", "this device's id"),
     "hardware": ("--hardware", "MODEL", "hardware model"),
     "firmware": ("--firmware", "X.Y.Z", "firmware version running now"),
@@ -227,6 +228,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "appliance_url": config.appliance_url or "(mDNS)", "state_dir": str(config.state_dir),
         "key_fingerprint": key_fingerprint(agent.key), "enrollment": state.enrollment or "not enrolled",
         "token": "present" if agent.token else "none", "last_checkin": state.last_checkin,
+        "tls_pin": config.tls_fingerprint or state.appliance_tls,
         "checkin_interval": state.checkin_interval, "spooled_reports": len(agent.spool),
         "dead_reports": len(list(agent.spool.dead.glob("*.json"))) // 2 if agent.spool.dead.exists() else 0,
         "pending_install": None if pending is None else {"release_id": pending.release_id,

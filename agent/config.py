@@ -38,7 +38,8 @@ class AgentConfig:
     """Every setting, with its unit; `docs/agent.md` documents each one."""
 
     state_dir: Path = Path("/var/lib/airlock-agent")  # keys, token, spool, TUF cache, downloads
-    appliance_url: str = ""  # http://HOST:PORT; empty: discover by mDNS
+    appliance_url: str = ""  # http(s)://HOST:PORT; empty: discover by mDNS
+    tls_fingerprint: str = ""  # SHA-256 of the appliance's certificate (hex), pinned instead of CA checks
     device_id: str = ""
     hardware: str = ""  # hardware model, as in targets' custom metadata
     firmware: str = ""  # version running now, when there is no firmware_file
@@ -69,6 +70,15 @@ class AgentConfig:
             raise ConfigError(f"firmware {self.firmware!r} is not a version X.Y.Z (or set firmware_file)")
         if self.appliance_url and not re.match(r"^https?://[^/\s]+/?$", self.appliance_url):
             raise ConfigError(f"appliance_url {self.appliance_url!r} must be http(s)://HOST:PORT")
+        if self.tls_fingerprint:
+            clean = self.tls_fingerprint.strip().replace(":", "").lower()
+            if not re.fullmatch(r"[0-9a-f]{64}", clean):
+                raise ConfigError(f"tls_fingerprint {self.tls_fingerprint[:100]!r} is not a SHA-256 (64 hex digits; "
+                                  "`airlock tls show` on the appliance prints it)")
+            self.tls_fingerprint = clean
+            if self.appliance_url.startswith("http://"):
+                raise ConfigError("tls_fingerprint is set but appliance_url is http://: use https:// (the device "
+                                  "token never crosses the network in clear)")
         if not self.appliance_url and not self.mdns_enabled:
             raise ConfigError("set appliance_url, or enable mDNS (mdns_enabled = true) to discover the appliance")
         if self.root_file is not None and not self.repository:

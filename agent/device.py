@@ -38,7 +38,7 @@ from agent.state import AgentState, PendingInstall, StateStore
 from agent.updates import HOOK_REBOOT, Offer, fetch_verified, reason_text, run_hook
 
 if TYPE_CHECKING:
-    from agent.mdns import DeviceAdvertisement
+    from agent.mdns import ApplianceInfo, DeviceAdvertisement
 
 logger = logging.getLogger(__name__)
 MAX_ATTACHMENT_BYTES = 1024 * 1024  # bytes read from one attachment file; the appliance's limit is its own
@@ -56,6 +56,12 @@ class Agent:
         self.state: AgentState = self.store.load()
         self.spool = Spool(self.state_dir / "spool")
         self.connections = connections or Connections()
+        if config.tls_fingerprint:
+            self.connections.set_pin(config.tls_fingerprint)
+            if self.state.appliance_tls != config.tls_fingerprint:
+                # remembered: this device never sends its token in clear again
+                self.state.appliance_tls = config.tls_fingerprint
+                self._save()
         self.latencies = latencies
         self.fetcher = ResumingFetcher(config.request_timeout, self.connections)
         self._base_url = config.appliance_url or None
@@ -115,14 +121,38 @@ class Agent:
                                    interfaces=",".join(self.config.mdns_interfaces), limit=1)
             if not found:
                 raise UnreachableError("no appliance answered mDNS (_airlock._tcp.local.)")
-            self._base_url = found[0].url
-            logger.info("found appliance %s at %s by mDNS", found[0].id, found[0].url)
+            self._base_url = self._use_discovered(found[0])
+            logger.info("found appliance %s at %s by mDNS%s", found[0].id, found[0].url,
+                        f", pinning its certificate sha256 {self.connections.pin}" if self.connections.pin else "")
         return self._base_url
+
+    def _use_discovered(self, found: ApplianceInfo) -> str:
+        """The URL of an appliance found by mDNS, with its certificate pinned.
+        A configured ``tls_fingerprint`` wins over the advertised one; a
+        device that used TLS before refuses an answer that offers plain http."""
+        known = self.config.tls_fingerprint or self.state.appliance_tls
+        if found.tls is None:
+            if known:
+                raise UnreachableError(
+                    f"the appliance that answered mDNS at {found.url} offers plain http, but this device talks to "
+                    f"its appliance over TLS (sha256 {known}): not using it; check the appliance's certificate "
+                    "(`airlock tls show`) and nginx")
+            return found.url
+        pin = self.config.tls_fingerprint or found.tls
+        if self.state.appliance_tls and self.state.appliance_tls != pin:
+            logger.warning("the appliance advertises a new certificate (sha256 %s, was %s): pinning it", pin,
+                           self.state.appliance_tls)
+        self.connections.set_pin(pin)
+        if self.state.appliance_tls != pin:
+            self.state.appliance_tls = pin
+            self._save()
+        return found.url
 
     def client(self) -> ApiClient:
         if self._client is None:
-            self._client = ApiClient(self.base_url(), self.config.request_timeout, self.connections,
-                                     self.latencies)
+            base = self.base_url()
+            self._client = ApiClient(base, self.config.request_timeout, self.connections, self.latencies,
+                                     require_tls=bool(self.config.tls_fingerprint or self.state.appliance_tls))
         return self._client
 
     def _forget_appliance(self) -> None:
@@ -158,7 +188,7 @@ class Agent:
         for _ in range(2):
             body = enrollment_request(self.key, self.config.device_id, self.config.hardware, self.firmware(),
                                       self._enrollment_token(), timestamp)
-            status, answer = self.client().post("/api/v1/enroll", body)
+            status, answer = self.client().post("/api/v1/enroll", body, secret=bool(body.get("enrollment_token")))
             if status == 400 and answer.get("error") == "clock_skew" and answer.get("server_time"):
                 # a device without a real-time clock takes the appliance's time
                 logger.warning("clock is off; signing with the appliance's time %s", answer["server_time"])

@@ -24,6 +24,15 @@ class UnreachableError(AgentError):
     """The appliance did not answer (network down, appliance restarting)."""
 
 
+class TlsPinError(UnreachableError):
+    """The server's TLS certificate is not the pinned one (or TLS failed):
+    nothing was sent.  The agent tries again later, rediscovering by mDNS."""
+
+
+class PlainHttpRefusedError(AgentError):
+    """The token would have crossed the network in clear: nothing was sent."""
+
+
 class ApiError(AgentError):
     """The appliance answered with an error status."""
 

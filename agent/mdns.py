@@ -2,7 +2,9 @@
 
 Only zeroconf and the standard library, as on a device.  The appliance
 advertises ``_airlock._tcp.local.`` with TXT ``api`` (``/api/v1``), ``repos``
-(``/repos/``) and ``id``; a device advertises ``_airlock-device._tcp.local.``
+(``/repos/``), ``id`` and, when it serves TLS, ``tls`` (the SHA-256 of its
+certificate, which the device pins: it then speaks HTTPS to the port); a
+device advertises ``_airlock-device._tcp.local.``
 with TXT ``id``, ``hw`` (hardware model) and ``fw`` (firmware version).
 
 Whatever answers mDNS is untrusted: a forged appliance can at most point a
@@ -40,14 +42,16 @@ MAX_APPLIANCES = 32
 _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux
 _PRINTABLE = re.compile(r"^[\x21-\x7e]{1,128}$")
 _PATH = re.compile(r"^/[A-Za-z0-9._~/-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
 class ApplianceInfo:
-    url: str  # http://ADDRESS:PORT, no trailing slash
+    url: str  # http(s)://ADDRESS:PORT, no trailing slash
     id: str
     api: str  # path, e.g. /api/v1
     repos: str  # path, e.g. /repos/
+    tls: str | None = None  # SHA-256 of the certificate to pin (hex): the url is https
 
     @property
     def api_url(self) -> str:
@@ -100,13 +104,17 @@ def _appliance_from(info: ServiceInfo) -> ApplianceInfo | None:
         props = info.properties or {}
     except Exception:  # noqa: BLE001 - malformed TXT from the network
         return None
-    ident, api, repos = (_text(props.get(k)) for k in (b"id", b"api", b"repos"))
+    ident, api, repos, tls = (_text(props.get(k)) for k in (b"id", b"api", b"repos", b"tls"))
     addresses = info.parsed_addresses(IPVersion.V4Only)
     if not (ident and _PRINTABLE.match(ident) and api and _PATH.match(api) and repos and _PATH.match(repos)):
         return None
     if not addresses or not info.port:
         return None
-    return ApplianceInfo(url=f"http://{addresses[0]}:{info.port}", id=ident, api=api.rstrip("/"), repos=repos)
+    if b"tls" in props and not (tls and _SHA256.match(tls)):
+        return None  # a tls key that is not a fingerprint: never fall back to plain http
+    scheme = "https" if tls else "http"
+    return ApplianceInfo(url=f"{scheme}://{addresses[0]}:{info.port}", id=ident, api=api.rstrip("/"), repos=repos,
+                         tls=tls or None)
 
 
 class _Found(ServiceListener):

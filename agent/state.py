@@ -51,6 +51,7 @@ class AgentState:
     attempts: dict[int, int] = field(default_factory=dict)  # release id -> failed installs
     last_failure: str | None = None  # reason of the last failed install
     error_counters: dict[str, int] = field(default_factory=dict)  # cumulative, sent with every check-in
+    appliance_tls: str | None = None  # the certificate pin last used (hex): plain HTTP is never used again
     extra: dict[str, Any] = field(default_factory=dict)  # keys written by a newer agent, kept as they were
 
     def count_error(self, name: str) -> None:
@@ -59,7 +60,9 @@ class AgentState:
     def to_json(self) -> dict[str, Any]:
         """The ``state.json`` document (the token lives in its own file)."""
         pending = self.pending_install
-        return {**self.extra, "enrollment": self.enrollment, "enrolled_at": self.enrolled_at,
+        # written only once a pin was used, so a state without one reads back the same
+        pin = {"appliance_tls": self.appliance_tls} if self.appliance_tls else {}
+        return {**self.extra, **pin, "enrollment": self.enrollment, "enrolled_at": self.enrolled_at,
                 "checkin_interval": self.checkin_interval, "jitter": self.jitter, "last_checkin": self.last_checkin,
                 "last_update_offer": self.last_update_offer, "firmware": self.firmware,
                 "pending_install": None if pending is None else {"release_id": pending.release_id,
@@ -86,6 +89,7 @@ class AgentState:
             attempts=_counts(doc, "attempts", int),
             last_failure=_opt(doc, "last_failure", str),
             error_counters=_counts(doc, "error_counters", str),
+            appliance_tls=_opt(doc, "appliance_tls", str),
             extra={k: v for k, v in doc.items() if k not in known},
         )
 

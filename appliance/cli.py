@@ -31,6 +31,7 @@ READ_ONLY = frozenset({
     "repo list", "repo show", "devices list", "devices show", "devices auto-accept list", "releases list",
     "reports list", "reports show", "discovery list", "audit verify", "audit list", "keys show",
     "status", "alerts", "users list", "rollouts list", "rollouts show", "windows list", "download-caps list",
+    "tls show",
 })
 
 
@@ -88,8 +89,11 @@ def cli(ctx: click.Context, home: str | None) -> None:
 @cli.command()
 @click.option("--admin", metavar="NAME", help="Create this console administrator.")
 @click.option("--password-file", type=click.Path(dir_okay=False, exists=True), help="File holding the admin password.")
+@click.option("--tls-name", "tls_names", multiple=True, metavar="HOST|IP",
+              help="Make a self-signed TLS certificate for this host name or IP address (repeat for several), "
+                   "unless the home has one.")
 @pass_ctx
-def init(ctx: Context, admin: str | None, password_file: str | None) -> None:
+def init(ctx: Context, admin: str | None, password_file: str | None, tls_names: tuple[str, ...]) -> None:
     """Create or upgrade the appliance's home (idempotent)."""
     from appliance.setup import initialise
 
@@ -101,6 +105,10 @@ def init(ctx: Context, admin: str | None, password_file: str | None) -> None:
             password = click.prompt("Password for " + admin, hide_input=True, confirmation_prompt=True)
         else:
             raise AirlockError("--admin needs --password-file when standard input is not a terminal")
+    if tls_names:
+        from appliance.tls import parse_names
+
+        parse_names(list(tls_names))  # a bad name is refused before anything is made
     result = initialise(ctx.settings, admin, password, current_operator())
     click.echo(f"home {result.home}; appliance id {result.appliance_id}")
     for m in result.migrations_applied:
@@ -111,6 +119,15 @@ def init(ctx: Context, admin: str | None, password_file: str | None) -> None:
         click.echo(f"created admin {result.admin_created}")
     if result.clock_problem:
         click.echo(f"airlock: warning: {result.clock_problem}", err=True)
+    if tls_names:
+        from appliance.tls import create_self_signed, current
+
+        info = current(ctx.settings)
+        if info is None:
+            info = create_self_signed(ctx.settings, list(tls_names))
+            click.echo(f"made a TLS certificate for {', '.join(info.names)}: sha256 {info.fingerprint}")
+        else:
+            click.echo(f"TLS certificate kept: sha256 {info.fingerprint} (`airlock tls create --replace` replaces it)")
 
 
 @cli.group()
@@ -255,6 +272,8 @@ from appliance.cli_timestamp import register as _register_timestamp; _register_t
 from appliance.cli_delivery import register as _register_delivery; _register_delivery(cli)  # noqa: E402,E702,I001
 
 from appliance.cli_alerts import register as _register_alerts; _register_alerts(cli)  # noqa: E402,E702,I001
+
+from appliance.cli_tls import register as _register_tls; _register_tls(cli)  # noqa: E402,E702,I001
 
 
 def _home_given_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:

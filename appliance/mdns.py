@@ -85,10 +85,12 @@ class MdnsConfig:
     http_addresses: list[str]  # where devices reach the HTTP server
     gone_after: float  # seconds
     probe_every: float  # seconds
+    tls: str | None = None  # SHA-256 of the certificate nginx serves (hex); None: plain HTTP
 
 
 def config_from_settings(settings: Settings) -> MdnsConfig:
     from appliance.setup import appliance_id
+    from appliance.tls import current as current_tls
 
     ident = appliance_id(settings)
     if not ident:
@@ -106,11 +108,16 @@ def config_from_settings(settings: Settings) -> MdnsConfig:
         if str(bound) not in interfaces:
             logger.warning("serving on %s, which is not an mDNS interface (%s): devices that find the "
                            "appliance by mDNS may not reach it", bound, ", ".join(interfaces))
+    tls = current_tls(settings)
+    if tls is not None:
+        # nginx serves HTTPS on every address; the app itself listens on loopback
+        port, http_addresses = str(settings.tls_port), interfaces
     types = [DEVICE_TYPE] + [t for t in settings.mdns_extra_type_list if t.lower() != DEVICE_TYPE]
     gone_after = float(settings.mdns_gone_after)
     return MdnsConfig(interfaces=interfaces, browse_types=types, appliance_id=ident, http_port=int(port),
                       http_addresses=http_addresses, gone_after=gone_after,
-                      probe_every=max(1.0, min(gone_after / 3, 120.0)))
+                      probe_every=max(1.0, min(gone_after / 3, 120.0)),
+                      tls=tls.fingerprint if tls is not None else None)
 
 
 def _dns_label(text: str) -> str:
@@ -120,9 +127,12 @@ def _dns_label(text: str) -> str:
 
 def appliance_service_info(config: MdnsConfig) -> ServiceInfo:
     label = _dns_label(config.appliance_id)
+    properties = {"api": API_PATH, "repos": REPOS_PATH, "id": config.appliance_id}
+    if config.tls:
+        properties["tls"] = config.tls  # devices pin it and speak HTTPS to this port
     return ServiceInfo(
         APPLIANCE_TYPE, f"{label}.{APPLIANCE_TYPE}", port=config.http_port,
-        properties={"api": API_PATH, "repos": REPOS_PATH, "id": config.appliance_id},
+        properties=properties,
         server=f"{label}.local.", addresses=[socket.inet_aton(a) for a in config.http_addresses],
     )
 
@@ -228,9 +238,9 @@ class Discovery:
         try:
             info = appliance_service_info(c)
             zc.register_service(info, allow_name_change=True)
-            logger.info("advertising %s on %s port %d (id %s); browsing %s on %s", info.name,
-                        ", ".join(c.http_addresses), c.http_port, c.appliance_id, ", ".join(c.browse_types),
-                        ", ".join(c.interfaces))
+            logger.info("advertising %s on %s port %d (id %s, %s); browsing %s on %s", info.name,
+                        ", ".join(c.http_addresses), c.http_port, c.appliance_id,
+                        f"tls {c.tls}" if c.tls else "plain http", ", ".join(c.browse_types), ", ".join(c.interfaces))
             zc.add_listener(self.watch, None)
             listening = True
             browser = ServiceBrowser(zc, c.browse_types, listener=self.watch)
@@ -361,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"airlock mdns: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from appliance.logs import stderr_handler
+
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[stderr_handler()])
     if args.supervise:
         from appliance.mdns_supervisor import supervise
 

@@ -17,10 +17,11 @@ import errno
 import logging
 import socket
 
-import click
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from appliance.importer import reconcile_if_idle
+from appliance.logs import KeyValueFormatter
 from appliance.mdns_supervisor import start_supervised
 from server import create_app
 from server.alerts.sweep import Sweeper
@@ -68,6 +69,15 @@ def listen(bind: str) -> socket.socket:
     return sock
 
 
+class KeyValueGunicornLog(GunicornLogger):
+    """gunicorn's own lines (workers booting, a worker killed) as key=value
+    lines like every other, on stderr (no access log: the app logs each
+    request with its id, server/requestlog.py)."""
+
+    def _set_handler(self, log, output, fmt, stream=None):
+        super()._set_handler(log, output, KeyValueFormatter(timestamps=False), stream)
+
+
 class AirlockServer(BaseApplication):
     def __init__(self, settings: Settings, listener: socket.socket):
         self.settings = settings
@@ -87,6 +97,7 @@ class AirlockServer(BaseApplication):
             "keepalive": 5,
             "accesslog": None,
             "errorlog": "-",
+            "logger_class": "appliance.serve.KeyValueGunicornLog",
             "loglevel": s.log_level.lower(),
             "proc_name": "airlock",
             "preload_app": False,
@@ -95,6 +106,9 @@ class AirlockServer(BaseApplication):
             "control_socket_disable": True,
             # alerts no request reports (devices gone silent, expiring metadata): one worker sweeps at a time
             "post_worker_init": lambda _worker: Sweeper(s).start(),
+            # gunicorn would take X-Forwarded-Proto from any loopback client on
+            # its own; only the behind_proxy setting decides (server/__init__.py)
+            "forwarded_allow_ips": "",
         }.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
@@ -117,12 +131,18 @@ def serve(settings: Settings) -> None:
     if repaired:
         logger.warning("start-up reconciliation: removed %d leftovers, recorded imports %s",
                        len(repaired.removed), repaired.recorded)
+    # the download counts of earlier runs, folded before any worker writes its own
+    from server.downloads import fold
+
+    fold(settings)
     # mDNS runs in its own supervised process, started before gunicorn forks
     # (zeroconf's threads must never be in a forked worker).
     mdns = start_supervised(settings)
-    click.echo(f"airlock serving on http://{settings.bind}/ (home {settings.home})", err=True)
-    logger.info("serving on %s; gunicorn workers: %d, threads per worker: %d", settings.bind, settings.worker_count,
-                settings.threads)
+    # one key=value line, like every other this service writes (journald keeps them)
+    logger.info("airlock serving on http://%s/ (home %s); gunicorn workers: %d, threads per worker: %d",
+                settings.bind, settings.home, settings.worker_count, settings.threads,
+                extra={"kv": {"event": "serving", "bind": settings.bind, "home": str(settings.home),
+                              "workers": settings.worker_count, "threads": settings.threads}})
     try:
         AirlockServer(settings, listener).run()
     finally:

@@ -12,7 +12,7 @@ import http.client
 import json
 import shutil
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from appliance.render import _safe
 from appliance.setup import appliance_id
@@ -42,6 +42,15 @@ class DiskStatus:
 
 
 @dataclass
+class TlsStatus:
+    fingerprint: str  # what devices pin
+    not_after: str  # ISO 8601 UTC
+    days_left: float
+    self_signed: bool
+    problem: str | None = None  # the certificate cannot be read
+
+
+@dataclass
 class StatusReport:
     appliance_id: str
     home: str
@@ -50,6 +59,7 @@ class StatusReport:
     disk: DiskStatus
     served: ServedStatus
     clock: ClockHealth | None = None
+    tls: TlsStatus | None = None  # None: no certificate, plain http only
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,12 +104,25 @@ def probe_serve(settings: Settings, timeout: float = PROBE_TIMEOUT) -> ServeProb
     return ServeProbe(url, True, answer.status, f"unhealthy: {detail}" if detail else f"answered {answer.status}")
 
 
+def tls_status(settings: Settings, now: datetime) -> TlsStatus | None:
+    from appliance.tls import TlsError, current
+
+    try:
+        info = current(settings)
+    except TlsError as exc:
+        return TlsStatus("", "", 0.0, False, str(exc))
+    if info is None:
+        return None
+    return TlsStatus(info.fingerprint, iso(datetime.fromtimestamp(info.not_after, UTC)),
+                     (info.not_after - now.timestamp()) / 86400, info.self_signed)
+
+
 def gather(settings: Settings, now: datetime | None = None) -> StatusReport:
     now = now or utcnow()
     usage = shutil.disk_usage(settings.home)
     return StatusReport(appliance_id(settings), str(settings.home), iso(now), probe_serve(settings),
                         DiskStatus(str(settings.home), usage.free, usage.total), served_status(settings, now),
-                        clock_health(settings, now))
+                        clock_health(settings, now), tls_status(settings, now))
 
 
 def _size(n: int) -> str:
@@ -126,6 +149,15 @@ def render(report: StatusReport) -> str:
     disk = report.disk
     low = "  LOW: free some space before the next import" if disk.free_bytes < LOW_DISK else ""
     lines.append(f"disk      {_size(disk.free_bytes)} free of {_size(disk.total_bytes)}{low}")
+    tls = report.tls
+    if tls is None:
+        lines.append("tls       none: device tokens cross the LAN in clear (`airlock tls create`; operator guide, TLS)")
+    elif tls.problem:
+        lines.append(f"tls       PROBLEM: {tls.problem}")
+    else:
+        expiry = "EXPIRED" if tls.days_left < 0 else f"{tls.days_left:.0f} days left"
+        lines.append(f"tls       sha256 {tls.fingerprint} (devices pin it){' self-signed' if tls.self_signed else ''}, "
+                     f"valid until {tls.not_after[:10]} ({expiry})")
     lines.append("")
     if not s.repositories:
         lines.append("repositories: none pinned (`airlock repo add`)")

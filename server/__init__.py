@@ -49,6 +49,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     db = bind_database(settings)
     check_schema(db)
     db.close()
+    from server import requestlog
+
+    requestlog.register(app)  # first: every later hook, and every answer, has the request id
+    from server import downloads
+
+    downloads.register(app)
 
     from server.devices.views import bp as devices_bp
     from server.health import bp as health_bp
@@ -82,6 +88,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(enforce)  # the one permission table, for every endpoint
 
     errors.register(app)
+    if settings.behind_proxy:
+        # The local nginx sets X-Forwarded-Proto and X-Forwarded-For on every
+        # request (replacing any a client sent); the bind is loopback
+        # (settings.py checks), so no one else can.  request.is_secure then
+        # makes console cookies Secure, and request.remote_addr is the
+        # device's address (check-ins record it), not nginx's.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=0, x_port=0, x_prefix=0)  # type: ignore[method-assign]
 
     @app.teardown_appcontext
     def close_db(_exc):

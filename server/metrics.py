@@ -2,7 +2,10 @@
 
 Counts read from the database at scrape time with a few aggregate queries
 (no per-request counters to keep in step across gunicorn workers), plus each
-repository's served versions and expiries from its published tree.
+repository's served versions and expiries from its published tree, and the
+target downloads the app served (server/downloads.py: per-worker files,
+added up here; nginx's are not seen).  Each health flag's device count is
+one aggregate query over the devices, whatever their number.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from flask import Blueprint, Response, current_app
-from peewee import fn
+from peewee import Case, fn
 from tuf.api.metadata import Metadata
 
+from server import downloads
 from server.alerts import services as alerts
 from server.clock import now_unix, utcnow
 from server.devices.checkins import OFFLINE_AFTER_INTERVALS
 from server.devices.firmware import count_unverified
 from server.devices.models import Device
+from server.exports.services import export_totals
 from server.freshness import all_freshness
 from server.imports.models import ImportRecord
 from server.models import database, tuples
@@ -29,6 +34,8 @@ from server.rollouts.services import counts as rollout_counts
 from server.timekeeping import clock_health
 
 bp = Blueprint("metrics", __name__)
+# every flag server/devices/checkins.health_flags can raise (a unit test checks)
+HEALTH_FLAGS = ("hot", "low_storage", "low_memory", "rebooting_often", "errors_rising")
 
 def _label(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -65,6 +72,11 @@ def metrics():
         repos = [r.name for r in Repository.select(Repository.name).order_by(Repository.name)]
         rollout_states = rollout_counts()
         unverified = count_unverified()
+        # health is a JSON list of flag names: '"hot"' appears in it exactly when the device is flagged hot
+        per_flag = [fn.COALESCE(fn.SUM(Case(None, [(Device.health.contains(f'"{flag}"'), 1)], 0)), 0)
+                    for flag in HEALTH_FLAGS]
+        flagged = next(iter(tuples(Device.select(*per_flag).where(Device.state == "accepted"))))
+        exports, export_bytes = export_totals()
     out.family("airlock_devices", "gauge", "Devices in the inventory, by state.",
                [({"state": s}, n) for s, n in states])
     out.family("airlock_devices_online", "gauge",
@@ -73,6 +85,15 @@ def metrics():
                [({}, checkins)])
     out.family("airlock_imports_total", "counter", "Bundle imports, by outcome.",
                [({"status": s}, n) for s, n in imports])
+    out.family("airlock_devices_flagged", "gauge", "Accepted devices with each health flag (one device may have "
+               "several).", [({"flag": f}, n) for f, n in zip(HEALTH_FLAGS, flagged, strict=True)])
+    out.family("airlock_exports_total", "counter", "Exports written to USB media.", [({}, exports)])
+    out.family("airlock_export_bytes_total", "counter", "Bytes of the exports written.", [({}, export_bytes)])
+    served = downloads.totals(settings)
+    out.family("airlock_downloads_total", "counter", "Target files served by the app, by repository (not those "
+               "nginx serves in front of it).", [({"repository": r}, n) for r, (n, _) in served.items()])
+    out.family("airlock_download_bytes_total", "counter", "Bytes of the target files served by the app, by "
+               "repository.", [({"repository": r}, b) for r, (_, b) in served.items()])
     out.family("airlock_reports", "gauge", "Device and operator problem reports, by triage status.",
                [({"status": s}, n) for s, n in reports])
     out.family("airlock_rollouts", "gauge", "Staged rollouts, by state (halted: stopped by a failing health gate).",

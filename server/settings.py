@@ -59,6 +59,15 @@ class Settings:
     log_level: str = field(default="INFO", metadata={
         "help": "Logging level: DEBUG, INFO, WARNING or ERROR (serve and mdns log to stderr, other commands to "
                 "HOME/log/airlock.log)."})
+    # TLS front (docs/nginx-airlock-site.conf, appliance/tls.py)
+    behind_proxy: int = field(default=0, metadata={
+        "help": "1: `airlock serve` sits behind the local nginx, which terminates TLS: its X-Forwarded-Proto "
+                "and X-Forwarded-For headers are trusted (one proxy), so the app knows a request came over HTTPS "
+                "(console cookies are Secure) and from which address. Needs a loopback bind, so only the local "
+                "nginx reaches the app; 0: no forwarded header is trusted."})
+    tls_port: int = field(default=443, metadata={
+        "help": "Port nginx serves HTTPS on; when the home has a certificate (`airlock tls`), mDNS advertises "
+                "this port with TXT tls=<SHA-256 of the certificate> instead of the bind port."})
     # devices (server/devices/)
     checkin_interval: int = field(default=300, metadata={
         "help": "Seconds between a device's check-ins, told to each device in every answer; a device is "
@@ -202,6 +211,7 @@ class Settings:
             raise SettingsError(f"log_level {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
         self._validate_mdns()
         self._validate_reports()
+        self._validate_front()
         if self.export_incident_window < 0:
             raise SettingsError("export_incident_window must be 0 or more seconds")
         self._validate_delivery()
@@ -257,6 +267,21 @@ class Settings:
             raise SettingsError("mdns_extra_types may name at most 16 service types")
         if self.mdns_gone_after < 1:
             raise SettingsError("mdns_gone_after must be at least 1 second")
+
+    def _validate_front(self) -> None:
+        if self.behind_proxy not in (0, 1):
+            raise SettingsError("behind_proxy must be 0 or 1")
+        if self.behind_proxy:
+            host = self.bind.rpartition(":")[0].strip("[]")
+            try:
+                loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise SettingsError(f"behind_proxy = 1 trusts X-Forwarded-Proto, so the app must be reachable from "
+                                    f"the local nginx only: bind to 127.0.0.1:PORT, not {self.bind}")
+        if not 0 < self.tls_port < 65536:
+            raise SettingsError(f"tls_port {self.tls_port} is not a port (1-65535)")
 
     @property
     def report_url_base(self) -> str:

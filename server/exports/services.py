@@ -27,6 +27,12 @@ class ExportRefusedError(AirlockError):
 
 
 
+def export_totals() -> tuple[int, int]:
+    """(exports written, bytes written) since the appliance was made, in one aggregate query."""
+    row = database.execute_sql("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM export_record").fetchone()
+    return int(row[0]), int(row[1])
+
+
 def _start_ranges(since: int | None) -> tuple[dict | None, int | None, tuple[int, str] | None]:
     """(where this export starts: None for the very beginning, the export
     re-exported from or None, the last export's sequence and manifest hash)."""

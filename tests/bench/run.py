@@ -100,7 +100,8 @@ def header(imp, srv) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("import", "serve", "devices", "downloads", "export", "console", "rollout"),
+    p.add_argument("--only", choices=("import", "serve", "devices", "downloads", "export", "console", "rollout",
+                                      "tls"),
                    help="run one benchmark only")
     p.add_argument("--gb", type=float, default=float(os.environ.get("BENCH_IMPORT_GB", "3")),
                    help="size of the big import bundle in GB, in whole 256 MiB files, at least 3 "
@@ -137,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             from tests.bench.export_bench import run_export_bench
 
             device_rows += run_export_bench()
+        if args.only in (None, "tls"):
+            from tests.bench.tls_bench import run as run_tls_bench
+
+            device_rows += run_tls_bench(scratch, seconds=args.seconds, connections=args.connections)
         if args.only in (None, "console"):
             from tests.bench.console_bench import run_console_bench
 

@@ -86,7 +86,7 @@ def test_a_refused_import_prints_one_line_and_the_log_keeps_the_record(home, tmp
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("airlock: error: "), r.stderr
     assert "holds no files" in r.stderr
     log = (home / "log" / "airlock.log").read_text()
-    assert "WARNING appliance.importer" in log and "refused" in log and "holds no files" in log
+    assert "level=warning logger=appliance.importer" in log and "refused" in log and "holds no files" in log
     assert oct((home / "log" / "airlock.log").stat().st_mode & 0o777) == "0o640"
 
 
@@ -96,6 +96,6 @@ def test_serve_logs_to_stderr_for_journald_not_to_the_log_file(home):
     with airlock_server(home) as base:
         assert base
     served = (home / "serve.log").read_text()
-    assert re.search(r"^INFO appliance\.serve: ", served, flags=re.M), served
+    assert re.search(r"^level=info logger=appliance\.serve ", served, flags=re.M), served
     log_file = home / "log" / "airlock.log"
     assert "appliance.serve" not in (log_file.read_text() if log_file.exists() else "")

@@ -55,7 +55,7 @@ def test_serve_advertises_the_appliance_to_zeroconf_and_avahi(served):
 def test_agent_finds_the_appliance(served):
     result, home, port = served
     assert result["agent"] == [{"url": f"http://127.0.0.1:{port}", "id": appliance_id(home),
-                                "api": "/api/v1", "repos": "/repos/"}]
+                                "api": "/api/v1", "repos": "/repos/", "tls": None}]
 
 
 def test_serve_restarts_a_dead_mdns_process_and_stops_it_on_exit(served):

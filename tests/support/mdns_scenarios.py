@@ -333,6 +333,44 @@ def scenario_management_port(args: dict) -> dict:
         print(log.read_text()[-3000:], file=sys.stderr)
 
 
+def scenario_tls(args: dict) -> dict:
+    """The appliance behind its TLS front (nginx from the docs' site file)
+    advertises tls=<sha256> and nginx's port; an agent that finds it by mDNS
+    pins that certificate and enrolls, checks in and installs over HTTPS."""
+    from tests.support.tls_front import tls_front
+
+    home, work = Path(args["home"]), Path(args["work"])
+    app_port, http_port, https_port = args["app_port"], args["http_port"], args["https_port"]
+    setup_loopback()
+    result: dict = {}
+    log = work / "serve.log"
+    serve = airlock(home, "serve", "--bind", f"127.0.0.1:{app_port}", "--workers", "1", "--threads", "4", log=log)
+    browse = Browse(APPLIANCE_TYPE)
+    agent = [PY, "-m", "agent.cli"]
+    agent_env = dict(os.environ, HOOK_OUT=args["hook_out"])  # what tests/functional/agent/install_hook.py writes
+    try:
+        with tls_front(home, f"127.0.0.1:{app_port}", work / "nginx", http_port=http_port, https_port=https_port,
+                       timeout=30):
+            wait_for(lambda: browse.added, 15)
+            result["zeroconf"] = browse.resolved()
+            config = ["--config", args["agent_config"]]
+            enroll = subprocess.run([*agent, "enroll", *config], capture_output=True, text=True, timeout=60,
+                                    env=agent_env)
+            result["enroll"] = [enroll.returncode, enroll.stderr[-2000:]]
+            accept = airlock(home, "devices", "accept", args["device"])
+            result["accept"] = accept.wait(timeout=30)
+            run = subprocess.run([*agent, "run", "--once", *config], capture_output=True, text=True, timeout=120,
+                                 env=agent_env)
+            result["run"] = [run.returncode, run.stdout[-2000:], run.stderr[-2000:]]
+            state = json.loads((Path(args["state_dir"]) / "state.json").read_text())
+            result["pinned"] = state.get("appliance_tls")
+    finally:
+        stop(serve)
+        browse.close()
+        result["log"] = log.read_text()[-3000:] if log.exists() else ""
+    return result
+
+
 SCENARIOS = {name.removeprefix("scenario_"): f for name, f in globals().items() if name.startswith("scenario_")}
 
 if __name__ == "__main__":

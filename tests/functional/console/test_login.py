@@ -187,10 +187,17 @@ def test_no_stack_trace_reaches_a_browser(served):
     assert missing.status == 404 and "There is no such page here." in missing.text
 
 
-def test_cookies_are_secure_behind_a_tls_proxy(served):
+def test_cookies_are_secure_behind_a_tls_proxy(console_home):
     """nginx terminating TLS on the appliance itself passes X-Forwarded-Proto,
-    which gunicorn trusts from loopback only: the cookies then say Secure."""
-    home, base = served
+    which the app trusts with behind_proxy = 1 (and a loopback bind) only:
+    the cookies then say Secure."""
+    with (console_home / "airlock.toml").open("a") as toml:
+        toml.write("\nbehind_proxy = 1\n")
+    with airlock_server(console_home, workers=1, threads=4) as base:
+        _secure_behind_the_proxy(base)
+
+
+def _secure_behind_the_proxy(base: str) -> None:
     browser = Browser(base)
     tls = {"X-Forwarded-Proto": "https"}
     form = browser.get("/", headers=tls)

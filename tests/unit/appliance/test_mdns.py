@@ -92,3 +92,37 @@ def test_device_side_imports_only_what_a_device_has():
 
 def test_discovery_service_imports_no_mdns_library():
     assert "zeroconf" not in loaded_top_levels("server.discovery.services")
+
+
+def test_with_a_certificate_the_appliance_advertises_tls_and_nginx_port(home):
+    from appliance.tls import create_self_signed
+
+    settings = load_settings(home, environ={"AIRLOCK_TLS_PORT": "8443", "AIRLOCK_MDNS_INTERFACES": "10.20.0.5"})
+    info = create_self_signed(settings, ["10.20.0.5"])
+    advertised = appliance_service_info(config_from_settings(settings))
+    assert advertised.properties[b"tls"] == info.fingerprint.encode()
+    # the app listens on loopback; nginx serves HTTPS on the LAN address
+    assert (advertised.port, advertised.parsed_addresses()) == (8443, ["10.20.0.5"])
+
+
+@pytest.mark.parametrize("tls, url, pin", [
+    (None, "http://10.20.0.5:8080", None),
+    ("ab" * 32, "https://10.20.0.5:8080", "ab" * 32),
+    ("AB" * 32, None, None),  # not lowercase hex: not an appliance, never plain http instead
+    ("", None, None),
+    ("ab" * 31, None, None),
+])
+def test_the_agent_reads_the_tls_key_strictly(tls, url, pin):
+    import socket
+
+    from zeroconf import ServiceInfo
+
+    from agent.mdns import _appliance_from
+
+    props = {"api": "/api/v1", "repos": "/repos/", "id": "airlock-1"}
+    if tls is not None:
+        props["tls"] = tls
+    info = ServiceInfo("_airlock._tcp.local.", "a._airlock._tcp.local.", port=8080, properties=props,
+                       addresses=[socket.inet_aton("10.20.0.5")])
+    found = _appliance_from(info)
+    assert (found.url, found.tls) == (url, pin) if url else found is None

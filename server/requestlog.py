@@ -1,0 +1,66 @@
+"""One log line per request, with a request id.
+
+The id is the client's ``X-Request-Id`` when it is a plain token of 8 to
+64 characters (nginx in front sends its ``$request_id``, so its error log
+and ours join), else a new random one; it is returned in the answer's
+``X-Request-Id`` header, so a device's log, the console and the appliance's
+journal can name the same request.  The line carries the method, the path
+(untrusted: bounded and escaped by the formatter), the status, the bytes
+answered when known, the milliseconds spent and the client's address.
+
+TUF file requests (``/repos/``) are logged at DEBUG: a fleet polling
+``timestamp.json`` would otherwise drown everything else; the rest at INFO,
+server errors at ERROR.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+
+from flask import Flask, Response, g, request
+
+logger = logging.getLogger("server.requests")
+
+HEADER = "X-Request-Id"
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+MAX_PATH = 200  # characters of a path kept in the line
+
+
+def request_id() -> str:
+    """This request's id (inside a request)."""
+    rid = g.get("request_id")
+    if rid is None:
+        incoming = request.headers.get(HEADER, "")
+        rid = incoming if _VALID_ID.match(incoming) else secrets.token_hex(16)
+        g.request_id = rid
+    return rid
+
+
+def _started() -> None:
+    g.request_started = time.monotonic()
+    request_id()
+
+
+def _finished(response: Response) -> Response:
+    rid = request_id()
+    response.headers[HEADER] = rid
+    started = g.get("request_started")
+    elapsed = (time.monotonic() - started) * 1000 if started is not None else None
+    status = response.status_code
+    level = logging.ERROR if status >= 500 else logging.DEBUG if request.path.startswith("/repos/") else logging.INFO
+    if logger.isEnabledFor(level):
+        fields = {"request_id": rid, "method": request.method[:16], "path": request.path[:MAX_PATH],
+                  "status": status, "bytes": response.content_length,
+                  "ms": f"{elapsed:.1f}" if elapsed is not None else None, "remote": request.remote_addr}
+        logger.log(level, "%s %s %d", fields["method"], fields["path"], status, extra={"kv": fields})
+    return response
+
+
+def register(app: Flask) -> None:
+    """Log every request of ``app``; registered first, so the id exists
+    before any other hook (the permission check) can answer."""
+    app.before_request(_started)
+    app.after_request(_finished)

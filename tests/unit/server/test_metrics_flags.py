@@ -1,0 +1,16 @@
+"""/metrics counts devices per health flag from a fixed list: it must name
+every flag a check-in can raise."""
+
+from server.devices.checkins import health_flags
+from server.metrics import HEALTH_FLAGS
+from server.settings import Settings
+
+
+def test_every_health_flag_has_a_metric():
+    settings = Settings()
+    now = 10**9
+    metrics = {"cpu_temp_c": 1000, "storage_free_bytes": 0, "mem_free_bytes": 0, "boot_count": 100,
+               "error_counters": {"watchdog": 5}}
+    previous = {"boot_count": 1, "error_counters": {"watchdog": 1}}
+    flags, _ = health_flags(settings, metrics, previous, [], now)
+    assert set(flags) == set(HEALTH_FLAGS)
