@@ -82,7 +82,8 @@ def test_enroll_accept_checkin_update_and_report(appliance):
     dev.firmware = "2.0.0"
     assert checkin(api, dev).json["update"] is None
     shown = appliance.airlock("devices", "show", "flow-1")
-    assert "firmware 2.0.0" in shown.out and shown.out.count(f"release {release_id} (2.0.0)") == 4
+    # the history: the offer, then the four steps reported
+    assert "firmware 2.0.0" in shown.out and shown.out.count(f"release {release_id} (2.0.0)") == 5
     assert appliance.airlock("releases", "withdraw", str(release_id)).code == 0
 
 

@@ -87,7 +87,7 @@ def test_waves_open_one_after_the_other_and_a_good_release_reaches_everyone(sett
 
 
 def test_a_failing_wave_halts_the_rollout_and_the_rest_get_nothing(settings, db, repo):
-    devices = fleet(settings, 12)
+    devices = fleet(settings, 16)
     release, r = approve(settings, ["30%", "100%"])
     waves = [{"percent": 30.0}, {"percent": 100.0}]
     first = wave_members(r.id, devices, waves, 1)
@@ -107,7 +107,8 @@ def test_a_failing_wave_halts_the_rollout_and_the_rest_get_nothing(settings, db,
     # resumed, the wave counts afresh from now: the failures before do not halt it again at once
     assert rollouts.resume(r.id, "it").state == "running"
     assert rollouts.evaluate(settings, now=now_unix() + 1)[0].action == "wait"
-    assert checkin(settings, db, first[-1]).update is not None if len(first) > 2 else True
+    assert len(first) > 2, "the fixed ids put a third device in wave 1"
+    assert checkin(settings, db, first[-1]).update is not None, "resumed: wave 1's other devices are offered it"
 
 
 def test_a_reboot_loop_after_a_successful_install_halts_the_rollout(settings, db, repo):
