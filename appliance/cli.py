@@ -124,7 +124,11 @@ def init(ctx: Context, admin: str | None, password_file: str | None, tls_names: 
 
         info = current(ctx.settings)
         if info is None:
+            from appliance.cli_tls import audit
+
             info = create_self_signed(ctx.settings, list(tls_names))
+            ctx.database()
+            audit("tls.create", info)
             click.echo(f"made a TLS certificate for {', '.join(info.names)}: sha256 {info.fingerprint}")
         else:
             click.echo(f"TLS certificate kept: sha256 {info.fingerprint} (`airlock tls create --replace` replaces it)")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from appliance.render import current_operator
 from appliance.tls import DEFAULT_DAYS, TlsInfo
 
 
@@ -28,6 +29,15 @@ def describe(info: TlsInfo) -> str:
     ])
 
 
+def audit(action: str, info: TlsInfo) -> None:
+    """A certificate change is a security officer's business: one audit record (the database is open)."""
+    from server.audit import record
+
+    record(current_operator(), action, "tls", {"sha256": info.fingerprint, "subject": info.subject,
+                                               "names": info.names, "not_after": info.not_after,
+                                               "self_signed": info.self_signed})
+
+
 @click.group("tls")
 def tls() -> None:
     """The certificate nginx serves and devices pin (docs/operator-guide.md, "TLS")."""
@@ -43,7 +53,10 @@ def tls_create(names: tuple[str, ...], days: int, replace: bool) -> None:
     from appliance.tls import create_self_signed
 
     ctx = click.get_current_context().obj
-    click.echo(describe(create_self_signed(ctx.settings, list(names), days, replace)))
+    ctx.database()  # refused before anything is made when there is no appliance here
+    info = create_self_signed(ctx.settings, list(names), days, replace)
+    audit("tls.create", info)
+    click.echo(describe(info))
 
 
 @tls.command("import")
@@ -57,7 +70,10 @@ def tls_import(cert_file: str, key_file: str, replace: bool) -> None:
     from appliance.tls import import_pair
 
     ctx = click.get_current_context().obj
-    click.echo(describe(import_pair(ctx.settings, Path(cert_file), Path(key_file), replace)))
+    ctx.database()
+    info = import_pair(ctx.settings, Path(cert_file), Path(key_file), replace)
+    audit("tls.import", info)
+    click.echo(describe(info))
 
 
 @tls.command("show")

@@ -129,3 +129,29 @@ def test_status_shows_the_pin_or_its_absence(home):
     report = gather(settings)
     assert report.tls is not None and report.tls.fingerprint == info.fingerprint and 9 < report.tls.days_left <= 10
     assert f"tls       sha256 {info.fingerprint} (devices pin it) self-signed" in render(report)
+
+
+def test_certificate_changes_are_audited_and_init_makes_one(tmp_path):
+    import json
+
+    from tests.conftest import run_airlock
+
+    home = tmp_path / "audited"
+    r = run_airlock(home, "init", "--tls-name", "10.20.0.5", "--tls-name", "airlock.test")
+    assert r.code == 0 and "made a TLS certificate for airlock.test, 10.20.0.5" in r.out, r.err
+    first = json.loads(run_airlock(home, "tls", "show", "--json").out)["fingerprint"]
+    r = run_airlock(home, "init", "--tls-name", "other.test")  # again: the certificate is kept
+    assert r.code == 0 and f"TLS certificate kept: sha256 {first}" in r.out
+    assert run_airlock(home, "tls", "create", "--name", "new.test", "--replace").code == 0
+    second = json.loads(run_airlock(home, "tls", "show", "--json").out)["fingerprint"]
+    listed = run_airlock(home, "audit", "list").out
+    assert "tls.create" in listed and first in listed and second in listed
+    assert run_airlock(home, "audit", "verify").code == 0
+
+
+def test_a_bad_tls_name_at_init_makes_nothing(tmp_path):
+    from tests.conftest import run_airlock
+
+    r = run_airlock(tmp_path / "never", "init", "--tls-name", "bad name")
+    assert r.code != 0 and "neither a host name nor an IP address" in r.err
+    assert not (tmp_path / "never").exists()
