@@ -139,9 +139,13 @@ class Agent:
                     "(`airlock tls show`) and nginx")
             return found.url
         pin = self.config.tls_fingerprint or found.tls
-        if self.state.appliance_tls and self.state.appliance_tls != pin:
-            logger.warning("the appliance advertises a new certificate (sha256 %s, was %s): pinning it", pin,
-                           self.state.appliance_tls)
+        if not self.config.tls_fingerprint and self.state.appliance_tls and self.state.appliance_tls != pin:
+            # anyone on the LAN can answer mDNS: a certificate other than the
+            # remembered one is not the appliance until plant IT says so
+            raise UnreachableError(
+                f"the appliance that answered mDNS at {found.url} presents certificate sha256 {pin}, not the one "
+                f"this device pinned (sha256 {self.state.appliance_tls}): not using it; if plant IT replaced the "
+                "certificate, set tls_fingerprint to the new one (`airlock tls show`)")
         self.connections.set_pin(pin)
         if self.state.appliance_tls != pin:
             self.state.appliance_tls = pin
