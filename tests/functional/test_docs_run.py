@@ -25,7 +25,8 @@ from tests.support.server import airlock_server
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 MARKED = re.compile(r"^<!-- run: ([\w.-]+) -->\n```\w*\n(.*?)^```", re.S | re.M)
-RUN = {"python-tuf": "device-integration.md", "airlock.toml": "operator-guide.md", "first-steps": "operator-guide.md"}
+RUN = {"python-tuf": "device-integration.md", "airlock.toml": "operator-guide.md", "first-steps": "operator-guide.md",
+       "install": "install.md", "first-appliance": "install.md"}  # the last two: tests/functional/test_dist.py
 
 
 def block(name: str) -> str:
