@@ -16,10 +16,9 @@
 # puts the previous release back and says so. Never uses the network: pip
 # runs with --no-index on wheels/ only.
 #
-# Environment (defaults): AIRLOCK_HOME (/var/lib/airlock), PYTHON
-# (/usr/bin/python3), AIRLOCK_USER (airlock), AIRLOCK_OPT (/opt),
-# AIRLOCK_BIN (/usr/local/bin), AIRLOCK_BACKUP_DIR (/var/backups/airlock),
-# AIRLOCK_BACKUP_PASSPHRASE_FILE (/etc/airlock/backup-passphrase).
+# Environment (defaults): AIRLOCK_HOME (/var/lib/airlock; the setting every
+# airlock command takes), PYTHON (/usr/bin/python3). No other AIRLOCK_*
+# variable: airlock refuses those that name no setting.
 set -eu
 umask 022
 
@@ -27,11 +26,11 @@ say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 
 HOME_DIR=${AIRLOCK_HOME:-/var/lib/airlock}
-USER_NAME=${AIRLOCK_USER:-airlock}
-OPT=${AIRLOCK_OPT:-/opt}
-BIN=${AIRLOCK_BIN:-/usr/local/bin}
-BACKUP_DIR=${AIRLOCK_BACKUP_DIR:-/var/backups/airlock}
-PASSPHRASE=${AIRLOCK_BACKUP_PASSPHRASE_FILE:-/etc/airlock/backup-passphrase}
+USER_NAME=airlock
+OPT=/opt
+BIN=/usr/local/bin
+BACKUP_DIR=/var/backups/airlock
+PASSPHRASE=/etc/airlock/backup-passphrase
 if [ -z "${PYTHON:-}" ]; then
     if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
 fi
@@ -66,6 +65,10 @@ SYSTEMD=no
 [ -d /run/systemd/system ] && SYSTEMD=yes
 UPGRADE=no
 if [ -e "$CURRENT/bin/airlock" ] && [ -e "$HOME_DIR/airlock.db" ]; then UPGRADE=yes; fi
+
+if [ "$UPGRADE" = yes ] && [ "$BACKUP" = yes ] && [ ! -r "$PASSPHRASE" ]; then
+    die "an upgrade takes a backup first and $PASSPHRASE does not exist: put the backup passphrase in it (mode 0600, see docs/backup.md) or give --backup-passphrase-file FILE; --no-backup skips it (nothing was changed)"
+fi
 
 # --- the new release, beside the running one --------------------------------
 mkdir -p "$RELEASES"
@@ -111,14 +114,20 @@ restart_stopped() {
     for name in $STOPPED; do systemctl start "$name" || say "could not start $name: journalctl -u $name"; done
 }
 if [ "$UPGRADE" = yes ]; then
+    # an older release must not run on a home a newer one migrated: refuse before anything changes
+    NEW_SCHEMA=$(ls "$RELEASE"/lib/python3*/site-packages/server/migrations/ | sed -n 's/^\([0-9]\{4\}\)_.*\.sql$/\1/p' | sort | tail -n 1)
+    HOME_SCHEMA=$(as_owner "$PYTHON" -c 'import sqlite3, sys
+con = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+print(con.execute("SELECT coalesce(max(version), 0) FROM schema_migration").fetchone()[0])' "$HOME_DIR/airlock.db") ||
+        { rm -rf "$RELEASE"; die "cannot read the schema version of $HOME_DIR/airlock.db (above; nothing was changed)"; }
+    if [ "$HOME_SCHEMA" -gt "${NEW_SCHEMA:-0}" ]; then
+        rm -rf "$RELEASE"
+        die "the database in $HOME_DIR has schema $HOME_SCHEMA, newer than this release's (${NEW_SCHEMA:-none}): this dist is older than the installed Airlock; nothing was changed"
+    fi
     OLD_VERSION=$("$CURRENT/bin/airlock" --version 2>/dev/null || echo "an unknown version")
     say "upgrading from $OLD_VERSION; home $HOME_DIR is kept"
     for name in $STOPPED; do say "stopping $name"; systemctl stop "$name"; done
     if [ "$BACKUP" = yes ]; then
-        if [ ! -r "$PASSPHRASE" ]; then
-            restart_stopped; rm -rf "$RELEASE"
-            die "an upgrade takes a backup first and $PASSPHRASE does not exist: put the backup passphrase in it (mode 0600, see docs/backup.md) or give --backup-passphrase-file FILE; --no-backup skips it (nothing was changed)"
-        fi
         install -d -o "$OWNER" -g "$OWNER" -m 0750 "$BACKUP_DIR"
         # the passphrase file is root's: hand the service user a private copy
         WORK=$(mktemp -d)
@@ -148,6 +157,18 @@ for tool in airlock airlock-sign airlock-agent; do
     ln -sfn "$CURRENT/bin/$tool" "$BIN/$tool"
 done
 
+# --- the home: create or migrate ---------------------------------------------
+if ! as_owner "$CURRENT/bin/airlock" --home "$HOME_DIR" init; then
+    if [ -n "$PREVIOUS" ]; then
+        switch_to "$PREVIOUS"
+        say "put the previous release $PREVIOUS back"
+    else
+        rm -f "$CURRENT"
+    fi
+    rm -rf "$RELEASE"; restart_stopped
+    die "airlock init refused the home $HOME_DIR (above): if it migrated part of the way, restore the backup taken before (docs/install.md, Upgrades)"
+fi
+
 # --- files for systemd, udev, nginx; the docs ----------------------------------
 install -d -m 0755 /etc/airlock /etc/systemd/system /etc/udev/rules.d /usr/share/doc/airlock
 for unit in systemd/*; do install -m 0644 "$unit" /etc/systemd/system/; done
@@ -161,16 +182,6 @@ if [ ! -e "$NGINX" ]; then
 elif ! cmp -s nginx/airlock.conf "$NGINX"; then
     install -m 0644 nginx/airlock.conf "$NGINX.dist"
     say "$NGINX differs from this release's: the new one is $NGINX.dist (compare, merge, reload nginx)"
-fi
-
-# --- the home: create or migrate ---------------------------------------------
-if ! as_owner "$CURRENT/bin/airlock" --home "$HOME_DIR" init; then
-    if [ -n "$PREVIOUS" ]; then
-        switch_to "$PREVIOUS"
-        say "put the previous release $PREVIOUS back"
-    fi
-    rm -rf "$RELEASE"; restart_stopped
-    die "airlock init refused the home $HOME_DIR (above): if it migrated part of the way, restore the backup taken before (docs/install.md, Upgrades)"
 fi
 
 if [ "$UPGRADE" = no ]; then

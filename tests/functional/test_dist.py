@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -138,7 +139,10 @@ def test_offline_install_from_the_dist_then_init_pin_import_status(dist, tmp_pat
     assert box.run(f"{sys.executable} -c 'import socket; socket.create_connection((\"1.1.1.1\", 53), 3)'"
                    ).returncode != 0
 
-    out = box.ok(install_block(dist, box))
+    # Debian's python3 without python3-venv has no ensurepip: install.sh does not need it
+    ensurepip = "/usr/lib/python3.11/ensurepip"
+    assert Path(ensurepip).is_dir()
+    out = box.ok(f"mount -t tmpfs tmpfs {ensurepip}\n" + install_block(dist, box))
     assert "systemd is not running here" in out
     assert f"Airlock {VERSION} is installed" in out
 
@@ -170,12 +174,6 @@ def test_offline_install_from_the_dist_then_init_pin_import_status(dist, tmp_pat
     assert [r["name"] for r in status["served"]["repositories"]] == ["acme"]
     assert status["served"]["repositories"][0]["state"] in ("ok", "expires soon")  # short-lived timestamp
     assert status["served"]["last_import"] is not None
-
-    # installing the same dist again changes nothing that matters: same home, one release kept beside
-    before = (home / "appliance-id").read_text()
-    box.ok(install_block(dist, box).replace("install.sh", "install.sh --no-backup"))
-    assert (home / "appliance-id").read_text() == before
-    assert len(list(box.path("/opt/airlock-releases").iterdir())) == 2
 
 
 def test_a_damaged_dist_is_refused_before_anything_changes(dist, tmp_path):
@@ -225,6 +223,17 @@ assert r.status_code == 201, r.get_data(as_text=True)
 print(json.dumps(tokens))
 '''
 
+FAKE_SYSTEMD = r"""
+mkdir -p /run/systemd/system /tmp/manager
+for tool in systemctl udevadm; do
+    printf '%s\n' '#!/bin/sh' \
+        "echo \"$tool \$*; backups \$(ls /var/backups/airlock 2>/dev/null | wc -l)\" >> /var/lib/service-manager.log" \
+        '[ "$*" != "is-active --quiet airlock-backup.service" ]' > /tmp/manager/$tool
+    chmod 755 /tmp/manager/$tool
+done
+export PATH=/tmp/manager:$PATH
+"""
+
 NEW_CHECKIN = r'''
 import json, sys
 from server import create_app
@@ -272,11 +281,13 @@ def test_upgrade_from_the_previous_release_keeps_the_home_backs_up_and_migrates(
     (usb / "enroll-token").write_text("commissioning-token-0123456789\n")
     for name in ("admin-password", "enroll-token"):
         (usb / name).chmod(0o644)
-    shutil.copy2(older_dist, usb / older_dist.name)
+    (usb / "older").mkdir(mode=0o755)
+    shutil.copy2(older_dist, usb / "older" / older_dist.name)  # the new dist has the same name
 
     # the previous release, installed and used
     out = box.ok(f"""
-tar -xzf /media/usb/{older_dist.name} -C /root
+rm -rf /root/airlock-{VERSION}
+tar -xzf /media/usb/older/{older_dist.name} -C /root
 sh /root/airlock-{VERSION}/install.sh
 rm -rf /root/airlock-{VERSION}
 as() {{ runuser -u airlock -- "$@"; }}
@@ -312,8 +323,19 @@ as airlock status
     pw = box.path("/etc/airlock") / "backup-passphrase"
     pw.write_text(PASSPHRASE + "\n")
     pw.chmod(0o600)
-    out = box.ok(script)
+    # and a box whose systemd runs airlock.service: systemctl and udevadm stand in for the service
+    # manager (recording each call and how many backups existed then), install.sh is the real one
+    out = box.ok(FAKE_SYSTEMD + script)
     assert "upgrading from airlock, version" in out and "applied migration 0010_" in out
+    assert "systemd is not running" not in out and "started airlock.service again" in out
+    assert (box.path("/var/lib") / "service-manager.log").read_text().splitlines() == [
+        "systemctl is-active --quiet airlock-backup.service; backups 0",
+        "systemctl is-active --quiet airlock.service; backups 0",
+        "systemctl stop airlock.service; backups 0",  # stopped before the backup
+        "systemctl daemon-reload; backups 1",  # the new units, after the backup
+        "udevadm control --reload; backups 1",
+        "systemctl start airlock.service; backups 1",  # started again
+    ]
     new_release = os.readlink(box.path("/opt/airlock"))
     assert new_release != old_release
     assert sorted(p.name for p in box.path("/opt/airlock-releases").iterdir()) == \
@@ -341,6 +363,22 @@ runuser -u airlock -- airlock --home /tmp/drill restore /var/backups/airlock/{ba
 runuser -u airlock -- airlock --home /tmp/drill status
 """)
 
+    # the older dist run again over the upgraded home: init refuses the newer schema, the release stays
+    proc = box.run(f"""
+rm -rf /root/airlock-{VERSION}
+tar -xzf /media/usb/older/{older_dist.name} -C /root
+sh /root/airlock-{VERSION}/install.sh --no-backup
+""")
+    assert proc.returncode != 0
+    assert re.fullmatch(r"install.sh: error: the database in /var/lib/airlock has schema 1\d, newer than this "
+                        r"release's \(0009\): this dist is older than the installed Airlock; nothing was changed",
+                        proc.stderr.strip()), proc.stderr
+    assert os.readlink(box.path("/opt/airlock")) == new_release
+    assert len(list(box.path("/var/backups/airlock").iterdir())) == 1
+    assert sorted(p.name for p in box.path("/opt/airlock-releases").iterdir()) == \
+        sorted(Path(r).name for r in (old_release, new_release))
+    assert box.ok("runuser -u airlock -- airlock status").count("repository acme") == 1
+
 
 def test_init_refuses_a_home_newer_than_the_release(tmp_path):
     from tests.conftest import run_airlock
@@ -355,3 +393,17 @@ def test_init_refuses_a_home_newer_than_the_release(tmp_path):
     r = run_airlock(home, "init")
     assert r.code != 0
     assert "newer than this Airlock" in r.err and "\n" not in r.err.strip()
+
+
+def test_make_dist_runs_the_builder_into_dist():
+    proc = subprocess.run(["make", "-n", "dist"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "packaging/build_dist.py --out dist" in proc.stdout
+
+
+def test_the_builder_refuses_a_folder_that_is_no_source_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "packaging" / "build_dist.py"), "--source", str(tmp_path),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == f"make dist: error: {tmp_path} has no pyproject.toml: give the Airlock source folder\n"
+    assert not (tmp_path / "out").exists()

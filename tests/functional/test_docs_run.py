@@ -108,6 +108,7 @@ def test_example_airlock_toml_is_taken_as_it_stands(home):
 
 FENCED = re.compile(r"^```\w*\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`(airlock [^`]+)`")
+AS_USER = re.compile(r"^(?:runuser|sudo) -u \w+ (?:-- )?")
 
 
 def documented_command_lines() -> list[tuple[str, str]]:
@@ -117,6 +118,7 @@ def documented_command_lines() -> list[tuple[str, str]]:
         for body in FENCED.findall(text):
             for line in body.splitlines():
                 line = line.strip().removeprefix("$ ")
+                line = AS_USER.sub("", line).removesuffix("\\").strip()  # runuser -u airlock -- airlock ...
                 if line.startswith("airlock "):
                     found.append((doc.name, line))
         for span in INLINE.findall(FENCED.sub("", text)):
