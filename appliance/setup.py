@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from appliance.export.identity import ensure_key
 from server import bind_database
-from server.db import SchemaError, applied_migrations, available_migrations, migrate
+from server.db import check_not_newer, migrate
 from server.settings import Settings
 from server.users.services import check_new_password, create_user
 
@@ -27,19 +27,11 @@ def appliance_id(settings: Settings) -> str:
 
 
 def refuse_newer_schema(settings: Settings) -> None:
-    """An older Airlock must not touch a home that a newer one has migrated
-    (an upgrade rolled back by hand, a restore onto an old install): its
-    code does not know the tables it would write."""
     db = bind_database(settings)
     try:
-        have = max(applied_migrations(db), default=0)
+        check_not_newer(db, str(settings.home))
     finally:
         db.close()
-    latest = available_migrations()[-1][0]
-    if have > latest:
-        raise SchemaError(f"the database in {settings.home} has schema {have}, newer than this Airlock's ({latest}): "
-                          "nothing was changed; install the newer Airlock again (or restore the backup taken "
-                          "before the upgrade)")
 
 
 def initialise(settings: Settings, admin: str | None = None, password: str | None = None,

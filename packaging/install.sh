@@ -110,9 +110,13 @@ if [ "$SYSTEMD" = yes ]; then
         if systemctl is-active --quiet "$name"; then STOPPED="$STOPPED $name"; fi
     done
 fi
+RESTARTED=no
 restart_stopped() {
+    RESTARTED=yes
     for name in $STOPPED; do systemctl start "$name" || say "could not start $name: journalctl -u $name"; done
 }
+# whatever stops this script later, the units it stopped run again
+trap '[ "$RESTARTED" = yes ] || restart_stopped' EXIT
 if [ "$UPGRADE" = yes ]; then
     # an older release must not run on a home a newer one migrated: refuse before anything changes
     NEW_SCHEMA=$(ls "$RELEASE"/lib/python3*/site-packages/server/migrations/ | sed -n 's/^\([0-9]\{4\}\)_.*\.sql$/\1/p' | sort | tail -n 1)
@@ -128,7 +132,7 @@ print(con.execute("SELECT coalesce(max(version), 0) FROM schema_migration").fetc
     say "upgrading from $OLD_VERSION; home $HOME_DIR is kept"
     for name in $STOPPED; do say "stopping $name"; systemctl stop "$name"; done
     if [ "$BACKUP" = yes ]; then
-        install -d -o "$OWNER" -g "$OWNER" -m 0750 "$BACKUP_DIR"
+        [ -d "$BACKUP_DIR" ] || install -d -o "$OWNER" -g "$OWNER" -m 0750 "$BACKUP_DIR"
         # the passphrase file is root's: hand the service user a private copy
         WORK=$(mktemp -d)
         chown "$OWNER" "$WORK"; chmod 0700 "$WORK"
