@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -68,12 +69,21 @@ def pip(*args: str) -> None:
         raise DistError(f"`{' '.join(cmd)}` failed (this step needs the network or a pip index):\n{tail}")
 
 
+# setuptools builds in the source's build/, where files of deleted modules
+# linger and would ship: build from a clean copy of the tree instead
+NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "dist", "build", "*.egg-info", "__pycache__", ".cache",
+                                    ".mypy_cache", ".ruff_cache", ".pytest_cache", "demo", "node_modules")
+
+
 def collect_wheels(source: Path, wheels: Path, cache: Path | None) -> None:
     """Airlock's wheel and every runtime dependency's, plus pip's own."""
     target = cache or wheels
     target.mkdir(parents=True, exist_ok=True)
-    # no -e, no extras: the test dependencies stay out
-    pip("wheel", "--quiet", "--wheel-dir", str(target), "--find-links", str(target), str(source))
+    with tempfile.TemporaryDirectory(prefix="airlock-dist-") as tmp:
+        clean = Path(tmp) / "source"
+        shutil.copytree(source, clean, ignore=NOT_SOURCE, symlinks=True)
+        # no -e, no extras: the test dependencies stay out
+        pip("wheel", "--quiet", "--wheel-dir", str(target), "--find-links", str(target), str(clean))
     pip("download", "--quiet", "--only-binary", ":all:", "--no-deps", "--dest", str(target),
         "--find-links", str(target), "pip")
     if cache is not None:
