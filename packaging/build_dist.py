@@ -8,8 +8,8 @@ everything an appliance with no network needs:
   ones) built or downloaded for this interpreter and platform, and pip's own
   wheel (Debian's ``python3`` may lack ``ensurepip``: ``install.sh`` makes the
   venv ``--without-pip`` and runs pip from its wheel);
-- ``systemd/``, ``udev/``, ``nginx/airlock.conf`` (``docs/nginx-airlock.conf``)
-  and ``doc/`` (the guides the units point to);
+- ``systemd/``, ``udev/``, ``nginx/`` (every ``docs/nginx-*.conf``) and
+  ``doc/`` (the guides the units point to);
 - ``install.sh`` (``packaging/install.sh``), ``BUILD-INFO`` (version, build,
   Python) and ``SHA256SUMS``, which ``install.sh`` checks before it changes
   anything (a stick carried across a plant may be damaged).
@@ -103,7 +103,8 @@ def copy_files(source: Path, out: Path) -> None:
             if f.is_file():
                 shutil.copy2(f, out / folder / f.name)
     (out / "nginx").mkdir()
-    shutil.copy2(source / "docs" / "nginx-airlock.conf", out / "nginx" / "airlock.conf")
+    for conf in sorted((source / "docs").glob("nginx-*.conf")):  # the snippet, the TLS site ...
+        shutil.copy2(conf, out / "nginx" / conf.name)
     (out / "doc").mkdir()
     for f in sorted((source / "docs").glob("*.md")):
         shutil.copy2(f, out / "doc" / f.name)

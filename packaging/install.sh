@@ -178,15 +178,18 @@ install -d -m 0755 /etc/airlock /etc/systemd/system /etc/udev/rules.d /usr/share
 for unit in systemd/*; do install -m 0644 "$unit" /etc/systemd/system/; done
 install -m 0644 udev/*.rules /etc/udev/rules.d/
 install -m 0644 doc/*.md /usr/share/doc/airlock/
-install -m 0644 nginx/airlock.conf /usr/share/doc/airlock/nginx-airlock.conf
-# the nginx snippet is the operator's to edit: never overwritten
-NGINX=/etc/airlock/nginx-airlock.conf
-if [ ! -e "$NGINX" ]; then
-    install -m 0644 nginx/airlock.conf "$NGINX"
-elif ! cmp -s nginx/airlock.conf "$NGINX"; then
-    install -m 0644 nginx/airlock.conf "$NGINX.dist"
-    say "$NGINX differs from this release's: the new one is $NGINX.dist (compare, merge, reload nginx)"
-fi
+# nginx's configuration is the operator's to edit: never overwritten
+for conf in nginx/*.conf; do
+    [ -e "$conf" ] || continue
+    name=$(basename "$conf")
+    install -m 0644 "$conf" "/usr/share/doc/airlock/$name"
+    if [ ! -e "/etc/airlock/$name" ]; then
+        install -m 0644 "$conf" "/etc/airlock/$name"
+    elif ! cmp -s "$conf" "/etc/airlock/$name"; then
+        install -m 0644 "$conf" "/etc/airlock/$name.dist"
+        say "/etc/airlock/$name differs from this release's: the new one is /etc/airlock/$name.dist (compare, merge, reload nginx)"
+    fi
+done
 
 if [ "$UPGRADE" = no ]; then
     chmod 0600 "$HOME_DIR/airlock.db"  # nginx's worker joins the group for public/; the database stays private
