@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.airlock-installed
 
-.PHONY: demo test lint prereqs bench fuzz clean venv
+.PHONY: demo test lint prereqs bench fuzz clean venv dist
 
 venv: $(STAMP)
 
@@ -39,5 +39,11 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/fuzz
 
+# the offline installation folder and archive, dist/airlock-VERSION[.tar.gz]:
+# wheels for CPython 3.11, units, udev rule, nginx snippet, install.sh
+# (needs the network or a pip index; see docs/install.md)
+dist: $(STAMP)
+	$(BIN)/python packaging/build_dist.py --out dist
+
 clean:
-	rm -rf $(VENV) demo .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) dist demo .cache .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from appliance.export.identity import ensure_key
 from server import bind_database, timekeeping
 from server.clock import utcnow
-from server.db import migrate
+from server.db import check_not_newer, migrate
 from server.settings import Settings
 from server.timestamp_key import ensure_timestamp_key
 from server.users.services import check_new_password, create_user
@@ -29,11 +29,21 @@ def appliance_id(settings: Settings) -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
+def refuse_newer_schema(settings: Settings) -> None:
+    db = bind_database(settings)
+    try:
+        check_not_newer(db, str(settings.home))
+    finally:
+        db.close()
+
+
 def initialise(settings: Settings, admin: str | None = None, password: str | None = None,
                operator: str = "airlock init") -> InitResult:
     """Create the folders and database, apply pending migrations, and add
     the first admin if asked.  Safe to run again: it upgrades in place."""
     home = settings.home
+    if settings.database_path.exists():
+        refuse_newer_schema(settings)
     for folder in (home, settings.public_dir / "repos", settings.staging_dir, settings.state_dir):
         folder.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o750)

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 # What the database raises when it cannot be used (locked, read-only, corrupt):
 # callers outside server/ catch this name, never peewee's.
-__all__ = ["DatabaseError", "SchemaError", "check_schema", "migrate", "open_database"]
+__all__ = ["DatabaseError", "SchemaError", "check_not_newer", "check_schema", "migrate", "open_database"]
 
 # FULL: an acknowledged import or audit record survives a power cut.
 PRAGMAS = {
@@ -161,6 +161,18 @@ def check_schema(db: SqliteDatabase) -> None:
     if max(have) > latest:
         raise SchemaError(f"the database schema ({max(have)}) is newer than this Airlock ({latest}): "
                           "install the newer Airlock again")
+
+
+def check_not_newer(db: SqliteDatabase, where: str) -> None:
+    """Raise when a newer Airlock has migrated the database (an upgrade
+    undone by hand, a restore onto an older install): this code does not
+    know its tables, so it must not write them, nor "upgrade" them."""
+    latest = available_migrations()[-1][0]
+    have = max(applied_migrations(db), default=0)
+    if have > latest:
+        raise SchemaError(f"the database in {where} has schema {have}, newer than this Airlock's ({latest}): "
+                          "nothing was changed; install the newer Airlock again (or restore the backup taken "
+                          "before the upgrade)")
 
 
 def _statements(sql: str) -> list[str]:

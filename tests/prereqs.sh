@@ -33,6 +33,9 @@ need tar tar                           # bundles as archives
 need iproute2 ip                       # mDNS tests: loopback in a namespace
 need util-linux unshare                # private network namespaces; runuser
 need util-linux runuser                # tests that run as an unprivileged user
+need passwd useradd                    # install.sh creates the airlock user (in a private mount namespace)
+need git git                           # the upgrade test builds the previous release from git archive
+[ -x /usr/bin/python3 ] || missing="${missing:+$missing }python3"  # install.sh uses Debian's python3
 need util-linux losetup                # USB tests: file-system images on loop devices
 need e2fsprogs mkfs.ext4               # USB tests: the images
 need util-linux blkid                  # usb-import tells the file system

@@ -25,7 +25,8 @@ from tests.support.server import airlock_server
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 MARKED = re.compile(r"^<!-- run: ([\w.-]+) -->\n```\w*\n(.*?)^```", re.S | re.M)
-RUN = {"python-tuf": "device-integration.md", "airlock.toml": "operator-guide.md", "first-steps": "operator-guide.md"}
+RUN = {"python-tuf": "device-integration.md", "airlock.toml": "operator-guide.md", "first-steps": "operator-guide.md",
+       "install": "install.md", "first-appliance": "install.md"}  # the last two: tests/functional/test_dist.py
 
 
 def block(name: str) -> str:
@@ -107,6 +108,7 @@ def test_example_airlock_toml_is_taken_as_it_stands(home):
 
 FENCED = re.compile(r"^```\w*\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`(airlock [^`]+)`")
+AS_USER = re.compile(r"^(?:runuser|sudo) -u \w+ (?:-- )?")
 
 
 def documented_command_lines() -> list[tuple[str, str]]:
@@ -116,6 +118,7 @@ def documented_command_lines() -> list[tuple[str, str]]:
         for body in FENCED.findall(text):
             for line in body.splitlines():
                 line = line.strip().removeprefix("$ ")
+                line = AS_USER.sub("", line).removesuffix("\\").strip()  # runuser -u airlock -- airlock ...
                 if line.startswith("airlock "):
                     found.append((doc.name, line))
         for span in INLINE.findall(FENCED.sub("", text)):

@@ -14,8 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "prereqs.sh"
 # everything the script checks, by command; chromium and node left out below
-TOOLS = ["python3", "id", "node", "npm", "nginx", "strace", "tar", "ip", "unshare", "runuser", "dbus-daemon",
-         "avahi-daemon", "avahi-browse", "avahi-publish", "chromium", "systemd-analyze", "faketime"]
+TOOLS = ["python3", "id", "node", "npm", "nginx", "strace", "tar", "ip", "unshare", "runuser", "useradd", "git",
+         "dbus-daemon", "avahi-daemon", "avahi-browse", "avahi-publish", "chromium", "systemd-analyze", "faketime"]
 
 
 @pytest.fixture
