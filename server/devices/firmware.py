@@ -52,24 +52,29 @@ class _VersionIndex:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._names: tuple[float, list[str]] = (0.0, [])
-        self._repos: dict[str, tuple[str, dict[str, set[str]]]] = {}
+        # keyed by the published tree: one appliance per process in service, several in tests
+        self._names: dict[str, tuple[float, list[str]]] = {}
+        self._repos: dict[tuple[str, str], tuple[tuple, dict[str, set[str]]]] = {}
 
-    def _repositories(self, db) -> list[str]:
-        stamp, names = self._names
+    def _repositories(self, db, public_dir: Path) -> list[str]:
+        stamp, names = self._names.get(str(public_dir), (0.0, []))
         if time.monotonic() - stamp > REPOSITORIES_TTL:
             names = [n for (n,) in db.execute_sql("SELECT name FROM repository").fetchall()]
-            self._names = (time.monotonic(), names)
+            self._names[str(public_dir)] = (time.monotonic(), names)
         return names
 
     def _versions(self, public_dir: Path, name: str) -> dict[str, set[str]] | None:
         store = RepositoryStore(public_dir, name)
         try:
-            generation = os.readlink(store.metadata_dir)
+            # the generation's name alone could come back (a repository removed and added
+            # again): the folder's identity and change time tell one generation from another
+            st = os.stat(store.metadata_dir)
+            generation = (os.readlink(store.metadata_dir), st.st_ino, st.st_ctime_ns)
         except OSError:
             return None
+        key = (str(public_dir), name)
         with self._lock:
-            cached = self._repos.get(name)
+            cached = self._repos.get(key)
         if cached is not None and cached[0] == generation:
             return cached[1]
         by_model: dict[str, set[str]] = {}
@@ -86,7 +91,7 @@ class _VersionIndex:
             logger.warning("cannot read repository %s: %s", name, exc)
             return None
         with self._lock:
-            self._repos[name] = (generation, by_model)
+            self._repos[key] = (generation, by_model)
         return by_model
 
     def verdict(self, settings: Settings, db, hardware: str, version: str) -> bool | None:
@@ -94,7 +99,7 @@ class _VersionIndex:
         targets exist for the model, none with that version; None: no
         repository has targets for the model (nothing to judge by)."""
         known = False
-        for name in self._repositories(db):
+        for name in self._repositories(db, settings.public_dir):
             versions = (self._versions(settings.public_dir, name) or {}).get(hardware)
             if versions:
                 known = True
