@@ -152,8 +152,7 @@ class HeaderDeadlineWorker(ThreadWorker):
     # Every way into a thread (accepted, kept-alive and readable again,
     # pipelined bytes left over) comes through here.
     def enqueue_req(self, conn: TConn) -> None:
-        if getattr(conn, "header_ready", False) or self.cfg.is_ssl or conn.is_http2:
-            conn.header_ready = False
+        if self.cfg.is_ssl or conn.is_http2:
             super().enqueue_req(conn)
             return
         # bytes of the next request a kept-alive connection already sent
@@ -221,7 +220,6 @@ class HeaderDeadlineWorker(ThreadWorker):
                 return
             if not self._next_request(conn, rest):
                 return
-        conn.header_ready = True
         conn.data_ready = True  # gunicorn's worker must not wait for data again
         super().enqueue_req(conn)
 

@@ -207,6 +207,8 @@ def test_polls_answered_while_every_thread_is_busy(published, home, airlock, tmp
     with airlock_server(home, workers=1, threads=1) as base:
         host, port = base.removeprefix("http://").split(":")
         ask(base, "/repos/acme/metadata/timestamp.json")  # cached
+        kept = socket.create_connection((host, int(port)), timeout=3)
+        assert ask(base, "/healthz", sock=kept)[0] == 200  # answered by the thread, then kept alive
         hog = socket.socket()
         hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         hog.connect((host, int(port)))
@@ -222,8 +224,11 @@ def test_polls_answered_while_every_thread_is_busy(published, home, airlock, tmp
                 status, _, body, _ = ask(base, "/repos/acme/metadata/timestamp.json")
                 assert status == 200 and body == sim.metadata["timestamp.json"]
             assert ask(base, "/repos/acme/metadata/9.root.json")[0] == 404
+            # a connection kept alive after a request a thread answered: its next poll needs no thread either
+            assert ask(base, "/repos/acme/metadata/timestamp.json", sock=kept)[2] == sim.metadata["timestamp.json"]
         finally:
             hog.close()
+            kept.close()
 
 
 def test_requests_the_fast_path_leaves_to_gunicorn(published, home):
