@@ -52,6 +52,7 @@ MAX_ENTRIES = 4096  # per worker, including 404s
 MAX_HEAD_BYTES = 4000  # a longer header block goes to gunicorn, which applies its own limits
 
 _REQUEST_LINE = re.compile(rb"(GET|HEAD) (/repos/[a-z0-9][a-z0-9-]{0,62}/metadata/([A-Za-z0-9._~-]{1,240})) HTTP/1\.1")
+_ROOT_NAME = re.compile(r"[1-9][0-9]{0,8}\.root\.json")
 _REPO_PART = re.compile(r"/repos/([^/]+)/metadata/")
 _HEADER_LINE = re.compile(rb"([A-Za-z0-9-]{1,64}):[ \t]*([\x21-\x7e](?:[\x20-\x7e]{0,1000}[\x21-\x7e])?)[ \t]*")
 # request headers that cannot change the view's answer; any other header sends the request the slow way
@@ -176,6 +177,28 @@ class MetadataFastPath:
     def _response(self, status: bytes, headers: bytes, body: bytes) -> bytes:
         return b"".join((b"HTTP/1.1 ", status, b"\r\nServer: ", SERVER.encode(), b"\r\nDate: ", self.date.now(),
                          b"\r\nConnection: keep-alive\r\n", headers, b"\r\n", body))
+
+    def warm_up(self) -> int:
+        """Fill the cache with what every device asks first (each
+        repository's ``timestamp.json``, ``root.json`` and the next root
+        version, a 404), so the first polls after a start (a power cut: the
+        whole fleet at once) find it ready; returns the answers filled."""
+        filled = 0
+        try:
+            repos = sorted(os.listdir(self.repos))
+        except OSError:
+            return 0
+        for repo in repos[:64]:
+            try:
+                names = os.listdir(f"{self.repos}/{repo}/metadata")
+            except OSError:
+                continue
+            roots = [int(n.split(".", 1)[0]) for n in names if _ROOT_NAME.fullmatch(n)]
+            for name in ("timestamp.json", "root.json", f"{max(roots, default=0) + 1}.root.json"):
+                req = parse_plain(f"GET /repos/{repo}/metadata/{name} HTTP/1.1\r\n\r\n".encode())
+                if req is not None and self.answer(req) is not None:
+                    filled += 1
+        return filled
 
     # filling ----------------------------------------------------------------
     def _fill(self, req: PlainRequest, identity: tuple[int, int, int, int] | None, client: Any) -> Cached | None:

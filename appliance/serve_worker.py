@@ -223,6 +223,17 @@ class HeaderDeadlineWorker(ThreadWorker):
         conn.data_ready = True  # gunicorn's worker must not wait for data again
         super().enqueue_req(conn)
 
+    def run(self) -> None:
+        """Warm the poll path's cache before the first connection (after a
+        power cut the whole fleet polls in the first seconds)."""
+        fast = self._fast_path()
+        if fast is not None:
+            try:
+                fast.warm_up()
+            except Exception:  # noqa: BLE001 - polls fill the cache themselves then
+                logger.exception("warming the metadata cache failed: polls fill it as they come")
+        super().run()
+
     # the fast path for metadata polls (appliance/fast_metadata.py) ------------
     def _fast_path(self) -> MetadataFastPath | None:
         if self.fast is _UNSET:

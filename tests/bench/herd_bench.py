@@ -222,7 +222,8 @@ def run(scratch: Path, *, devices: int = DEVICES, window: float = WINDOW, new_sh
         log(f"herd: {devices:,} devices ({new:,} new) come back within {window:.0f} s "
             f"({WORKERS} workers x {THREADS} threads)")
         result = _run_client({"base": base, "checkin_body": CHECKIN_BODY, "polls": polls,
-                              "timeout_ms": 30000, "devices": plan_devices}, scratch, "herd",
+                              "timeout_ms": 30000, "deadline_ms": (window + 240) * 1000,
+                              "devices": plan_devices}, scratch, "herd",
                              timeout=window + 300)
         stored = stored_checkins(base) - before
         load_after = os.getloadavg()[0]

@@ -126,3 +126,12 @@ def test_the_cache_stays_within_its_bounds(fast, monkeypatch):
     monkeypatch.setattr(fast_metadata, "MAX_FILE_BYTES", 10)  # timestamp.json is larger: the view answers each time
     fast.cache.clear()
     assert fast.answer(req) is None and not fast.cache
+
+
+def test_warm_up_fills_what_every_device_asks_first(fast, sim):
+    assert fast.warm_up() == 3  # timestamp.json, root.json, 2.root.json (a 404)
+    assert fast.fills == 3 and fast.hits == 0
+    for name in ("timestamp.json", "root.json", "2.root.json"):
+        req = parse_plain(f"GET /repos/acme/metadata/{name} HTTP/1.1\r\n\r\n".encode())
+        assert req is not None and fast.answer(req) is not None
+    assert fast.fills == 3 and fast.hits == 3
