@@ -38,7 +38,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +57,7 @@ NEW_SHARE = 0.05  # of the fleet: devices that enroll during the herd
 AIM_P99_MS = 1000.0
 REPO = "herd"
 CLIENT = Path(__file__).with_name("herd_client.mjs")
+CLIENT_NICE = -10  # the devices' process priority, where permitted
 TOKEN = "herd-commissioning-" + secrets.token_hex(8)
 
 
@@ -74,6 +75,15 @@ class HerdFigures:
     stored_checkins_sqlite: int | None
     enroll_seconds: float  # writing the enrolled fleet beforehand
     load: tuple[float, float]  # the machine's 1-minute load average before and after the herd
+    timeline: list[list[float]] = field(default_factory=list)  # [arrival ms, check-in ms] per device
+
+    def by_tenth(self) -> list[float]:
+        """Check-in p50 (ms) of the devices arriving in each tenth of the
+        window: flat when the appliance keeps up, growing when a backlog builds."""
+        tenths: list[list[float]] = [[] for _ in range(10)]
+        for at, ms in self.timeline:
+            tenths[min(9, int(at / (self.window * 100)))].append(ms)
+        return [percentile(t, 50) for t in tenths]
     notes: list[str] = field(default_factory=list)
 
     def p(self, kind: str, q: float) -> float:
@@ -85,12 +95,15 @@ class HerdFigures:
 
     @property
     def lost(self) -> int:
-        return self.answered_checkins - self.stored_checkins
+        """Check-ins answered 200 that are not stored (never negative: a
+        check-in stored after its device gave up waiting is stored, not lost)."""
+        stored = self.stored_checkins if self.stored_checkins_sqlite is None \
+            else min(self.stored_checkins, self.stored_checkins_sqlite)
+        return max(0, self.answered_checkins - stored)
 
     @property
     def ok(self) -> bool:
         return (self.server_errors == 0 and not self.errors and self.lost == 0
-                and self.stored_checkins_sqlite in (None, self.stored_checkins)
                 and self.p("checkin", 99) < AIM_P99_MS)
 
 
@@ -101,11 +114,19 @@ def _node() -> str:
     return node
 
 
+def _client_priority() -> None:
+    """In the client's process: run ahead of the appliance and anything else
+    on the machine where allowed (root), so that on a busy machine its clock
+    readings and timeouts stay prompt and it is not what limits the herd."""
+    with suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, CLIENT_NICE)
+
+
 def _run_client(plan: dict, scratch: Path, name: str, timeout: float) -> dict:
     (scratch / f"{name}.json").write_text(json.dumps(plan))
     with open(scratch / f"{name}.out", "wb") as out, open(scratch / f"{name}.err", "wb") as err:
         r = subprocess.run([_node(), str(CLIENT), str(scratch / f"{name}.json")], stdout=out, stderr=err,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+                           timeout=timeout, stdin=subprocess.DEVNULL, preexec_fn=_client_priority)
     if r.returncode != 0:
         raise RuntimeError(f"the herd client failed ({r.returncode}): {(scratch / f'{name}.err').read_text()[-2000:]}")
     return json.loads((scratch / f"{name}.out").read_text())
@@ -230,7 +251,8 @@ def run(scratch: Path, *, devices: int = DEVICES, window: float = WINDOW, new_sh
     sqlite_stored = None if base_sqlite is None else _sqlite_checkins(home / "airlock.db") - base_sqlite
     answered = result["statuses"]["checkin"].get("200", 0)
     figures = HerdFigures(devices, new, window, result["seconds"], result["latencies"], result["statuses"],
-                          result["errors"], answered, stored, sqlite_stored, enroll_seconds, (load_before, load_after))
+                          result["errors"], answered, stored, sqlite_stored, enroll_seconds, (load_before, load_after),
+                          result["timeline"])
     log(f"  check-in p50 {figures.p('checkin', 50):.1f} ms p99 {figures.p('checkin', 99):.1f} ms; "
         f"enroll p99 {figures.p('enroll', 99):.1f} ms; poll p99 {figures.p('poll', 99):.1f} ms; "
         f"{figures.server_errors} 5xx, {len(figures.errors)} errors; {answered} check-ins answered, {stored} stored")
@@ -253,9 +275,10 @@ def rows(f: HerdFigures, engine: str) -> list[tuple[str, str, str, str, str]]:
          f"{f.p('poll', 50):.1f} / {f.p('poll', 99):.1f}", f"{len(f.latencies['poll']):,} polls", "", ""),
         ("  check-ins answered 200 / stored (lost)", f"{f.answered_checkins:,} / {f.stored_checkins:,} ({f.lost})",
          "" if f.stored_checkins_sqlite is None else f"{f.stored_checkins_sqlite:,} in the db file", "",
-         _verdict(f.lost == 0 and f.stored_checkins_sqlite in (None, f.stored_checkins))),
+         _verdict(f.lost == 0)),
         ("  5xx answers; socket errors and timeouts", f"{f.server_errors}; {len(f.errors)}",
          f"done in {f.seconds:.0f} s", "", _verdict(f.server_errors == 0 and not f.errors)),
+        ("  check-in p50 by tenth of the window (ms)", " ".join(f"{ms:.0f}" for ms in f.by_tenth()), "", "", ""),
         ("  machine load average (1 min) before / after the herd", f"{f.load[0]:.1f} / {f.load[1]:.1f}",
          f"{os.cpu_count()} cores", "", ""),
     ]
