@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 MAX_FILE_BYTES = 256 * 1024  # larger files (a big targets.json) are served by the view every time
 MAX_CACHE_BYTES = 8 * 1024 * 1024  # per worker; the oldest entries go first
 MAX_ENTRIES = 4096  # per worker, including 404s
+MAX_MISSING = 256  # 404s per worker: names nobody published go to the view beyond that (a scan cannot evict the rest)
 MAX_HEAD_BYTES = 4000  # a longer header block goes to gunicorn, which applies its own limits
 
 _REQUEST_LINE = re.compile(rb"(GET|HEAD) (/repos/[a-z0-9][a-z0-9-]{0,62}/metadata/([A-Za-z0-9._~-]{1,240})) HTTP/1\.1")
@@ -142,6 +143,7 @@ class MetadataFastPath:
         self.server = server or ("127.0.0.1", 0)
         self.cache: dict[str, Cached] = {}
         self.cached_bytes = 0
+        self.missing = 0  # entries that are 404s
         self.date = _Date()
         self.hits = 0
         self.fills = 0
@@ -204,6 +206,8 @@ class MetadataFastPath:
     def _fill(self, req: PlainRequest, identity: tuple[int, int, int, int] | None, client: Any) -> Cached | None:
         """Ask the view (a GET, and a conditional GET for the 304) and keep
         its answer if it is for the file ``identity`` names."""
+        if identity is None and self.missing >= MAX_MISSING and req.path not in self.cache:
+            return None
         status, headers, body = self._call(req, client, None)
         fields = {name.lower(): value for name, value in headers}
         length = fields.get("content-length")
@@ -256,12 +260,16 @@ class MetadataFastPath:
     def _store(self, path: str, entry: Cached) -> None:
         old = self.cache.pop(path, None)
         if old is not None:
-            self.cached_bytes -= len(old.body)
+            self._forget(old)
         while self.cache and (self.cached_bytes + len(entry.body) > MAX_CACHE_BYTES or len(self.cache) >= MAX_ENTRIES):
-            _, oldest = _pop_oldest(self.cache)
-            self.cached_bytes -= len(oldest.body)
+            self._forget(_pop_oldest(self.cache)[1])
         self.cache[path] = entry
         self.cached_bytes += len(entry.body)
+        self.missing += entry.identity is None
+
+    def _forget(self, entry: Cached) -> None:
+        self.cached_bytes -= len(entry.body)
+        self.missing -= entry.identity is None
 
 
 def _pop_oldest(cache: dict[str, Cached]) -> tuple[str, Cached]:

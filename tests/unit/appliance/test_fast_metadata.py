@@ -123,6 +123,13 @@ def test_the_cache_stays_within_its_bounds(fast, monkeypatch):
     assert len(fast.cache) == 3
     req = parse_plain(PLAIN + b"\r\n")
     assert req is not None and fast.answer(req) is not None
+    monkeypatch.setattr(fast_metadata, "MAX_MISSING", 2)  # a scan of names nobody published: the view answers
+    fast.cache.clear()
+    fast.missing = fast.cached_bytes = 0
+    answers = [fast.answer(parse_plain(f"GET /repos/acme/metadata/{n}.x.json HTTP/1.1\r\n\r\n".encode()))  # type: ignore[arg-type]
+               for n in range(2, 6)]
+    assert [a is not None for a in answers] == [True, True, False, False] and fast.missing == 2
+    assert fast.answer(req) is not None  # the published file is still cached
     monkeypatch.setattr(fast_metadata, "MAX_FILE_BYTES", 10)  # timestamp.json is larger: the view answers each time
     fast.cache.clear()
     assert fast.answer(req) is None and not fast.cache
