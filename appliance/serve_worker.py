@@ -173,10 +173,24 @@ class HeaderDeadlineWorker(ThreadWorker):
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
         # A kept-alive connection with a new request coming: read its header
-        # block here too, read what is there at once.
-        self.poller.unregister(client)
+        # block here too, and read what is there at once (the socket stays
+        # registered, its callback switched: no poller round trip).
         self.keepalived_conns.remove(conn)
-        self.enqueue_req(conn)
+        if self.cfg.is_ssl or conn.is_http2:
+            self.poller.unregister(client)
+            self.enqueue_req(conn)
+            return
+        early = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+        conn.header = bytearray(early)
+        conn.header_scanner = HeaderScanner()
+        conn.header_needs = None
+        if self._collected(conn):  # a whole request already read ahead
+            self.poller.unregister(client)
+            self._dispatch(conn)
+            return
+        self.awaiting_headers[conn] = time.monotonic() + self.header_timeout
+        self.poller.modify(client, selectors.EVENT_READ, partial(self._on_header_bytes, conn))
+        self._on_header_bytes(conn, client)
 
     def _on_header_bytes(self, conn: TConn, _sock: Any) -> None:
         limit = conn.header_needs if conn.header_needs is not None else MAX_HEADER_BYTES
