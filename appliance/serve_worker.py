@@ -42,6 +42,8 @@ from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from appliance.fast_metadata import MetadataFastPath, parse_plain
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds, when the app carries no settings
@@ -50,6 +52,8 @@ MAX_BODY_BYTES = 16 * 1024  # bytes of a Content-Length body read before a threa
 STOP_LINGER = 2.0  # seconds a stopping worker still waits for a header block already under way
 FD_HEADROOM = 32  # file descriptors left for SQLite and files when the connections have used up the rest
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_UNSET = object()  # the fast path, before it is built
+_SENDING = object()  # a fast answer still being sent
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 
@@ -125,6 +129,7 @@ class HeaderDeadlineWorker(ThreadWorker):
         # connection -> monotonic deadline; insertion order is deadline order
         # (every deadline is its start plus the same timeout)
         self.awaiting_headers: dict[TConn, float] = {}
+        self.fast: MetadataFastPath | None | object = _UNSET  # built on first use, after the app is loaded
         self.stop_linger_set = False
 
     def accept(self, listener: Any) -> None:
@@ -147,12 +152,15 @@ class HeaderDeadlineWorker(ThreadWorker):
     # Every way into a thread (accepted, kept-alive and readable again,
     # pipelined bytes left over) comes through here.
     def enqueue_req(self, conn: TConn) -> None:
-        if getattr(conn, "header_ready", False) or self.cfg.is_ssl or conn.is_http2:
-            conn.header_ready = False
+        if self.cfg.is_ssl or conn.is_http2:
             super().enqueue_req(conn)
             return
         # bytes of the next request a kept-alive connection already sent
         early = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+        self._collect(conn, early)
+
+    def _collect(self, conn: TConn, early: bytes) -> None:
+        """Start reading a request whose first bytes are ``early``."""
         conn.header = bytearray(early)
         conn.header_scanner = HeaderScanner()
         conn.header_needs = None  # total bytes to collect, once the header block is complete
@@ -165,10 +173,24 @@ class HeaderDeadlineWorker(ThreadWorker):
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
         # A kept-alive connection with a new request coming: read its header
-        # block here too, read what is there at once.
-        self.poller.unregister(client)
+        # block here too, and read what is there at once (the socket stays
+        # registered, its callback switched: no poller round trip).
         self.keepalived_conns.remove(conn)
-        self.enqueue_req(conn)
+        if self.cfg.is_ssl or conn.is_http2:
+            self.poller.unregister(client)
+            self.enqueue_req(conn)
+            return
+        early = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+        conn.header = bytearray(early)
+        conn.header_scanner = HeaderScanner()
+        conn.header_needs = None
+        if self._collected(conn):  # a whole request already read ahead
+            self.poller.unregister(client)
+            self._dispatch(conn)
+            return
+        self.awaiting_headers[conn] = time.monotonic() + self.header_timeout
+        self.poller.modify(client, selectors.EVENT_READ, partial(self._on_header_bytes, conn))
+        self._on_header_bytes(conn, client)
 
     def _on_header_bytes(self, conn: TConn, _sock: Any) -> None:
         limit = conn.header_needs if conn.header_needs is not None else MAX_HEADER_BYTES
@@ -203,9 +225,112 @@ class HeaderDeadlineWorker(ThreadWorker):
         return len(conn.header) >= conn.header_needs
 
     def _dispatch(self, conn: TConn) -> None:
-        conn.header_ready = True
+        """Answer a plain metadata poll here, or hand the request to a thread."""
+        while True:
+            rest = self._answer_fast(conn)
+            if rest is None:
+                break
+            if not isinstance(rest, bytes):  # still sending
+                return
+            if not self._next_request(conn, rest):
+                return
         conn.data_ready = True  # gunicorn's worker must not wait for data again
         super().enqueue_req(conn)
+
+    def run(self) -> None:
+        """Warm the poll path's cache before the first connection (after a
+        power cut the whole fleet polls in the first seconds)."""
+        fast = self._fast_path()
+        if fast is not None:
+            try:
+                fast.warm_up()
+            except Exception:  # noqa: BLE001 - polls fill the cache themselves then
+                logger.exception("warming the metadata cache failed: polls fill it as they come")
+        super().run()
+
+    # the fast path for metadata polls (appliance/fast_metadata.py) ------------
+    def _fast_path(self) -> MetadataFastPath | None:
+        if self.fast is _UNSET:
+            settings = getattr(self.app, "settings", None)
+            public_dir = getattr(settings, "public_dir", None)
+            server = self.sockets[0].getsockname() if self.sockets else None
+            self.fast = MetadataFastPath(public_dir, self.wsgi, server) if public_dir is not None else None
+        return self.fast  # type: ignore[return-value]
+
+    def _answer_fast(self, conn: TConn) -> bytes | object | None:
+        """Send the answer to a plain metadata poll from the cache: the bytes
+        after the request (the start of the next one), or ``_SENDING`` while
+        a large answer is still being sent, or None: a thread must answer."""
+        if self.cfg.is_ssl or not self.alive or not self.cfg.keepalive or conn.header_needs is None \
+                or len(self.keepalived_conns) >= self.max_keepalived or self.nr + 1 >= self.max_requests:
+            return None
+        fast = self._fast_path()
+        if fast is None:
+            return None
+        start = conn.header_scanner.start or 0
+        req = parse_plain(bytes(conn.header[start:conn.header_needs]))
+        if req is None:
+            return None
+        try:
+            response = fast.answer(req, conn.client)
+        except Exception:  # noqa: BLE001 - the view answers instead, and says what went wrong
+            logger.exception("the metadata fast path failed on %s: the view answers it", req.path)
+            return None
+        if response is None:
+            return None
+        self.nr += 1
+        rest = bytes(conn.header[conn.header_needs:])
+        conn.header = bytearray()
+        view = memoryview(response)
+        if conn.sock.getblocking():  # a thread answered its last request
+            conn.sock.setblocking(False)
+        try:
+            view = view[conn.sock.send(view):]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self.nr_conns -= 1
+            conn.close()
+            return _SENDING
+        if view:  # a full send buffer: the rest when the socket is writable, within the header deadline
+            self.awaiting_headers[conn] = time.monotonic() + self.header_timeout
+            self.poller.register(conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, conn, view, rest))
+            return _SENDING
+        return rest
+
+    def _on_writable(self, conn: TConn, view: memoryview, rest: bytes, _sock: Any) -> None:
+        try:
+            view = view[conn.sock.send(view):]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close_awaiting(conn)
+            return
+        if view:
+            self.poller.modify(conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, conn, view, rest))
+            return
+        del self.awaiting_headers[conn]
+        self.poller.unregister(conn.sock)
+        if self._next_request(conn, rest):
+            self._dispatch(conn)
+
+    def _next_request(self, conn: TConn, early: bytes) -> bool:
+        """After a fast answer: True when ``early`` already holds the next
+        whole request (dispatch it); otherwise the connection waits, kept
+        alive (nothing sent yet) or collecting its header block."""
+        if not early:
+            conn.set_timeout()
+            self.keepalived_conns.append(conn)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+            return False
+        conn.header = bytearray(early)
+        conn.header_scanner = HeaderScanner()
+        conn.header_needs = None
+        if self._collected(conn):
+            return True
+        self.awaiting_headers[conn] = time.monotonic() + self.header_timeout
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_header_bytes, conn))
+        return False
 
     def _close_awaiting(self, conn: TConn) -> None:
         self.awaiting_headers.pop(conn, None)

@@ -58,7 +58,7 @@ def _store(name: str) -> RepositoryStore:
 _VERSIONED_REQUEST = re.compile(r"([1-9][0-9]{0,18})\.(.+)\.json", re.DOTALL)
 
 
-def _stored_name(requested: str) -> str:
+def stored_name(requested: str) -> str:
     """The file a request names.  The server has already decoded the URL, so
     a delegated role is quoted again exactly as it is stored
     (:func:`signing.paths.role_filename`): python-tuf's ``quote`` and
@@ -73,7 +73,7 @@ def _stored_name(requested: str) -> str:
 @bp.get("/repos/<name>/metadata/<path:requested>")
 def metadata(name: str, requested: str):
     store = _store(name)
-    filename = _stored_name(requested)
+    filename = stored_name(requested)
     if not is_metadata_name(filename):
         abort(404)
     cache = "no-cache" if filename in ("timestamp.json", "root.json") else IMMUTABLE

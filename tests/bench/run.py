@@ -55,16 +55,28 @@ def table(imp: import_bench.ImportFigures | None, srv: serve_bench.ServeFigures 
             rows.append((f"import {run.bytes / 1e9:.1f} GB, peak RSS (MB)", f"{peak / 1e6:.0f}", "", "",
                          f"< {AIM_PEAK_RSS / 1e6:.0f} {_verdict(peak < AIM_PEAK_RSS)}"))
     if srv:
-        a, n = srv.airlock, srv.nginx
+        a, n, f, fw = srv.airlock, srv.nginx, srv.flask, srv.flask_airlock_worker
+        best = srv.best_flask
         label = f"timestamp.json ({srv.size} B)"
-        rows.append((f"{label} req/s", f"{a.requests_per_second:,.0f}", f"{n.requests_per_second:,.0f} nginx",
+        ratio = a.requests_per_second / best.requests_per_second
+        aim = serve_bench.AIM_FLASK_RATIO
+        rows.append((f"{label} req/s", f"{a.requests_per_second:,.0f}",
+                     f"{f.requests_per_second:,.0f} Flask send_from_directory",
+                     f"{a.requests_per_second / f.requests_per_second:.2f}", ""))
+        rows.append(("  same Flask app under airlock's worker class", "", f"{fw.requests_per_second:,.0f}",
+                     f"{a.requests_per_second / fw.requests_per_second:.2f}",
+                     f">= {aim:.1f} x the faster {_verdict(ratio >= aim)}"))
+        rows.append(("  airlock's own Flask view (the path before)", "", f"{srv.view.requests_per_second:,.0f}",
+                     f"{a.requests_per_second / srv.view.requests_per_second:.2f}", ""))
+        rows.append(("  nginx on the same tree", "", f"{n.requests_per_second:,.0f} nginx",
                      f"{a.requests_per_second / n.requests_per_second:.2f}", ""))
-        rows.append((f"{label} p50 latency (ms)", f"{a.p50_ms:.2f}", f"{n.p50_ms:.2f} nginx",
-                     f"{a.p50_ms / n.p50_ms:.1f}", ""))
-        rows.append((f"{label} p99 latency (ms)", f"{a.p99_ms:.2f}", f"{n.p99_ms:.2f} nginx",
-                     f"{a.p99_ms / n.p99_ms:.1f}", ""))
-        rows.append(("failed requests (socket errors, non-2xx)", str(a.errors), f"{n.errors} nginx", "",
-                     _verdict(a.errors == 0 and n.errors == 0)))
+        for name, attr in (("p50", "p50_ms"), ("p99", "p99_ms")):
+            rows.append((f"{label} {name} latency (ms)", f"{getattr(a, attr):.2f}",
+                         f"{getattr(f, attr):.2f} Flask, {getattr(n, attr):.2f} nginx",
+                         f"{getattr(a, attr) / getattr(f, attr):.2f}", ""))
+        errors = (a.errors, f.errors, fw.errors, n.errors, srv.view.errors)
+        rows.append(("failed requests (socket errors, non-2xx)", str(a.errors),
+                     f"{f.errors}+{fw.errors} Flask, {n.errors} nginx", "", _verdict(not any(errors))))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [_aligned(r, widths) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
@@ -94,14 +106,15 @@ def header(imp, srv) -> str:
     if srv:
         nginx = _version([which("nginx") or "nginx", "-v"]).replace("nginx version: ", "")
         lines.append(f"serve: wrk {srv.wrk_args}; airlock serve {srv.workers} workers x {srv.threads} threads "
-                     f"(gthread) vs {nginx} {srv.workers} workers, same HOME/public tree")
+                     f"(gthread) vs a plain Flask app (send_from_directory) under the same gunicorn settings vs "
+                     f"{nginx} {srv.workers} workers, same HOME/public tree")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("import", "serve", "devices", "downloads", "export", "console", "rollout",
-                                      "tls"),
+    p.add_argument("--only", choices=("import", "serve", "devices", "herd", "downloads", "export", "console",
+                                      "rollout", "tls"),
                    help="run one benchmark only")
     p.add_argument("--gb", type=float, default=float(os.environ.get("BENCH_IMPORT_GB", "3")),
                    help="size of the big import bundle in GB, in whole 256 MiB files, at least 3 "
@@ -111,10 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_WRK_SECONDS", "10")),
                    help="wrk duration per server (env BENCH_WRK_SECONDS, default 10)")
     p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    p.add_argument("--herd-devices", type=int, default=int(os.environ.get("BENCH_HERD_DEVICES", "50000")),
+                   help="devices in the herd (env BENCH_HERD_DEVICES, default 50000)")
+    p.add_argument("--herd-window", type=float, default=float(os.environ.get("BENCH_HERD_WINDOW", "60")),
+                   help="seconds within which the herd comes back (env BENCH_HERD_WINDOW, default 60)")
+    p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
+                   help="run the herd on this database instead of the home's SQLite file (env BENCH_DATABASE_URL)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = p.parse_args(argv)
-    if args.gb <= 0 or args.repeat < 1 or args.seconds < 1 or args.connections < 1:
-        p.error("--gb, --repeat, --seconds and --connections must be positive")
+    if args.gb <= 0 or args.repeat < 1 or args.seconds < 1 or args.connections < 1 or args.herd_devices < 1 \
+            or args.herd_window <= 0:
+        p.error("--gb, --repeat, --seconds, --connections, --herd-devices and --herd-window must be positive")
 
     # SIGTERM (make interrupted, CI timeout) unwinds like Ctrl-C: servers stopped, temp folders removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -130,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
             from tests.bench.devices_bench import run_device_benches
 
             device_rows = run_device_benches(seconds=args.seconds)
+        if args.only in (None, "herd"):
+            from tests.bench.herd_bench import run_herd_bench
+
+            device_rows += run_herd_bench(devices=args.herd_devices, window=args.herd_window,
+                                          database_url=args.database_url)
         if args.only in (None, "downloads"):
             from tests.bench.download_bench import run_download_bench
 

@@ -1,5 +1,7 @@
-"""``timestamp.json`` requests per second: ``airlock serve`` against nginx
-serving the same published tree (``HOME/public``)."""
+"""``timestamp.json`` requests per second: ``airlock serve`` against a plain
+Flask app serving the same file with ``send_from_directory`` under the same
+gunicorn settings (with gunicorn's own gthread worker, and with Airlock's),
+and against nginx serving the same published tree (``HOME/public``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 from server.settings import Settings
 from tests.bench.common import airlock, ensure_tools, log, new_home
+from tests.bench.flask_reference import flask_reference
 from tests.bench.nginx import nginx_server
 from tests.bench.wrk import WrkResult, run_wrk
 from tests.support.server import airlock_server
@@ -16,9 +19,12 @@ from tests.support.simulator import RepoSim
 
 REPO = "bench"
 PATH = f"/repos/{REPO}/metadata/timestamp.json"
+VIEW_PATH = f"/repos/{REPO}/metadata/timestamp%2Ejson"  # encoded: only the Flask view answers it
 DEFAULTS = Settings()
 WORKERS, THREADS = DEFAULTS.worker_count, DEFAULTS.threads  # what `airlock serve` runs by default (nginx: as many)
 WARMUP_SECONDS = 2
+AIM_FLASK_RATIO = 2.0  # the poll path against the faster plain Flask reference
+AIRLOCK_WORKER = "appliance.serve_worker.HeaderDeadlineWorker"
 
 
 @dataclass
@@ -29,6 +35,13 @@ class ServeFigures:
     size: int  # bytes of timestamp.json
     airlock: WrkResult
     nginx: WrkResult
+    flask: WrkResult  # plain Flask send_from_directory, gunicorn's gthread worker
+    flask_airlock_worker: WrkResult  # the same app under Airlock's worker class
+    view: WrkResult  # airlock serve's Flask view, as every poll was answered before the poll path
+
+    @property
+    def best_flask(self) -> WrkResult:
+        return max(self.flask, self.flask_airlock_worker, key=lambda r: r.requests_per_second)
 
 
 def _fetch(url: str) -> bytes:
@@ -63,10 +76,20 @@ def run(scratch: Path, *, seconds: int, connections: int, threads: int = 2) -> S
     log(f"airlock serve ({WORKERS} workers x {THREADS} threads): wrk {seconds} s")
     with airlock_server(home, workers=WORKERS, threads=THREADS) as base:
         ours = _measure(tools["wrk"], base + PATH, expected, threads, connections, seconds)
+        log(f"the same through airlock's Flask view ({VIEW_PATH}, which the poll path leaves to it): wrk {seconds} s")
+        view = _measure(tools["wrk"], base + VIEW_PATH, expected, threads, connections, seconds)
+
+    flask = {}
+    for worker_class in ("gthread", AIRLOCK_WORKER):
+        log(f"plain Flask send_from_directory ({WORKERS} workers x {THREADS} threads, {worker_class}): "
+            f"wrk {seconds} s")
+        with flask_reference(home / "public", scratch / "flask.log", workers=WORKERS, threads=THREADS,
+                             worker_class=worker_class, probe=PATH) as base:
+            flask[worker_class] = _measure(tools["wrk"], base + PATH, expected, threads, connections, seconds)
 
     log(f"nginx on {home / 'public'}: wrk {seconds} s")
     with nginx_server(tools["nginx"], home / "public", scratch / "nginx", workers=WORKERS, probe=PATH) as base:
         theirs = _measure(tools["wrk"], base + PATH, expected, threads, connections, seconds)
 
     return ServeFigures(f"-t{threads} -c{connections} -d{seconds}s --latency", WORKERS, THREADS, len(expected),
-                        ours, theirs)
+                        ours, theirs, flask["gthread"], flask[AIRLOCK_WORKER], view)
