@@ -45,6 +45,7 @@ from signing.appliance_timestamp import (
     check_as_client,
     final_root_if_only_expired,
     resign_timestamp,
+    still_held,
 )
 from signing.bundle import StagedBundle, StagedFile
 from signing.exceptions import VerificationError
@@ -202,18 +203,22 @@ def timestamp_for_import(settings: Settings, store: RepositoryStore, verified: V
     if root_bytes is None:
         raise VerificationError(f"repository {show(verified.name)}: the final root is missing; nothing changed")
     keyid = _keyid(settings)
-    why = authorization(Metadata[Root].from_bytes(root_bytes).signed, keyid) if keyid else "it has no timestamp key"
+    root = Metadata[Root].from_bytes(root_bytes).signed
+    why = authorization(root, keyid) if keyid else "it has no timestamp key"
     if vendor is None:
         if why is not None and store.vendor_timestamp() is not None:  # ours stays served, and the new root refuses it
             raise VerificationError(
                 f"repository {show(verified.name)}: timestamp.json: the served timestamp version {held} is the "
                 f"appliance's, and the bundle's new root no longer lets the appliance sign it ({why}), so devices "
-                f"could not verify it; the vendor must ship that root with a timestamp above version {held}")
+                "could not verify it; the vendor must ship that root with a new timestamp")
         return None
     version = Metadata[Timestamp].from_bytes(vendor).signed.version
     if version > held:
         return None  # the vendor's own, served byte for byte
-    if why is not None:
+    if not still_held(root, held_bytes):
+        # the new root rotated the keys of the timestamp devices hold: like TUF clients, nothing to roll back from
+        return None
+    if why is not None:  # devices keep the appliance's as baseline, yet the appliance may not sign above it
         raise VerificationError(
             f"repository {show(verified.name)}: timestamp.json: the bundle's timestamp version {version} is not above "
             f"version {held}, which this appliance signed and devices hold: devices would refuse it as a rollback, "

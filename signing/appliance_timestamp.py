@@ -47,6 +47,19 @@ def authorization(root: Root, keyid: str) -> str | None:
     return None
 
 
+def still_held(root: Root, timestamp: bytes) -> bool:
+    """Whether a device keeps ``timestamp`` as its rollback baseline once it
+    trusts ``root``: only while it still verifies under it (a TUF client
+    drops a timestamp whose keys the new root rotated away, and then takes
+    any version)."""
+    try:
+        md = Metadata[Timestamp].from_bytes(timestamp)
+        root.verify_delegate("timestamp", md.signed_bytes, md.signatures)
+    except tuf_exceptions.UnsignedMetadataError:
+        return False
+    return True
+
+
 def resign_timestamp(vendor_timestamp: bytes, *, version: int, expires: datetime, signer: Signer) -> bytes:
     """A new timestamp, ``version``, valid until ``expires``, naming the
     very snapshot ``vendor_timestamp`` names, signed by ``signer``."""
