@@ -116,3 +116,37 @@ def test_a_database_url_that_is_not_postgresql_is_one_clear_line(tmp_path):
         load_settings(tmp_path, environ={"AIRLOCK_DATABASE_URL": "mysql://root:hunter2@db/airlock"})
     assert "database_url" in str(refused.value) and "postgresql://" in str(refused.value)
     assert "hunter2" not in str(refused.value)  # a password in the URL is never echoed
+
+
+@pytest.mark.parametrize("how", ["atomic", "writing"])
+def test_immediate_transactions_of_two_boxes_run_one_after_the_other(postgres_cluster, how):
+    """A read-then-write in ``atomic("IMMEDIATE")`` (SQLite's BEGIN
+    IMMEDIATE: the users', imports', exports' services) or in ``writing()``
+    (the devices' and reports', through the write gate) on two separate
+    connections, as two app servers would: the second waits for the first's
+    commit, so no update is lost."""
+    import time
+
+    from server.devices.writes import writing
+
+    url = postgres_cluster.new_database()
+    boxes = [open_postgresql(url), open_postgresql(url)]
+    boxes[0].execute_sql("CREATE TABLE probe (n BIGINT NOT NULL)")
+    boxes[0].execute_sql("INSERT INTO probe (n) VALUES (0)")
+    inside = threading.Barrier(2, timeout=10)
+
+    def add_one(db):
+        inside.wait()  # both start together
+        with (db.atomic("IMMEDIATE") if how == "atomic" else writing(db)):
+            (n,) = db.execute_sql("SELECT n FROM probe").fetchone()
+            time.sleep(0.3)  # the other box's transaction would read the same n meanwhile
+            db.execute_sql("UPDATE probe SET n = ?", (n + 1,))
+
+    threads = [threading.Thread(target=add_one, args=(db,)) for db in boxes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert boxes[0].execute_sql("SELECT n FROM probe").fetchone() == (2,)
+    for db in boxes:
+        db.close_all()
