@@ -107,6 +107,15 @@ class AppPostgresDatabase(PooledPostgresqlDatabase):
             self.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
 
 
+def hold_writer_lock(db: Any) -> None:
+    """Inside a transaction: on PostgreSQL, take the writers' lock now if
+    the transaction did not begin with it (a plain ``atomic()``), so that
+    what follows is serial across app servers, as ``BEGIN IMMEDIATE`` is.
+    On SQLite a transaction that writes holds the one write lock anyway."""
+    if engine_of(db) == "postgresql":
+        db.execute_sql("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+
+
 def engine_of(db: Any) -> str:
     """``sqlite`` or ``postgresql``, for a database or the models' proxy."""
     target = getattr(db, "obj", None) or db
