@@ -51,10 +51,12 @@ def sign_cli(*args) -> tuple[int, str, str]:
 # The database-facing tests run on both engines: the tests under these
 # folders, and any test marked `both_engines`, that use a home (the `engine`
 # fixture).  Elsewhere a home is on SQLite.
-BOTH_ENGINES = ("tests/unit/server/",)
+BOTH_ENGINES = ("tests/unit/server/", "tests/functional/devices/", "tests/functional/reports/",
+                "tests/functional/export/")
 
 
 def pytest_generate_tests(metafunc):
+    _parametrize_module_engine(metafunc)
     if "engine" not in metafunc.fixturenames:
         return
     path = str(Path(metafunc.definition.path).relative_to(Path(__file__).parent.parent))
@@ -62,6 +64,14 @@ def pytest_generate_tests(metafunc):
         return
     if metafunc.definition.get_closest_marker("both_engines") or path.startswith(BOTH_ENGINES):
         metafunc.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+
+
+def _parametrize_module_engine(metafunc):
+    """The same for module-scoped appliances (``module_engine``)."""
+    path = str(Path(metafunc.definition.path).relative_to(Path(__file__).parent.parent))
+    if "module_engine" in metafunc.fixturenames and path.startswith(BOTH_ENGINES) \
+            and not metafunc.definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("module_engine", ["sqlite", "postgresql"], indirect=True, scope="module")
 
 
 @pytest.fixture
@@ -95,6 +105,29 @@ def database_url(engine, request):
     current = database.obj
     if current is not None and getattr(current, "airlock_path", None) == url:
         current.close_all()  # the models' pool holds connections to it
+    cluster.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def module_engine(request) -> str:
+    """``sqlite`` or ``postgresql``: the engine of a module-scoped appliance."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="module")
+def module_database_url(module_engine, request):
+    """``database_url`` for a module-scoped appliance's home."""
+    if module_engine != "postgresql":
+        yield ""
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.new_database()
+    yield url
+    from server.models import database
+
+    current = database.obj
+    if current is not None and getattr(current, "airlock_path", None) == url:
+        current.close_all()
     cluster.drop_database(url)
 
 

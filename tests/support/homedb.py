@@ -27,6 +27,11 @@ class _PgConnection:
         cursor.execute(_pyformat(sql), tuple(params))
         return cursor
 
+    def executemany(self, sql: str, seq: Any) -> Any:
+        cursor = self.con.cursor()
+        cursor.executemany(_pyformat(sql), [tuple(p) for p in seq])
+        return cursor
+
     def commit(self) -> None:
         self.con.commit()
 
