@@ -26,7 +26,7 @@ class LockBusyError(AirlockError):
     """Another app server holds the lock."""
 
     status = 409
-    code = "busy"
+    code = "conflict"
 
 
 @contextmanager

@@ -26,8 +26,8 @@ from tests.support.server import airlock_server
 from tests.support.simulator import RepoSim
 
 ADMIN, PASSWORD = "it-admin", "a long admin password"
-DEVICES = 16
-CHECKINS = 12  # per device, alternating between the servers
+DEVICES = 8
+CHECKINS = 8  # per device, alternating between the servers
 
 
 @dataclass
