@@ -150,3 +150,17 @@ def test_immediate_transactions_of_two_boxes_run_one_after_the_other(postgres_cl
     assert boxes[0].execute_sql("SELECT n FROM probe").fetchone() == (2,)
     for db in boxes:
         db.close_all()
+
+
+def test_backup_and_restore_refuse_a_postgresql_home_in_one_line(tmp_path, postgres_cluster):
+    from tests.conftest import new_home, run_airlock
+
+    home = new_home(tmp_path / "home", postgres_cluster.new_database())
+    assert run_airlock(home, "init").code == 0
+    (tmp_path / "pass").write_text("a long backup passphrase\n")
+    (tmp_path / "dest").mkdir()
+    for args in (("backup", tmp_path / "dest"), ("restore", tmp_path / "pass")):
+        r = run_airlock(home, *args, "--passphrase-file", tmp_path / "pass")
+        assert r.code == 1 and "pg_dump" in r.err and r.err.count("\n") == 1, r
+    assert list((tmp_path / "dest").iterdir()) == []
+    assert not (home / "airlock.db").exists()  # nothing made on the side
