@@ -17,7 +17,7 @@ from appliance.logs import CommandLog
 from appliance.render import current_operator
 from server import bind_database
 from server.db import DatabaseError, check_schema
-from server.settings import SETTINGS, Settings, load_settings
+from server.settings import SETTINGS, Settings, load_settings, shown
 from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
@@ -55,10 +55,10 @@ class Context:
         """The appliance's database, opened read-only for the commands in
         READ_ONLY, so that a user who may read the home can run them."""
         path = self.settings.database_path
-        denied = explain_denied(path)
+        denied = None if self.settings.database_url else explain_denied(path)
         if denied:
             raise AirlockError(denied)
-        if not path.exists():
+        if not self.settings.database_url and not path.exists():
             raise AirlockError(f"no appliance database at {path}: run `airlock init` "
                                "first, or point --home (or AIRLOCK_HOME) at the appliance's folder")
         current = click.get_current_context(silent=True)
@@ -246,7 +246,7 @@ def serve(click_ctx: click.Context, bind: str | None, workers: int | None, threa
 def settings_cmd(ctx: Context) -> None:
     """Print every setting with its current value and help."""
     for name, f in SETTINGS.items():
-        click.echo(f"{name} = {getattr(ctx.settings, name)}\n    {f.metadata['help']}")
+        click.echo(f"{name} = {shown(ctx.settings, name)}\n    {f.metadata['help']}")
 
 
 from appliance.cli_discovery import discovery, mdns  # noqa: E402 - commands from their own module
@@ -348,7 +348,7 @@ def _run(argv: list[str] | None, log: CommandLog) -> int:
 def _database_error(exc: DatabaseError, ctx: Context | None) -> str:
     """Name the file or folder that is in the way when SQLite may not write
     (it only says "attempt to write a readonly database")."""
-    if ctx is not None and ctx._settings is not None and not ctx.read_only:
+    if ctx is not None and ctx._settings is not None and not ctx.read_only and not ctx._settings.database_url:
         db = ctx._settings.database_path
         denied = explain_denied(db, write=True) or explain_denied(Path(f"{db}-wal"), write=True)
         if denied:

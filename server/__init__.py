@@ -10,7 +10,7 @@ import logging
 from flask import Flask, request
 
 from server import errors
-from server.db import check_schema, open_database
+from server.db import check_schema, open_settings_database
 from server.models import database
 from server.settings import Settings, load_settings
 
@@ -29,13 +29,13 @@ def bind_database(settings: Settings, read_only: bool = False):
     process opens the appliance again (the CLI run in-process, a second app).
     """
     current = database.obj
-    if current is not None and getattr(current, "airlock_path", None) == settings.database_path \
+    target = settings.database_url or settings.database_path
+    if current is not None and getattr(current, "airlock_path", None) == target \
             and (read_only or not current.airlock_read_only):
         return current
     if current is not None and getattr(current, "airlock_read_only", False):
         current.close()  # a read-only one has no background thread to disturb
-    db = open_database(settings.database_path, read_only=read_only)
-    db.airlock_path, db.airlock_read_only = settings.database_path, read_only
+    db = open_settings_database(settings, read_only=read_only)
     database.initialize(db)
     return db
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from peewee import TextField
 
 from server.clock import now_iso
+from server.db import hold_writer_lock
 from server.models import BaseModel, database
 from signing.exceptions import AirlockError
 from signing.export import AUDIT_GENESIS, audit_hash
@@ -83,6 +84,7 @@ def record(actor: str, action: str, subject: str, details: dict | None = None, *
 
 
 def _append(fields: dict) -> str:
+    hold_writer_lock(database)  # the chain's next link: one writer at a time, on every app server
     row = database.execute_sql("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     prev = row[0] if row else AUDIT_GENESIS
     digest = audit_hash(prev, fields)

@@ -1,30 +1,47 @@
-"""The SQLite database: connection settings and numbered migrations.
+"""The database: SQLite (the default) or PostgreSQL, connection settings
+and numbered migrations.
 
 The schema is only ever created or changed by the numbered SQL files in
 ``server/migrations/`` (``NNNN_name.sql``), applied in order by
 :func:`migrate`, which ``airlock init`` runs.  The app never creates tables
 at start-up; it refuses to run on a schema that is behind.
+
+PostgreSQL (``database_url = "postgresql://..."``) has its own form of every
+migration in ``server/migrations/postgresql/`` (see the README there).  The
+services write one SQL for both engines: ``?`` placeholders (translated for
+psycopg2 here), ``RETURNING``, ``UPDATE ... FROM``, ``ON CONFLICT``; what
+differs is asked of :mod:`server.dialect`.  SQLite's ``BEGIN IMMEDIATE``
+(one writer at a time) becomes, on PostgreSQL, a transaction that first
+takes one advisory lock shared by every app server, so that every
+read-then-write the services do stays as serial as it is on one SQLite file;
+check-ins alone skip it (``server.devices.group_commit``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 import sqlite3
 import urllib.parse
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from peewee import DatabaseError, SqliteDatabase
+from playhouse.pool import PooledPostgresqlDatabase  # type: ignore[import-untyped]
 
 from server.clock import now_iso
+from server.settings import Settings
 from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
 
 # What the database raises when it cannot be used (locked, read-only, corrupt):
 # callers outside server/ catch this name, never peewee's.
-__all__ = ["DatabaseError", "SchemaError", "check_not_newer", "check_schema", "migrate", "open_database"]
+__all__ = ["DatabaseError", "SchemaError", "check_not_newer", "check_schema", "migrate", "open_database",
+           "open_postgresql", "engine_of"]
 
 # FULL: an acknowledged import or audit record survives a power cut.
 PRAGMAS = {
@@ -43,12 +60,96 @@ class SchemaError(AirlockError):
 MIN_SQLITE = (3, 35)  # UPDATE ... FROM and RETURNING (the check-in group commit)
 
 
+# pg_advisory_lock keys (64-bit): the writers' lock (SQLite's one writer),
+# the migrations', and the import's and export's (held across app servers, server/locks.py).
+WRITE_LOCK = 0x4169726C6F636B01
+MIGRATE_LOCK = 0x4169726C6F636B02
+IMPORT_LOCK = 0x4169726C6F636B03
+EXPORT_LOCK = 0x4169726C6F636B04
+
+
 class AppDatabase(SqliteDatabase):
     """A peewee SQLite database that remembers what :func:`server.bind_database`
     bound it for, so that binding the same file again can keep it."""
 
-    airlock_path: Path | None = None
+    engine = "sqlite"
+    airlock_path: Path | str | None = None
     airlock_read_only: bool = False
+
+
+class AppPostgresDatabase(PooledPostgresqlDatabase):
+    """A peewee PostgreSQL database that takes the services' SQL as written
+    for SQLite: ``?`` placeholders, and ``atomic("IMMEDIATE")`` for a
+    transaction that holds the writers' lock (:data:`WRITE_LOCK`) from its
+    first statement to its commit, in every app server.
+
+    Connections are pooled per process (``close()`` hands one back: the app
+    closes its connection after every request, and a PostgreSQL connection
+    costs a process on the server); a forked child starts an empty pool."""
+
+    engine = "postgresql"
+    airlock_path: Path | str | None = None
+    airlock_read_only: bool = False
+    _pool_pid: int | None = None
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        if self._pool_pid != os.getpid():  # the parent's connections are not this process's to use
+            self.dispose()
+            self._pool_pid = os.getpid()
+        return super().connect(reuse_if_open)
+
+    def execute_sql(self, sql: str, params: Any = None):
+        return super().execute_sql(_pyformat(sql), params)
+
+    def begin(self, lock_type: str | None = None) -> None:
+        super().begin()
+        if lock_type in ("IMMEDIATE", "EXCLUSIVE"):
+            self.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+
+
+def hold_writer_lock(db: Any) -> None:
+    """Inside a transaction: on PostgreSQL, take the writers' lock now if
+    the transaction did not begin with it (a plain ``atomic()``), so that
+    what follows is serial across app servers, as ``BEGIN IMMEDIATE`` is.
+    On SQLite a transaction that writes holds the one write lock anyway."""
+    if engine_of(db) == "postgresql":
+        db.execute_sql("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+
+
+def engine_of(db: Any) -> str:
+    """``sqlite`` or ``postgresql``, for a database or the models' proxy."""
+    target = getattr(db, "obj", None) or db
+    return getattr(target, "engine", "sqlite")
+
+
+@functools.lru_cache(maxsize=4096)
+def _pyformat(sql: str) -> str:
+    """SQL written with ``?`` placeholders, for psycopg2: ``?`` outside
+    string literals becomes ``%s`` and every ``%`` is doubled.  SQL that
+    already uses ``%s`` outside literals (peewee's own) is left alone."""
+    parts = sql.split("'")
+    outside = parts[::2]
+    if any("%s" in part for part in outside):
+        return sql
+    return "'".join(part.replace("%", "%%").replace("?", "%s") if i % 2 == 0 else part.replace("%", "%%")
+                    for i, part in enumerate(parts))
+
+
+POOL_SIZE = 32  # PostgreSQL connections per process at most; more requests wait up to 30 s for one
+
+
+def open_postgresql(url: str, read_only: bool = False, **options: Any) -> AppPostgresDatabase:
+    """A peewee database for the PostgreSQL ``url`` (connects lazily).
+    ``read_only``: every transaction is read-only.  ``options``: more
+    ``-c name=value`` settings for the session (e.g. synchronous_commit)."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise SchemaError("database_url must start with postgresql://")
+    settings = {"application_name": "airlock", **options}
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
+    flags = " ".join(f"-c {k}={v}" for k, v in settings.items())
+    return AppPostgresDatabase(url, autoconnect=True, options=flags, connect_timeout=10,
+                               max_connections=POOL_SIZE, stale_timeout=300, timeout=30)
 
 
 def open_database(path: Path, read_only: bool = False) -> AppDatabase:
@@ -64,6 +165,19 @@ def open_database(path: Path, read_only: bool = False) -> AppDatabase:
         pragmas = {k: v for k, v in PRAGMAS.items() if k != "journal_mode"}
         return AppDatabase(_read_only_uri(path), pragmas=pragmas, autoconnect=True, uri=True)
     return AppDatabase(str(path), pragmas=PRAGMAS, autoconnect=True)
+
+
+def open_settings_database(settings: Settings, read_only: bool = False, **postgresql_options: str):
+    """A new database object for ``settings`` (its SQLite file, or its
+    ``database_url``); ``postgresql_options``: session settings on PostgreSQL."""
+    db: AppDatabase | AppPostgresDatabase
+    if settings.database_url:
+        db = open_postgresql(settings.database_url, read_only=read_only, **postgresql_options)
+    else:
+        db = open_database(settings.database_path, read_only=read_only)
+    db.airlock_path = settings.database_url or settings.database_path
+    db.airlock_read_only = read_only
+    return db
 
 
 def _read_only_uri(path: Path) -> str:
@@ -101,7 +215,41 @@ def available_migrations() -> list[tuple[int, str, str]]:
     return out
 
 
-def applied_migrations(db: SqliteDatabase) -> list[int]:
+# First line of a PostgreSQL migration that stands for several SQLite ones
+# (the baseline): "-- airlock: covers 0001-0010".
+_COVERS = re.compile(r"^-- airlock: covers (\d{4})-(\d{4})\s*$")
+
+
+def postgresql_migrations() -> list[tuple[int, int, str, str]]:
+    """(first, last, name, sql) for every PostgreSQL migration shipped, in
+    order: each stands for the SQLite migrations first..last (a single one
+    but for the baseline).  Raises unless together they stand for every
+    SQLite migration, once each."""
+    out = []
+    for entry in resources.files("server.migrations").joinpath("postgresql").iterdir():
+        m = _MIGRATION.match(entry.name)
+        if m:
+            sql = entry.read_text()
+            covers = _COVERS.match(sql.split("\n", 1)[0])
+            first = int(covers.group(1)) if covers else int(m.group(1))
+            last = int(covers.group(2)) if covers else int(m.group(1))
+            if last != int(m.group(1)) or first > last:
+                raise SchemaError(f"postgresql/{entry.name}: a migration that covers several ends with its own number")
+            out.append((first, last, m.group(2), sql))
+    out.sort()
+    covered = [n for first, last, _, _ in out for n in range(first, last + 1)]
+    expected = [n for n, _, _ in available_migrations()]
+    if covered != expected:
+        missing = sorted(set(expected) - set(covered))
+        name = {n: f"{n:04d}_{nm}.sql" for n, nm, _ in available_migrations()}
+        if missing:
+            raise SchemaError(f"migration {name[missing[0]]} has no PostgreSQL form: add "
+                              f"server/migrations/postgresql/{name[missing[0]]} (server/migrations/README.md)")
+        raise SchemaError(f"the PostgreSQL migrations cover {covered}, not {expected}")
+    return out
+
+
+def applied_migrations(db: Any) -> list[int]:
     if not db.table_exists("schema_migration"):
         return []
     return [row[0] for row in db.execute_sql("SELECT version FROM schema_migration ORDER BY version")]
@@ -113,8 +261,10 @@ def applied_migrations(db: SqliteDatabase) -> list[int]:
 REBUILDS_TABLES = "-- airlock: rebuilds tables"
 
 
-def migrate(db: SqliteDatabase) -> list[str]:
+def migrate(db: Any) -> list[str]:
     """Apply every pending migration, each in its own transaction."""
+    if engine_of(db) == "postgresql":
+        return _migrate_postgresql(db)
     db.execute_sql(
         "CREATE TABLE IF NOT EXISTS schema_migration ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
@@ -148,7 +298,37 @@ def migrate(db: SqliteDatabase) -> list[str]:
     return applied
 
 
-def check_schema(db: SqliteDatabase) -> None:
+def _migrate_postgresql(db: Any) -> list[str]:
+    """The PostgreSQL migrations, each in its own transaction (PostgreSQL's
+    DDL is transactional) holding :data:`MIGRATE_LOCK`, so that two boxes
+    running `airlock init` at once apply each migration once."""
+    names = {n: name for n, name, _ in available_migrations()}
+    pending = postgresql_migrations()
+    with db.atomic():
+        db.execute_sql("SELECT pg_advisory_xact_lock(?)", (MIGRATE_LOCK,))
+        db.execute_sql("CREATE TABLE IF NOT EXISTS schema_migration ("
+                       " version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    applied: list[str] = []
+    for first, last, name, sql in pending:
+        with db.atomic():
+            db.execute_sql("SELECT pg_advisory_xact_lock(?)", (MIGRATE_LOCK,))
+            done = set(applied_migrations(db))
+            if all(n in done for n in range(first, last + 1)):
+                continue
+            if any(n in done for n in range(first, last + 1)):
+                raise SchemaError(f"postgresql/{last:04d}_{name}.sql covers migrations {first}-{last}, and only "
+                                  "some of them are recorded as applied: restore the database from its backup")
+            for statement in _statements(sql):
+                db.execute_sql(statement)
+            for n in range(first, last + 1):
+                db.execute_sql("INSERT INTO schema_migration (version, name, applied_at) VALUES (?, ?, ?)",
+                               (n, names[n], now_iso()))
+        logger.info("applied PostgreSQL migration %04d_%s", last, name)
+        applied.extend(f"{n:04d}_{names[n]}" for n in range(first, last + 1))
+    return applied
+
+
+def check_schema(db: Any) -> None:
     """Raise unless every shipped migration has been applied."""
     latest = available_migrations()[-1][0]
     have = applied_migrations(db)

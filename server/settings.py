@@ -37,6 +37,10 @@ class Settings:
 
     home: Path = field(default=Path(DEFAULT_HOME), metadata={
         "help": "Folder holding the database, the published repositories and staging (env AIRLOCK_HOME)."})
+    database_url: str = field(default="", metadata={
+        "help": "Empty: the SQLite file HOME/airlock.db. postgresql://USER@HOST:PORT/DBNAME: a PostgreSQL "
+                "database instead, which several `airlock serve` boxes can share (docs/scale-out.md); keep its "
+                "password in ~/.pgpass, not here."})
     bind: str = field(default="127.0.0.1:8080", metadata={
         "help": "HOST:PORT that `airlock serve` listens on; loopback by default."})
     workers: int = field(default=0, metadata={
@@ -156,7 +160,14 @@ class Settings:
 
     @property
     def database_path(self) -> Path:
+        """The SQLite file (also where the SQLite-only tools look when
+        ``database_url`` names PostgreSQL: they refuse, saying so)."""
         return self.home / "airlock.db"
+
+    @property
+    def database_engine(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return "postgresql" if self.database_url else "sqlite"
 
     @property
     def worker_count(self) -> int:
@@ -190,6 +201,10 @@ class Settings:
         if self.timestamp_refresh_before >= self.timestamp_lifetime:
             raise SettingsError(f"timestamp_refresh_before ({self.timestamp_refresh_before}) must be below "
                                 f"timestamp_lifetime ({self.timestamp_lifetime}), or every refresh re-signs")
+        if self.database_url and not re.fullmatch(r"postgres(ql)?://[^\s]+", self.database_url):
+            scheme = self.database_url.partition(":")[0][:20]  # never echo the rest: it may hold a password
+            raise SettingsError(f"database_url ({scheme!r}...) is neither empty (the SQLite file HOME/airlock.db) "
+                                "nor postgresql://USER@HOST:PORT/DBNAME")
         if self.workers < 0:
             raise SettingsError("workers must be 0 (two per CPU core) or more")
         for name in ("threads", "header_timeout", "max_bundle_bytes", "max_bundle_files", "checkin_interval",
@@ -300,6 +315,14 @@ class Settings:
 
 
 SETTINGS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def shown(settings: Settings, name: str) -> str:
+    """A setting's value to print: a password in ``database_url`` as ***."""
+    value = str(getattr(settings, name))
+    if name == "database_url":
+        value = re.sub(r"^(\w+://[^:/@]*):[^@/]*@", r"\1:***@", value)
+    return value
 
 # AIRLOCK_* variables that are not settings of the appliance, so that every
 # other one can be checked: a misspelt setting must not be silently ignored.

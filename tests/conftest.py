@@ -7,12 +7,12 @@ import contextlib
 import hashlib
 import io
 import os
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support import homedb
 from tests.support.simulator import RepoSim
 
 # mDNS only ever runs inside a test's private network namespace
@@ -48,9 +48,101 @@ def sign_cli(*args) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+# The database-facing tests run on both engines: the tests under these
+# folders, and any test marked `both_engines`, that use a home (the `engine`
+# fixture).  Elsewhere a home is on SQLite.
+BOTH_ENGINES = ("tests/unit/server/", "tests/functional/devices/", "tests/functional/reports/",
+                "tests/functional/export/")
+
+
+def pytest_generate_tests(metafunc):
+    _parametrize_module_engine(metafunc)
+    if "engine" not in metafunc.fixturenames:
+        return
+    path = str(Path(metafunc.definition.path).relative_to(Path(__file__).parent.parent))
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        return
+    if metafunc.definition.get_closest_marker("both_engines") or path.startswith(BOTH_ENGINES):
+        metafunc.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+
+
+def _parametrize_module_engine(metafunc):
+    """The same for module-scoped appliances (``module_engine``)."""
+    path = str(Path(metafunc.definition.path).relative_to(Path(__file__).parent.parent))
+    if "module_engine" in metafunc.fixturenames and path.startswith(BOTH_ENGINES) \
+            and not metafunc.definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("module_engine", ["sqlite", "postgresql"], indirect=True, scope="module")
+
+
 @pytest.fixture
-def home(tmp_path) -> Path:
-    h = tmp_path / "home"
+def engine(request) -> str:
+    """``sqlite`` or ``postgresql``: the database engine of this test's home."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A private PostgreSQL on loopback for the session (tests/support/postgres.py)."""
+    from tests.support.postgres import Cluster
+
+    cluster = Cluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def database_url(engine, request):
+    """The database_url of this test's home: empty (SQLite), or a new
+    PostgreSQL database holding the current schema."""
+    if engine != "postgresql":
+        yield ""
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.new_database()
+    yield url
+    from server.models import database
+
+    current = database.obj
+    if current is not None and getattr(current, "airlock_path", None) == url:
+        current.close_all()  # the models' pool holds connections to it
+    cluster.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def module_engine(request) -> str:
+    """``sqlite`` or ``postgresql``: the engine of a module-scoped appliance."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="module")
+def module_database_url(module_engine, request):
+    """``database_url`` for a module-scoped appliance's home."""
+    if module_engine != "postgresql":
+        yield ""
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.new_database()
+    yield url
+    from server.models import database
+
+    current = database.obj
+    if current is not None and getattr(current, "airlock_path", None) == url:
+        current.close_all()
+    cluster.drop_database(url)
+
+
+def new_home(path: Path, database_url: str = "") -> Path:
+    """Write ``path``/airlock.toml naming ``database_url`` (if any); the
+    caller runs `airlock init`."""
+    path.mkdir(parents=True, exist_ok=True)
+    if database_url:
+        (path / "airlock.toml").write_text(f'database_url = "{database_url}"\n')
+    return path
+
+
+@pytest.fixture
+def home(tmp_path, database_url) -> Path:
+    h = new_home(tmp_path / "home", database_url)
     r = run_airlock(h, "init")
     assert r.code == 0, r.err
     return h
@@ -88,7 +180,7 @@ def tree_state(home: Path) -> dict:
                 state[rel] = "link:" + os.readlink(p)
             elif p.is_file():
                 state[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-    con = sqlite3.connect(home / "airlock.db")
+    con = homedb.connect(home)
     state["db:repository"] = con.execute("SELECT * FROM repository ORDER BY id").fetchall()
     state["db:accepted"] = con.execute(
         "SELECT id, bundle_digest, details FROM import_record WHERE status != 'refused' ORDER BY id").fetchall()
@@ -98,7 +190,7 @@ def tree_state(home: Path) -> dict:
 
 
 def refusals(home: Path) -> list[tuple[str, str]]:
-    con = sqlite3.connect(home / "airlock.db")
+    con = homedb.connect(home)
     rows = con.execute("SELECT status, reason FROM import_record WHERE status = 'refused' ORDER BY id").fetchall()
     con.close()
     return rows

@@ -46,6 +46,11 @@ need avahi-utils avahi-publish
 need chromium chromium                 # the label form in a real browser
 need systemd systemd-analyze           # checks the systemd unit offline
 need faketime faketime                 # trusted-time tests: a wrong clock for one process
+# PostgreSQL: the database-facing tests run on it too (a private cluster, tests/support/postgres.py);
+# Debian keeps initdb and pg_ctl off PATH, in /usr/lib/postgresql/N/bin
+postgresql_found=""
+for initdb in /usr/lib/postgresql/*/bin/initdb; do [ -x "$initdb" ] && postgresql_found=1; done
+[ -n "$postgresql_found" ] || need postgresql initdb
 
 [ -z "$missing" ] && exit 0
 

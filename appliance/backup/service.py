@@ -98,6 +98,13 @@ class RestoreResult:
                 f"{upgraded}{kept}; start it with `systemctl start airlock` (or `airlock serve`)")
 
 
+def _sqlite_only(settings: Settings, command: str) -> None:
+    if settings.database_url:
+        raise BackupError(f"`airlock {command}` covers a home with its SQLite database; this appliance's database is "
+                          "PostgreSQL (database_url): use pg_dump/pg_restore for it and back up the shared "
+                          "published tree with the storage's own tools (docs/scale-out.md)")
+
+
 def check_passphrase(passphrase: bytes) -> bytes:
     if len(passphrase.decode("utf-8", "replace")) < MIN_PASSPHRASE:
         raise BackupError(f"the backup passphrase must have at least {MIN_PASSPHRASE} characters; "
@@ -112,6 +119,7 @@ def backup(settings: Settings, dest: Path, passphrase: bytes, operator: str, *, 
     """Write one encrypted backup of the home into the folder ``dest``;
     with ``keep``, then remove this appliance's oldest backups there beyond
     the ``keep`` newest (for a scheduled backup)."""
+    _sqlite_only(settings, "backup")
     check_passphrase(passphrase)
     if keep is not None and keep < 1:
         raise BackupError("--keep must be at least 1 (the backup just written)")
@@ -129,7 +137,7 @@ def backup(settings: Settings, dest: Path, passphrase: bytes, operator: str, *, 
     name = f"airlock-backup-{appliance}-{made:%Y%m%dT%H%M%SZ}.tar.enc"
     if os.path.lexists(dest / name):
         raise BackupError(f"{dest / name} already exists and is never overwritten: wait a second and back up again")
-    with _ImportLock(settings.state_dir / "import.lock", "back up again"):
+    with _ImportLock(settings, "back up again"):
         work = Path(tempfile.mkdtemp(dir=settings.state_dir, prefix="backup-work-"))
         try:
             schema = db_backup.snapshot_database(settings.database_path, work / DATABASE)
@@ -232,6 +240,7 @@ def _add_home(tar: tarfile.TarFile, home: Path) -> int:
 def restore(settings: Settings, source: Path, passphrase: bytes, operator: str, *,
             force: bool = False) -> RestoreResult:
     """Bring the appliance in ``settings.home`` back from ``source``."""
+    _sqlite_only(settings, "restore")
     home = settings.home
     if not source.is_file():
         raise BackupError(f"{show(str(source))} is not a file: give the backup file (airlock-backup-....tar.enc)")
@@ -253,7 +262,7 @@ def restore(settings: Settings, source: Path, passphrase: bytes, operator: str, 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     swapped = False
     try:
-        with (_ImportLock(settings.state_dir / "import.lock", "restore again"),
+        with (_ImportLock(settings, "restore again"),
               ExportLock(settings.state_dir / "export.lock")):
             staging = Path(tempfile.mkdtemp(dir=home, prefix=".restore-"))
             try:

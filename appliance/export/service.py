@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import tarfile
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from server.exports import services as exports
 from server.exports.collect import FileEntry
 from server.exports.records import ExportRecord
 from server.exports.services import ExportRefusedError
+from server.locks import LockBusyError, held_across_servers
 from server.repositories.services import is_pinned
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
@@ -88,8 +90,13 @@ class ExportResult:
 
 
 class _Lock:
-    def __init__(self, path: Path):
+    """The export lock: a ``flock`` for this box and, on PostgreSQL, the same
+    lock for every app server sharing the database (``server.locks``)."""
+
+    def __init__(self, path: Path, settings: Settings | None = None):
         self.path = path
+        self.settings = settings
+        self._across: AbstractContextManager | None = None
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,9 +106,27 @@ class _Lock:
         except BlockingIOError:
             os.close(self.fd)
             raise ExportBusyError("another export is running; wait for it to finish") from None
+        if self.settings is not None:
+            across = held_across_servers(self.settings, "export")
+            try:
+                across.__enter__()
+            except BaseException as exc:
+                self._release()
+                if isinstance(exc, LockBusyError):
+                    raise ExportBusyError(f"{exc}; wait for it to finish") from None
+                raise
+            self._across = across
         return self
 
     def __exit__(self, *exc):
+        try:
+            if self._across is not None:
+                self._across.__exit__(None, None, None)
+                self._across = None
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
 
@@ -150,7 +175,7 @@ def run_export(settings: Settings, dest: Path, operator: str, *, since: int | No
         raise ExportRefusedError("the appliance has no id: run `airlock init`")
     key = load_key(settings)
     recipient = export_key_for(settings, encrypt_for) if encrypt_for else None
-    with _Lock(settings.state_dir / "export.lock"):
+    with _Lock(settings.state_dir / "export.lock", settings):
         dir_fd = open_folder(Path(dest))
         work = settings.state_dir / f"export-work-{os.getpid()}"
         try:

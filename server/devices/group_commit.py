@@ -19,6 +19,12 @@ While one batch is being written the next one gathers, so the batches grow
 with the load and the cost per check-in falls as it rises; a lone check-in
 is written at once.  The writer is started on first use in the process that
 uses it (after gunicorn forks), and restarted if it ever stops.
+
+On PostgreSQL the same batches are written by each worker of each app server
+at once, without the writers' lock: the device rows are updated in id order,
+so that two batches never wait on each other crosswise, and a transaction
+PostgreSQL still aborts as a deadlock or a serialization failure is written
+again (up to ``RETRIES`` times) before any request hears of it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from collections import deque
 
 from peewee import SqliteDatabase
 
+from server.db import engine_of
 from server.devices.checkins import PendingCheckin, write_checkins
 from server.devices.exceptions import UnavailableError
 from server.devices.writes import writing
@@ -38,6 +45,7 @@ from server.devices.writes import writing
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 256  # check-ins per transaction (8 bound values each; SQLite allows 32,766)
+RETRIES = 3  # PostgreSQL: times a batch aborted by a deadlock or serialization failure is written again
 WAIT = 60.0  # seconds a request waits for its commit before it gives up (gunicorn's timeout)
 
 
@@ -139,14 +147,23 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Slot]) -> None:
         claimed: list[_Slot] = []
+        postgresql = engine_of(self.db) == "postgresql"
         try:
-            with writing(self.db):
-                # holding the write lock now: a request that gave up meanwhile is left out
-                claimed = [slot for slot in batch if slot.claim()]
-                if claimed:
-                    stored = write_checkins(self.db, [s.checkin for s in claimed])
-                    for slot in claimed:
-                        slot.stored = slot.checkin.device in stored
+            for attempt in range(RETRIES + 1):
+                try:
+                    with writing(self.db, serial=False):
+                        # holding the write lock now (SQLite): a request that gave up meanwhile is left out
+                        claimed = [slot for slot in batch if slot.claim()]
+                        if claimed:
+                            claimed.sort(key=lambda slot: slot.checkin.device)
+                            stored = write_checkins(self.db, [s.checkin for s in claimed])
+                            for slot in claimed:
+                                slot.stored = slot.checkin.device in stored
+                    break
+                except Exception as exc:
+                    if not (postgresql and attempt < RETRIES and _retryable(exc)):
+                        raise
+                    logger.info("a group commit of %d check-ins was aborted (%s); writing it again", len(batch), exc)
             if claimed:
                 self.batches += 1
         except Exception as exc:  # noqa: BLE001 - handed to each waiting request, which answers with it
@@ -157,3 +174,17 @@ class GroupCommit:
         finally:
             for slot in batch:
                 slot.done.set()
+
+
+def _retryable(exc: BaseException) -> bool:
+    """A PostgreSQL deadlock (40P01) or serialization failure (40001): the
+    transaction was rolled back whole and may simply be run again."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # peewee wraps the driver's exception
+        if seen is None:
+            break
+        if getattr(seen, "pgcode", None) in ("40P01", "40001"):
+            return True
+        seen = seen.__cause__ or seen.__context__ or (seen.args[0] if seen.args and
+                                                       isinstance(seen.args[0], BaseException) else None)
+    return False

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 
-from peewee import IntegrityError, fn
+from peewee import Case, IntegrityError, fn
 
 from server import audit
 from server.clock import iso_from_unix, now_unix
@@ -167,8 +167,9 @@ def count_devices(settings: Settings) -> dict[str, int]:
         counts[state] = n
     cutoff = now - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
     online, flagged = next(iter(tuples(Device.select(  # one pass over the accepted devices for both
-        fn.COALESCE(fn.SUM(Device.last_seen >= cutoff), 0),
-        fn.COALESCE(fn.SUM(Device.health.is_null(False) & (Device.health != "[]")), 0))
+        # COUNT of a CASE, not SUM of a comparison: PostgreSQL does not add booleans
+        fn.COUNT(Case(None, [(Device.last_seen >= cutoff, 1)])),
+        fn.COUNT(Case(None, [(Device.health.is_null(False) & (Device.health != "[]"), 1)])))
         .where(Device.state == "accepted"))))
     counts["online"], counts["flagged"] = online, flagged
     counts["offline"] = counts.get("accepted", 0) - online

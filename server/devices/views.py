@@ -18,7 +18,7 @@ from flask import Blueprint, current_app, jsonify, request
 from peewee import SqliteDatabase
 
 from server.console.permissions import api_user
-from server.db import PRAGMAS
+from server.db import PRAGMAS, open_settings_database
 from server.devices import services
 from server.devices.exceptions import (
     InvalidRequestError,
@@ -55,10 +55,20 @@ _BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]{1,128})", re.IGNORECASE)
 CHECKIN_PRAGMAS = {**PRAGMAS, "synchronous": "normal"}
 
 
+def checkin_database(settings):
+    """The check-ins' own connection: SQLite with synchronous=NORMAL, or on
+    PostgreSQL with synchronous_commit=off, its equivalent (a crash of the
+    database server can lose the latest check-ins, never corrupts, and every
+    later durable commit flushes them too)."""
+    if settings.database_url:
+        return open_settings_database(settings, synchronous_commit="off")
+    return SqliteDatabase(str(settings.database_path), pragmas=CHECKIN_PRAGMAS, autoconnect=True)
+
+
 class _ApiState:
     def __init__(self, settings):
         self.settings = settings
-        self.checkin_db = SqliteDatabase(str(settings.database_path), pragmas=CHECKIN_PRAGMAS, autoconnect=True)
+        self.checkin_db = checkin_database(settings)
         self.checkin_writer = GroupCommit(self.checkin_db)
         self.maintenance = MaintenanceScheduler(settings)
         self.rollouts = RolloutScheduler(settings)

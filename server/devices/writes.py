@@ -10,6 +10,12 @@ process (for its threads) and an ``flock`` on ``<database>-write.lock``
 next waiter the moment it is released.  Inside the gate, ``BEGIN IMMEDIATE``
 takes SQLite's write lock at once, and ``busy_timeout`` still covers writers
 that do not use the gate (imports, other tools).  Re-entrant per thread.
+
+On PostgreSQL the processes may be on several boxes: the gate's second half
+is a session advisory lock (``server.db.WRITE_LOCK``, the same one every
+``BEGIN IMMEDIATE`` there takes) instead of the ``flock``.  Check-ins need
+no gate there (``writing(db, serial=False)``): PostgreSQL locks the rows
+they update, and a revoked token is seen as on SQLite.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import os
 import threading
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+
+from server.db import WRITE_LOCK, engine_of
 
 _gates: dict[str, _WriteGate] = {}
 _gates_lock = threading.Lock()
@@ -38,8 +46,14 @@ class _WriteGate:
             self._pid = os.getpid()
         return self._fd
 
+    def _lock_across_processes(self, db) -> None:
+        fcntl.flock(self._file(), fcntl.LOCK_EX)
+
+    def _unlock_across_processes(self, db) -> None:
+        fcntl.flock(self._file(), fcntl.LOCK_UN)
+
     @contextmanager
-    def hold(self):
+    def hold(self, db=None):
         depth = getattr(self._local, "depth", 0)
         if depth:
             self._local.depth = depth + 1
@@ -49,35 +63,51 @@ class _WriteGate:
                 self._local.depth = depth
             return
         with self._lock:
-            fd = self._file()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_across_processes(db)
             self._local.depth = 1
             try:
                 yield
             finally:
                 self._local.depth = 0
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                self._unlock_across_processes(db)
+
+
+class _PostgresGate(_WriteGate):
+    """The gate on PostgreSQL: the thread lock, then the writers' advisory
+    lock on this thread's connection, for its session."""
+
+    def _lock_across_processes(self, db) -> None:
+        db.execute_sql("SELECT pg_advisory_lock(?)", (WRITE_LOCK,))
+
+    def _unlock_across_processes(self, db) -> None:
+        db.execute_sql("SELECT pg_advisory_unlock(?)", (WRITE_LOCK,))
 
 
 def _gate_for(db) -> _WriteGate:
     target = getattr(db, "obj", None) or db  # a peewee DatabaseProxy, or the database
-    path = str(target.database) + "-write.lock"
+    postgresql = engine_of(target) == "postgresql"
+    key = f"postgresql:{id(target)}" if postgresql else str(target.database) + "-write.lock"
     with _gates_lock:
-        gate = _gates.get(path)
+        gate = _gates.get(key)
         if gate is None:
-            gate = _gates[path] = _WriteGate(Path(path))
+            gate = _gates[key] = _PostgresGate(Path(key)) if postgresql else _WriteGate(Path(key))
         return gate
 
 
 def write_gate(db) -> AbstractContextManager[None]:
     """``with write_gate(db):`` hold the gate without a transaction, e.g. to
     finish work on files after a transaction commits, before the next writer."""
-    return _gate_for(db).hold()
+    return _gate_for(db).hold(db)
 
 
 @contextmanager
-def writing(db):
+def writing(db, serial: bool = True):
     """``with writing(db):`` a ``BEGIN IMMEDIATE`` transaction on ``db``, taken
-    through the gate; raising inside rolls it back."""
-    with _gate_for(db).hold(), db.atomic("IMMEDIATE"):
+    through the gate; raising inside rolls it back.  ``serial=False``: on
+    PostgreSQL, a plain transaction outside the gate (check-ins)."""
+    if not serial and engine_of(db) == "postgresql":
+        with db.atomic():
+            yield
+        return
+    with _gate_for(db).hold(db), db.atomic("IMMEDIATE"):
         yield

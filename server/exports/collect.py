@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from server import audit
+from server import audit, dialect
 from server.models import database
 from server.settings import Settings
 
@@ -96,8 +96,7 @@ def _rows(sql: str, params=()):
 
 
 def _table_exists(name: str) -> bool:
-    return database.execute_sql("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                (name,)).fetchone() is not None
+    return dialect.table_exists(database, name)
 
 
 def _max_id(table: str) -> int:
@@ -185,7 +184,7 @@ class Collector:
         sql = ("SELECT d.id, d.device_id, d.hardware, d.firmware, d.state, d.state_reason, d.state_changed_at, "
                "d.state_changed_by, d.enrolled_at, d.last_enroll_at, d.last_seen, d.last_address, d.checkins, "
                "d.metrics, d.health, d.reboots, d.update_status, "
-               "(SELECT group_concat(t.tag, ' ') FROM device_tag t WHERE t.device = d.id), "
+               f"(SELECT {dialect.group_concat(database, 't.tag', ' ')} FROM device_tag t WHERE t.device = d.id), "
                "(SELECT k.public_key FROM device_key k WHERE k.device = d.id AND k.state = 'active' LIMIT 1) "
                "FROM device d ORDER BY d.id")
         for r in _rows(sql):
@@ -284,7 +283,8 @@ class Collector:
         window = self.settings.export_incident_window
         updates, reports = self.ranges["update_reports"], self.ranges["reports"]
         parts = ["SELECT id, last_seen, 'health' FROM device WHERE health NOT IN ('[]', '') AND last_seen >= ?",
-                 ("SELECT device, CAST(strftime('%s', received_at) AS INTEGER), 'update_failure' FROM update_report "
+                 (f"SELECT device, {dialect.unix_seconds(database, 'received_at')}, 'update_failure' "
+                  "FROM update_report "
                   "WHERE step = 'failure' AND id > ? AND id <= ?")]
         params = [self.ranges["health"]["from"], updates["after_id"], updates["to_id"]]
         if _table_exists("report"):

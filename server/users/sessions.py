@@ -55,8 +55,8 @@ def resolve(token: str | None) -> Session | None:
     now = now_unix()
     row = database.execute_sql(
         "SELECT s.username, u.role, s.csrf, s.created_at, s.last_seen FROM console_session s "
-        "JOIN user u ON u.username = s.username "
-        "WHERE s.token_sha256 = ? AND u.disabled = 0 AND s.last_seen > ? AND s.created_at > ?",
+        "JOIN \"user\" u ON u.username = s.username "
+        "WHERE s.token_sha256 = ? AND NOT u.disabled AND s.last_seen > ? AND s.created_at > ?",
         (_digest(token), now - IDLE_TIMEOUT, now - MAX_AGE)).fetchone()
     if row is None:
         return None

@@ -38,12 +38,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def airlock_server(home: Path, *, workers: int | None = 1, threads: int | None = 8, timeout: float = 30.0):
-    """``airlock serve`` on a free loopback port; ``None`` keeps the setting's default."""
+def airlock_server(home: Path, *, workers: int | None = 1, threads: int | None = 8, timeout: float = 30.0,
+                   log_name: str = "serve.log"):
+    """``airlock serve`` on a free loopback port; ``None`` keeps the setting's default.
+    ``log_name``: its log in the home (two servers on one home need two)."""
     port = free_port()
     # no mDNS: this serve runs in the machine's own network (tests/support/netns.py runs mDNS)
     env = dict(os.environ, AIRLOCK_HOME=str(home), AIRLOCK_MDNS_ENABLED="0")
-    log = open(home / "serve.log", "wb")  # noqa: SIM115
+    log = open(home / log_name, "wb")  # noqa: SIM115
     sizing = [arg for flag, value in (("--workers", workers), ("--threads", threads)) if value is not None
               for arg in (flag, str(value))]
     proc = subprocess.Popen(
@@ -53,7 +55,7 @@ def airlock_server(home: Path, *, workers: int | None = 1, threads: int | None =
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_answers(proc, f"{base}/healthz", what="airlock serve", timeout=timeout,
-                           log=lambda: (home / "serve.log").read_text())
+                           log=lambda: (home / log_name).read_text())
         yield base
     finally:
         proc.terminate()

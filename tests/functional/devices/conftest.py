@@ -5,14 +5,14 @@ suite fast; tests use distinct device ids."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Result, pin, run_airlock
+from tests.conftest import Result, new_home, pin, run_airlock
 from tests.functional.devices.client import ApiClient, SpecChecker
+from tests.support import homedb
 from tests.support.server import airlock_server
 from tests.support.simulator import RepoSim
 
@@ -32,7 +32,7 @@ class Appliance:
         return ApiClient(self.base, self.checker)
 
     def counts(self) -> dict[str, int]:
-        con = sqlite3.connect(self.home / "airlock.db")
+        con = homedb.connect(self.home)
         try:
             return {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
                     for t in ("device", "device_key", "enrollment_nonce", "metric_sample", "update_report",
@@ -41,7 +41,7 @@ class Appliance:
             con.close()
 
     def checkins(self) -> int:
-        con = sqlite3.connect(self.home / "airlock.db")
+        con = homedb.connect(self.home)
         try:
             return con.execute("SELECT COALESCE(SUM(checkins), 0) FROM device").fetchone()[0]
         finally:
@@ -49,9 +49,9 @@ class Appliance:
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory):
+def appliance(tmp_path_factory, module_database_url):
     root = tmp_path_factory.mktemp("devices")
-    home = root / "home"
+    home = new_home(root / "home", module_database_url)
     (root / "pw").write_text(PASSWORD)
     assert run_airlock(home, "init", "--admin", ADMIN, "--password-file", root / "pw").code == 0
     sim = RepoSim("acme")

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import html
 import re
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,8 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import Result, pin, run_airlock
+from tests.conftest import Result, new_home, pin, run_airlock
 from tests.functional.devices.client import SimDevice
+from tests.support import homedb
 from tests.support.simulator import RepoSim
 
 ADMIN = "it-admin"
@@ -51,8 +51,8 @@ class Site:
             path.write_text(r.out)
         return path
 
-    def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.home / "airlock.db")
+    def db(self):
+        return homedb.connect(self.home)
 
 
 def _checkin(client, dev: SimDevice, metrics: dict):
@@ -61,12 +61,12 @@ def _checkin(client, dev: SimDevice, metrics: dict):
     return r.get_json()
 
 
-def build_site(root: Path) -> Site:
+def build_site(root: Path, database_url: str = "") -> Site:
     from server import create_app
     from server.settings import load_settings
     from signing.export import generate_export_key
 
-    home = root / "home"
+    home = new_home(root / "home", database_url)
     (root / "pw").write_text(PASSWORD)
     assert run_airlock(home, "init", "--admin", ADMIN, "--password-file", root / "pw").code == 0
     vendor_key = root / "vendor-export.key"
@@ -158,7 +158,7 @@ def build_site(root: Path) -> Site:
     if form_secret.exists():
         site.secrets["form secret"] = form_secret.read_bytes().strip()
     con = site.db()
-    site.secrets["admin password hash"] = con.execute("SELECT password_hash FROM user").fetchone()[0].encode()
+    site.secrets["admin password hash"] = con.execute('SELECT password_hash FROM "user"').fetchone()[0].encode()
     con.close()
     for dev in devices.values():
         site.secrets[f"token of {dev.device_id}"] = dev.token.encode()
@@ -167,8 +167,8 @@ def build_site(root: Path) -> Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Site:
-    return build_site(tmp_path_factory.mktemp("export"))
+def site(tmp_path_factory, module_database_url) -> Site:
+    return build_site(tmp_path_factory.mktemp("export"), module_database_url)
 
 
 def newest(folder: Path) -> Path:

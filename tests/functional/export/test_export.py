@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sqlite3
 import tarfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tests.functional.export.conftest import (
     VENDOR_PASSPHRASE,
     newest,
 )
+from tests.support import homedb
 
 
 def export(site, dest: Path, *args):
@@ -307,7 +307,7 @@ def test_audit_log_verify_detects_tampering(airlock, home, tmp_path):
     assert r.code == 0 and r.out.startswith("3 records, chain intact"), r.err
     r = airlock("audit", "list", "--json", "--since", "1")
     assert [json.loads(line)["id"] for line in r.out.splitlines()] == [2, 3]
-    con = sqlite3.connect(home / "airlock.db")
+    con = homedb.connect(home)
     con.execute("UPDATE audit_log SET actor = 'mallory' WHERE id = 2")
     con.commit()
     r = airlock("audit", "verify")

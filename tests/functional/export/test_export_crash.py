@@ -20,9 +20,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_airlock, sign_cli
 
 SYSCALLS = ["fsync", "fdatasync", "rename", "renameat", "renameat2", "unlink", "unlinkat"]
+
+# strace kills the export at every step and copies the home with its SQLite file
+pytestmark = pytest.mark.sqlite_only
 
 
 def strace_export(home: Path, usb: Path, inject: str | None, log: Path | None = None):

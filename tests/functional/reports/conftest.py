@@ -5,15 +5,15 @@ workers) on loopback.  One per test module; tests use distinct device ids."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import Result, pin, run_airlock
+from tests.conftest import Result, new_home, pin, run_airlock
 from tests.functional.devices.client import ApiClient, Response, SimDevice, SpecChecker
+from tests.support import homedb
 from tests.support.server import airlock_server
 from tests.support.simulator import RepoSim
 
@@ -52,7 +52,7 @@ class Appliance:
                                   content_type="application/x-www-form-urlencoded")
 
     def rows(self, sql: str, *args) -> list[tuple]:
-        con = sqlite3.connect(self.home / "airlock.db")
+        con = homedb.connect(self.home)
         try:
             return con.execute(sql, args).fetchall()
         finally:
@@ -67,11 +67,12 @@ class Appliance:
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory):
+def appliance(tmp_path_factory, module_database_url):
     root = tmp_path_factory.mktemp("reports")
-    home = root / "home"
+    home = new_home(root / "home", module_database_url)
     assert run_airlock(home, "init").code == 0
-    (home / "airlock.toml").write_text(LIMITS)
+    with open(home / "airlock.toml", "a") as toml:
+        toml.write(LIMITS)
     sim = RepoSim("acme")
     assert pin(lambda *a: run_airlock(home, *a), sim, root).code == 0
     sim.add_target("plc-x/fw-2.0.0.bin", b"firmware two" * 100, hardware=("plc-x",), version="2.0.0")
@@ -83,5 +84,6 @@ def appliance(tmp_path_factory):
         spec = raw.get("/api/v1/openapi.json").json
         raw.close()
         # labels must point where the test reaches the appliance
-        (home / "airlock.toml").write_text(LIMITS + f'public_url = "{base}"\n')
+        with open(home / "airlock.toml", "a") as toml:
+            toml.write(f'public_url = "{base}"\n')
         yield Appliance(home, base, SpecChecker(spec))

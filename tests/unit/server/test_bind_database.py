@@ -28,6 +28,7 @@ def test_rebinding_the_same_home_keeps_the_database_object(home):
     first.close()
 
 
+@pytest.mark.sqlite_only  # another connection to the file sees the write lock gone
 def test_a_transaction_in_another_thread_survives_a_rebind(home):
     settings = load_settings(home, environ={})
     bind_database(settings)
@@ -65,6 +66,7 @@ def test_a_transaction_in_another_thread_survives_a_rebind(home):
     con.close()
 
 
+@pytest.mark.sqlite_only
 def test_an_sqlite_too_old_for_the_checkin_statements_is_one_clear_line(home, monkeypatch):
     from server import db as dbmod
     from tests.conftest import run_airlock

@@ -3,8 +3,6 @@ with the models bound to its SQLite file."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from server import bind_database
@@ -12,6 +10,7 @@ from server.devices import services
 from server.devices.records import EnrollmentRequest
 from server.settings import load_settings
 from tests.functional.devices.client import SimDevice
+from tests.support import homedb
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def accepted(settings, device: SimDevice) -> SimDevice:
 
 
 def counts(home) -> dict[str, int]:
-    con = sqlite3.connect(home / "airlock.db")
+    con = homedb.connect(home)
     try:
         return {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
                 for t in ("device", "device_key", "enrollment_nonce", "metric_sample", "update_report",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +13,7 @@ from server.devices.checkins import health_flags
 from server.devices.exceptions import InvalidTokenError
 from server.devices.records import Checkin
 from tests.functional.devices.client import SimDevice
+from tests.support import homedb
 from tests.unit.server.devices.conftest import accepted, counts
 
 NOW = 1_800_000_000
@@ -64,7 +64,7 @@ def test_offline_is_computed_when_read(settings, db, home):
     services.record_checkin(settings, db, services.authenticate(db, dev.token), Checkin("1.0.0", {}))
     assert services.list_devices(settings, "offline") == []
     stale = int(time.time()) - 3 * settings.checkin_interval - 5
-    con = sqlite3.connect(home / "airlock.db")
+    con = homedb.connect(home)
     con.execute("UPDATE device SET last_seen = ?", (stale,))
     con.commit()
     con.close()
@@ -83,7 +83,7 @@ def test_maintenance_rolls_raw_into_hourly_into_daily_and_drops_the_oldest(setti
     accepted(settings, SimDevice("c-4"))
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
     t = int(now.timestamp())
-    con = sqlite3.connect(home / "airlock.db")
+    con = homedb.connect(home)
     hour = t - settings.metrics_raw_retention - 7200  # an hour bucket well past raw retention
     hour -= hour % 3600
     for i, temp in enumerate([40, 50, 60, 70]):
@@ -123,7 +123,7 @@ def test_the_scheduler_runs_maintenance_in_the_background(settings, db, home):
     scheduler = maintenance.MaintenanceScheduler(settings)
     scheduler.poke()
     scheduler._running.join(10)
-    con = sqlite3.connect(home / "airlock.db")
+    con = homedb.connect(home)
     finished = con.execute("SELECT finished_at FROM device_maintenance").fetchone()[0]
     con.close()
     assert finished > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,6 +21,7 @@ from server.devices.exceptions import (
 from server.devices.maintenance import run_maintenance
 from server.devices.records import EnrollmentRequest
 from tests.functional.devices.client import SimDevice
+from tests.support import homedb
 from tests.unit.server.devices.conftest import accepted, counts, request_for
 
 
@@ -48,7 +48,7 @@ def test_each_enrollment_issues_a_new_token_and_revokes_the_previous(settings, d
     with pytest.raises(InvalidTokenError):
         services.authenticate(db, old)
     assert services.authenticate(db, new).device_id == "plc-0002"
-    stored = sqlite3.connect(home / "airlock.db").execute("SELECT token_hash FROM device").fetchone()[0]
+    stored = homedb.connect(home).execute("SELECT token_hash FROM device").fetchone()[0]
     assert stored == hashlib.sha256(new.encode()).hexdigest()  # only the hash is kept
 
 
@@ -161,8 +161,7 @@ def test_auto_accept_needs_an_explicit_rule_matching_model_and_token(settings, d
     assert state("a-1") == "pending"  # no rule yet: never by default
     rule = services.add_rule("plc-x", token, "it")
     assert services.list_rules()[0].hardware == "plc-x"
-    db_text = (home / "airlock.db").read_bytes()
-    assert token.encode() not in db_text  # only its SHA-256 is kept
+    assert token not in homedb.all_text(home)  # only its SHA-256 is kept
 
     ok = services.enroll(settings, request_for(SimDevice("a-2"), enrollment_token=token))
     assert ok.state == "accepted" and ok.token

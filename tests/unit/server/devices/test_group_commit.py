@@ -4,19 +4,22 @@ failed transaction keeps nothing of any check-in in it and tells each one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sqlite3
 import threading
 import time
 
+import psycopg2
 import pytest
 
+from server.db import engine_of
 from server.devices import services
 from server.devices.exceptions import InvalidTokenError
 from server.devices.group_commit import GroupCommit
 from server.devices.records import Checkin
 from server.devices.writes import _gate_for
 from tests.functional.devices.client import SimDevice
+from tests.support import homedb
 from tests.unit.server.devices.conftest import accepted, counts
 
 
@@ -25,7 +28,7 @@ def _fleet(settings, db, n: int, prefix: str):
 
 
 def _checkins(home) -> dict[str, int]:
-    con = sqlite3.connect(home / "airlock.db")
+    con = homedb.connect(home)
     try:
         return dict(con.execute("SELECT device_id, checkins FROM device"))
     finally:
@@ -55,11 +58,29 @@ def _until(condition, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+@contextlib.contextmanager
+def _writer_held(db):
+    """Keep the check-in writer from writing: on SQLite, hold the write gate;
+    on PostgreSQL (check-ins do not take the gate there), lock the device
+    table against writes in another session."""
+    if engine_of(db) != "postgresql":
+        with _gate_for(db).hold(db):
+            yield
+        return
+    con = psycopg2.connect(db.database)
+    try:
+        con.cursor().execute("LOCK TABLE device IN EXCLUSIVE MODE")  # reads go on; UPDATEs wait
+        yield
+    finally:
+        con.rollback()
+        con.close()
+
+
 def _gathered(db, writer: GroupCommit, first: list, then: list) -> tuple[list, list]:
-    """Hold the write gate; start ``first`` and let the writer take them (it
-    then waits at the gate), start ``then``, which gather in the queue
-    meanwhile; open the gate.  The results (or exceptions) of both."""
-    with _gate_for(db).hold():
+    """Hold the writer (``_writer_held``); start ``first`` and let the writer
+    take them (it then waits), start ``then``, which gather in the queue
+    meanwhile; let the writer go.  The results (or exceptions) of both."""
+    with _writer_held(db):
         threads, out_first = _in_threads(first)
         _until(lambda: writer.received == len(first), "the writer took the first check-ins")
         time.sleep(0.1)  # the writer is past its gathering, waiting at the gate
@@ -114,9 +135,14 @@ def test_a_revoked_token_stores_nothing_and_the_rest_are_stored(settings, db, ho
 
 def test_a_failed_transaction_keeps_nothing_and_every_checkin_hears_why(settings, db, home):
     devices = _fleet(settings, db, 5, "fail")
-    con = sqlite3.connect(home / "airlock.db")
-    con.execute("CREATE TRIGGER poison BEFORE INSERT ON metric_sample WHEN NEW.data LIKE '%poison%' "
-                "BEGIN SELECT RAISE(ABORT, 'poisoned sample'); END")
+    con = homedb.connect(home)
+    if engine_of(db) == "postgresql":
+        con.execute("CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "IF NEW.data LIKE '%poison%' THEN RAISE EXCEPTION 'poisoned sample'; END IF; RETURN NEW; END $$")
+        con.execute("CREATE TRIGGER poison BEFORE INSERT ON metric_sample FOR EACH ROW EXECUTE FUNCTION poison()")
+    else:
+        con.execute("CREATE TRIGGER poison BEFORE INSERT ON metric_sample WHEN NEW.data LIKE '%poison%' "
+                    "BEGIN SELECT RAISE(ABORT, 'poisoned sample'); END")
     con.commit()
     con.close()
     writer = GroupCommit(db)
@@ -156,16 +182,25 @@ def test_a_checkin_not_taken_in_time_is_answered_503_and_never_written(settings,
     from server.devices.exceptions import DeviceError
 
     [device] = _fleet(settings, db, 1, "slow")
+    [busy] = _fleet(settings, db, 1, "busy")
     monkeypatch.setattr(group_commit, "WAIT", 0.3)
     writer = GroupCommit(db)
-    # another writer holds SQLite's write lock for longer than a request may wait
-    with _gate_for(db).hold(), pytest.raises(DeviceError) as refused:
-        services.record_checkin(settings, db, device, Checkin("1.0.1", {}), writer=writer)
+    # the writer is stuck on an earlier check-in for longer than a request may wait
+    with _writer_held(db):
+        threads, out = _in_threads(_checkin_calls(settings, db, writer, [busy]))
+        _until(lambda: writer.received == 1, "the writer took the earlier check-in")
+        with pytest.raises(DeviceError) as refused:
+            services.record_checkin(settings, db, device, Checkin("1.0.1", {}), writer=writer)
+    threads[0].join(10)
+    # SQLite: the writer waits at the gate before it claims the earlier one, which is withdrawn too;
+    # PostgreSQL: it claimed it and waits on the row lock inside the transaction, which then commits
+    busy_stored = engine_of(db) == "postgresql"
+    assert isinstance(out[0], DeviceError) != busy_stored, out
     assert refused.value.status == 503 and refused.value.extra["retry_after"] == 30
     assert "check in again later" in str(refused.value).lower()
     # the writer, let through at last, does not write the withdrawn check-in
     services.record_checkin(settings, db, _fleet(settings, db, 1, "after")[0], Checkin("1.0.1", {}), writer=writer)
-    assert _checkins(home) == {"slow-0": 0, "after-0": 1}
+    assert _checkins(home) == {"slow-0": 0, "busy-0": int(busy_stored), "after-0": 1}
 
 
 def test_a_transaction_that_cannot_begin_tells_every_checkin(settings, db, home, monkeypatch):
@@ -181,7 +216,7 @@ def test_a_transaction_that_cannot_begin_tells_every_checkin(settings, db, home,
     devices = _fleet(settings, db, 3, "locked")
 
     @contextlib.contextmanager
-    def locked(_db):
+    def locked(_db, serial=True):
         raise OperationalError("database is locked")
         yield  # pragma: no cover - never reached
 

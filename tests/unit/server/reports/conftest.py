@@ -3,14 +3,13 @@ with the models bound to its SQLite file, and accepted devices."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from server import bind_database
 from server.devices import services as devices
 from server.settings import load_settings
 from tests.functional.devices.client import SimDevice
+from tests.support import homedb
 from tests.unit.server.devices.conftest import accepted
 
 LIMITS = {"report_rate_per_hour": 5, "report_form_rate_per_hour": 3, "report_max_attachment_bytes": 1000,
@@ -37,7 +36,7 @@ def device(settings, db):
 
 
 def counts(home) -> dict[str, int]:
-    con = sqlite3.connect(home / "airlock.db")
+    con = homedb.connect(home)
     try:
         return {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                 for t in ("report", "report_attachment", "report_note", "device_label")}

@@ -1,0 +1,85 @@
+"""Read and poke an appliance home's database from a test, on either engine.
+
+``connect(home)`` gives a DB-API connection to the home's database: its
+SQLite file, or the PostgreSQL database its ``database_url`` names, taking
+the same ``?`` placeholders either way (as the services write them)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+from server.db import _pyformat
+from server.settings import load_settings
+
+
+class _PgConnection:
+    """A psycopg2 connection that takes ``?`` placeholders, like sqlite3's."""
+
+    def __init__(self, url: str):
+        self.con = psycopg2.connect(url)
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        cursor = self.con.cursor()
+        cursor.execute(_pyformat(sql), tuple(params))
+        return cursor
+
+    def executemany(self, sql: str, seq: Any) -> Any:
+        cursor = self.con.cursor()
+        cursor.executemany(_pyformat(sql), [tuple(p) for p in seq])
+        return cursor
+
+    def commit(self) -> None:
+        self.con.commit()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> _PgConnection:
+        return self
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        if exc_type is None:
+            self.con.commit()
+        else:
+            self.con.rollback()
+
+
+def database_url(home: Path) -> str:
+    return load_settings(home, environ={}).database_url
+
+
+def connect(home: Path) -> Any:
+    """sqlite3.connect(HOME/airlock.db), or its PostgreSQL equivalent."""
+    url = database_url(home)
+    return _PgConnection(url) if url else sqlite3.connect(Path(home) / "airlock.db")
+
+
+def rows(home: Path, sql: str, params: Any = ()) -> list[tuple]:
+    con = connect(home)
+    try:
+        return [tuple(r) for r in con.execute(sql, params).fetchall()]
+    finally:
+        con.close()
+
+
+def is_postgresql(home: Path) -> bool:
+    return bool(database_url(home))
+
+
+def all_text(home: Path) -> str:
+    """Everything the database holds, as text: to check a secret is not in it."""
+    url = database_url(home)
+    if not url:
+        return (Path(home) / "airlock.db").read_bytes().decode("latin-1")
+    con = _PgConnection(url)
+    try:
+        tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables "
+                                            "WHERE table_schema = 'public'").fetchall()]
+        return "\n".join(str(con.execute(f'SELECT string_agg(t::text, chr(10)) FROM "{table}" t').fetchone()[0])
+                         for table in tables)
+    finally:
+        con.close()

@@ -1,0 +1,166 @@
+"""PostgreSQL's side of the schema: every SQLite migration has its
+PostgreSQL form, both engines end with the same tables and columns, two
+boxes migrating at once apply each migration once, and the services' SQL
+(``?`` placeholders) reaches psycopg2 intact."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import psycopg2
+import pytest
+
+from server import db as dbmod
+from server.db import SchemaError, _pyformat, available_migrations, migrate, open_database, open_postgresql
+
+
+def test_every_sqlite_migration_has_a_postgresql_form():
+    covered = [n for first, last, _, _ in dbmod.postgresql_migrations() for n in range(first, last + 1)]
+    assert covered == [n for n, _, _ in available_migrations()]
+
+
+def test_a_sqlite_migration_without_its_postgresql_form_is_refused(monkeypatch):
+    shipped = available_migrations()
+    monkeypatch.setattr(dbmod, "available_migrations",
+                        lambda: [*shipped, (len(shipped) + 1, "new_thing", "CREATE TABLE new_thing (id INTEGER);")])
+    with pytest.raises(SchemaError) as refused:
+        dbmod.postgresql_migrations()
+    name = f"{len(shipped) + 1:04d}_new_thing.sql"
+    assert f"migration {name} has no PostgreSQL form" in str(refused.value)
+    assert f"server/migrations/postgresql/{name}" in str(refused.value)
+
+
+def _sqlite_columns(path) -> dict[str, dict[str, bool]]:
+    con = sqlite3.connect(path)
+    try:
+        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                            "AND name NOT LIKE 'sqlite_%'")]
+        # a PRIMARY KEY column is NOT NULL on PostgreSQL whatever it says
+        return {t: {row[1]: bool(row[3] or row[5]) for row in con.execute(f'PRAGMA table_info("{t}")')}
+                for t in tables}
+    finally:
+        con.close()
+
+
+def _postgresql_columns(url) -> dict[str, dict[str, bool]]:
+    con = psycopg2.connect(url)
+    try:
+        cur = con.cursor()
+        cur.execute("SELECT table_name, column_name, is_nullable FROM information_schema.columns "
+                    "WHERE table_schema = 'public'")
+        out: dict[str, dict[str, bool]] = {}
+        for table, column, nullable in cur.fetchall():
+            out.setdefault(table, {})[column] = nullable == "NO"
+        return out
+    finally:
+        con.close()
+
+
+def test_both_engines_end_with_the_same_tables_columns_and_not_nulls(tmp_path, postgres_cluster):
+    path = tmp_path / "airlock.db"
+    db = open_database(path)
+    migrate(db)
+    db.close()
+    url = postgres_cluster.new_database(migrated=False)
+    pg = open_postgresql(url)
+    assert migrate(pg) == [f"{n:04d}_{name}" for n, name, _ in available_migrations()]
+    assert migrate(pg) == []  # nothing pending: running `airlock init` again changes nothing
+    pg.close_all()
+    assert _postgresql_columns(url) == _sqlite_columns(path)
+
+
+def test_two_boxes_migrating_at_once_apply_each_migration_once(postgres_cluster):
+    url = postgres_cluster.new_database(migrated=False)
+    results: list = []
+
+    def box():
+        pg = open_postgresql(url)
+        try:
+            results.append(migrate(pg))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            results.append(exc)
+        finally:
+            pg.close_all()
+
+    threads = [threading.Thread(target=box) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    everything = [f"{n:04d}_{name}" for n, name, _ in available_migrations()]
+    assert sorted(results, key=len) == [[], [], everything], results
+    con = psycopg2.connect(url)
+    cur = con.cursor()
+    cur.execute("SELECT version FROM schema_migration ORDER BY version")
+    assert [v for (v,) in cur.fetchall()] == list(range(1, len(everything) + 1))
+    con.close()
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("SELECT a FROM t WHERE b = ? AND c = ?", "SELECT a FROM t WHERE b = %s AND c = %s"),
+    ("SELECT '?' , x FROM t WHERE y LIKE '%z%' AND w = ?", "SELECT '?' , x FROM t WHERE y LIKE '%%z%%' AND w = %s"),
+    ("SELECT 'it''s ?', ? FROM t", "SELECT 'it''s ?', %s FROM t"),
+    ("SELECT 5 % 2", "SELECT 5 %% 2"),
+    # peewee's own SQL, already for psycopg2, is left alone
+    ('SELECT "t"."a" FROM "t" WHERE ("t"."b" = %s)', 'SELECT "t"."a" FROM "t" WHERE ("t"."b" = %s)'),
+])
+def test_placeholders_are_translated_outside_string_literals_only(sql, expected):
+    assert _pyformat(sql) == expected
+
+
+def test_a_database_url_that_is_not_postgresql_is_one_clear_line(tmp_path):
+    from server.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings(tmp_path, environ={"AIRLOCK_DATABASE_URL": "mysql://root:hunter2@db/airlock"})
+    assert "database_url" in str(refused.value) and "postgresql://" in str(refused.value)
+    assert "hunter2" not in str(refused.value)  # a password in the URL is never echoed
+
+
+@pytest.mark.parametrize("how", ["atomic", "writing"])
+def test_immediate_transactions_of_two_boxes_run_one_after_the_other(postgres_cluster, how):
+    """A read-then-write in ``atomic("IMMEDIATE")`` (SQLite's BEGIN
+    IMMEDIATE: the users', imports', exports' services) or in ``writing()``
+    (the devices' and reports', through the write gate) on two separate
+    connections, as two app servers would: the second waits for the first's
+    commit, so no update is lost."""
+    import time
+
+    from server.devices.writes import writing
+
+    url = postgres_cluster.new_database()
+    boxes = [open_postgresql(url), open_postgresql(url)]
+    boxes[0].execute_sql("CREATE TABLE probe (n BIGINT NOT NULL)")
+    boxes[0].execute_sql("INSERT INTO probe (n) VALUES (0)")
+    inside = threading.Barrier(2, timeout=10)
+
+    def add_one(db):
+        inside.wait()  # both start together
+        with (db.atomic("IMMEDIATE") if how == "atomic" else writing(db)):
+            (n,) = db.execute_sql("SELECT n FROM probe").fetchone()
+            time.sleep(0.3)  # the other box's transaction would read the same n meanwhile
+            db.execute_sql("UPDATE probe SET n = ?", (n + 1,))
+
+    threads = [threading.Thread(target=add_one, args=(db,)) for db in boxes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert boxes[0].execute_sql("SELECT n FROM probe").fetchone() == (2,)
+    for db in boxes:
+        db.close_all()
+
+
+def test_backup_and_restore_refuse_a_postgresql_home_in_one_line(tmp_path, postgres_cluster):
+    from tests.conftest import new_home, run_airlock
+
+    home = new_home(tmp_path / "home", postgres_cluster.new_database())
+    assert run_airlock(home, "init").code == 0
+    (tmp_path / "pass").write_text("a long backup passphrase\n")
+    (tmp_path / "dest").mkdir()
+    for args in (("backup", tmp_path / "dest"), ("restore", tmp_path / "pass")):
+        r = run_airlock(home, *args, "--passphrase-file", tmp_path / "pass")
+        assert r.code == 1 and "pg_dump" in r.err and r.err.count("\n") == 1, r
+    assert list((tmp_path / "dest").iterdir()) == []
+    assert not (home / "airlock.db").exists()  # nothing made on the side
