@@ -17,7 +17,7 @@ from server.timestamp_key import ensure_timestamp_key
 def refresh_timestamps(settings: Settings, operator: str, *, force: bool = False) -> list[RefreshOutcome]:
     now = timekeeping.trusted_now(settings, "signing")
     ensure_timestamp_key(settings)  # a home from before the key existed gets it on first need
-    with ImportLock(settings.state_dir / "import.lock", "run `airlock timestamp refresh` again"):
+    with ImportLock(settings, "run `airlock timestamp refresh` again"):
         reconcile(settings)
         outcomes = freshness.refresh(settings, now, operator, force=force)
     signed = [o for o in outcomes if o.action == "re-signed"]

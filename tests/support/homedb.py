@@ -83,3 +83,11 @@ def all_text(home: Path) -> str:
                          for table in tables)
     finally:
         con.close()
+
+
+def append_setting(home: Path, lines: str) -> None:
+    """Add ``lines`` to HOME/airlock.toml, keeping what is there (the
+    ``database_url`` a PostgreSQL home's test wrote, say)."""
+    toml = Path(home) / "airlock.toml"
+    before = toml.read_text() if toml.exists() else ""
+    toml.write_text(before + lines)

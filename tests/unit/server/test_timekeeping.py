@@ -12,6 +12,7 @@ import pytest
 from server import bind_database, timekeeping
 from server.settings import load_settings
 from server.timekeeping import RELEASE_FLOOR, ClockError, clock_health, record, trusted_now
+from tests.support.homedb import append_setting
 
 MARK = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -63,7 +64,7 @@ def test_a_clock_ten_years_ahead_is_refused(settings):
 
 
 def test_the_ahead_limit_is_a_setting(home):
-    (home / "airlock.toml").write_text("clock_max_ahead_days = 4000\n")
+    append_setting(home, "clock_max_ahead_days = 4000\n")
     settings = load_settings(home)
     bind_database(settings)
     record("verified", MARK, "import 3")

@@ -5,7 +5,9 @@ at start-up."""
 from __future__ import annotations
 
 import json
-import sqlite3
+
+from tests.support import homedb
+from tests.support.homedb import append_setting
 
 
 def test_download_caps_cli(airlock, home):
@@ -24,15 +26,13 @@ def test_download_caps_cli(airlock, home):
     assert airlock("download-caps", "clear", "line-3").code == 0
     gone = airlock("download-caps", "clear", "line-3")
     assert gone.code != 0 and "has no download cap" in gone.err
-    con = sqlite3.connect(home / "airlock.db")
-    actions = [a for (a,) in con.execute("SELECT action FROM audit_log WHERE action LIKE 'download_cap.%'")]
-    con.close()
+    actions = [a for (a,) in homedb.rows(home, "SELECT action FROM audit_log WHERE action LIKE 'download_cap.%'")]
     assert actions == ["download_cap.set", "download_cap.clear"]
 
 
 def test_a_bandwidth_cap_needs_a_download_cap(airlock, home):
-    (home / "airlock.toml").write_text("download_max_bytes_per_second = 1000000\n")
+    append_setting(home, "download_max_bytes_per_second = 1000000\n")
     r = airlock("download-caps", "list")
     assert r.code != 0 and "set download_max_concurrent too" in r.err
-    (home / "airlock.toml").write_text("download_max_concurrent = 10\ndownload_max_bytes_per_second = 1000000\n")
+    append_setting(home, "download_max_concurrent = 10\n")
     assert "(appliance)  10" in airlock("download-caps", "list").out

@@ -5,13 +5,13 @@ them, audited."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from server.clock import utcnow
 from server.delivery import windows
 from server.delivery.windows import DAYS
 from server.devices import services
 from tests.functional.devices.client import SimDevice
+from tests.support import homedb
 from tests.unit.server.devices.conftest import accepted
 from tests.unit.server.devices.test_releases import checkin, repo  # noqa: F401 - the fixture
 
@@ -58,7 +58,5 @@ def test_the_cli_adds_lists_and_removes_windows_audited(airlock, home):
     gone = airlock("windows", "remove", "1")
     assert gone.code != 0 and "no maintenance window 1" in gone.err
     assert "no maintenance windows" in airlock("windows", "list").out
-    con = sqlite3.connect(home / "airlock.db")
-    actions = [a for (a,) in con.execute("SELECT action FROM audit_log WHERE action LIKE 'window.%' ORDER BY id")]
-    con.close()
+    actions = [a for (a,) in homedb.rows(home, "SELECT action FROM audit_log WHERE action LIKE 'window.%' ORDER BY id")]
     assert actions == ["window.add", "window.remove"]
