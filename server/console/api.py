@@ -10,9 +10,14 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from server import audit
+from server.console import repositories as repository_view
+from server.console.permissions import api_user
 from server.console.query import parse
+from server.console.uploads import job_from_body
 from server.devices.records import DeviceQuery
 from server.devices.services import page_devices
+from server.imports import uploads
+from server.imports.services import import_history
 from server.users.services import list_users
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
@@ -43,3 +48,30 @@ def list_all_users():
     _query("list_users")
     return jsonify(users=[{"username": u.username, "role": u.role, "created_at": u.created_at,
                            "disabled": u.disabled} for u in list_users()])
+
+
+@bp.get("/repositories")
+def list_repositories():
+    _query("list_repositories")
+    found = repository_view.repositories(current_app.config["AIRLOCK"])
+    return jsonify(repositories=[r.to_dict() for r in found])
+
+
+@bp.get("/imports")
+def list_imports():
+    q = _query("list_imports")
+    return jsonify(imports=[e.to_dict() for e in import_history(limit=q.get("limit", 50))])
+
+
+@bp.post("/imports")
+def upload_import():
+    q = _query("upload_import")
+    user = api_user()
+    job = job_from_body(request, f"{user.username} (api)", q.get("filename", "bundle"))
+    return jsonify(job.to_dict()), 202
+
+
+@bp.get("/imports/jobs/<job_id>")
+def show_import_job(job_id: str):
+    _query("show_import_job")
+    return jsonify(uploads.read_job(current_app.config["AIRLOCK"], job_id).to_dict())

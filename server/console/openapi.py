@@ -20,7 +20,11 @@ ACTION = r"^[a-z][a-z0-9_.]{0,63}$"
 MAX_PER_PAGE = 500
 MAX_AUDIT = 1000
 ROLES_OF = {"list_devices": ["admin", "operator", "auditor"], "list_audit": ["admin", "auditor"],
-            "list_users": ["admin", "auditor"]}
+            "list_users": ["admin", "auditor"], "list_repositories": ["admin", "auditor"],
+            "list_imports": ["admin", "auditor"], "upload_import": ["admin"], "show_import_job": ["admin", "auditor"]}
+MAX_IMPORTS = 200
+JOB_ID = r"^[0-9a-f]{16}$"
+UPLOAD_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,119}$"
 
 
 def query_parameters(patterns: dict[str, str]) -> dict[str, dict[str, dict]]:
@@ -46,6 +50,10 @@ def query_parameters(patterns: dict[str, str]) -> dict[str, dict[str, dict]]:
             "limit": {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT},
         },
         "list_users": {},
+        "list_repositories": {},
+        "list_imports": {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_IMPORTS}},
+        "upload_import": {"filename": {"type": "string", "pattern": UPLOAD_NAME}},
+        "show_import_job": {},
     }
 
 
@@ -63,7 +71,9 @@ PARAMETER_HELP = {
     "actor": "Only records by this actor.",
     "subject": "Only records about this subject.",
     "after": "Only records with a larger id (the previous page's next_after).",
-    "limit": f"Records per page, 1 to {MAX_AUDIT} (default 100).",
+    "limit": f"Records per page, 1 to {MAX_AUDIT} (default 100); imports: newest first, 1 to {MAX_IMPORTS} "
+             "(default 50).",
+    "filename": "The bundle's file name, shown in the console (default bundle).",
 }
 
 
@@ -75,7 +85,62 @@ def admin_schemas() -> dict:
                        "action": {"type": "string"}, "subject": {"type": "string"}, "details": {"type": "object"},
                        "prev_hash": {"type": "string"}, "hash": {"type": "string"}},
     }
+    string_or_null = {"type": ["string", "null"]}
+    job = {
+        "type": "object", "additionalProperties": False,
+        "required": ["id", "operator", "filename", "size", "created_at", "state", "phase", "done", "total", "files",
+                     "status", "message", "import_id", "finished_at"],
+        "properties": {
+            "id": {"type": "string", "pattern": JOB_ID}, "operator": {"type": "string"},
+            "filename": {"type": "string"}, "size": {"type": "integer", "minimum": 0},
+            "created_at": {"type": "string"},
+            "state": {"type": "string", "enum": ["uploaded", "running", "finished", "failed"],
+                      "description": "finished: the import ran to its verdict (status); failed: it could not."},
+            "phase": {**string_or_null, "description": "The importer's phase: copying metadata, verifying, "
+                                                        "copying targets, publishing."},
+            "done": {"type": "integer", "minimum": 0}, "total": {"type": ["integer", "null"]},
+            "files": {"type": "integer", "minimum": 0},
+            "status": {"type": ["string", "null"], "enum": ["accepted", "unchanged", "refused", None]},
+            "message": {**string_or_null, "description": "The verification report, or the exact reason for refusal."},
+            "import_id": {"type": ["integer", "null"], "description": "The import history's record."},
+            "finished_at": string_or_null,
+        },
+    }
+    imported = {
+        "type": "object", "additionalProperties": False,
+        "required": ["id", "started_at", "finished_at", "operator", "source", "bundle_digest", "status", "reason",
+                     "repository"],
+        "properties": {"id": {"type": "integer"}, "started_at": {"type": "string"}, "finished_at": string_or_null,
+                       "operator": {"type": "string"}, "source": {"type": "string"},
+                       "bundle_digest": string_or_null,
+                       "status": {"type": "string", "enum": ["accepted", "unchanged", "refused"]},
+                       "reason": string_or_null,
+                       "repository": {"type": ["object", "null"],
+                                      "description": "What changed, per repository: versions before and after, "
+                                                     "targets added and removed."}},
+    }
+    target = {
+        "type": "object", "additionalProperties": False,
+        "required": ["path", "hardware", "version", "length", "sha256", "role", "added_at"],
+        "properties": {"path": {"type": "string"}, "hardware": {"type": "array", "items": {"type": "string"}},
+                       "version": string_or_null, "length": {"type": "integer", "minimum": 0},
+                       "sha256": string_or_null, "role": {"type": "string"},
+                       "added_at": {**string_or_null, "description": "When the import that added it started."}},
+    }
+    repository = {
+        "type": "object", "additionalProperties": False,
+        "required": ["name", "root_fingerprint", "pinned_at", "pinned_by", "error", "targets"],
+        "properties": {"name": {"type": "string"}, "root_fingerprint": {"type": "string"},
+                       "pinned_at": {"type": "string"}, "pinned_by": {"type": "string"},
+                       "error": {**string_or_null, "description": "Why its published state cannot be read."},
+                       "targets": {"type": "array", "items": target}},
+    }
     return {
+        "ImportJob": job,
+        "ImportList": {"type": "object", "additionalProperties": False, "required": ["imports"],
+                       "properties": {"imports": {"type": "array", "items": imported}}},
+        "RepositoryList": {"type": "object", "additionalProperties": False, "required": ["repositories"],
+                           "properties": {"repositories": {"type": "array", "items": repository}}},
         "DevicePage": {
             "type": "object", "additionalProperties": False, "required": ["total", "page", "per_page", "devices"],
             "properties": {"total": {"type": "integer", "minimum": 0}, "page": {"type": "integer", "minimum": 1},
@@ -115,7 +180,32 @@ def admin_paths(patterns: dict[str, str], answer: Callable[[str, str], dict],
             "responses": {"200": answer(schema, "One page."), **errors(400, 401, 403, 429, 500)},
         }}
 
+    upload = {
+        "summary": "Upload a bundle (.tar or .tar.gz) as the request body and start its import; poll the job. "
+                   "Roles: admin.",
+        "operationId": "upload_import", "tags": ["admin"], "security": [{"admin": []}],
+        "x-roles": ROLES_OF["upload_import"],
+        "parameters": [{"name": name, "in": "query", "required": False, "schema": schema,
+                        "description": PARAMETER_HELP[name]} for name, schema in params["upload_import"].items()],
+        "requestBody": {"required": True, "content": {"application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"}}}},
+        "responses": {"202": answer("ImportJob", "The job, started: poll /admin/imports/jobs/{job_id}."),
+                      **errors(400, 401, 403, 413, 429, 500)},
+    }
+    job = {"get": {
+        "summary": "An upload's import job: its phase and progress, then its verdict. Roles: admin, auditor.",
+        "operationId": "show_import_job", "tags": ["admin"], "security": [{"admin": []}],
+        "x-roles": ROLES_OF["show_import_job"],
+        "parameters": [{"name": "job_id", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": JOB_ID}}],
+        "responses": {"200": answer("ImportJob", "The job."), **errors(400, 401, 403, 404, 429, 500)},
+    }}
     return {
+        "/admin/repositories": get("list_repositories", "RepositoryList",
+                                   "Every pinned repository with the targets a device finds now."),
+        "/admin/imports": {**get("list_imports", "ImportList", "The import history, newest first."),
+                           "post": upload},
+        "/admin/imports/jobs/{job_id}": job,
         "/admin/devices": get("list_devices", "DevicePage", "The device list, filtered, sorted and paged."),
         "/admin/audit": get("list_audit", "AuditPage", "The audit log, oldest first, filtered and paged."),
         "/admin/users": get("list_users", "UserList", "Every user, with role and whether it is disabled."),

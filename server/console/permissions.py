@@ -88,11 +88,20 @@ TABLE: dict[str, Access] = {
     "console.reports": session(),
     "console.report": session(),
     "console.report_action": session("admin", "operator"),
+    "console.repositories": session("admin", "auditor"),
+    "console.imports": session("admin", "auditor"),
+    "console.import_upload": session("admin"),
+    "console.import_job": session("admin", "auditor"),
+    "console.import_job_progress": session("admin", "auditor"),
     # the admin API
     "devices.admin_decision": basic("admin"),
     "admin_api.list_devices": basic(*ROLES_OF["list_devices"]),
     "admin_api.list_audit": basic(*ROLES_OF["list_audit"]),
     "admin_api.list_all_users": basic(*ROLES_OF["list_users"]),
+    "admin_api.list_repositories": basic(*ROLES_OF["list_repositories"]),
+    "admin_api.list_imports": basic(*ROLES_OF["list_imports"]),
+    "admin_api.upload_import": basic(*ROLES_OF["upload_import"]),
+    "admin_api.show_import_job": basic(*ROLES_OF["show_import_job"]),
 }
 
 

@@ -21,10 +21,20 @@ INTENDED = {
     ("session", "console.audit_log"): {"admin", "auditor"},
     ("session", "console.device_action"): {"admin"},  # accept, reject, decommission: admission
     ("session", "console.report_action"): {"admin", "operator"},  # triage
+    # repositories and imports: what the plant trusts; the operator's role is devices and reports
+    ("session", "console.repositories"): {"admin", "auditor"},
+    ("session", "console.imports"): {"admin", "auditor"},
+    ("session", "console.import_job"): {"admin", "auditor"},
+    ("session", "console.import_job_progress"): {"admin", "auditor"},
+    ("session", "console.import_upload"): {"admin"},  # importing changes what devices are offered
     ("basic", "devices.admin_decision"): {"admin"},
     ("basic", "admin_api.list_devices"): ALL,
     ("basic", "admin_api.list_audit"): {"admin", "auditor"},
     ("basic", "admin_api.list_all_users"): {"admin", "auditor"},
+    ("basic", "admin_api.list_repositories"): {"admin", "auditor"},
+    ("basic", "admin_api.list_imports"): {"admin", "auditor"},
+    ("basic", "admin_api.show_import_job"): {"admin", "auditor"},
+    ("basic", "admin_api.upload_import"): {"admin"},
 }
 
 # no user at all: TUF files, the device API (its own token), the QR form (its key), liveness, the login form
