@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from server import audit
 from server.console import repositories as repository_view
+from server.console import trust as trust_view
 from server.console.permissions import api_user
 from server.console.query import parse
 from server.console.uploads import job_from_body
@@ -75,3 +76,9 @@ def upload_import():
 def show_import_job(job_id: str):
     _query("show_import_job")
     return jsonify(uploads.read_job(current_app.config["AIRLOCK"], job_id).to_dict())
+
+
+@bp.get("/repositories/<name>/trust")
+def show_trust(name: str):
+    _query("show_trust")
+    return jsonify(trust_view.trust(current_app.config["AIRLOCK"], name).to_dict())

@@ -21,9 +21,11 @@ MAX_PER_PAGE = 500
 MAX_AUDIT = 1000
 ROLES_OF = {"list_devices": ["admin", "operator", "auditor"], "list_audit": ["admin", "auditor"],
             "list_users": ["admin", "auditor"], "list_repositories": ["admin", "auditor"],
-            "list_imports": ["admin", "auditor"], "upload_import": ["admin"], "show_import_job": ["admin", "auditor"]}
+            "list_imports": ["admin", "auditor"], "upload_import": ["admin"], "show_import_job": ["admin", "auditor"],
+            "show_trust": ["admin", "auditor"]}
 MAX_IMPORTS = 200
 JOB_ID = r"^[0-9a-f]{16}$"
+REPOSITORY = r"^[a-z0-9][a-z0-9-]{0,62}$"
 UPLOAD_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,119}$"
 
 
@@ -54,6 +56,7 @@ def query_parameters(patterns: dict[str, str]) -> dict[str, dict[str, dict]]:
         "list_imports": {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_IMPORTS}},
         "upload_import": {"filename": {"type": "string", "pattern": UPLOAD_NAME}},
         "show_import_job": {},
+        "show_trust": {},
     }
 
 
@@ -135,7 +138,47 @@ def admin_schemas() -> dict:
                        "error": {**string_or_null, "description": "Why its published state cannot be read."},
                        "targets": {"type": "array", "items": target}},
     }
+    role_state = {
+        "type": "object", "additionalProperties": False,
+        "required": ["name", "version", "expires", "days_left", "keyids", "keytypes", "threshold", "signed_by",
+                     "delegator", "paths"],
+        "properties": {"name": {"type": "string"}, "version": {"type": "integer"}, "expires": {"type": "string"},
+                       "days_left": {"type": "integer"}, "keyids": {"type": "array", "items": {"type": "string"}},
+                       "keytypes": {"type": "object", "additionalProperties": {"type": "string"}},
+                       "threshold": {"type": "integer"},
+                       "signed_by": {"type": "array", "items": {"type": "string"},
+                                     "description": "Key ids whose signature on the current file verifies."},
+                       "delegator": string_or_null,
+                       "paths": {"type": ["array", "null"], "items": {"type": "string"}}},
+    }
+    trust = {
+        "type": "object", "additionalProperties": False,
+        "required": ["name", "root_fingerprint", "pinned_root_version", "roles", "tree", "root_history", "files",
+                     "refresh_problem", "unavailable_roles"],
+        "properties": {
+            "name": {"type": "string"}, "root_fingerprint": {"type": "string"},
+            "pinned_root_version": {"type": "integer"}, "roles": {"type": "array", "items": role_state},
+            "tree": {"type": "array", "description": "The delegation tree, depth first from root.", "items": {
+                "type": "object", "additionalProperties": False, "required": ["role", "delegator", "depth", "paths"],
+                "properties": {"role": {"type": "string"}, "delegator": string_or_null,
+                               "depth": {"type": "integer", "minimum": 0},
+                               "paths": {"type": ["array", "null"], "items": {"type": "string"}}}}},
+            "root_history": {"type": "array", "description": "Oldest first.", "items": {
+                "type": "object", "additionalProperties": False,
+                "required": ["version", "expires", "roles", "signed_by", "changes"],
+                "properties": {"version": {"type": "integer"}, "expires": {"type": "string"},
+                               "roles": {"type": "object"},
+                               "signed_by": {"type": "array", "items": {"type": "string"}},
+                               "changes": {"type": "array", "items": {"type": "string"},
+                                           "description": "Keys added or removed, thresholds changed."}}}},
+            "files": {"type": "array", "items": {"type": "string"},
+                      "description": "Metadata files served; each at /repos/{name}/metadata/{file}."},
+            "refresh_problem": string_or_null,
+            "unavailable_roles": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
     return {
+        "Trust": trust,
         "ImportJob": job,
         "ImportList": {"type": "object", "additionalProperties": False, "required": ["imports"],
                        "properties": {"imports": {"type": "array", "items": imported}}},
@@ -206,6 +249,15 @@ def admin_paths(patterns: dict[str, str], answer: Callable[[str, str], dict],
         "/admin/imports": {**get("list_imports", "ImportList", "The import history, newest first."),
                            "post": upload},
         "/admin/imports/jobs/{job_id}": job,
+        "/admin/repositories/{name}/trust": {"get": {
+            "summary": "One repository's roles, keys, thresholds, expiries, signers, delegation tree and root "
+                       "history. Roles: admin, auditor.",
+            "operationId": "show_trust", "tags": ["admin"], "security": [{"admin": []}],
+            "x-roles": ROLES_OF["show_trust"],
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": REPOSITORY}}],
+            "responses": {"200": answer("Trust", "The repository's trust."), **errors(400, 401, 403, 404, 429, 500)},
+        }},
         "/admin/devices": get("list_devices", "DevicePage", "The device list, filtered, sorted and paged."),
         "/admin/audit": get("list_audit", "AuditPage", "The audit log, oldest first, filtered and paged."),
         "/admin/users": get("list_users", "UserList", "Every user, with role and whether it is disabled."),

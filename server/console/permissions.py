@@ -93,6 +93,9 @@ TABLE: dict[str, Access] = {
     "console.import_upload": session("admin"),
     "console.import_job": session("admin", "auditor"),
     "console.import_job_progress": session("admin", "auditor"),
+    "console.trust_index": session("admin", "auditor"),
+    "console.trust": session("admin", "auditor"),
+    "console.trust_raw": session("admin", "auditor"),
     # the admin API
     "devices.admin_decision": basic("admin"),
     "admin_api.list_devices": basic(*ROLES_OF["list_devices"]),
@@ -102,6 +105,7 @@ TABLE: dict[str, Access] = {
     "admin_api.list_imports": basic(*ROLES_OF["list_imports"]),
     "admin_api.upload_import": basic(*ROLES_OF["upload_import"]),
     "admin_api.show_import_job": basic(*ROLES_OF["show_import_job"]),
+    "admin_api.show_trust": basic(*ROLES_OF["show_trust"]),
 }
 
 

@@ -62,7 +62,7 @@ def test_log_in_and_out_as_each_role_in_a_browser(console_home, tmp_path):
                     assert page.locator("h1").inner_text() == label
                     page.screenshot(path=shots / f"{label.lower().replace(' ', '-')}-{role}.png", full_page=True)
                 assert offered == (["Overview", "Devices", "Reports"] if role == "operator" else
-                                   ["Overview", "Devices", "Reports", "Repositories", "Imports", "Audit log"])
+                                   ["Overview", "Devices", "Reports", "Repositories", "Imports", "Trust", "Audit log"])
 
                 with page.expect_navigation():
                     page.click(".who button[type=submit]")
@@ -77,4 +77,5 @@ def test_log_in_and_out_as_each_role_in_a_browser(console_home, tmp_path):
     kinds = ("login", "login-refused", "overview", "devices", "reports")
     assert sorted(p.name for p in shots.iterdir()) == sorted(
         [f"{kind}-{role}.png" for role in ROLE_OF.values() for kind in kinds]
-        + [f"{kind}-{role}.png" for role in ("admin", "auditor") for kind in ("audit-log", "repositories", "imports")])
+        + [f"{kind}-{role}.png" for role in ("admin", "auditor")
+           for kind in ("audit-log", "repositories", "imports", "trust")])

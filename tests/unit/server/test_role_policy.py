@@ -27,6 +27,9 @@ INTENDED = {
     ("session", "console.import_job"): {"admin", "auditor"},
     ("session", "console.import_job_progress"): {"admin", "auditor"},
     ("session", "console.import_upload"): {"admin"},  # importing changes what devices are offered
+    ("session", "console.trust_index"): {"admin", "auditor"},  # the security officer's page first
+    ("session", "console.trust"): {"admin", "auditor"},
+    ("session", "console.trust_raw"): {"admin", "auditor"},
     ("basic", "devices.admin_decision"): {"admin"},
     ("basic", "admin_api.list_devices"): ALL,
     ("basic", "admin_api.list_audit"): {"admin", "auditor"},
@@ -35,6 +38,7 @@ INTENDED = {
     ("basic", "admin_api.list_imports"): {"admin", "auditor"},
     ("basic", "admin_api.show_import_job"): {"admin", "auditor"},
     ("basic", "admin_api.upload_import"): {"admin"},
+    ("basic", "admin_api.show_trust"): {"admin", "auditor"},
 }
 
 # no user at all: TUF files, the device API (its own token), the QR form (its key), liveness, the login form
