@@ -15,13 +15,18 @@ from server.console import trust as trust_view
 from server.console.permissions import api_user
 from server.console.query import parse
 from server.console.uploads import job_from_body
+from server.devices import services as devices
+from server.devices.exceptions import TooLargeError, UnsupportedMediaTypeError
 from server.devices.records import DeviceQuery
+from server.devices.schema import loads_strict
 from server.devices.services import page_devices
+from server.devices.views import VALIDATOR
 from server.imports import uploads
 from server.imports.services import import_history
 from server.users.services import list_users
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
+JSON_LIMIT = 8 * 1024  # bytes of an admin request's JSON body
 
 
 def _query(operation: str) -> dict:
@@ -82,3 +87,38 @@ def show_import_job(job_id: str):
 def show_trust(name: str):
     _query("show_trust")
     return jsonify(trust_view.trust(current_app.config["AIRLOCK"], name).to_dict())
+
+
+@bp.get("/releases")
+def list_all_releases():
+    q = _query("list_releases")
+    found = devices.list_releases(include_withdrawn=q.get("all") == "1")
+    return jsonify(releases=[r.to_dict() for r in found],
+                   running=[{"hardware": h, "firmware": f, "devices": n} for h, f, n in devices.firmware_versions()])
+
+
+@bp.post("/releases")
+def approve_release():
+    _query("approve_release")
+    body = json_body("ReleaseRequest")
+    user = api_user()
+    release = devices.approve(current_app.config["AIRLOCK"], body["repository"], body["target"],
+                              f"{user.username} (api)", hardware=body.get("hardware"), group=body.get("group"),
+                              allow_downgrade=body.get("allow_downgrade", False))
+    return jsonify(release.to_dict()), 201
+
+
+@bp.post("/releases/<int:release_id>/withdraw")
+def withdraw_release(release_id: int):
+    _query("withdraw_release")
+    return jsonify(devices.withdraw(release_id, f"{api_user().username} (api)").to_dict())
+
+
+def json_body(schema: str, limit: int = JSON_LIMIT) -> dict:
+    """The request's JSON body, at most ``limit`` bytes, valid against ``schema``."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaTypeError("send the body as Content-Type: application/json")
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise TooLargeError(f"the body is larger than this endpoint's {limit} bytes")
+    return VALIDATOR.validate(loads_strict(data), {"$ref": f"#/components/schemas/{schema}"})

@@ -22,7 +22,8 @@ MAX_AUDIT = 1000
 ROLES_OF = {"list_devices": ["admin", "operator", "auditor"], "list_audit": ["admin", "auditor"],
             "list_users": ["admin", "auditor"], "list_repositories": ["admin", "auditor"],
             "list_imports": ["admin", "auditor"], "upload_import": ["admin"], "show_import_job": ["admin", "auditor"],
-            "show_trust": ["admin", "auditor"]}
+            "show_trust": ["admin", "auditor"], "list_releases": ["admin", "operator", "auditor"],
+            "approve_release": ["admin"], "withdraw_release": ["admin"]}
 MAX_IMPORTS = 200
 JOB_ID = r"^[0-9a-f]{16}$"
 REPOSITORY = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -57,6 +58,9 @@ def query_parameters(patterns: dict[str, str]) -> dict[str, dict[str, dict]]:
         "upload_import": {"filename": {"type": "string", "pattern": UPLOAD_NAME}},
         "show_import_job": {},
         "show_trust": {},
+        "list_releases": {"all": {"type": "string", "enum": ["0", "1"]}},
+        "approve_release": {},
+        "withdraw_release": {},
     }
 
 
@@ -76,6 +80,7 @@ PARAMETER_HELP = {
     "after": "Only records with a larger id (the previous page's next_after).",
     "limit": f"Records per page, 1 to {MAX_AUDIT} (default 100); imports: newest first, 1 to {MAX_IMPORTS} "
              "(default 50).",
+    "all": "1: withdrawn releases too (default 0: the active ones).",
     "filename": "The bundle's file name, shown in the console (default bundle).",
 }
 
@@ -177,7 +182,46 @@ def admin_schemas() -> dict:
             "unavailable_roles": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     }
+    release = {
+        "type": "object", "additionalProperties": False,
+        "required": ["id", "repository", "target_path", "version", "target_hardware", "length", "sha256", "hardware",
+                     "group", "allow_downgrade", "approved_at", "approved_by", "withdrawn_at", "withdrawn_by",
+                     "shadowed_by", "shadows"],
+        "properties": {
+            "id": {"type": "integer"}, "repository": {"type": "string"}, "target_path": {"type": "string"},
+            "version": {"type": "string"}, "target_hardware": {"type": "array", "items": {"type": "string"}},
+            "length": {"type": "integer"}, "sha256": string_or_null,
+            "hardware": {**string_or_null, "description": "The model it is for (or null: a group's)."},
+            "group": {**string_or_null, "description": "The group (tag) it is for (or null: a model's)."},
+            "allow_downgrade": {"type": "boolean"}, "approved_at": {"type": "string"},
+            "approved_by": {"type": "string"}, "withdrawn_at": string_or_null, "withdrawn_by": string_or_null,
+            "shadowed_by": {"type": ["integer", "null"],
+                            "description": "A newer active release of the same scope that check-ins offer instead."},
+            "shadows": {"type": "array", "items": {"type": "integer"},
+                        "description": "On approval: the active releases this one now shadows."},
+        },
+    }
     return {
+        "Release": release,
+        "ReleaseList": {
+            "type": "object", "additionalProperties": False, "required": ["releases", "running"],
+            "properties": {"releases": {"type": "array", "items": {"$ref": "#/components/schemas/Release"}},
+                           "running": {"type": "array", "description": "Who runs which version (accepted devices).",
+                                       "items": {"type": "object", "additionalProperties": False,
+                                                 "required": ["hardware", "firmware", "devices"],
+                                                 "properties": {"hardware": {"type": "string"},
+                                                                "firmware": {"type": "string"},
+                                                                "devices": {"type": "integer", "minimum": 1}}}}},
+        },
+        "ReleaseRequest": {
+            "type": "object", "additionalProperties": False, "required": ["repository", "target"],
+            "description": "Give exactly one of hardware and group.",
+            "properties": {"repository": {"type": "string", "pattern": REPOSITORY},
+                           "target": {"type": "string", "minLength": 1, "maxLength": 1024},
+                           "hardware": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                           "group": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                           "allow_downgrade": {"type": "boolean"}},
+        },
         "Trust": trust,
         "ImportJob": job,
         "ImportList": {"type": "object", "additionalProperties": False, "required": ["imports"],
@@ -249,6 +293,26 @@ def admin_paths(patterns: dict[str, str], answer: Callable[[str, str], dict],
         "/admin/imports": {**get("list_imports", "ImportList", "The import history, newest first."),
                            "post": upload},
         "/admin/imports/jobs/{job_id}": job,
+        "/admin/releases": {**get("list_releases", "ReleaseList",
+                                  "The releases, newest first, and who runs which version."),
+                            "post": {
+            "summary": "Approve a repository's target for a model or a group. Roles: admin.",
+            "operationId": "approve_release", "tags": ["admin"], "security": [{"admin": []}],
+            "x-roles": ROLES_OF["approve_release"],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ReleaseRequest"}}}},
+            "responses": {"201": answer("Release", "The release, approved."),
+                          **errors(400, 401, 403, 404, 413, 415, 422, 429, 500)},
+        }},
+        "/admin/releases/{release_id}/withdraw": {"post": {
+            "summary": "Withdraw a release: check-ins stop offering it. Roles: admin.",
+            "operationId": "withdraw_release", "tags": ["admin"], "security": [{"admin": []}],
+            "x-roles": ROLES_OF["withdraw_release"],
+            "parameters": [{"name": "release_id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "responses": {"200": answer("Release", "The release, withdrawn."),
+                          **errors(400, 401, 403, 404, 422, 429, 500)},
+        }},
         "/admin/repositories/{name}/trust": {"get": {
             "summary": "One repository's roles, keys, thresholds, expiries, signers, delegation tree and root "
                        "history. Roles: admin, auditor.",

@@ -96,6 +96,9 @@ TABLE: dict[str, Access] = {
     "console.trust_index": session("admin", "auditor"),
     "console.trust": session("admin", "auditor"),
     "console.trust_raw": session("admin", "auditor"),
+    "console.releases": session(),
+    "console.release_approve": session("admin"),
+    "console.release_withdraw": session("admin"),
     # the admin API
     "devices.admin_decision": basic("admin"),
     "admin_api.list_devices": basic(*ROLES_OF["list_devices"]),
@@ -106,6 +109,9 @@ TABLE: dict[str, Access] = {
     "admin_api.upload_import": basic(*ROLES_OF["upload_import"]),
     "admin_api.show_import_job": basic(*ROLES_OF["show_import_job"]),
     "admin_api.show_trust": basic(*ROLES_OF["show_trust"]),
+    "admin_api.list_all_releases": basic(*ROLES_OF["list_releases"]),
+    "admin_api.approve_release": basic(*ROLES_OF["approve_release"]),
+    "admin_api.withdraw_release": basic(*ROLES_OF["withdraw_release"]),
 }
 
 

@@ -29,9 +29,9 @@ def nav(page) -> list[str]:
 
 
 @pytest.mark.parametrize("name, links", [
-    ("ada", ["/overview", "/devices", "/reports", "/repositories", "/imports", "/trust", "/audit"]),
-    ("otto", ["/overview", "/devices", "/reports"]),
-    ("aude", ["/overview", "/devices", "/reports", "/repositories", "/imports", "/trust", "/audit"]),
+    ("ada", ["/overview", "/devices", "/reports", "/releases", "/repositories", "/imports", "/trust", "/audit"]),
+    ("otto", ["/overview", "/devices", "/reports", "/releases"]),
+    ("aude", ["/overview", "/devices", "/reports", "/releases", "/repositories", "/imports", "/trust", "/audit"]),
 ])
 def test_each_role_is_offered_only_what_it_may_open(fleet, name, links):
     browser = logged_in(fleet, name)

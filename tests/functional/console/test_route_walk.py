@@ -24,7 +24,7 @@ from server.users.throttle import LoginThrottle
 from tests.functional.console.conftest import PASSWORDS, USER_OF
 
 IDENTITIES = ["anonymous", "admin", "operator", "auditor"]
-SAMPLE = {"name": "acme", "filename": "1.root.json", "relpath": "plc-x/fw.bin", "device_id": "d-1",
+SAMPLE = {"name": "acme", "filename": "1.root.json", "relpath": "plc-x/fw.bin", "device_id": "d-1", "release_id": 1,
           "action": "accept", "number": 1}
 PER_ENDPOINT = {"console.static": {"filename": "console.css"}}
 # Tables a request may touch without changing the appliance's state.

@@ -30,6 +30,9 @@ INTENDED = {
     ("session", "console.trust_index"): {"admin", "auditor"},  # the security officer's page first
     ("session", "console.trust"): {"admin", "auditor"},
     ("session", "console.trust_raw"): {"admin", "auditor"},
+    ("session", "console.releases"): ALL,  # an operator sees what devices are offered
+    ("session", "console.release_approve"): {"admin"},  # releases are the admin's
+    ("session", "console.release_withdraw"): {"admin"},
     ("basic", "devices.admin_decision"): {"admin"},
     ("basic", "admin_api.list_devices"): ALL,
     ("basic", "admin_api.list_audit"): {"admin", "auditor"},
@@ -39,6 +42,9 @@ INTENDED = {
     ("basic", "admin_api.show_import_job"): {"admin", "auditor"},
     ("basic", "admin_api.upload_import"): {"admin"},
     ("basic", "admin_api.show_trust"): {"admin", "auditor"},
+    ("basic", "admin_api.list_all_releases"): ALL,
+    ("basic", "admin_api.approve_release"): {"admin"},
+    ("basic", "admin_api.withdraw_release"): {"admin"},
 }
 
 # no user at all: TUF files, the device API (its own token), the QR form (its key), liveness, the login form
