@@ -16,13 +16,14 @@ from server.console.permissions import api_user
 from server.console.query import parse
 from server.console.uploads import job_from_body
 from server.devices import services as devices
-from server.devices.exceptions import TooLargeError, UnsupportedMediaTypeError
+from server.devices.exceptions import InvalidRequestError, NotFoundError, TooLargeError, UnsupportedMediaTypeError
 from server.devices.records import DeviceQuery
 from server.devices.schema import loads_strict
 from server.devices.services import page_devices
 from server.devices.views import VALIDATOR
 from server.imports import uploads
 from server.imports.services import import_history
+from server.users import services as users
 from server.users.services import list_users
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
@@ -52,8 +53,7 @@ def list_audit():
 @bp.get("/users")
 def list_all_users():
     _query("list_users")
-    return jsonify(users=[{"username": u.username, "role": u.role, "created_at": u.created_at,
-                           "disabled": u.disabled} for u in list_users()])
+    return jsonify(users=[_user_dict(u) for u in list_users()])
 
 
 @bp.get("/repositories")
@@ -122,3 +122,35 @@ def json_body(schema: str, limit: int = JSON_LIMIT) -> dict:
     if len(data) > limit:
         raise TooLargeError(f"the body is larger than this endpoint's {limit} bytes")
     return VALIDATOR.validate(loads_strict(data), {"$ref": f"#/components/schemas/{schema}"})
+
+
+def _user_dict(u) -> dict:
+    return {"username": u.username, "role": u.role, "created_at": u.created_at, "disabled": u.disabled}
+
+
+@bp.post("/users")
+def add_user():
+    _query("add_user")
+    body = json_body("NewUser")
+    made = users.create_user(body["username"], body["password"], body["role"], f"{api_user().username} (api)")
+    return jsonify(_user_dict(made)), 201
+
+
+@bp.post("/users/<action>")
+def change_user(action: str):
+    if action not in ("role", "disable", "password"):
+        raise NotFoundError(f"no user action {action[:40]!r}: use role, disable or password")
+    _query("change_user")
+    body = json_body("UserChange")
+    who = f"{api_user().username} (api)"
+    extra = {"role": "role", "password": "password"}.get(action)
+    unexpected = set(body) - {"username", *([extra] if extra else [])}
+    if unexpected or (extra and extra not in body):
+        raise InvalidRequestError(f"{action} takes username" + (f" and {extra}" if extra else "") + "; nothing changed")
+    if action == "role":
+        changed = users.set_role(body["username"], body["role"], who)
+    elif action == "disable":
+        changed = users.disable_user(body["username"], who)
+    else:
+        changed = users.change_password(body["username"], users.check_new_password(body["password"]), who)
+    return jsonify(_user_dict(changed))

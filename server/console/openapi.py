@@ -23,7 +23,8 @@ ROLES_OF = {"list_devices": ["admin", "operator", "auditor"], "list_audit": ["ad
             "list_users": ["admin", "auditor"], "list_repositories": ["admin", "auditor"],
             "list_imports": ["admin", "auditor"], "upload_import": ["admin"], "show_import_job": ["admin", "auditor"],
             "show_trust": ["admin", "auditor"], "list_releases": ["admin", "operator", "auditor"],
-            "approve_release": ["admin"], "withdraw_release": ["admin"]}
+            "approve_release": ["admin"], "withdraw_release": ["admin"], "add_user": ["admin"],
+            "change_user": ["admin"]}
 MAX_IMPORTS = 200
 JOB_ID = r"^[0-9a-f]{16}$"
 REPOSITORY = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -61,6 +62,8 @@ def query_parameters(patterns: dict[str, str]) -> dict[str, dict[str, dict]]:
         "list_releases": {"all": {"type": "string", "enum": ["0", "1"]}},
         "approve_release": {},
         "withdraw_release": {},
+        "add_user": {},
+        "change_user": {},
     }
 
 
@@ -201,7 +204,21 @@ def admin_schemas() -> dict:
                         "description": "On approval: the active releases this one now shadows."},
         },
     }
+    name = {"type": "string", "minLength": 1, "maxLength": 64}
+    password = {"type": "string", "minLength": 1, "maxLength": 1024,
+                "description": "At least 12 characters (a shorter one is refused with the reason)."}
+    role = {"type": "string", "enum": ["admin", "operator", "auditor"]}
+    user = {"type": "object", "additionalProperties": False, "required": ["username", "role", "created_at", "disabled"],
+            "properties": {"username": {"type": "string"}, "role": role, "created_at": {"type": "string"},
+                           "disabled": {"type": "boolean"}}}
     return {
+        "User": user,
+        "NewUser": {"type": "object", "additionalProperties": False, "required": ["username", "role", "password"],
+                    "properties": {"username": name, "role": role, "password": password}},
+        "UserChange": {
+            "type": "object", "additionalProperties": False, "required": ["username"],
+            "description": "role: the new role (set-role); password: the new password (password); disable: neither.",
+            "properties": {"username": name, "role": role, "password": password}},
         "Release": release,
         "ReleaseList": {
             "type": "object", "additionalProperties": False, "required": ["releases", "running"],
@@ -244,11 +261,7 @@ def admin_schemas() -> dict:
         "UserList": {
             "type": "object", "additionalProperties": False, "required": ["users"],
             "properties": {"users": {"type": "array", "items": {
-                "type": "object", "additionalProperties": False,
-                "required": ["username", "role", "created_at", "disabled"],
-                "properties": {"username": {"type": "string"},
-                               "role": {"type": "string", "enum": ["admin", "operator", "auditor"]},
-                               "created_at": {"type": "string"}, "disabled": {"type": "boolean"}}}}},
+"$ref": "#/components/schemas/User"}}},
         },
     }
 
@@ -293,6 +306,24 @@ def admin_paths(patterns: dict[str, str], answer: Callable[[str, str], dict],
         "/admin/imports": {**get("list_imports", "ImportList", "The import history, newest first."),
                            "post": upload},
         "/admin/imports/jobs/{job_id}": job,
+        "/admin/users": {**get("list_users", "UserList", "Every user, with role and whether it is disabled."),
+                         "post": {
+            "summary": "Add a user. Roles: admin.", "operationId": "add_user", "tags": ["admin"],
+            "security": [{"admin": []}], "x-roles": ROLES_OF["add_user"],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/NewUser"}}}},
+            "responses": {"201": answer("User", "The user, added."), **errors(400, 401, 403, 413, 415, 429, 500)},
+        }},
+        **{f"/admin/users/{action}": {"post": {
+            "summary": f"{what} Its console sessions end. Roles: admin.", "operationId": f"user_{action}",
+            "tags": ["admin"], "security": [{"admin": []}], "x-roles": ROLES_OF["change_user"],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/UserChange"}}}},
+            "responses": {"200": answer("User", "The user, changed."),
+                          **errors(400, 401, 403, 409, 413, 415, 429, 500)},
+        }} for action, what in (("role", "Give a user another role (body: username, role)."),
+                                ("disable", "Disable a user (body: username)."),
+                                ("password", "Set a user's password (body: username, password)."))},
         "/admin/releases": {**get("list_releases", "ReleaseList",
                                   "The releases, newest first, and who runs which version."),
                             "post": {
@@ -324,5 +355,4 @@ def admin_paths(patterns: dict[str, str], answer: Callable[[str, str], dict],
         }},
         "/admin/devices": get("list_devices", "DevicePage", "The device list, filtered, sorted and paged."),
         "/admin/audit": get("list_audit", "AuditPage", "The audit log, oldest first, filtered and paged."),
-        "/admin/users": get("list_users", "UserList", "Every user, with role and whether it is disabled."),
     }

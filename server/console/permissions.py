@@ -99,6 +99,9 @@ TABLE: dict[str, Access] = {
     "console.releases": session(),
     "console.release_approve": session("admin"),
     "console.release_withdraw": session("admin"),
+    "console.users_page": session("admin", "auditor"),
+    "console.user_add": session("admin"),
+    "console.user_action": session("admin"),
     # the admin API
     "devices.admin_decision": basic("admin"),
     "admin_api.list_devices": basic(*ROLES_OF["list_devices"]),
@@ -112,6 +115,8 @@ TABLE: dict[str, Access] = {
     "admin_api.list_all_releases": basic(*ROLES_OF["list_releases"]),
     "admin_api.approve_release": basic(*ROLES_OF["approve_release"]),
     "admin_api.withdraw_release": basic(*ROLES_OF["withdraw_release"]),
+    "admin_api.add_user": basic(*ROLES_OF["add_user"]),
+    "admin_api.change_user": basic(*ROLES_OF["change_user"]),
 }
 
 

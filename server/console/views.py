@@ -146,5 +146,12 @@ def _headers(response):
     return add_headers(response)
 
 
-# The device, Reports, Repositories, Imports, Trust and Releases pages add their routes to this blueprint.
-from server.console import device_pages, import_pages, release_pages, report_pages, trust_pages  # noqa: E402,F401
+# The device, Reports, Releases, Repositories, Imports, Trust and Users pages add their routes to this blueprint.
+from server.console import (  # noqa: E402,F401
+    device_pages,
+    import_pages,
+    release_pages,
+    report_pages,
+    trust_pages,
+    user_pages,
+)

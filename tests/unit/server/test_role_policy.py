@@ -33,6 +33,9 @@ INTENDED = {
     ("session", "console.releases"): ALL,  # an operator sees what devices are offered
     ("session", "console.release_approve"): {"admin"},  # releases are the admin's
     ("session", "console.release_withdraw"): {"admin"},
+    ("session", "console.users_page"): {"admin", "auditor"},
+    ("session", "console.user_add"): {"admin"},  # users are the admin's
+    ("session", "console.user_action"): {"admin"},
     ("basic", "devices.admin_decision"): {"admin"},
     ("basic", "admin_api.list_devices"): ALL,
     ("basic", "admin_api.list_audit"): {"admin", "auditor"},
@@ -45,6 +48,8 @@ INTENDED = {
     ("basic", "admin_api.list_all_releases"): ALL,
     ("basic", "admin_api.approve_release"): {"admin"},
     ("basic", "admin_api.withdraw_release"): {"admin"},
+    ("basic", "admin_api.add_user"): {"admin"},
+    ("basic", "admin_api.change_user"): {"admin"},
 }
 
 # no user at all: TUF files, the device API (its own token), the QR form (its key), liveness, the login form
