@@ -7,7 +7,9 @@ an unknown parameter is refused rather than ignored."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+import dataclasses
+
+from flask import Blueprint, current_app, jsonify, request, send_file
 
 from server import audit
 from server.console import repositories as repository_view
@@ -21,6 +23,8 @@ from server.devices.records import DeviceQuery
 from server.devices.schema import loads_strict
 from server.devices.services import page_devices
 from server.devices.views import VALIDATOR
+from server.exports import downloads
+from server.exports.services import export_history
 from server.imports import uploads
 from server.imports.services import import_history
 from server.users import services as users
@@ -154,3 +158,30 @@ def change_user(action: str):
     else:
         changed = users.change_password(body["username"], users.check_new_password(body["password"]), who)
     return jsonify(_user_dict(changed))
+
+
+def _export_dict(record) -> dict:
+    return dataclasses.asdict(record)
+
+
+@bp.get("/exports")
+def list_exports():
+    q = _query("list_exports")
+    return jsonify(exports=[_export_dict(e) for e in export_history(q.get("limit", 50))])
+
+
+@bp.post("/exports")
+def make_export():
+    q = _query("make_export")
+    made = downloads.make(current_app.config["AIRLOCK"], current_app.config["AIRLOCK_EXPORT_RUNNER"],
+                          f"{api_user().username} (api)", q.get("encrypt_for"))
+    record = export_history(1)[0]
+    return jsonify(export=_export_dict(record), download=f"/api/v1/admin/exports/files/{record.file_name}",
+                   message=made.message), 201
+
+
+@bp.get("/exports/files/<name>")
+def download_export(name: str):
+    _query("download_export")
+    return send_file(downloads.path_of(current_app.config["AIRLOCK"], name), mimetype="application/octet-stream",
+                     as_attachment=True, download_name=name, max_age=0)

@@ -24,10 +24,12 @@ ROLES_OF = {"list_devices": ["admin", "operator", "auditor"], "list_audit": ["ad
             "list_imports": ["admin", "auditor"], "upload_import": ["admin"], "show_import_job": ["admin", "auditor"],
             "show_trust": ["admin", "auditor"], "list_releases": ["admin", "operator", "auditor"],
             "approve_release": ["admin"], "withdraw_release": ["admin"], "add_user": ["admin"],
-            "change_user": ["admin"]}
+            "change_user": ["admin"], "list_exports": ["admin", "auditor"], "make_export": ["admin"],
+            "download_export": ["admin"]}
 MAX_IMPORTS = 200
 JOB_ID = r"^[0-9a-f]{16}$"
 REPOSITORY = r"^[a-z0-9][a-z0-9-]{0,62}$"
+EXPORT_FILE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.tar(\.enc)?$"
 UPLOAD_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,119}$"
 
 
@@ -64,6 +66,9 @@ def query_parameters(patterns: dict[str, str]) -> dict[str, dict[str, dict]]:
         "withdraw_release": {},
         "add_user": {},
         "change_user": {},
+        "list_exports": {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_IMPORTS}},
+        "make_export": {"encrypt_for": {"type": "string", "pattern": REPOSITORY}},
+        "download_export": {},
     }
 
 
@@ -83,6 +88,7 @@ PARAMETER_HELP = {
     "after": "Only records with a larger id (the previous page's next_after).",
     "limit": f"Records per page, 1 to {MAX_AUDIT} (default 100); imports: newest first, 1 to {MAX_IMPORTS} "
              "(default 50).",
+    "encrypt_for": "Encrypt to the export key this repository's vendor ships (default: signed only).",
     "all": "1: withdrawn releases too (default 0: the active ones).",
     "filename": "The bundle's file name, shown in the console (default bundle).",
 }
@@ -211,7 +217,26 @@ def admin_schemas() -> dict:
     user = {"type": "object", "additionalProperties": False, "required": ["username", "role", "created_at", "disabled"],
             "properties": {"username": {"type": "string"}, "role": role, "created_at": {"type": "string"},
                            "disabled": {"type": "boolean"}}}
+    export = {
+        "type": "object", "additionalProperties": False,
+        "required": ["sequence", "re_export_since", "created_at", "operator", "file_name", "bytes", "file_sha256",
+                     "manifest_sha256", "encrypted_for", "ranges"],
+        "properties": {"sequence": {"type": "integer"}, "re_export_since": {"type": ["integer", "null"]},
+                       "created_at": {"type": "string"}, "operator": {"type": "string"},
+                       "file_name": {"type": "string"}, "bytes": {"type": "integer"},
+                       "file_sha256": {"type": "string"}, "manifest_sha256": {"type": "string"},
+                       "encrypted_for": string_or_null,
+                       "ranges": {"type": "string", "description": "JSON: what it covers, per data set."}},
+    }
     return {
+        "Export": export,
+        "ExportList": {"type": "object", "additionalProperties": False, "required": ["exports"],
+                       "properties": {"exports": {"type": "array", "items": {"$ref": "#/components/schemas/Export"}}}},
+        "ExportMade": {"type": "object", "additionalProperties": False, "required": ["export", "download", "message"],
+                       "properties": {"export": {"$ref": "#/components/schemas/Export"},
+                                      "download": {"type": "string",
+                                                   "description": "Where to GET the file (admin)."},
+                                      "message": {"type": "string"}}},
         "User": user,
         "NewUser": {"type": "object", "additionalProperties": False, "required": ["username", "role", "password"],
                     "properties": {"username": name, "role": role, "password": password}},
@@ -324,6 +349,27 @@ def admin_paths(patterns: dict[str, str], answer: Callable[[str, str], dict],
         }} for action, what in (("role", "Give a user another role (body: username, role)."),
                                 ("disable", "Disable a user (body: username)."),
                                 ("password", "Set a user's password (body: username, password)."))},
+        "/admin/exports": {**get("list_exports", "ExportList", "The export history, newest first."),
+                           "post": {
+            "summary": "Make an export, kept on the appliance for download. Roles: admin.",
+            "operationId": "make_export", "tags": ["admin"], "security": [{"admin": []}],
+            "x-roles": ROLES_OF["make_export"],
+            "parameters": [{"name": "encrypt_for", "in": "query", "required": False,
+                            "schema": params["make_export"]["encrypt_for"],
+                            "description": PARAMETER_HELP["encrypt_for"]}],
+            "responses": {"201": answer("ExportMade", "The export, written."),
+                          **errors(400, 401, 403, 409, 429, 500)},
+        }},
+        "/admin/exports/files/{name}": {"get": {
+            "summary": "Download one of the newest exports kept on the appliance. Roles: admin.",
+            "operationId": "download_export", "tags": ["admin"], "security": [{"admin": []}],
+            "x-roles": ROLES_OF["download_export"],
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": EXPORT_FILE}}],
+            "responses": {"200": {"description": "The export file.", "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                **errors(400, 401, 403, 404, 429, 500)},
+        }},
         "/admin/releases": {**get("list_releases", "ReleaseList",
                                   "The releases, newest first, and who runs which version."),
                             "post": {

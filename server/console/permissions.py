@@ -100,6 +100,9 @@ TABLE: dict[str, Access] = {
     "console.release_approve": session("admin"),
     "console.release_withdraw": session("admin"),
     "console.users_page": session("admin", "auditor"),
+    "console.exports": session("admin", "auditor"),
+    "console.export_make": session("admin"),
+    "console.export_file": session("admin"),
     "console.user_add": session("admin"),
     "console.user_action": session("admin"),
     # the admin API
@@ -116,6 +119,9 @@ TABLE: dict[str, Access] = {
     "admin_api.approve_release": basic(*ROLES_OF["approve_release"]),
     "admin_api.withdraw_release": basic(*ROLES_OF["withdraw_release"]),
     "admin_api.add_user": basic(*ROLES_OF["add_user"]),
+    "admin_api.list_exports": basic(*ROLES_OF["list_exports"]),
+    "admin_api.make_export": basic(*ROLES_OF["make_export"]),
+    "admin_api.download_export": basic(*ROLES_OF["download_export"]),
     "admin_api.change_user": basic(*ROLES_OF["change_user"]),
 }
 

@@ -146,9 +146,11 @@ def _headers(response):
     return add_headers(response)
 
 
-# The device, Reports, Releases, Repositories, Imports, Trust and Users pages add their routes to this blueprint.
+# The other pages (device, Reports, Releases, Repositories, Imports, Exports, Trust, Users) add their
+# routes to this blueprint.
 from server.console import (  # noqa: E402,F401
     device_pages,
+    export_pages,
     import_pages,
     release_pages,
     report_pages,

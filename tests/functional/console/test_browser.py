@@ -62,8 +62,8 @@ def test_log_in_and_out_as_each_role_in_a_browser(console_home, tmp_path):
                     assert page.locator("h1").inner_text() == label
                     page.screenshot(path=shots / f"{label.lower().replace(' ', '-')}-{role}.png", full_page=True)
                 assert offered == (["Overview", "Devices", "Reports", "Releases"] if role == "operator" else
-                                   ["Overview", "Devices", "Reports", "Releases", "Repositories", "Imports", "Trust",
-                                    "Users", "Audit log"])
+                                   ["Overview", "Devices", "Reports", "Releases", "Repositories", "Imports", "Exports",
+                                    "Trust", "Users", "Audit log"])
 
                 with page.expect_navigation():
                     page.click(".who button[type=submit]")
@@ -79,4 +79,4 @@ def test_log_in_and_out_as_each_role_in_a_browser(console_home, tmp_path):
     assert sorted(p.name for p in shots.iterdir()) == sorted(
         [f"{kind}-{role}.png" for role in ROLE_OF.values() for kind in kinds]
         + [f"{kind}-{role}.png" for role in ("admin", "auditor")
-           for kind in ("audit-log", "repositories", "imports", "trust", "users")])
+           for kind in ("audit-log", "repositories", "imports", "exports", "trust", "users")])

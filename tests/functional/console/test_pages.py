@@ -28,8 +28,8 @@ def nav(page) -> list[str]:
     return re.findall(r'<a href="(/[a-z]+)"', re.search(r"<nav>(.*?)</nav>", page.text, re.S).group(1))
 
 
-EVERY_PAGE = ["/overview", "/devices", "/reports", "/releases", "/repositories", "/imports", "/trust", "/users",
-              "/audit"]
+EVERY_PAGE = ["/overview", "/devices", "/reports", "/releases", "/repositories", "/imports", "/exports", "/trust",
+              "/users", "/audit"]
 
 
 @pytest.mark.parametrize("name, links", [

@@ -34,6 +34,9 @@ INTENDED = {
     ("session", "console.release_approve"): {"admin"},  # releases are the admin's
     ("session", "console.release_withdraw"): {"admin"},
     ("session", "console.users_page"): {"admin", "auditor"},
+    ("session", "console.exports"): {"admin", "auditor"},
+    ("session", "console.export_make"): {"admin"},  # exports are the admin's
+    ("session", "console.export_file"): {"admin"},  # the file carries the plant's data off the appliance
     ("session", "console.user_add"): {"admin"},  # users are the admin's
     ("session", "console.user_action"): {"admin"},
     ("basic", "devices.admin_decision"): {"admin"},
@@ -49,6 +52,9 @@ INTENDED = {
     ("basic", "admin_api.approve_release"): {"admin"},
     ("basic", "admin_api.withdraw_release"): {"admin"},
     ("basic", "admin_api.add_user"): {"admin"},
+    ("basic", "admin_api.list_exports"): {"admin", "auditor"},
+    ("basic", "admin_api.make_export"): {"admin"},
+    ("basic", "admin_api.download_export"): {"admin"},
     ("basic", "admin_api.change_user"): {"admin"},
 }
 
