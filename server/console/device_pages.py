@@ -9,11 +9,14 @@ import re
 
 from flask import current_app, g, redirect, render_template, request
 
+from server.console import charts
 from server.console.views import bp
 from server.devices import services
 from server.devices.exceptions import NotFoundError
 
 ACTIONS = ("accept", "reject", "decommission")
+METRIC_SAMPLES = 48  # raw samples the device page charts
+MAX_SERIES = 6  # metrics charted
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 
@@ -26,7 +29,22 @@ def _checked(device_id: str) -> str:
 @bp.get("/devices/<device_id>")
 def device(device_id: str):
     detail = services.show_device(current_app.config["AIRLOCK"], _checked(device_id))
-    return render_template("console/device.html", title=f"Device {device_id}", d=detail, user=g.airlock_session)
+    chart = charts.lines(metric_series(services.metric_history(device_id, 0, METRIC_SAMPLES)),
+                         f"Metrics of {device_id}, the latest {METRIC_SAMPLES} samples")
+    return render_template("console/device.html", title=f"Device {device_id}", d=detail, metrics_chart=chart,
+                           user=g.airlock_session)
+
+
+def metric_series(samples: list[dict]) -> dict[str, list[float]]:
+    """Each numeric metric's values, oldest first (samples come newest first);
+    at most :data:`MAX_SERIES` metrics, by name."""
+    series: dict[str, list[float]] = {}
+    for sample in reversed(samples):
+        for name, value in sorted(sample["values"].items()):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if number and (name in series or len(series) < MAX_SERIES):
+                series.setdefault(name, []).append(float(value))
+    return series
 
 
 @bp.post("/devices/<device_id>/<action>")
