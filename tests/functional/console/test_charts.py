@@ -61,3 +61,34 @@ def test_overview_and_device_charts(console_home, tmp_path):
     chart = re.search(r'<figure id="metrics-chart">(.*?)</figure>', device, re.S).group(1)
     assert "cpu_temp_c" in chart and "41.5 to 47, 3 samples" in chart
     assert "no metrics reported yet" in client.get("/devices/plc-2").get_data(as_text=True)
+
+
+def test_admin_tags_untags_and_removes_a_device(console_home):
+    app = create_app(load_settings(console_home, environ={}))
+    client = app.test_client()
+    dev = SimDevice("plc-5")
+    assert client.post("/api/v1/enroll", json=dev.enrollment()).status_code == 202
+    session, cookie = services.login("ada", PASSWORDS["ada"], LoginThrottle(), "test")
+    client.set_cookie("airlock_session", cookie)
+    csrf = session.csrf
+    assert client.post("/devices/plc-5/tag", data={"csrf": csrf, "tag": "hall-b"}).status_code == 303
+    page = client.get("/devices/plc-5").get_data(as_text=True)
+    assert "<dt>Tags</dt><dd>hall-b</dd>" in page and "Remove tag" in page
+    bad = client.post("/devices/plc-5/tag", data={"csrf": csrf, "tag": "no spaces"})
+    assert bad.status_code == 400 and "is not allowed" in bad.get_data(as_text=True)
+    assert client.post("/devices/plc-5/untag", data={"csrf": csrf, "tag": "hall-b"}).status_code == 303
+    assert "<dt>Tags</dt><dd>none</dd>" in client.get("/devices/plc-5").get_data(as_text=True)
+    unconfirmed = client.post("/devices/plc-5/remove", data={"csrf": csrf})
+    assert unconfirmed.status_code == 400 and "tick the box" in unconfirmed.get_data(as_text=True)
+    assert client.get("/devices/plc-5").status_code == 200
+    gone = client.post("/devices/plc-5/remove", data={"csrf": csrf, "confirm": "1"})
+    assert gone.status_code == 303 and gone.headers["Location"] == "/devices"
+    assert client.get("/devices/plc-5").status_code == 404
+    audit = run_airlock(console_home, "audit", "list", "--json").out
+    for action in ("device.tag", "device.untag", "device.remove"):
+        assert f'"{action}"' in audit and "ada (console)" in audit, action
+
+    _, otto = services.login("otto", PASSWORDS["otto"], LoginThrottle(), "test")
+    operator = app.test_client()
+    operator.set_cookie("airlock_session", otto)
+    assert "Remove device" not in operator.get("/devices").get_data(as_text=True)
