@@ -3,21 +3,25 @@ Playwright) against a real `airlock serve`: upload a bundle through the
 file input and watch the import page reach its verdict by itself (the
 progress script polls; accepted, then a refused bundle with its reason);
 approve a release and withdraw it; accept a pending device; an auditor's
-forged change refused.  No Content-Security-Policy violation anywhere.
+forged change refused; an operator on a tablet filing a report from a QR
+label's URL and acknowledging it in the console.  No Content-Security-Policy violation anywhere.
 Screenshots of each page go to the test's ``screenshots/`` folder."""
 
 from __future__ import annotations
 
 import shutil
 import tarfile
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from playwright import sync_api
 
+from tests.conftest import run_airlock
 from tests.functional.console.conftest import PASSWORDS
 from tests.functional.console.test_imports import pin
 from tests.functional.devices.client import ApiClient, SimDevice
 from tests.functional.reports.test_browser import ARGS, CHROMIUM
+from tests.functional.reports.test_form import label_url
 from tests.support.server import airlock_server
 from tests.support.simulator import RepoSim
 
@@ -146,3 +150,54 @@ def test_admin_work_in_a_browser(console_home, tmp_path):
     assert all(urlsplit(u).netloc == host for u in requests), requests
     assert not [m for m in console if "Content Security Policy" in m], console
     assert (shots / "import-accepted.png").exists() and (shots / "import-refused.png").exists()
+
+
+def test_operator_files_a_report_from_a_label_on_a_tablet_and_triages_it(console_home, tmp_path):
+    """The QR label's URL opened on a tablet-sized screen: the operator files
+    the problem, then logs into the console on the same tablet, finds the
+    report in the triage queue and acknowledges it."""
+    assert shutil.which(CHROMIUM), "needs Debian's chromium: run `sh tests/prereqs.sh` as root (`make test` does)"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with airlock_server(console_home, workers=2, threads=4) as base, sync_api.sync_playwright() as pw:
+        (console_home / "airlock.toml").write_text(f'public_url = "{base}"\n')  # labels point where we reach it
+        api = ApiClient(base)
+        assert api.post("/api/v1/enroll", SimDevice("press-3").enrollment()).status == 202
+        api.close()
+        assert run_airlock(console_home, "devices", "accept", "press-3").code == 0
+        url = label_url(SimpleNamespace(airlock=lambda *a: run_airlock(console_home, *a)), "press-3", tmp_path)
+        host = urlsplit(base).netloc
+        console: list[str] = []
+        requests: list[str] = []
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 820, "height": 1180}, is_mobile=True, has_touch=True)
+            page = context.new_page()
+            page.on("console", lambda m: console.append(m.text))
+            page.on("request", lambda r: requests.append(r.url))
+            assert page.goto(url).status == 200
+            assert page.locator("h1").inner_text() == "Report a problem"
+            page.fill("#problem", "Press 3 hydraulic pressure drops after each cycle")
+            page.check("input[name=urgency][value=critical]")
+            page.fill("#reporter", "Shift B, badge 2210")
+            page.screenshot(path=shots / "label-form-tablet.png", full_page=True)
+            with page.expect_navigation():
+                page.click("button[type=submit]")
+            assert page.locator("h1").inner_text() == "Thank you"
+
+            log_in(page, base, "otto")
+            page.goto(base + "/reports?status=new&device=press-3")
+            row = page.locator("#report-list tbody tr").first
+            assert "hydraulic pressure" in row.inner_text()
+            page.screenshot(path=shots / "reports-operator-tablet.png", full_page=True)
+            with page.expect_navigation():
+                row.locator("a").first.click()
+            with page.expect_navigation():
+                page.click("button:text-is('Acknowledge')")
+            assert "acknowledged" in page.locator("main").inner_text()
+            page.screenshot(path=shots / "report-acknowledged-tablet.png", full_page=True)
+            context.close()
+        finally:
+            browser.close()
+    assert all(urlsplit(u).netloc == host for u in requests), requests
+    assert not [m for m in console if "Content Security Policy" in m], console
