@@ -8,6 +8,7 @@ an unknown parameter is refused rather than ignored."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
@@ -27,9 +28,11 @@ from server.exports import downloads
 from server.exports.services import export_history
 from server.imports import uploads
 from server.imports.services import import_history
+from server.reports import services as reports
 from server.users import services as users
 from server.users.services import list_users
 
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 JSON_LIMIT = 8 * 1024  # bytes of an admin request's JSON body
 
@@ -185,3 +188,47 @@ def download_export(name: str):
     _query("download_export")
     return send_file(downloads.path_of(current_app.config["AIRLOCK"], name), mimetype="application/octet-stream",
                      as_attachment=True, download_name=name, max_age=0)
+
+
+@bp.get("/devices/<device_id>")
+def show_device(device_id: str):
+    _query("show_device")
+    if not DEVICE_ID.fullmatch(device_id):
+        raise NotFoundError("no such device: a device id is letters, digits and . _ : -, at most 64")
+    return jsonify(devices.show_device(current_app.config["AIRLOCK"], device_id).to_dict())
+
+
+@bp.get("/reports")
+def list_all_reports():
+    q = _query("list_reports")
+    found = reports.list_reports(status=q.get("status"), device_id=q.get("device"), limit=q.get("limit", 200))
+    return jsonify(reports=[r.to_dict() for r in found])
+
+
+@bp.get("/reports/<int:number>")
+def show_report(number: int):
+    _query("show_report")
+    return jsonify(_report_dict(number))
+
+
+@bp.post("/reports/<int:number>/<action>")
+def triage_report(number: int, action: str):
+    if action not in ("acknowledge", "resolve", "reopen", "note"):
+        raise NotFoundError(f"no report action {action[:40]!r}: use acknowledge, resolve, reopen or note")
+    _query("triage_report")
+    body = {} if not request.content_length else json_body("TriageRequest")
+    who = f"{api_user().username} (api)"
+    text = body.get("text")
+    if action == "note":
+        reports.add_note(number, who, text or "")
+    else:
+        {"acknowledge": reports.acknowledge, "resolve": reports.resolve,
+         "reopen": reports.reopen}[action](number, who, text or None)
+    return jsonify(_report_dict(number))
+
+
+def _report_dict(number: int) -> dict:
+    detail = reports.show_report(current_app.config["AIRLOCK"], number).to_dict()
+    for attachment in detail.get("attachments", []):
+        attachment.pop("path", None)  # where the appliance keeps it is no script's business
+    return detail

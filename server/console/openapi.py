@@ -25,7 +25,9 @@ ROLES_OF = {"list_devices": ["admin", "operator", "auditor"], "list_audit": ["ad
             "show_trust": ["admin", "auditor"], "list_releases": ["admin", "operator", "auditor"],
             "approve_release": ["admin"], "withdraw_release": ["admin"], "add_user": ["admin"],
             "change_user": ["admin"], "list_exports": ["admin", "auditor"], "make_export": ["admin"],
-            "download_export": ["admin"]}
+            "download_export": ["admin"], "show_device": ["admin", "operator", "auditor"],
+            "list_reports": ["admin", "operator", "auditor"], "show_report": ["admin", "operator", "auditor"],
+            "triage_report": ["admin", "operator"]}
 MAX_IMPORTS = 200
 JOB_ID = r"^[0-9a-f]{16}$"
 REPOSITORY = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -69,6 +71,12 @@ def query_parameters(patterns: dict[str, str]) -> dict[str, dict[str, dict]]:
         "list_exports": {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_IMPORTS}},
         "make_export": {"encrypt_for": {"type": "string", "pattern": REPOSITORY}},
         "download_export": {},
+        "show_device": {},
+        "list_reports": {"status": {"type": "string", "enum": ["new", "acknowledged", "resolved"]},
+                         "device": {"type": "string", "pattern": DEVICE_PREFIX},
+                         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_IMPORTS}},
+        "show_report": {},
+        "triage_report": {},
     }
 
 
@@ -88,6 +96,8 @@ PARAMETER_HELP = {
     "after": "Only records with a larger id (the previous page's next_after).",
     "limit": f"Records per page, 1 to {MAX_AUDIT} (default 100); imports: newest first, 1 to {MAX_IMPORTS} "
              "(default 50).",
+    "status": "Only reports in this status.",
+    "device": "Only this device's reports.",
     "encrypt_for": "Encrypt to the export key this repository's vendor ships (default: signed only).",
     "all": "1: withdrawn releases too (default 0: the active ones).",
     "filename": "The bundle's file name, shown in the console (default bundle).",
@@ -228,7 +238,38 @@ def admin_schemas() -> dict:
                        "encrypted_for": string_or_null,
                        "ranges": {"type": "string", "description": "JSON: what it covers, per data set."}},
     }
+    summary = {
+        "type": "object", "additionalProperties": False,
+        "required": ["id", "device_id", "source", "kind", "severity", "status", "message", "created_at"],
+        "properties": {"id": {"type": "integer"}, "device_id": {"type": "string"},
+                       "source": {"type": "string", "enum": ["device", "operator"]}, "kind": {"type": "string"},
+                       "severity": {"type": "string"},
+                       "status": {"type": "string", "enum": ["new", "acknowledged", "resolved"]},
+                       "message": {"type": "string"}, "created_at": {"type": "string"}},
+    }
     return {
+        "ReportSummary": summary,
+        "ReportList": {"type": "object", "additionalProperties": False, "required": ["reports"],
+                       "properties": {"reports": {"type": "array",
+                                                  "items": {"$ref": "#/components/schemas/ReportSummary"}}}},
+        "ReportDetail": {
+            "type": "object", "required": ["summary", "snapshot", "attachments", "notes"],
+            "description": "The report with the device's snapshot when filed, its attachments and triage notes.",
+            "properties": {"summary": {"$ref": "#/components/schemas/ReportSummary"},
+                           "snapshot": {"type": "object"}, "attachments": {"type": "array"},
+                           "notes": {"type": "array"}}},
+        "TriageRequest": {"type": "object", "additionalProperties": False,
+                          "properties": {"text": {"type": "string", "maxLength": 2000,
+                                                  "description": "The note (required for note)."}}},
+        "DeviceDetail": {
+            "type": "object",
+            "required": ["summary", "enrolled_at", "state_changed_at", "metrics", "keys", "updates", "history"],
+            "description": "One device: its summary (as the device list's), keys, latest metrics, update "
+                           "history, and how many metric samples are kept.",
+            "properties": {"summary": {"$ref": "#/components/schemas/Device"}, "enrolled_at": {"type": "string"},
+                           "state_changed_at": {"type": "string"}, "metrics": {"type": "object"},
+                           "keys": {"type": "array"}, "updates": {"type": "array"},
+                           "history": {"type": "object"}}},
         "Export": export,
         "ExportList": {"type": "object", "additionalProperties": False, "required": ["exports"],
                        "properties": {"exports": {"type": "array", "items": {"$ref": "#/components/schemas/Export"}}}},
@@ -349,6 +390,33 @@ def admin_paths(patterns: dict[str, str], answer: Callable[[str, str], dict],
         }} for action, what in (("role", "Give a user another role (body: username, role)."),
                                 ("disable", "Disable a user (body: username)."),
                                 ("password", "Set a user's password (body: username, password)."))},
+        "/admin/devices/{device_id}": {"get": {
+            "summary": "One device in detail. Roles: admin, operator, auditor.", "operationId": "show_device",
+            "tags": ["admin"], "security": [{"admin": []}], "x-roles": ROLES_OF["show_device"],
+            "parameters": [{"name": "device_id", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": DEVICE_PREFIX}}],
+            "responses": {"200": answer("DeviceDetail", "The device."), **errors(400, 401, 403, 404, 429, 500)},
+        }},
+        "/admin/reports": get("list_reports", "ReportList", "Problem reports, newest first, filtered."),
+        "/admin/reports/{number}": {"get": {
+            "summary": "One problem report with its snapshot, attachments and notes. Roles: admin, operator, "
+                       "auditor.", "operationId": "show_report", "tags": ["admin"], "security": [{"admin": []}],
+            "x-roles": ROLES_OF["show_report"],
+            "parameters": [{"name": "number", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "responses": {"200": answer("ReportDetail", "The report."), **errors(400, 401, 403, 404, 429, 500)},
+        }},
+        **{f"/admin/reports/{{number}}/{action}": {"post": {
+            "summary": f"{what} Roles: admin, operator.", "operationId": f"report_{action}", "tags": ["admin"],
+            "security": [{"admin": []}], "x-roles": ROLES_OF["triage_report"],
+            "parameters": [{"name": "number", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "requestBody": {"required": False, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/TriageRequest"}}}},
+            "responses": {"200": answer("ReportDetail", "The report after the action."),
+                          **errors(400, 401, 403, 404, 409, 413, 415, 429, 500)},
+        }} for action, what in (("acknowledge", "new -> acknowledged."), ("resolve", "-> resolved."),
+                                ("reopen", "resolved -> new."), ("note", "Add a triage note (text)."))},
         "/admin/exports": {**get("list_exports", "ExportList", "The export history, newest first."),
                            "post": {
             "summary": "Make an export, kept on the appliance for download. Roles: admin.",

@@ -53,6 +53,10 @@ INTENDED = {
     ("basic", "admin_api.withdraw_release"): {"admin"},
     ("basic", "admin_api.add_user"): {"admin"},
     ("basic", "admin_api.list_exports"): {"admin", "auditor"},
+    ("basic", "admin_api.show_device"): ALL,
+    ("basic", "admin_api.list_all_reports"): ALL,
+    ("basic", "admin_api.show_report"): ALL,
+    ("basic", "admin_api.triage_report"): {"admin", "operator"},  # triage, as on the console
     ("basic", "admin_api.make_export"): {"admin"},
     ("basic", "admin_api.download_export"): {"admin"},
     ("basic", "admin_api.change_user"): {"admin"},
