@@ -103,8 +103,9 @@ def last_export() -> ExportRecord | None:
 
 def export_history(limit: int = 50) -> list[ExportRecord]:
     """The newest recorded exports first."""
-    rows = database.execute_sql(f"SELECT {', '.join(_COLUMNS)} FROM export_record ORDER BY sequence DESC LIMIT ?",
-                                (limit,)).fetchall()
+    # the limit is an int written into the SQL (no placeholder: "?" is SQLite's, "%s" PostgreSQL's)
+    rows = database.execute_sql(f"SELECT {', '.join(_COLUMNS)} FROM export_record ORDER BY sequence DESC "
+                                f"LIMIT {int(limit)}").fetchall()
     return [ExportRecord(*row) for row in rows]
 
 
