@@ -20,6 +20,8 @@ import socket
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
+from appliance.export import run_export
+from appliance.import_job import start_job
 from appliance.importer import reconcile_if_idle
 from appliance.logs import KeyValueFormatter
 from appliance.mdns_supervisor import start_supervised
@@ -114,7 +116,7 @@ class AirlockServer(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self):
-        return create_app(self.settings)
+        return create_app(self.settings, import_runner=start_job, export_runner=run_export)
 
 
 def serve(settings: Settings) -> None:

@@ -40,11 +40,20 @@ def bind_database(settings: Settings, read_only: bool = False):
     return db
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app for ``settings`` (default: from the environment)."""
+def create_app(settings: Settings | None = None, import_runner=None, export_runner=None) -> Flask:
+    """Build the app for ``settings`` (default: from the environment).
+    ``import_runner`` (``server.imports.uploads.ImportRunner``) runs the
+    imports of bundles uploaded to the console, ``export_runner``
+    (``server.exports.downloads.ExportRunner``) writes its exports;
+    ``airlock serve`` gives both."""
     settings = settings or load_settings()
     app = Flask(__name__, static_folder=None)  # the console's blueprint serves its own files
+    from server.console.uploads import UploadingRequest
+
+    app.request_class = UploadingRequest  # an uploaded bundle streams to a file in the home
     app.config["AIRLOCK"] = settings
+    app.config["AIRLOCK_IMPORT_RUNNER"] = import_runner
+    app.config["AIRLOCK_EXPORT_RUNNER"] = export_runner
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # bytes; the device API's bodies are small
     db = bind_database(settings)
     check_schema(db)

@@ -60,6 +60,8 @@ class Settings:
         "help": "Largest bundle accepted, in bytes of file content."})
     max_bundle_files: int = field(default=200_000, metadata={
         "help": "Most files and folders a bundle may hold."})
+    max_upload_bytes: int = field(default=16 << 30, metadata={
+        "help": "Largest bundle file (.tar or .tar.gz) an admin may upload through the console or admin API."})
     log_level: str = field(default="INFO", metadata={
         "help": "Logging level: DEBUG, INFO, WARNING or ERROR (serve and mdns log to stderr, other commands to "
                 "HOME/log/airlock.log)."})
@@ -207,10 +209,10 @@ class Settings:
                                 "nor postgresql://USER@HOST:PORT/DBNAME")
         if self.workers < 0:
             raise SettingsError("workers must be 0 (two per CPU core) or more")
-        for name in ("threads", "header_timeout", "max_bundle_bytes", "max_bundle_files", "checkin_interval",
-                     "enrollment_max_skew", "clock_max_ahead_days", "timestamp_lifetime", "timestamp_refresh_before",
-                     "maintenance_interval", "rollout_check_interval", "metrics_raw_retention",
-                     "metrics_hourly_retention", "metrics_daily_retention"):
+        for name in ("threads", "header_timeout", "max_bundle_bytes", "max_bundle_files", "max_upload_bytes",
+                     "checkin_interval", "enrollment_max_skew", "clock_max_ahead_days", "timestamp_lifetime",
+                     "timestamp_refresh_before", "maintenance_interval", "rollout_check_interval",
+                     "metrics_raw_retention", "metrics_hourly_retention", "metrics_daily_retention"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
         for name in ("checkin_jitter", "health_min_storage_free_bytes", "health_min_mem_free_bytes",

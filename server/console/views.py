@@ -13,13 +13,15 @@ from flask import Blueprint, current_app, g, make_response, redirect, render_tem
 
 from server import audit
 from server.auth import MAX_PASSWORD, MAX_USERNAME, AuthError
+from server.console import charts
 from server.console import overview as overview_service
 from server.console.openapi import DEVICE_SORTS, PAGE_STATES
 from server.console.pages import add_headers
 from server.console.permissions import SESSION_COOKIE, TABLE, check_form, current_session
 from server.console.query import parse
 from server.devices.records import DeviceQuery
-from server.devices.services import page_devices
+from server.devices.services import firmware_versions, page_devices
+from server.devices.stats import update_outcomes
 from server.text import escape_text
 from server.users import services as users
 from server.users.throttle import LoginThrottle
@@ -85,7 +87,13 @@ def logout():
 @bp.get("/overview")
 def overview():
     data = overview_service.overview(current_app.config["AIRLOCK"])
-    return render_template("console/overview.html", title="Overview", data=data, user=g.airlock_session)
+    firmware = charts.bars([(f"{model} {version or '(not reported)'}", n)
+                            for model, version, n in firmware_versions()],
+                           "Accepted devices by model and firmware version", empty="no accepted device yet")
+    updates = charts.stacked_days(update_outcomes(14), "Update reports per day, the last 14 days (UTC)",
+                                  ("successes", "failures"))
+    return render_template("console/overview.html", title="Overview", data=data, firmware_chart=firmware,
+                           updates_chart=updates, user=g.airlock_session)
 
 
 @bp.get("/devices")
@@ -146,5 +154,14 @@ def _headers(response):
     return add_headers(response)
 
 
-# The device and Reports pages add their routes to this blueprint.
-from server.console import device_pages, report_pages  # noqa: E402,F401
+# The other pages (device, Reports, Releases, Repositories, Imports, Exports, Trust, Users) add their
+# routes to this blueprint.
+from server.console import (  # noqa: E402,F401
+    device_pages,
+    export_pages,
+    import_pages,
+    release_pages,
+    report_pages,
+    trust_pages,
+    user_pages,
+)

@@ -176,6 +176,15 @@ def count_devices(settings: Settings) -> dict[str, int]:
     return counts
 
 
+def firmware_versions() -> list[tuple[str, str, int]]:
+    """(model, firmware, devices) for the accepted devices, counted in the
+    database: who runs which version (the Releases page, the Overview's chart)."""
+    query = (Device.select(Device.hardware, Device.firmware, fn.COUNT(Device.id))
+             .where(Device.state == "accepted")
+             .group_by(Device.hardware, Device.firmware).order_by(Device.hardware, Device.firmware))
+    return [(h, f, n) for h, f, n in tuples(query)]
+
+
 def _row(device_id: str) -> Device:
     row = Device.get_or_none(Device.device_id == device_id)
     if row is None:

@@ -107,6 +107,14 @@ def last_export() -> ExportRecord | None:
     return ExportRecord(*row) if row else None
 
 
+def export_history(limit: int = 50) -> list[ExportRecord]:
+    """The newest recorded exports first."""
+    # the limit is an int written into the SQL (no placeholder: "?" is SQLite's, "%s" PostgreSQL's)
+    rows = database.execute_sql(f"SELECT {', '.join(_COLUMNS)} FROM export_record ORDER BY sequence DESC "
+                                f"LIMIT {int(limit)}").fetchall()
+    return [ExportRecord(*row) for row in rows]
+
+
 def record_interrupted(operator: str, record: ExportRecord) -> None:
     """A pending export never reached the media whole: its number is free again."""
     with database.atomic("IMMEDIATE"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import uuid
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
@@ -34,14 +35,14 @@ class Browser:
     base: str
     jar: dict[str, str] = field(default_factory=dict)
 
-    def request(self, method: str, path: str, form: dict | None = None, headers: dict | None = None) -> Answer:
+    def request(self, method: str, path: str, form: dict | None = None, headers: dict | None = None,
+                body: bytes | None = None) -> Answer:
         parts = urlsplit(self.base)
         con = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         try:
             sent = dict(headers or {})
             if self.jar:
                 sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
-            body = None
             if form is not None:
                 body = urlencode(form).encode()
                 sent["Content-Type"] = "application/x-www-form-urlencoded"
@@ -65,6 +66,17 @@ class Browser:
 
     def post(self, path: str, form: dict, **kw) -> Answer:
         return self.request("POST", path, form=form, **kw)
+
+    def upload(self, path: str, fields: dict, name: str, filename: str, data: bytes, **kw) -> Answer:
+        """A multipart/form-data POST, as a browser's file input sends it."""
+        boundary = "----airlock-test-" + uuid.uuid4().hex
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                 for k, v in fields.items()]
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                     "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        headers = {**kw.pop("headers", {}), "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        return self.request("POST", path, headers=headers, body=body, **kw)
 
     def login(self, username: str, password: str) -> Answer:
         page = self.get("/")

@@ -21,6 +21,24 @@ INTENDED = {
     ("session", "console.audit_log"): {"admin", "auditor"},
     ("session", "console.device_action"): {"admin"},  # accept, reject, decommission: admission
     ("session", "console.report_action"): {"admin", "operator"},  # triage
+    # repositories and imports: what the plant trusts; the operator's role is devices and reports
+    ("session", "console.repositories"): {"admin", "auditor"},
+    ("session", "console.imports"): {"admin", "auditor"},
+    ("session", "console.import_job"): {"admin", "auditor"},
+    ("session", "console.import_job_progress"): {"admin", "auditor"},
+    ("session", "console.import_upload"): {"admin"},  # importing changes what devices are offered
+    ("session", "console.trust_index"): {"admin", "auditor"},  # the security officer's page first
+    ("session", "console.trust"): {"admin", "auditor"},
+    ("session", "console.trust_raw"): {"admin", "auditor"},
+    ("session", "console.releases"): ALL,  # an operator sees what devices are offered
+    ("session", "console.release_approve"): {"admin"},  # releases are the admin's
+    ("session", "console.release_withdraw"): {"admin"},
+    ("session", "console.users_page"): {"admin", "auditor"},
+    ("session", "console.exports"): {"admin", "auditor"},
+    ("session", "console.export_make"): {"admin"},  # exports are the admin's
+    ("session", "console.export_file"): {"admin"},  # the file carries the plant's data off the appliance
+    ("session", "console.user_add"): {"admin"},  # users are the admin's
+    ("session", "console.user_action"): {"admin"},
     ("basic", "devices.admin_decision"): {"admin"},
     ("basic", "admin_api.list_devices"): ALL,
     ("basic", "admin_api.list_audit"): {"admin", "auditor"},
@@ -38,6 +56,23 @@ INTENDED = {
     ("basic", "delivery_api.set_cap"): {"admin"},
     ("basic", "delivery_api.clear_cap"): {"admin"},
     ("basic", "alerts_api.alerts"): ALL,  # what needs attention: everyone on shift reads it
+    ("basic", "admin_api.list_repositories"): {"admin", "auditor"},
+    ("basic", "admin_api.list_imports"): {"admin", "auditor"},
+    ("basic", "admin_api.show_import_job"): {"admin", "auditor"},
+    ("basic", "admin_api.upload_import"): {"admin"},
+    ("basic", "admin_api.show_trust"): {"admin", "auditor"},
+    ("basic", "admin_api.list_all_releases"): ALL,
+    ("basic", "admin_api.approve_release"): {"admin"},
+    ("basic", "admin_api.withdraw_release"): {"admin"},
+    ("basic", "admin_api.add_user"): {"admin"},
+    ("basic", "admin_api.list_exports"): {"admin", "auditor"},
+    ("basic", "admin_api.show_device"): ALL,
+    ("basic", "admin_api.list_all_reports"): ALL,
+    ("basic", "admin_api.show_report"): ALL,
+    ("basic", "admin_api.triage_report"): {"admin", "operator"},  # triage, as on the console
+    ("basic", "admin_api.make_export"): {"admin"},
+    ("basic", "admin_api.download_export"): {"admin"},
+    ("basic", "admin_api.change_user"): {"admin"},
 }
 
 # no user at all: TUF files, the device API (its own token), the QR form (its key), liveness, the login form
