@@ -85,7 +85,8 @@ PARAMETER_HELP = {
     "hardware": "Only this hardware model.",
     "tag": "Only devices with this tag (group).",
     "firmware": "Only devices reporting this firmware version.",
-    "flag": "Only devices with this health flag (hot, low_storage, low_memory, rebooting_often, errors_rising).",
+    "flag": "Only devices with this health flag (hot, low_storage, low_memory, rebooting_often, errors_rising, "
+            "unverified_firmware).",
     "prefix": "Only device ids starting with this.",
     "sort": "Column to sort by; '-' first for descending. Ties are broken by device_id.",
     "page": "Page number, from 1 (default 1).",

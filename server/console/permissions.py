@@ -107,6 +107,10 @@ TABLE: dict[str, Access] = {
     "console.export_file": session("admin"),
     "console.user_add": session("admin"),
     "console.user_action": session("admin"),
+    "console.rollouts": session(*ROLLOUT_READ),
+    "console.rollout": session(*ROLLOUT_READ),
+    "console.rollout_step": session(*ROLLOUT_WRITE),
+    "console.alerts": session(),
     # the admin API
     "devices.admin_decision": basic("admin"),
     "admin_api.list_devices": basic(*ROLES_OF["list_devices"]),

@@ -154,14 +154,16 @@ def _headers(response):
     return add_headers(response)
 
 
-# The other pages (device, Reports, Releases, Repositories, Imports, Exports, Trust, Users) add their
-# routes to this blueprint.
+# The other pages (device, Reports, Releases, Rollouts, Alerts, Repositories, Imports, Exports, Trust,
+# Users) add their routes to this blueprint.
 from server.console import (  # noqa: E402,F401
+    alert_pages,
     device_pages,
     export_pages,
     import_pages,
     release_pages,
     report_pages,
+    rollout_pages,
     trust_pages,
     user_pages,
 )

@@ -61,9 +61,10 @@ def test_log_in_and_out_as_each_role_in_a_browser(console_home, tmp_path):
                         page.click(f".bar nav a:text-is('{label}')")
                     assert page.locator("h1").inner_text() == label
                     page.screenshot(path=shots / f"{label.lower().replace(' ', '-')}-{role}.png", full_page=True)
-                assert offered == (["Overview", "Devices", "Reports", "Releases"] if role == "operator" else
-                                   ["Overview", "Devices", "Reports", "Releases", "Repositories", "Imports", "Exports",
-                                    "Trust", "Users", "Audit log"])
+                assert offered == (["Overview", "Alerts", "Devices", "Reports", "Releases", "Rollouts"]
+                                   if role == "operator" else
+                                   ["Overview", "Alerts", "Devices", "Reports", "Releases", "Rollouts", "Repositories",
+                                    "Imports", "Exports", "Trust", "Users", "Audit log"])
 
                 with page.expect_navigation():
                     page.click(".who button[type=submit]")
@@ -75,7 +76,7 @@ def test_log_in_and_out_as_each_role_in_a_browser(console_home, tmp_path):
                 assert not [m for m in console if "Content Security Policy" in m], console
         finally:
             browser.close()
-    kinds = ("login", "login-refused", "overview", "devices", "reports", "releases")
+    kinds = ("login", "login-refused", "overview", "alerts", "devices", "reports", "releases", "rollouts")
     assert sorted(p.name for p in shots.iterdir()) == sorted(
         [f"{kind}-{role}.png" for role in ROLE_OF.values() for kind in kinds]
         + [f"{kind}-{role}.png" for role in ("admin", "auditor")

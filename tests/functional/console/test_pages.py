@@ -28,13 +28,13 @@ def nav(page) -> list[str]:
     return re.findall(r'<a href="(/[a-z]+)"', re.search(r"<nav>(.*?)</nav>", page.text, re.S).group(1))
 
 
-EVERY_PAGE = ["/overview", "/devices", "/reports", "/releases", "/repositories", "/imports", "/exports", "/trust",
-              "/users", "/audit"]
+EVERY_PAGE = ["/overview", "/alerts", "/devices", "/reports", "/releases", "/rollouts", "/repositories", "/imports",
+              "/exports", "/trust", "/users", "/audit"]
 
 
 @pytest.mark.parametrize("name, links", [
     ("ada", EVERY_PAGE),
-    ("otto", ["/overview", "/devices", "/reports", "/releases"]),
+    ("otto", ["/overview", "/alerts", "/devices", "/reports", "/releases", "/rollouts"]),
     ("aude", EVERY_PAGE),
 ])
 def test_each_role_is_offered_only_what_it_may_open(fleet, name, links):

@@ -39,6 +39,10 @@ INTENDED = {
     ("session", "console.export_file"): {"admin"},  # the file carries the plant's data off the appliance
     ("session", "console.user_add"): {"admin"},  # users are the admin's
     ("session", "console.user_action"): {"admin"},
+    ("session", "console.rollouts"): ALL,  # reading a rollout changes nothing
+    ("session", "console.rollout"): ALL,
+    ("session", "console.rollout_step"): {"admin"},  # pause, resume, advance, abort: releases are the admin's
+    ("session", "console.alerts"): ALL,  # what needs attention: everyone on shift reads it
     ("basic", "devices.admin_decision"): {"admin"},
     ("basic", "admin_api.list_devices"): ALL,
     ("basic", "admin_api.list_audit"): {"admin", "auditor"},
