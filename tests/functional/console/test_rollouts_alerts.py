@@ -4,16 +4,19 @@ services: a rollout halted by its own gate (a device of wave 1 reports a
 failed install), the alerts that opens, and the timestamp warning of a
 repository whose root does not let the appliance re-sign.  Every role reads
 it all; only an admin's pause, resume, advance and abort go through, each
-audited; device text is shown inert."""
+audited; device text is shown inert; an admin follows the halt from the
+Overview to Resume in a real browser."""
 
 from __future__ import annotations
 
 import hashlib
 import html
 import re
+import shutil
 import uuid
 
 import pytest
+from playwright import sync_api
 
 from server import audit, bind_database, create_app
 from server.devices import services as devices
@@ -25,7 +28,10 @@ from server.users import services as users
 from server.users.throttle import LoginThrottle
 from tests.conftest import run_airlock
 from tests.functional.console.conftest import PASSWORDS
+from tests.functional.console.test_browser_scenarios import log_in
 from tests.functional.devices.client import SimDevice, utc_now
+from tests.functional.reports.test_browser import ARGS, CHROMIUM
+from tests.support.server import airlock_server
 from tests.support.simulator import RepoSim, in_days
 from tests.unit.server.devices.conftest import accepted
 
@@ -203,3 +209,39 @@ def test_alerts_page_with_no_alert_and_no_rollout(console_home):
     assert "No rollout." in text(client.get("/rollouts"))
     overview = client.get("/overview").get_data(as_text=True)
     assert 'id="open-alerts">No open alert.' in overview and "timestamp-warning" not in overview
+
+
+def test_an_admin_follows_a_halted_rollout_from_the_overview_in_a_browser(halted, console_home, tmp_path):
+    """Debian's chromium against a real `airlock serve`: the Overview's line
+    leads to the rollout, Resume works, and no page breaks the CSP."""
+    assert shutil.which(CHROMIUM), "needs Debian's chromium: run `sh tests/prereqs.sh` as root (`make test` does)"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with airlock_server(console_home, workers=1, threads=2) as base, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            console: list[str] = []
+            page.on("console", lambda m: console.append(m.text))
+            log_in(page, base, "ada")
+            assert "halted" in page.locator(f".halted-rollout[data-rollout='{halted.id}']").inner_text()
+            page.screenshot(path=shots / "overview-halted-rollout.png", full_page=True)
+            with page.expect_navigation():
+                page.click(f".halted-rollout a[href='/rollouts/{halted.id}']")
+            assert page.locator("h1").inner_text() == f"Rollout {halted.id}"
+            assert page.locator("#state").inner_text() == "halted"
+            page.screenshot(path=shots / "rollout-halted-admin.png", full_page=True)
+            with page.expect_navigation():
+                page.click(f"form[action='/rollouts/{halted.id}/resume'] button")
+            assert page.locator("#state").inner_text() == "running"
+            with page.expect_navigation():
+                page.click(".bar nav a:text-is('Alerts')")
+            assert f"rollout:{halted.id}" in page.locator("#closed-alerts").inner_text()
+            assert page.evaluate("document.scripts.length") == 0
+            page.screenshot(path=shots / "alerts-admin.png", full_page=True)
+            context.close()
+        finally:
+            browser.close()
+    assert not [m for m in console if "Content Security Policy" in m], console
+    assert rollouts.show(halted.id).state == "running"
