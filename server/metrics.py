@@ -35,7 +35,7 @@ from server.timekeeping import clock_health
 
 bp = Blueprint("metrics", __name__)
 # every flag server/devices/checkins.health_flags can raise (a unit test checks)
-HEALTH_FLAGS = ("hot", "low_storage", "low_memory", "rebooting_often", "errors_rising")
+HEALTH_FLAGS = ("hot", "low_storage", "low_memory", "rebooting_often", "errors_rising", "unverified_firmware")
 
 def _label(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

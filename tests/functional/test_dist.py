@@ -225,12 +225,15 @@ assert r.status_code == 201, r.get_data(as_text=True)
 print(json.dumps(tokens))
 '''
 
+# the service runs; the timers' one-shot services are inactive between runs
 FAKE_SYSTEMD = r"""
 mkdir -p /run/systemd/system /tmp/manager
 for tool in systemctl udevadm; do
     printf '%s\n' '#!/bin/sh' \
         "echo \"$tool \$*; backups \$(ls /var/backups/airlock 2>/dev/null | wc -l)\" >> /var/lib/service-manager.log" \
-        '[ "$*" != "is-active --quiet airlock-backup.service" ]' > /tmp/manager/$tool
+        'case "$*" in "is-active --quiet airlock-backup.service") exit 1;; esac' \
+        'case "$*" in "is-active --quiet airlock-timestamp.service") exit 1;; esac' \
+        'exit 0' > /tmp/manager/$tool
     chmod 755 /tmp/manager/$tool
 done
 export PATH=/tmp/manager:$PATH
@@ -332,6 +335,7 @@ as airlock status
     assert "systemd is not running" not in out and "started airlock.service again" in out
     assert (box.path("/var/lib") / "service-manager.log").read_text().splitlines() == [
         "systemctl is-active --quiet airlock-backup.service; backups 0",
+        "systemctl is-active --quiet airlock-timestamp.service; backups 0",
         "systemctl is-active --quiet airlock.service; backups 0",
         "systemctl stop airlock.service; backups 0",  # stopped before the backup
         "systemctl daemon-reload; backups 1",  # the new units, after the backup

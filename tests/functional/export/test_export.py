@@ -175,7 +175,9 @@ def test_tampering_is_detected(site, tmp_path):
         files["manifest.json"] = files["manifest.json"].replace(b'"sequence": ', b'"sequence": 9')
     assert "manifest.sig does not verify" in refused(site, rewrite(good, tmp_path / "man.tar", edit_manifest))
     raw = bytearray(good.read_bytes())
-    raw[-20000] ^= 0xFF  # somewhere in the data, straight on the bytes
+    with tarfile.open(good) as tar:
+        member = tar.getmember("devices.jsonl")
+    raw[member.offset_data + member.size // 2] ^= 0xFF  # inside one file's data, straight on the bytes
     (tmp_path / "raw.tar").write_bytes(raw)
     assert refused(site, tmp_path / "raw.tar")
     # an export from another appliance, checked against this appliance's key
