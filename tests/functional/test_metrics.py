@@ -77,7 +77,8 @@ def test_metrics_count_exports_downloads_and_devices_by_health_flag(airlock, sim
     assert value(families, "airlock_downloads", repository="acme") == 3
     assert value(families, "airlock_download_bytes", repository="acme") == 3 * len(firmware)
     flags = {s.labels["flag"]: s.value for s in families["airlock_devices_flagged"].samples}
-    assert flags == {"hot": 1, "low_memory": 1, "low_storage": 0, "rebooting_often": 0, "errors_rising": 0}
+    assert flags == {"hot": 1, "low_memory": 1, "low_storage": 0, "rebooting_often": 0, "errors_rising": 0,
+                     "unverified_firmware": 0}
     # a restart keeps the counts (the earlier run's files are folded, not lost)
     with airlock_server(home, workers=1, threads=4) as base:
         with urllib.request.urlopen(base + url_path, timeout=10) as r:
