@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections import defaultdict
 from datetime import datetime
 
+from server.background import ClaimedJob
 from server.clock import now_unix, utcnow
 from server.devices.enrollment import prune_nonces
 from server.devices.records import MaintenanceResult
@@ -137,33 +137,10 @@ def claim(settings: Settings, now: int) -> bool:
             (now, now - settings.maintenance_interval)).rowcount == 1
 
 
-class MaintenanceScheduler:
+class MaintenanceScheduler(ClaimedJob):
     """Per worker: look (at most every ``RECHECK`` s, from a check-in) whether
     maintenance is due, and if this worker claims it, run it in a thread."""
 
     def __init__(self, settings: Settings):
-        self.settings = settings
-        self._next_look = 0.0
-        self._lock = threading.Lock()
-        self._running: threading.Thread | None = None
-
-    def poke(self) -> None:
-        now = time.monotonic()
-        if now < self._next_look:
-            return
-        with self._lock:
-            if now < self._next_look or (self._running and self._running.is_alive()):
-                return
-            self._next_look = now + RECHECK
-            self._running = threading.Thread(target=self._run, name="airlock-device-maintenance", daemon=True)
-            self._running.start()
-
-    def _run(self) -> None:
-        try:
-            if claim(self.settings, now_unix()):
-                run_maintenance(self.settings)
-        except Exception:  # noqa: BLE001 - a background job must log, never kill the worker
-            logger.exception("device maintenance failed; it will be tried again")
-        finally:
-            if not database.is_closed():
-                database.close()
+        super().__init__(RECHECK, "airlock-device-maintenance", "device maintenance",
+                         lambda: claim(settings, now_unix()), lambda: run_maintenance(settings))
