@@ -19,12 +19,14 @@ check-ins alone skip it (``server.devices.group_commit``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import re
 import sqlite3
 import urllib.parse
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,22 @@ def hold_writer_lock(db: Any) -> None:
     On SQLite a transaction that writes holds the one write lock anyway."""
     if engine_of(db) == "postgresql":
         db.execute_sql("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+
+
+@contextlib.contextmanager
+def connected(db: Any) -> Iterator[None]:
+    """``with connected(db):`` the thread's open connection, or one opened
+    for this block and closed after it.  Unlike peewee's
+    ``connection_context``, which closes the connection at its end even
+    when it found one open, a service called inside a request then shares
+    the request's connection (closed when the request ends) instead of
+    opening a second one: on SQLite each opening runs the connection's
+    pragmas, which cost more than a point read."""
+    if not db.is_closed():
+        yield
+        return
+    with db.connection_context():
+        yield
 
 
 def engine_of(db: Any) -> str:

@@ -8,9 +8,14 @@ journal can name the same request.  The line carries the method, the path
 (untrusted: bounded and escaped by the formatter), the status, the bytes
 answered when known, the milliseconds spent and the client's address.
 
-TUF file requests (``/repos/``) are logged at DEBUG: a fleet polling
-``timestamp.json`` would otherwise drown everything else; the rest at INFO,
-server errors at ERROR.
+The fleet's routine traffic is logged at DEBUG: TUF file requests
+(``/repos/``) and answered check-ins (``POST /api/v1/checkin`` with a 2xx).
+50,000 devices checking in every minute are 833 lines a second, which
+would drown everything else and overrun journald's default rate limit
+(10,000 messages in 30 s per service), so that it dropped the lines that
+matter, errors included; a device's check-ins show in the console and in
+``airlock devices show`` instead.  A refused check-in (4xx) is logged at
+INFO like every other request, server errors at ERROR.
 """
 
 from __future__ import annotations
@@ -39,9 +44,21 @@ def request_id() -> str:
     return rid
 
 
+ROUTINE_PATHS = ("/repos/",)  # prefixes of paths logged at DEBUG whatever their status
+CHECKIN_PATH = "/api/v1/checkin"
+
+
 def _started() -> None:
     g.request_started = time.monotonic()
     request_id()
+
+
+def _level(path: str, status: int) -> int:
+    if status >= 500:
+        return logging.ERROR
+    if path.startswith(ROUTINE_PATHS) or (status < 300 and path == CHECKIN_PATH):
+        return logging.DEBUG
+    return logging.INFO
 
 
 def _finished(response: Response) -> Response:
@@ -50,7 +67,7 @@ def _finished(response: Response) -> Response:
     started = g.get("request_started")
     elapsed = (time.monotonic() - started) * 1000 if started is not None else None
     status = response.status_code
-    level = logging.ERROR if status >= 500 else logging.DEBUG if request.path.startswith("/repos/") else logging.INFO
+    level = _level(request.path, status)
     if logger.isEnabledFor(level):
         fields = {"request_id": rid, "method": request.method[:16], "path": request.path[:MAX_PATH],
                   "status": status, "bytes": response.content_length,

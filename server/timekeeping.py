@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from server.clock import iso, utcnow
+from server.db import connected
 from server.models import database
 from server.settings import Settings
 from signing.exceptions import AirlockError
@@ -92,7 +93,7 @@ def high_water_mark() -> TimeMark:
     """The newest time the appliance has reason to trust: its persisted
     marks, and the release floor."""
     best = TimeMark(RELEASE_FLOOR, "the release of this Airlock version")
-    with database.connection_context():
+    with connected(database):
         rows = database.execute_sql("SELECT name, at, detail FROM time_mark").fetchall()
     for name, at, detail in rows:
         moment = datetime.fromtimestamp(int(at), UTC)
@@ -128,7 +129,7 @@ def record(name: str, now: datetime, detail: str) -> None:
     with a reading that :func:`trusted_now` accepted."""
     if name not in MARKS:
         raise ValueError(f"unknown time mark {name!r}")
-    with database.connection_context(), database.atomic():
+    with connected(database), database.atomic():
         # portable upsert (SQLite 3.24+, PostgreSQL 9.5+): the WHERE keeps the mark from moving back
         database.execute_sql(
             "INSERT INTO time_mark (name, at, detail) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "

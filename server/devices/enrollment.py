@@ -25,6 +25,7 @@ from peewee import Field, IntegrityError
 
 from server import audit
 from server.clock import iso, utcnow
+from server.db import connected
 from server.devices._common import canonical_json, key_fingerprint, new_token
 from server.devices.exceptions import (
     BadSignatureError,
@@ -89,6 +90,11 @@ def _auto_accept_rule(hardware: str, token: str | None) -> int | None:
 def enroll(settings: Settings, req: EnrollmentRequest, *, now: datetime | None = None) -> EnrollmentResult:
     """Handle one (verified-format) enrollment request; see the module doc."""
     verify_request(req)
+    with connected(database):  # one connection for the clock's mark and the transaction
+        return _enroll(settings, req, now)
+
+
+def _enroll(settings: Settings, req: EnrollmentRequest, now: datetime | None) -> EnrollmentResult:
     # the device's clock is judged against the appliance's, so the appliance's must be one it trusts
     now = trusted_now(settings, "enrollment", now)
     _check_clock(settings, req, now)

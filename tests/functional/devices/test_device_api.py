@@ -290,3 +290,26 @@ def test_concurrent_checkins_from_many_threads_have_no_errors(appliance):
     assert appliance.checkins() - before == threads * per_thread
     assert "database is locked" not in (appliance.home / "serve.log").read_text()
     print(f"{threads * per_thread} check-ins in {elapsed:.1f} s ({threads * per_thread / elapsed:.0f}/s)")
+
+
+def test_answered_checkins_stay_out_of_the_info_log_refused_ones_do_not(appliance):
+    """A fleet's check-ins are routine traffic (833 lines a second for 50,000
+    devices would overrun journald's rate limit): an answered one is logged
+    at DEBUG, below the default INFO; a refused one is logged like any
+    other request."""
+    api = appliance.client()
+    dev = enroll_accepted(appliance, api, SimDevice("log-level-1"))
+    ok = api.post("/api/v1/checkin", {"firmware": dev.firmware, "metrics": {}},
+                  {**dev.auth(), "X-Request-Id": "checkin-answered-0001"})
+    assert ok.status == 200, ok.body
+    refused = api.post("/api/v1/checkin", {"firmware": dev.firmware, "metrics": {}},
+                       {"Authorization": "Bearer " + "x" * 43, "X-Request-Id": "checkin-refused-0001"})
+    assert refused.status == 401, refused.body
+    assert api.get("/healthz", {"X-Request-Id": "healthz-after-0001"}).status == 200
+    deadline = time.monotonic() + 10  # the workers' lines reach the log file through a pipe
+    while "healthz-after-0001" not in (log := (appliance.home / "serve.log").read_text()):
+        assert time.monotonic() < deadline, "the health check's line never reached the log"
+        time.sleep(0.05)
+    assert "checkin-answered-0001" not in log
+    refused_line = next(line for line in log.splitlines() if "request_id=checkin-refused-0001" in line)
+    assert "level=info" in refused_line and "status=401" in refused_line and "path=/api/v1/checkin" in refused_line
