@@ -96,3 +96,23 @@ def read_through(paths: list[Path]) -> None:
         with open(p, "rb", buffering=0) as f:
             while f.readinto(buf):
                 pass
+
+
+def serve_cpu_seconds(base: str) -> float:
+    """CPU seconds (user + system) used so far by the `airlock serve` bound
+    to ``base`` (http://127.0.0.1:PORT): its master and every worker, found
+    by the bind address on their command line (workers are forks)."""
+    bind = base.split("://", 1)[1].encode()
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            if b"serve" not in argv or bind not in argv:
+                continue
+            fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.settings import Settings
-from tests.bench.common import Scratch, airlock, log, new_home
+from tests.bench.common import Scratch, airlock, log, new_home, serve_cpu_seconds
 from tests.bench.devices_bench import CHECKIN_BODY, percentile
 from tests.functional.devices.client import SimDevice
 from tests.support.server import airlock_server
@@ -76,6 +76,7 @@ class HerdFigures:
     enroll_seconds: float  # writing the enrolled fleet beforehand
     load: tuple[float, float]  # the machine's 1-minute load average before and after the herd
     timeline: list[list[float]] = field(default_factory=list)  # [arrival ms, check-in ms] per device
+    cpu: tuple[float, float] = (0.0, 0.0)  # CPU seconds of `airlock serve` and of the devices' client, during the herd
 
     def by_tenth(self) -> list[float]:
         """Check-in p50 (ms) of the devices arriving in each tenth of the
@@ -130,6 +131,26 @@ def _run_client(plan: dict, scratch: Path, name: str, timeout: float) -> dict:
     if r.returncode != 0:
         raise RuntimeError(f"the herd client failed ({r.returncode}): {(scratch / f'{name}.err').read_text()[-2000:]}")
     return json.loads((scratch / f"{name}.out").read_text())
+
+
+def _children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def cpu_rows(f: HerdFigures) -> list[tuple[str, str, str, str, str]]:
+    """What the herd cost the machine: CPU per device of the appliance and
+    of the client that plays the devices (on the same cores), and the cores
+    the herd's arrival rate needs at that cost."""
+    serve, client = (1000 * c / f.devices for c in f.cpu)
+    rate = f.devices / f.window
+    cores = os.cpu_count() or 1
+    return [
+        ("  CPU per device: airlock serve / the devices' client (ms)", f"{serve:.2f} / {client:.2f}",
+         f"{f.cpu[0]:.0f} s / {f.cpu[1]:.0f} s in all", "", ""),
+        (f"  cores needed at {rate:,.0f} devices/s (both, at that cost)", f"{rate * (serve + client) / 1000:.2f}",
+         f"{cores} cores", f"{rate * (serve + client) / 1000 / cores:.2f}", ""),
+    ]
 
 
 def stored_checkins(base: str) -> int:
@@ -240,19 +261,21 @@ def run(scratch: Path, *, devices: int = DEVICES, window: float = WINDOW, new_sh
     with _server(home, database_url) as base:
         before = stored_checkins(base)
         load_before = os.getloadavg()[0]
+        cpu_before, client_before = serve_cpu_seconds(base), _children_cpu()
         log(f"herd: {devices:,} devices ({new:,} new) come back within {window:.0f} s "
             f"({WORKERS} workers x {THREADS} threads)")
         result = _run_client({"base": base, "checkin_body": CHECKIN_BODY, "polls": polls,
                               "timeout_ms": 30000, "deadline_ms": (window + 240) * 1000,
                               "devices": plan_devices}, scratch, "herd",
                              timeout=window + 300)
+        cpu = (serve_cpu_seconds(base) - cpu_before, _children_cpu() - client_before)
         stored = stored_checkins(base) - before
         load_after = os.getloadavg()[0]
     sqlite_stored = None if base_sqlite is None else _sqlite_checkins(home / "airlock.db") - base_sqlite
     answered = result["statuses"]["checkin"].get("200", 0)
     figures = HerdFigures(devices, new, window, result["seconds"], result["latencies"], result["statuses"],
                           result["errors"], answered, stored, sqlite_stored, enroll_seconds, (load_before, load_after),
-                          result["timeline"])
+                          result["timeline"], cpu=cpu)
     log(f"  check-in p50 {figures.p('checkin', 50):.1f} ms p99 {figures.p('checkin', 99):.1f} ms; "
         f"enroll p99 {figures.p('enroll', 99):.1f} ms; poll p99 {figures.p('poll', 99):.1f} ms; "
         f"{figures.server_errors} 5xx, {len(figures.errors)} errors; {answered} check-ins answered, {stored} stored")
@@ -281,6 +304,7 @@ def rows(f: HerdFigures, engine: str) -> list[tuple[str, str, str, str, str]]:
         ("  check-in p50 by tenth of the window (ms)", " ".join(f"{ms:.0f}" for ms in f.by_tenth()), "", "", ""),
         ("  machine load average (1 min) before / after the herd", f"{f.load[0]:.1f} / {f.load[1]:.1f}",
          f"{os.cpu_count()} cores", "", ""),
+        *cpu_rows(f),
     ]
 
 

@@ -15,3 +15,7 @@ def test_a_small_herd_loses_nothing(tmp_path):
     assert f.statuses["poll"] == {"404": 300, "200": 300}  # the next root (none yet), then timestamp.json
     assert f.answered_checkins == f.stored_checkins == f.stored_checkins_sqlite == 300
     assert f.lost == 0
+    # the CPU accounting found the appliance's processes and the client (the bench's cores-needed row)
+    assert f.cpu[0] > 0 and f.cpu[1] > 0
+    assert [row[0].strip().split(":")[0] for row in herd_bench.cpu_rows(f)] == [
+        "CPU per device", "cores needed at 100 devices/s (both, at that cost)"]
