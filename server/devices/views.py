@@ -69,7 +69,11 @@ class _ApiState:
     def __init__(self, settings):
         self.settings = settings
         self.checkin_db = checkin_database(settings)
-        self.checkin_writer = GroupCommit(self.checkin_db)
+        # The writer has a database object of its own: on PostgreSQL each is
+        # a pool, and request threads waiting for the writer's commit must
+        # never hold the last connection the writer needs.
+        self.checkin_writer = GroupCommit(checkin_database(settings))
+        self.pooled = bool(settings.database_url)
         self.maintenance = MaintenanceScheduler(settings)
         self.rollouts = RolloutScheduler(settings)
 
@@ -124,11 +128,18 @@ def enroll():
 @bp.post("/checkin")
 def checkin():
     api = _api()
-    device = services.authenticate(api.checkin_db, _bearer())
-    body = _body("CheckinRequest", LIMITS["checkin"])
-    result = services.record_checkin(api.settings, api.checkin_db, device,
-                                     Checkin(body["firmware"], body.get("metrics", {})), address=request.remote_addr,
-                                     writer=api.checkin_writer)
+    try:
+        device = services.authenticate(api.checkin_db, _bearer())
+        body = _body("CheckinRequest", LIMITS["checkin"])
+        result = services.record_checkin(api.settings, api.checkin_db, device,
+                                         Checkin(body["firmware"], body.get("metrics", {})),
+                                         address=request.remote_addr, writer=api.checkin_writer)
+    finally:
+        # SQLite: the thread keeps its connection (opening one costs more than
+        # a check-in).  PostgreSQL: a pooled connection goes back to the pool,
+        # or a worker's threads beyond the pool's size would wait for one.
+        if api.pooled and not api.checkin_db.is_closed():
+            api.checkin_db.close()
     api.maintenance.poke()
     api.rollouts.poke()
     return jsonify(checkin_interval=result.checkin_interval, jitter=result.jitter,

@@ -53,6 +53,7 @@ DEFAULTS = Settings()
 WORKERS, THREADS = DEFAULTS.worker_count, DEFAULTS.threads
 DEVICES = 50_000
 WINDOW = 60.0  # seconds within which every device comes back
+ENGINES = ("sqlite", "postgresql")  # what `--only herd` runs the herd on, one after the other
 NEW_SHARE = 0.05  # of the fleet: devices that enroll during the herd
 AIM_P99_MS = 1000.0
 REPO = "herd"
@@ -186,13 +187,14 @@ def _published_home(scratch: Path) -> tuple[Path, list[str]]:
 
 
 @contextmanager
-def _server(home: Path, database_url: str | None) -> Iterator[str]:
+def _database(database_url: str | None) -> Iterator[None]:
+    """Every `airlock` the herd runs (init, import, serve) on ``database_url``
+    (``AIRLOCK_DATABASE_URL``), if given."""
     saved = os.environ.get("AIRLOCK_DATABASE_URL")
     if database_url:
         os.environ["AIRLOCK_DATABASE_URL"] = database_url
     try:
-        with airlock_server(home, workers=None, threads=None, timeout=60) as base:
-            yield base
+        yield
     finally:
         if database_url:
             if saved is None:
@@ -241,6 +243,14 @@ def _enrollments(prefix: str, count: int) -> list[dict]:
 
 def run(scratch: Path, *, devices: int = DEVICES, window: float = WINDOW, new_share: float = NEW_SHARE,
         database_url: str | None = None, seed: int | None = None) -> HerdFigures:
+    """The herd against a fresh home (on ``database_url``, else its SQLite file)."""
+    with _database(database_url):
+        return _run(scratch, devices=devices, window=window, new_share=new_share, database_url=database_url,
+                    seed=seed)
+
+
+def _run(scratch: Path, *, devices: int, window: float, new_share: float, database_url: str | None,
+         seed: int | None) -> HerdFigures:
     rng = random.Random(seed)
     new = max(1, int(devices * new_share)) if new_share > 0 else 0
     known = devices - new
@@ -258,7 +268,7 @@ def run(scratch: Path, *, devices: int = DEVICES, window: float = WINDOW, new_sh
     rng.shuffle(plan_devices)
     for d in plan_devices:
         d["at"] = round(rng.uniform(0, window * 1000), 1)
-    with _server(home, database_url) as base:
+    with airlock_server(home, workers=None, threads=None, timeout=60) as base:
         before = stored_checkins(base)
         load_before = os.getloadavg()[0]
         cpu_before, client_before = serve_cpu_seconds(base), _children_cpu()
@@ -308,8 +318,31 @@ def rows(f: HerdFigures, engine: str) -> list[tuple[str, str, str, str, str]]:
     ]
 
 
-def run_herd_bench(*, devices: int = DEVICES, window: float = WINDOW,
-                   database_url: str | None = None) -> list[tuple[str, str, str, str, str]]:
-    engine = "SQLite" if not database_url else database_url.split(":", 1)[0]
-    with Scratch("airlock-bench-herd-") as scratch:
-        return rows(run(scratch, devices=devices, window=window, database_url=database_url), engine)
+def run_herd_bench(*, devices: int = DEVICES, window: float = WINDOW, database_url: str | None = None,
+                   engines: tuple[str, ...] = ENGINES) -> list[tuple[str, str, str, str, str]]:
+    """The herd on each of ``engines`` ("sqlite": the home's file;
+    "postgresql": a private cluster on loopback, durable, started for the
+    run), or on ``database_url`` alone when it is given."""
+    rows_out: list[tuple[str, str, str, str, str]] = []
+    if database_url:
+        with Scratch("airlock-bench-herd-") as scratch:
+            return rows(run(scratch, devices=devices, window=window, database_url=database_url),
+                        database_url.split(":", 1)[0])
+    for engine in engines:
+        if engine == "sqlite":
+            with Scratch("airlock-bench-herd-") as scratch:
+                rows_out += rows(run(scratch, devices=devices, window=window), "SQLite")
+        elif engine == "postgresql":
+            from tests.support.postgres import DURABLE_OPTIONS, Cluster
+
+            log("herd: starting a PostgreSQL cluster on loopback (durable settings)")
+            cluster = Cluster(DURABLE_OPTIONS).start()
+            try:
+                url = cluster.new_database(migrated=False)
+                with Scratch("airlock-bench-herd-") as scratch:
+                    rows_out += rows(run(scratch, devices=devices, window=window, database_url=url), "PostgreSQL")
+            finally:
+                cluster.stop()
+        else:
+            raise ValueError(f"unknown herd engine {engine!r}: sqlite or postgresql")
+    return rows_out

@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds within which the herd comes back (env BENCH_HERD_WINDOW, default 60)")
     p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
                    help="run the herd on this database instead of the home's SQLite file (env BENCH_DATABASE_URL)")
+    p.add_argument("--herd-engines", default=os.environ.get("BENCH_HERD_ENGINES", "sqlite,postgresql"),
+                   help="databases the herd runs on, one after the other: sqlite, postgresql (a private cluster "
+                   "started for the run) or both (env BENCH_HERD_ENGINES, default both); --database-url overrides")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = p.parse_args(argv)
     if args.gb <= 0 or args.repeat < 1 or args.seconds < 1 or args.connections < 1 or args.herd_devices < 1 \
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             from tests.bench.herd_bench import run_herd_bench
 
             device_rows += run_herd_bench(devices=args.herd_devices, window=args.herd_window,
-                                          database_url=args.database_url)
+                                          database_url=args.database_url,
+                                          engines=tuple(e.strip() for e in args.herd_engines.split(",") if e.strip()))
         if args.only in (None, "downloads"):
             from tests.bench.download_bench import run_download_bench
 

@@ -29,6 +29,9 @@ SERVER_OPTIONS = (
     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "  # a throwaway cluster: speed over durability
     "-c max_connections=400 -c shared_buffers=32MB"
 )
+# the benchmarks' cluster: durable, as a site would run it (fsync, synchronous commits;
+# the appliance turns synchronous_commit off for its check-ins' own connections)
+DURABLE_OPTIONS = "-c max_connections=400 -c shared_buffers=256MB"
 
 
 def bindir() -> Path:
@@ -52,7 +55,8 @@ def _free_port() -> int:
 class Cluster:
     """``start()``, then ``new_database()`` for each test, ``stop()`` at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: str = SERVER_OPTIONS) -> None:
+        self.options = options  # the server's -c settings
         self.bin = bindir()
         self.dir = Path(tempfile.mkdtemp(prefix="airlock-pg-"))
         self.port = _free_port()
@@ -76,7 +80,7 @@ class Cluster:
             self._run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", self.user,
                       "-E", "UTF8", "--locale=C", "--no-sync")
             self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"), "-w", "-t", "60",
-                      "-o", f"-k {self.dir} -h 127.0.0.1 -p {self.port} {SERVER_OPTIONS}", "start")
+                      "-o", f"-k {self.dir} -h 127.0.0.1 -p {self.port} {self.options}", "start")
         except subprocess.CalledProcessError as exc:
             log = (self.dir / "log").read_text() if (self.dir / "log").exists() else ""
             raise RuntimeError(f"the test PostgreSQL did not start: {exc.stderr.decode()[-2000:]} {log[-2000:]}") \

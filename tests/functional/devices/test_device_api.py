@@ -313,3 +313,48 @@ def test_answered_checkins_stay_out_of_the_info_log_refused_ones_do_not(applianc
     assert "checkin-answered-0001" not in log
     refused_line = next(line for line in log.splitlines() if "request_id=checkin-refused-0001" in line)
     assert "level=info" in refused_line and "status=401" in refused_line and "path=/api/v1/checkin" in refused_line
+
+
+def test_more_threads_than_database_connections_all_check_in(appliance):
+    """On PostgreSQL each process has a pool of ``server.db.POOL_SIZE``
+    connections for check-ins, and gunicorn runs up to 256 threads per
+    worker.  A request thread used to keep the connection it took for good,
+    so once more threads than that had checked in, the next one waited 30 s
+    for a connection and answered 500 (the herd bench found it).  Here more
+    threads than the pool holds each check in once and stay alive, as
+    gunicorn's threads do: every check-in is answered, none waits out the
+    pool's timeout."""
+    import threading
+
+    from server import create_app
+    from server.db import POOL_SIZE
+    from server.settings import load_settings
+
+    count = POOL_SIZE + 8
+    api = appliance.client()
+    fleet = [enroll_accepted(appliance, api, SimDevice(f"pool-{i}")) for i in range(count)]
+    app = create_app(load_settings(appliance.home))
+    results: dict[str, str] = {}
+    finished = threading.Event()
+
+    def one(dev):
+        try:
+            r = app.test_client().post("/api/v1/checkin", json={"firmware": dev.firmware, "metrics": {}},
+                                       headers=dev.auth())
+            results[dev.device_id] = str(r.status_code)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported
+            results[dev.device_id] = repr(exc)
+        finished.wait(60)  # alive, like a gunicorn thread between requests
+
+    threads = [threading.Thread(target=one, args=(dev,), daemon=True) for dev in fleet]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 25  # below the pool's 30 s wait: a thread left waiting for one fails here
+        while len(results) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        finished.set()
+        for t in threads:
+            t.join(60)
+    assert sorted(results.values()) == ["200"] * count, (len(results), sorted(set(results.values())))
