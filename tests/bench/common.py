@@ -116,3 +116,24 @@ def serve_cpu_seconds(base: str) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def user_cpu_seconds(user: str) -> float:
+    """CPU seconds used so far by the processes of ``user`` (a private
+    PostgreSQL cluster's server runs as ``postgres``), with what their
+    exited children used (the backends of closed connections)."""
+    import pwd
+
+    uid = pwd.getpwnam(user).pw_uid
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")

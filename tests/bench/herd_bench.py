@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.settings import Settings
-from tests.bench.common import Scratch, airlock, log, new_home, serve_cpu_seconds
+from tests.bench.common import Scratch, airlock, log, new_home, serve_cpu_seconds, user_cpu_seconds
 from tests.bench.devices_bench import CHECKIN_BODY, percentile
 from tests.functional.devices.client import SimDevice
 from tests.support.server import airlock_server
@@ -77,7 +77,8 @@ class HerdFigures:
     enroll_seconds: float  # writing the enrolled fleet beforehand
     load: tuple[float, float]  # the machine's 1-minute load average before and after the herd
     timeline: list[list[float]] = field(default_factory=list)  # [arrival ms, check-in ms] per device
-    cpu: tuple[float, float] = (0.0, 0.0)  # CPU seconds of `airlock serve` and of the devices' client, during the herd
+    cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)  # CPU seconds during the herd: `airlock serve`, the
+    # devices' client, the PostgreSQL server (0 on SQLite, which runs inside `airlock serve`)
 
     def by_tenth(self) -> list[float]:
         """Check-in p50 (ms) of the devices arriving in each tenth of the
@@ -134,6 +135,17 @@ def _run_client(plan: dict, scratch: Path, name: str, timeout: float) -> dict:
     return json.loads((scratch / f"{name}.out").read_text())
 
 
+def _database_cpu(database_url: str | None) -> float:
+    """The PostgreSQL server's CPU seconds so far, when it runs here as the
+    ``postgres`` user (the bench's own cluster); 0 otherwise."""
+    if not database_url:
+        return 0.0
+    try:
+        return user_cpu_seconds("postgres")
+    except KeyError:  # no such user: a server elsewhere
+        return 0.0
+
+
 def _children_cpu() -> float:
     t = os.times()
     return t.children_user + t.children_system
@@ -143,14 +155,16 @@ def cpu_rows(f: HerdFigures) -> list[tuple[str, str, str, str, str]]:
     """What the herd cost the machine: CPU per device of the appliance and
     of the client that plays the devices (on the same cores), and the cores
     the herd's arrival rate needs at that cost."""
-    serve, client = (1000 * c / f.devices for c in f.cpu)
+    serve, client, db = (1000 * c / f.devices for c in f.cpu)
     rate = f.devices / f.window
     cores = os.cpu_count() or 1
+    need = rate * (serve + client + db) / 1000
     return [
-        ("  CPU per device: airlock serve / the devices' client (ms)", f"{serve:.2f} / {client:.2f}",
-         f"{f.cpu[0]:.0f} s / {f.cpu[1]:.0f} s in all", "", ""),
-        (f"  cores needed at {rate:,.0f} devices/s (both, at that cost)", f"{rate * (serve + client) / 1000:.2f}",
-         f"{cores} cores", f"{rate * (serve + client) / 1000 / cores:.2f}", ""),
+        ("  CPU per device: airlock serve / PostgreSQL / the devices' client (ms)",
+         f"{serve:.2f} / {db:.2f} / {client:.2f}", f"{f.cpu[0]:.0f} s / {f.cpu[2]:.0f} s / {f.cpu[1]:.0f} s in all",
+         "", ""),
+        (f"  cores needed at {rate:,.0f} devices/s (all three, at that cost)", f"{need:.2f}", f"{cores} cores",
+         f"{need / cores:.2f}", ""),
     ]
 
 
@@ -271,14 +285,15 @@ def _run(scratch: Path, *, devices: int, window: float, new_share: float, databa
     with airlock_server(home, workers=None, threads=None, timeout=60) as base:
         before = stored_checkins(base)
         load_before = os.getloadavg()[0]
-        cpu_before, client_before = serve_cpu_seconds(base), _children_cpu()
+        cpu_before, client_before, db_before = serve_cpu_seconds(base), _children_cpu(), _database_cpu(database_url)
         log(f"herd: {devices:,} devices ({new:,} new) come back within {window:.0f} s "
             f"({WORKERS} workers x {THREADS} threads)")
         result = _run_client({"base": base, "checkin_body": CHECKIN_BODY, "polls": polls,
                               "timeout_ms": 30000, "deadline_ms": (window + 240) * 1000,
                               "devices": plan_devices}, scratch, "herd",
                              timeout=window + 300)
-        cpu = (serve_cpu_seconds(base) - cpu_before, _children_cpu() - client_before)
+        cpu = (serve_cpu_seconds(base) - cpu_before, _children_cpu() - client_before,
+               _database_cpu(database_url) - db_before)
         stored = stored_checkins(base) - before
         load_after = os.getloadavg()[0]
     sqlite_stored = None if base_sqlite is None else _sqlite_checkins(home / "airlock.db") - base_sqlite
