@@ -52,7 +52,7 @@ def sign_cli(*args) -> tuple[int, str, str]:
 # folders, and any test marked `both_engines`, that use a home (the `engine`
 # fixture).  Elsewhere a home is on SQLite.
 BOTH_ENGINES = ("tests/unit/server/", "tests/functional/devices/", "tests/functional/reports/",
-                "tests/functional/export/")
+                "tests/functional/export/", "tests/functional/console/")
 
 
 def pytest_generate_tests(metafunc):

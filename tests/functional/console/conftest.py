@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_airlock
+from tests.conftest import new_home, run_airlock
 from tests.functional.devices.client import ApiClient, SimDevice, SpecChecker, utc_now
 from tests.support.server import airlock_server
 
@@ -19,8 +19,8 @@ USER_OF = {role: name for name, role in ROLE_OF.items()}
 
 
 @pytest.fixture
-def console_home(tmp_path):
-    home = tmp_path / "home"
+def console_home(tmp_path, database_url):
+    home = new_home(tmp_path / "home", database_url)
     pw = tmp_path / "ada"
     pw.write_text(PASSWORDS["ada"] + "\n")
     assert run_airlock(home, "init", "--admin", "ada", "--password-file", pw).code == 0
@@ -43,12 +43,12 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+def fleet(tmp_path_factory, module_database_url):
     """Twelve devices: plc-00..07 (plc-x) and gw-00..03 (gw-1); plc-00..05
     accepted (plc-00..02 tagged hall-a), gw-00 rejected, the rest pending;
     plc-00 has checked in and filed a crash report."""
     root = tmp_path_factory.mktemp("fleet")
-    home = root / "home"
+    home = new_home(root / "home", module_database_url)
     (root / "ada").write_text(PASSWORDS["ada"] + "\n")
     assert run_airlock(home, "init", "--admin", "ada", "--password-file", root / "ada").code == 0
     for name in ("otto", "aude"):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 
 import pytest
 
 from tests.functional.console.conftest import PASSWORDS
+from tests.support import homedb
 
 
 def basic(name: str, password: str | None = None) -> dict:
@@ -93,10 +93,7 @@ def test_each_role_reaches_what_the_table_allows(fleet):
     cross = {**basic("ada"), "Origin": "https://elsewhere.example", "Sec-Fetch-Site": "cross-site"}
     r = api.post("/api/v1/admin/devices/plc-07/accept", None, cross)
     assert (r.status, r.json["error"]) == (403, "forbidden"), r.body
-    con = sqlite3.connect(home / "airlock.db")
-    state = con.execute("SELECT state FROM device WHERE device_id = 'plc-07'").fetchone()[0]
-    con.close()
-    assert state == "pending"
+    assert homedb.rows(home, "SELECT state FROM device WHERE device_id = 'plc-07'") == [("pending",)]
     users = api.get("/api/v1/admin/users", basic("aude")).json["users"]
     assert [(u["username"], u["role"]) for u in users] == [("ada", "admin"), ("aude", "auditor"), ("otto", "operator")]
     assert "password" not in json.dumps(users)

@@ -22,6 +22,7 @@ from tests.functional.console.test_imports import pin
 from tests.functional.devices.client import ApiClient, SimDevice
 from tests.functional.reports.test_browser import ARGS, CHROMIUM
 from tests.functional.reports.test_form import label_url
+from tests.support import homedb
 from tests.support.server import airlock_server
 from tests.support.simulator import RepoSim
 
@@ -160,7 +161,7 @@ def test_operator_files_a_report_from_a_label_on_a_tablet_and_triages_it(console
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with airlock_server(console_home, workers=2, threads=4) as base, sync_api.sync_playwright() as pw:
-        (console_home / "airlock.toml").write_text(f'public_url = "{base}"\n')  # labels point where we reach it
+        homedb.append_setting(console_home, f'public_url = "{base}"\n')  # labels point where we reach it
         api = ApiClient(base)
         assert api.post("/api/v1/enroll", SimDevice("press-3").enrollment()).status == 202
         api.close()

@@ -6,13 +6,13 @@ nothing, and changes are audited under the API user's name."""
 from __future__ import annotations
 
 import base64
-import sqlite3
 
 import pytest
 
 from server import create_app
 from server.settings import load_settings
 from tests.functional.console.conftest import PASSWORDS
+from tests.support import homedb
 
 
 def basic(name: str) -> dict:
@@ -49,9 +49,7 @@ def _windows(client, console_home):
     assert len(client.get("/api/v1/admin/windows", headers=basic("ada")).json["windows"]) == 1
     assert client.delete("/api/v1/admin/windows/1", headers=basic("ada")).json["id"] == 1
     assert client.delete("/api/v1/admin/windows/1", headers=basic("ada")).status_code == 404
-    con = sqlite3.connect(console_home / "airlock.db")
-    rows = con.execute("SELECT actor, action FROM audit_log WHERE action LIKE 'window.%' ORDER BY id").fetchall()
-    con.close()
+    rows = homedb.rows(console_home, "SELECT actor, action FROM audit_log WHERE action LIKE 'window.%' ORDER BY id")
     assert rows == [("ada (api)", "window.add"), ("ada (api)", "window.remove")]
 
 

@@ -24,6 +24,7 @@ from tests.functional.console.browser import Browser
 from tests.functional.console.conftest import PASSWORDS
 from tests.functional.console.test_admin_api import basic
 from tests.functional.devices.client import ApiClient, SpecChecker
+from tests.support import homedb
 from tests.support.server import airlock_server
 from tests.support.simulator import RepoSim
 
@@ -242,7 +243,7 @@ def test_the_job_page_without_a_verdict_polls_by_script_or_refreshes(console_hom
 
 
 def test_an_upload_over_the_cap_is_refused_before_it_is_stored(console_home):
-    (console_home / "airlock.toml").write_text("max_upload_bytes = 4096\n")
+    homedb.append_setting(console_home, "max_upload_bytes = 4096\n")
     settings = load_settings(console_home, environ={})
     app = create_app(settings, import_runner=lambda s, job: None)
     client = app.test_client()

@@ -9,7 +9,6 @@ import base64
 import hashlib
 import html
 import re
-import sqlite3
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -21,6 +20,7 @@ from server.users.throttle import LoginThrottle
 from tests.conftest import run_airlock
 from tests.functional.console.conftest import PASSWORDS
 from tests.functional.devices.client import SimDevice
+from tests.support import homedb
 from tests.support.simulator import RepoSim
 
 
@@ -58,12 +58,7 @@ def rows(page: str) -> dict[int, str]:
 
 
 def audit_actions(home) -> list[tuple[str, str, str]]:
-    con = sqlite3.connect(home / "airlock.db")
-    try:
-        return con.execute("SELECT actor, action, subject FROM audit_log WHERE action LIKE 'release.%' "
-                           "ORDER BY id").fetchall()
-    finally:
-        con.close()
+    return homedb.rows(home, "SELECT actor, action, subject FROM audit_log WHERE action LIKE 'release.%' ORDER BY id")
 
 
 def test_approve_shadow_and_withdraw_through_the_page(released, console_home):

@@ -11,7 +11,6 @@ GET changes anything in the database."""
 from __future__ import annotations
 
 import base64
-import sqlite3
 
 import pytest
 
@@ -22,6 +21,7 @@ from server.settings import load_settings
 from server.users import services
 from server.users.throttle import LoginThrottle
 from tests.functional.console.conftest import PASSWORDS, USER_OF
+from tests.support import homedb
 
 IDENTITIES = ["anonymous", "admin", "operator", "auditor"]
 SAMPLE = {"name": "acme", "filename": "1.root.json", "relpath": "plc-x/fw.bin", "device_id": "d-1", "release_id": 1,
@@ -88,10 +88,14 @@ def denied_by_the_table(access: permissions.Access, response) -> bool:
 
 
 def database_state(home) -> dict:
-    con = sqlite3.connect(home / "airlock.db")
+    listing = ("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+               if homedb.is_postgresql(home) else "SELECT name FROM sqlite_master WHERE type = 'table'")
+    con = homedb.connect(home)
     try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {t: con.execute(f"SELECT * FROM \"{t}\"").fetchall() for t in tables if t not in BOOKKEEPING}
+        tables = [r[0] for r in con.execute(listing).fetchall()]
+        # sorted: PostgreSQL returns rows in no set order without ORDER BY
+        return {t: sorted(map(repr, con.execute(f"SELECT * FROM \"{t}\"").fetchall()))  # noqa: S608 - its own names
+                for t in tables if t not in BOOKKEEPING}
     finally:
         con.close()
 

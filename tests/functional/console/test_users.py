@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import html
-import sqlite3
 
 from jsonschema import Draft202012Validator
 
@@ -16,6 +15,7 @@ from server.settings import load_settings
 from server.users import services, sessions
 from server.users.throttle import LoginThrottle
 from tests.functional.console.conftest import PASSWORDS
+from tests.support import homedb
 
 
 def logged_in(app, name: str, password: str):
@@ -32,12 +32,8 @@ def csrf_of(client) -> str:
 
 
 def user_audit(home) -> list[tuple[str, str, str]]:
-    con = sqlite3.connect(home / "airlock.db")
-    try:
-        return con.execute("SELECT actor, action, subject FROM audit_log WHERE action IN ('user.create', "
-                           "'user.role', 'user.password', 'user.disable') ORDER BY id").fetchall()
-    finally:
-        con.close()
+    return homedb.rows(home, "SELECT actor, action, subject FROM audit_log WHERE action IN ('user.create', "
+                             "'user.role', 'user.password', 'user.disable') ORDER BY id")
 
 
 def test_admin_manages_a_user_and_each_change_ends_its_sessions(console_home):
