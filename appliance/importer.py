@@ -9,22 +9,19 @@ refused imports alike are recorded; a refused one changes nothing else.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import shutil
 import uuid
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from appliance.homelock import HomeLock
 from appliance.recovery import reconcile
 from server import freshness, timekeeping
 from server.clock import now_iso, utcnow
 from server.imports import services as imports
 from server.imports.records import ImportOutcome
-from server.locks import LockBusyError, held_across_servers
 from server.repositories import services as repositories
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
@@ -115,58 +112,14 @@ def expired_line(name: str, stale: str) -> str:
             "this repository's metadata until a delivery with newer metadata; ask the vendor for one")
 
 
-class _ImportLock:
-    """The import lock: a ``flock`` on HOME/state/import.lock for this box,
-    and with several app servers on one PostgreSQL, the same lock taken in
-    the database for all of them (``server.locks``)."""
+class ImportLock(HomeLock):
+    """The import lock, HOME/state/import.lock (:class:`HomeLock`); also taken
+    by the other commands that must not run beside an import (timestamp
+    refresh, repo remove, backup, restore), each saying what to do ``again``."""
 
     def __init__(self, settings: Settings, again: str = "import again"):
-        self.path = settings.state_dir / "import.lock"
-        self.settings = settings
-        self.again = again  # what the refusal tells the operator to do when the import is done
-        self.fd: int | None = None
-        self._across: AbstractContextManager | None = None
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
-            os.close(self.fd)
-            raise ImportBusyError(f"another import is running (pid {holder or '?'}); wait for it to finish "
-                                  f"and {self.again}") from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-        across = held_across_servers(self.settings, "import")
-        try:
-            across.__enter__()
-        except BaseException as exc:
-            self._release()
-            if isinstance(exc, LockBusyError):
-                raise ImportBusyError(f"{exc}; wait for it to finish and {self.again}") from None
-            raise
-        self._across = across
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            if self._across is not None:
-                self._across.__exit__(None, None, None)
-                self._across = None
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        assert self.fd is not None, "release without __enter__"
-        os.ftruncate(self.fd, 0)
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-        self.fd = None
-
-
-ImportLock = _ImportLock  # for the other commands that must not run beside an import (timestamp refresh)
+        super().__init__(settings, "import.lock", across="import", error=ImportBusyError,
+                         busy="another import is running (pid {pid})", advice=f"wait for it to finish and {again}")
 
 
 def import_bundle(settings: Settings, source: Path, operator: str, *, progress: Progress | None = None,
@@ -179,7 +132,7 @@ def import_bundle(settings: Settings, source: Path, operator: str, *, progress: 
     digest: str | None = None
     names: list[str] = []
     token = uuid.uuid4().hex
-    with _ImportLock(settings):
+    with ImportLock(settings):
         reconcile(settings)
         staging = settings.staging_dir / f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         staged = None
@@ -251,7 +204,7 @@ def reconcile_if_idle(settings: Settings):
     """Start-up reconciliation, unless an import is running right now (it
     reconciles itself).  Returns the reconciliation, or None when busy."""
     try:
-        with _ImportLock(settings):
+        with ImportLock(settings):
             return reconcile(settings)
     except ImportBusyError:
         return None
@@ -261,7 +214,7 @@ def remove_repository(settings: Settings, name: str, operator: str, *, archive: 
                       ) -> repositories.RemovedRepository:
     """``airlock repo remove``: under the import lock, so that no import
     publishes into the repository while its pin goes."""
-    with _ImportLock(settings, "remove it again"):
+    with ImportLock(settings, "remove it again"):
         reconcile(settings)
         return repositories.remove_repository(settings, name, operator, archive=archive)
 

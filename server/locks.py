@@ -1,7 +1,7 @@
 """Locks that hold across app servers: the import lock and the export lock.
 
 On one box the appliance's ``flock`` on a file in its home is the lock
-(``appliance/importer.py``).  With several app servers sharing one
+(``appliance/homelock.py``).  With several app servers sharing one
 PostgreSQL (docs/scale-out.md), that file lock does not reach the other
 boxes (nor hold reliably over network file systems), so the lock is also
 taken in PostgreSQL: a session advisory lock on a connection of its own,

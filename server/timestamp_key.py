@@ -35,11 +35,10 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 from server.settings import Settings
 from signing.durable import write_atomic
 from signing.exceptions import AirlockError, KeyStoreError
-from signing.keys import load_public_key
+from signing.keys import PrivateKeyFileError, load_public_key, read_ed25519_private_key
 
 KEY_FILE = "timestamp-key.pem"
 PUBLIC_FILE = "timestamp-key.json"  # its name in exports, and what the docs tell IT to save it as
-MAX_KEY_FILE = 64 * 1024  # bytes
 
 
 class TimestampKeyError(AirlockError):
@@ -91,21 +90,13 @@ def ensure_timestamp_key(settings: Settings) -> bool:
 def _private_key(settings: Settings) -> Ed25519PrivateKey:
     path = key_path(settings)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        raise TimestampKeyError(f"the appliance has no timestamp key ({path}): run `airlock init` to make it") \
-            from None
-    except OSError as exc:
-        raise TimestampKeyError(f"cannot read the appliance's timestamp key {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_KEY_FILE)
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise TimestampKeyError(f"{path} is not a readable private key: restore it from backup") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise TimestampKeyError(f"{path} is not an Ed25519 key: restore it from backup")
-    return key
+        return read_ed25519_private_key(path, "the appliance's timestamp key")
+    except PrivateKeyFileError as exc:
+        if exc.kind == "missing":
+            raise TimestampKeyError(f"the appliance has no timestamp key ({path}): run `airlock init` to make it") \
+                from None
+        remedy = ": restore it from backup" if exc.kind == "not-ed25519" else ""
+        raise TimestampKeyError(f"{exc}{remedy}") from None
 
 
 def timestamp_signer(settings: Settings) -> CryptoSigner:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
@@ -163,6 +164,39 @@ def load_signer(path: Path | str, passphrase: bytes) -> CryptoSigner:
         return CryptoSigner(private, public)
     except Exception as e:  # KeyMismatchError, ValueError
         raise KeyStoreError(f"{path}: private and public key do not belong together ({e})") from None
+
+
+class PrivateKeyFileError(KeyStoreError):
+    """An unencrypted private key file that cannot be used; ``kind`` says
+    why: ``missing``, ``unreadable``, ``damaged`` or ``not-ed25519``."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def read_ed25519_private_key(path: Path, name: str) -> Ed25519PrivateKey:
+    """The Ed25519 key in the unencrypted PKCS#8 PEM file ``path`` (the
+    appliance's own keys, which it uses unattended), read without following
+    a link.  ``name`` (for example ``the appliance's identity key``) is how
+    an unreadable file is named in :class:`PrivateKeyFileError`'s message;
+    a missing one is for the caller to word."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise PrivateKeyFileError(f"{name} {path} does not exist", "missing") from None
+    except OSError as exc:
+        raise PrivateKeyFileError(f"cannot read {name} {path}: {exc.strerror}", "unreadable") from None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_KEY_FILE)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise PrivateKeyFileError(f"{path} is not a readable private key: restore it from backup", "damaged") \
+            from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise PrivateKeyFileError(f"{path} is not an Ed25519 key", "not-ed25519")
+    return key
 
 
 def save_public_key(key: SSlibKey, path: Path | str) -> None:

@@ -37,8 +37,8 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 from appliance.backup.crypto import MIN_PASSPHRASE, BackupCryptoError, DecryptingReader, EncryptingWriter
-from appliance.export.service import _Lock as ExportLock
-from appliance.importer import _ImportLock
+from appliance.export.service import ExportLock
+from appliance.importer import ImportLock
 from appliance.setup import appliance_id as read_appliance_id
 from appliance.status import probe_serve
 from server import backup as db_backup
@@ -137,7 +137,7 @@ def backup(settings: Settings, dest: Path, passphrase: bytes, operator: str, *, 
     name = f"airlock-backup-{appliance}-{made:%Y%m%dT%H%M%SZ}.tar.enc"
     if os.path.lexists(dest / name):
         raise BackupError(f"{dest / name} already exists and is never overwritten: wait a second and back up again")
-    with _ImportLock(settings, "back up again"):
+    with ImportLock(settings, "back up again"):
         work = Path(tempfile.mkdtemp(dir=settings.state_dir, prefix="backup-work-"))
         try:
             schema = db_backup.snapshot_database(settings.database_path, work / DATABASE)
@@ -262,8 +262,7 @@ def restore(settings: Settings, source: Path, passphrase: bytes, operator: str, 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     swapped = False
     try:
-        with (_ImportLock(settings, "restore again"),
-              ExportLock(settings.state_dir / "export.lock")):
+        with ImportLock(settings, "restore again"), ExportLock(settings):
             staging = Path(tempfile.mkdtemp(dir=home, prefix=".restore-"))
             try:
                 manifest, files = _unpack(source, passphrase, staging)

@@ -20,9 +20,9 @@ from server.settings import Settings
 from signing.durable import write_atomic
 from signing.exceptions import AirlockError
 from signing.export import key_fingerprint, public_key_file
+from signing.keys import PrivateKeyFileError, read_ed25519_private_key
 
 KEY_FILE = "appliance-key.pem"
-MAX_KEY_FILE = 64 * 1024  # bytes
 
 
 class IdentityError(AirlockError):
@@ -58,20 +58,11 @@ def ensure_key(settings: Settings) -> bool:
 def load_key(settings: Settings) -> Ed25519PrivateKey:
     path = key_path(settings)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        raise IdentityError(f"the appliance has no identity key ({path}): run `airlock init`") from None
-    except OSError as exc:
-        raise IdentityError(f"cannot read the appliance's identity key {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_KEY_FILE)
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise IdentityError(f"{path} is not a readable private key: restore it from backup") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise IdentityError(f"{path} is not an Ed25519 key")
-    return key
+        return read_ed25519_private_key(path, "the appliance's identity key")
+    except PrivateKeyFileError as exc:
+        if exc.kind == "missing":
+            raise IdentityError(f"the appliance has no identity key ({path}): run `airlock init`") from None
+        raise IdentityError(str(exc)) from None
 
 
 def public_identity(settings: Settings, appliance_id: str) -> ApplianceIdentity:

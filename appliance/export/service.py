@@ -18,7 +18,6 @@ stick (the power went before the rename), that number is written again.
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import io
 import json
@@ -26,7 +25,6 @@ import logging
 import os
 import shutil
 import tarfile
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +33,13 @@ from tuf.api.metadata import Metadata, Targets
 
 from appliance.export.identity import load_key, public_identity
 from appliance.export.media import MediaError, MediaFile, describe, file_digest, open_folder, remove_partials
+from appliance.homelock import HomeLock
 from server.clock import now_iso
 from server.devices.releases import find_target
 from server.exports import services as exports
 from server.exports.collect import FileEntry
 from server.exports.records import ExportRecord
 from server.exports.services import ExportRefusedError
-from server.locks import LockBusyError, held_across_servers
 from server.repositories.services import is_pinned
 from server.repositories.store import RepositoryStore
 from server.settings import Settings
@@ -89,46 +87,12 @@ class ExportResult:
         return f"{self.settled}\n{done}" if self.settled else done
 
 
-class _Lock:
-    """The export lock: a ``flock`` for this box and, on PostgreSQL, the same
-    lock for every app server sharing the database (``server.locks``)."""
+class ExportLock(HomeLock):
+    """The export lock, HOME/state/export.lock (:class:`HomeLock`)."""
 
-    def __init__(self, path: Path, settings: Settings | None = None):
-        self.path = path
-        self.settings = settings
-        self._across: AbstractContextManager | None = None
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise ExportBusyError("another export is running; wait for it to finish") from None
-        if self.settings is not None:
-            across = held_across_servers(self.settings, "export")
-            try:
-                across.__enter__()
-            except BaseException as exc:
-                self._release()
-                if isinstance(exc, LockBusyError):
-                    raise ExportBusyError(f"{exc}; wait for it to finish") from None
-                raise
-            self._across = across
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            if self._across is not None:
-                self._across.__exit__(None, None, None)
-                self._across = None
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+    def __init__(self, settings: Settings):
+        super().__init__(settings, "export.lock", across="export", error=ExportBusyError,
+                         busy="another export is running", advice="wait for it to finish")
 
 
 def export_file_name(appliance_id: str, sequence: int, encrypted: bool) -> str:
@@ -175,7 +139,7 @@ def run_export(settings: Settings, dest: Path, operator: str, *, since: int | No
         raise ExportRefusedError("the appliance has no id: run `airlock init`")
     key = load_key(settings)
     recipient = export_key_for(settings, encrypt_for) if encrypt_for else None
-    with _Lock(settings.state_dir / "export.lock", settings):
+    with ExportLock(settings):
         dir_fd = open_folder(Path(dest))
         work = settings.state_dir / f"export-work-{os.getpid()}"
         try:
