@@ -187,8 +187,11 @@ def read_ed25519_private_key(path: Path, name: str) -> Ed25519PrivateKey:
         raise PrivateKeyFileError(f"{name} {path} does not exist", "missing") from None
     except OSError as exc:
         raise PrivateKeyFileError(f"cannot read {name} {path}: {exc.strerror}", "unreadable") from None
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_KEY_FILE)
+    try:
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_KEY_FILE)
+    except OSError as exc:  # a folder where the file belongs opens, and fails here
+        raise PrivateKeyFileError(f"cannot read {name} {path}: {exc.strerror}", "unreadable") from None
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):

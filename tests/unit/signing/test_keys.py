@@ -102,3 +102,33 @@ def test_tampered_key_files_refused(tmp_path):
         load_signer(tmp_path / "junk.key", PASS)
     with pytest.raises(KeyStoreError, match="does not exist"):
         load_signer(tmp_path / "missing.key", PASS)
+
+
+def test_the_appliance_key_reader_names_each_bad_file(tmp_path):
+    """signing.keys.read_ed25519_private_key, which the timestamp key and the
+    export identity share: each kind of bad file is refused by kind, with its
+    path; a folder where the key belongs included (it opens, then fails to
+    read: that used to escape as a bare IsADirectoryError)."""
+    import pytest
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from signing.keys import PrivateKeyFileError, read_ed25519_private_key
+
+    def pem(key) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    good = tmp_path / "good.pem"
+    good.write_bytes(pem(Ed25519PrivateKey.generate()))
+    assert isinstance(read_ed25519_private_key(good, "the key"), Ed25519PrivateKey)
+    (tmp_path / "folder.pem").mkdir()
+    (tmp_path / "damaged.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot base64\n")
+    (tmp_path / "ec.pem").write_bytes(pem(ec.generate_private_key(ec.SECP256R1())))
+    (tmp_path / "link.pem").symlink_to(good)
+    for name, kind in (("missing.pem", "missing"), ("folder.pem", "unreadable"), ("damaged.pem", "damaged"),
+                       ("ec.pem", "not-ed25519"), ("link.pem", "unreadable")):
+        with pytest.raises(PrivateKeyFileError) as refused:
+            read_ed25519_private_key(tmp_path / name, "the key")
+        assert refused.value.kind == kind and str(tmp_path / name) in str(refused.value), (name, refused.value)
