@@ -126,7 +126,7 @@ def parse_plain(head: bytes) -> PlainRequest | None:
     return PlainRequest(m.group(1), m.group(2).decode("ascii"), filename, host, inm)
 
 
-class _Date:
+class HttpDate:
     """gunicorn's ``Date`` header value, formatted once a second."""
 
     def __init__(self) -> None:
@@ -150,7 +150,7 @@ class MetadataFastPath:
         self.cache: dict[str, Cached] = {}
         self.cached_bytes = 0
         self.missing = 0  # entries that are 404s
-        self.date = _Date()
+        self.date = HttpDate()
         self.hits = 0
         self.fills = 0
 

@@ -36,12 +36,14 @@ import contextlib
 import errno
 import logging
 import selectors
+import threading
 import time
 from functools import partial
 from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from appliance.fast_checkin import CheckinFastPath
 from appliance.fast_metadata import MetadataFastPath, parse_plain
 
 logger = logging.getLogger(__name__)
@@ -130,6 +132,8 @@ class HeaderDeadlineWorker(ThreadWorker):
         # (every deadline is its start plus the same timeout)
         self.awaiting_headers: dict[TConn, float] = {}
         self.fast: MetadataFastPath | None | object = _UNSET  # built on first use, after the app is loaded
+        self.checkin: CheckinFastPath | None | object = _UNSET  # likewise, in a request thread
+        self.checkin_lock = threading.Lock()
         self.stop_linger_set = False
 
     def accept(self, listener: Any) -> None:
@@ -221,6 +225,7 @@ class HeaderDeadlineWorker(ThreadWorker):
             end = conn.header_scanner.end(conn.header)
             if end is None:
                 return False
+            conn.header_end = end
             conn.header_needs = end + small_body_length(bytes(conn.header[:end]))
         return len(conn.header) >= conn.header_needs
 
@@ -361,12 +366,55 @@ class HeaderDeadlineWorker(ThreadWorker):
             self._close_awaiting(conn)
 
     def handle(self, conn: TConn) -> Any:
-        """In the thread: give gunicorn's parser the header bytes read so far."""
+        """In the thread: answer a plain check-in, or give gunicorn's parser
+        the header bytes read so far."""
         header = getattr(conn, "header", b"")
         if header:
             conn.header = bytearray()
             conn.sock.setblocking(True)
             conn.init()
+            answered = self._answer_checkin(conn, header)
+            if answered is not None:
+                return answered
             conn.parser.unreader.unread(bytes(header))
         return super().handle(conn)
+
+    # the fast path for check-ins (appliance/fast_checkin.py) ------------------
+    def _checkin_path(self) -> CheckinFastPath | None:
+        if self.checkin is _UNSET:
+            with self.checkin_lock:  # threads: one build
+                if self.checkin is _UNSET:
+                    extensions = getattr(self.wsgi, "extensions", None)
+                    settings = getattr(self.app, "settings", None)
+                    self.checkin = (CheckinFastPath(self.wsgi, behind_proxy=bool(getattr(settings, "behind_proxy",
+                                                                                            False)))
+                                    if isinstance(extensions, dict) and "airlock.devices" in extensions else None)
+        return self.checkin  # type: ignore[return-value]
+
+    def _answer_checkin(self, conn: TConn, header: bytes | bytearray) -> bool | None:
+        """In the thread: answer a plain check-in in ``header`` (the header
+        block and its whole body) and return whether the connection stays
+        open; or None before anything is done: gunicorn and Flask answer."""
+        end = getattr(conn, "header_end", None)
+        if self.cfg.is_ssl or conn.is_http2 or end is None or conn.header_needs is None or not self.alive \
+                or not self.cfg.keepalive or len(self.keepalived_conns) >= self.max_keepalived \
+                or self.nr + 1 >= self.max_requests:
+            return None
+        fast = self._checkin_path()
+        if fast is None:
+            return None
+        start = conn.header_scanner.start or 0
+        req = fast.parse(bytes(header[start:end]), bytes(header[end:conn.header_needs]))
+        if req is None:
+            return None
+        self.nr += 1
+        response = fast.answer(req, conn.client[0] if isinstance(conn.client, tuple) else None)
+        try:
+            conn.sock.sendall(response)
+        except OSError:
+            return False  # the device went away: gunicorn closes the connection
+        rest = bytes(header[conn.header_needs:])
+        if rest:  # the next request, pipelined: gunicorn hands it back to enqueue_req
+            conn.parser.unreader.unread(rest)
+        return True
 

@@ -79,14 +79,24 @@ def error_response(exc: AirlockError) -> Response:
         if exc.extra.get("retry_after"):
             response.headers["Retry-After"] = str(exc.extra["retry_after"])
         return response
-    response = jsonify(error=exc.code, message=str(exc), **exc.extra)
+    body, headers = api_error(exc)
+    response = jsonify(body)
     response.status_code = exc.status
+    for name, value in headers:
+        response.headers[name] = value
+    return response
+
+
+def api_error(exc: AirlockError) -> tuple[dict, list[tuple[str, str]]]:
+    """The JSON body and the extra headers of the API's answer for ``exc``
+    (also for answers made outside Flask: appliance/fast_checkin.py)."""
+    headers = []
     challenge = getattr(exc, "challenge", None)
     if exc.status == 401 and challenge:
-        response.headers["WWW-Authenticate"] = challenge
+        headers.append(("WWW-Authenticate", challenge))
     if exc.extra.get("retry_after"):
-        response.headers["Retry-After"] = str(exc.extra["retry_after"])
-    return response
+        headers.append(("Retry-After", str(exc.extra["retry_after"])))
+    return {"error": exc.code, "message": str(exc), **exc.extra}, headers
 
 
 _PAGE_MESSAGES = {
@@ -118,6 +128,12 @@ def _http_error(exc: HTTPException) -> Response:
         if value:
             response.headers[header] = value
     return response
+
+
+def internal_error() -> dict:
+    """The JSON body of a 500 under /api/ (also for answers made outside
+    Flask: appliance/fast_checkin.py)."""
+    return {"error": HTTP_CODES[500], "message": _HTTP_MESSAGES[500]}
 
 
 def register(app: Flask) -> None:

@@ -34,13 +34,17 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 MAX_PATH = 200  # characters of a path kept in the line
 
 
+def new_request_id(incoming: str) -> str:
+    """The id of a request that sent ``incoming`` as its X-Request-Id: that,
+    when it is a plain token, else a new random one."""
+    return incoming if _VALID_ID.match(incoming) else secrets.token_hex(16)
+
+
 def request_id() -> str:
     """This request's id (inside a request)."""
     rid = g.get("request_id")
     if rid is None:
-        incoming = request.headers.get(HEADER, "")
-        rid = incoming if _VALID_ID.match(incoming) else secrets.token_hex(16)
-        g.request_id = rid
+        rid = g.request_id = new_request_id(request.headers.get(HEADER, ""))
     return rid
 
 
@@ -66,14 +70,23 @@ def _finished(response: Response) -> Response:
     response.headers[HEADER] = rid
     started = g.get("request_started")
     elapsed = (time.monotonic() - started) * 1000 if started is not None else None
-    status = response.status_code
-    level = _level(request.path, status)
-    if logger.isEnabledFor(level):
-        fields = {"request_id": rid, "method": request.method[:16], "path": request.path[:MAX_PATH],
-                  "status": status, "bytes": response.content_length,
-                  "ms": f"{elapsed:.1f}" if elapsed is not None else None, "remote": request.remote_addr}
-        logger.log(level, "%s %s %d", fields["method"], fields["path"], status, extra={"kv": fields})
+    log_request(rid, request.method, request.path, response.status_code, response.content_length, elapsed,
+                request.remote_addr)
     return response
+
+
+def log_request(rid: str, method: str, path: str, status: int, size: int | None, elapsed: float | None,
+                remote: str | None, via: str | None = None) -> None:
+    """The request's line, at its level (also for requests answered outside
+    Flask, which name their path in ``via``: appliance/fast_checkin.py).
+    ``elapsed`` in milliseconds."""
+    level = _level(path, status)
+    if logger.isEnabledFor(level):
+        fields = {"request_id": rid, "method": method[:16], "path": path[:MAX_PATH], "status": status,
+                  "bytes": size, "ms": f"{elapsed:.1f}" if elapsed is not None else None, "remote": remote}
+        if via is not None:
+            fields["via"] = via
+        logger.log(level, "%s %s %d", fields["method"], fields["path"], status, extra={"kv": fields})
 
 
 def register(app: Flask) -> None:

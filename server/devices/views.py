@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 
 from flask import Blueprint, current_app, jsonify, request
@@ -31,8 +32,11 @@ from server.devices.maintenance import MaintenanceScheduler
 from server.devices.openapi import DEVICE_ID, build_spec
 from server.devices.records import Checkin, EnrollmentRequest, UpdateReportIn
 from server.devices.schema import SchemaValidator, loads_strict
+from server.errors import api_error, internal_error
 from server.models import database
+from server.requestlog import CHECKIN_PATH
 from server.rollouts.scheduler import RolloutScheduler
+from signing.exceptions import AirlockError
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +92,7 @@ def _setup(state) -> None:
 
 
 def _api() -> _ApiState:
-    return current_app.extensions["airlock.devices"]
+    return api_state(current_app)
 
 
 # request helpers ---------------------------------------------------------------------
@@ -97,19 +101,32 @@ def _body(schema: str, limit: int, *, optional: bool = False) -> dict:
     """The request's JSON body, at most ``limit`` bytes, valid against ``schema``."""
     if optional and not request.content_length and not request.headers.get("Transfer-Encoding"):
         return {}
-    if request.mimetype != "application/json":
+    return json_body(schema, limit, request.mimetype, request.content_length, request.stream.read)
+
+
+def json_body(schema: str, limit: int, mimetype: str, content_length: int | None,
+              read: Callable[[int], bytes]) -> dict:
+    """A JSON body of media type ``mimetype`` (lower case, no parameters),
+    at most ``limit`` bytes, valid against ``schema``; ``read(n)`` reads at
+    most n bytes of it."""
+    if mimetype != "application/json":
         raise UnsupportedMediaTypeError("send the body as Content-Type: application/json")
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLargeError(f"the body is {request.content_length} bytes; this endpoint takes at most {limit}")
-    data = request.stream.read(limit + 1)
+    if content_length is not None and content_length > limit:
+        raise TooLargeError(f"the body is {content_length} bytes; this endpoint takes at most {limit}")
+    data = read(limit + 1)
     if len(data) > limit:
         raise TooLargeError(f"the body is larger than this endpoint's {limit} bytes")
     return VALIDATOR.validate(loads_strict(data), {"$ref": f"#/components/schemas/{schema}"})
 
 
-def _bearer() -> str | None:
-    m = _BEARER.fullmatch(request.headers.get("Authorization", "").strip())
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header's value."""
+    m = _BEARER.fullmatch(authorization.strip())
     return m.group(1) if m else None
+
+
+def _bearer() -> str | None:
+    return bearer_token(request.headers.get("Authorization", ""))
 
 
 def _without_none(d: dict) -> dict:
@@ -127,13 +144,20 @@ def enroll():
 
 @bp.post("/checkin")
 def checkin():
-    api = _api()
+    return jsonify(checkin_answer(_api(), _bearer(), lambda: _body("CheckinRequest", LIMITS["checkin"]),
+                                  request.remote_addr))
+
+
+def checkin_answer(api: _ApiState, token: str | None, body: Callable[[], dict], address: str | None) -> dict:
+    """A check-in, stored: the answer's JSON.  ``body()`` gives the request's
+    validated body (read after the token is checked).  Also called outside
+    Flask, for plain check-ins (appliance/fast_checkin.py)."""
     try:
-        device = services.authenticate(api.checkin_db, _bearer())
-        body = _body("CheckinRequest", LIMITS["checkin"])
+        device = services.authenticate(api.checkin_db, token)
+        data = body()
         result = services.record_checkin(api.settings, api.checkin_db, device,
-                                         Checkin(body["firmware"], body.get("metrics", {})),
-                                         address=request.remote_addr, writer=api.checkin_writer)
+                                         Checkin(data["firmware"], data.get("metrics", {})),
+                                         address=address, writer=api.checkin_writer)
     finally:
         # SQLite: the thread keeps its connection (opening one costs more than
         # a check-in).  PostgreSQL: a pooled connection goes back to the pool,
@@ -142,8 +166,33 @@ def checkin():
             api.checkin_db.close()
     api.maintenance.poke()
     api.rollouts.poke()
-    return jsonify(checkin_interval=result.checkin_interval, jitter=result.jitter,
-                   update=asdict(result.update) if result.update else None)
+    return {"checkin_interval": result.checkin_interval, "jitter": result.jitter,
+            "update": asdict(result.update) if result.update else None}
+
+
+def plain_checkin(app, token: str | None, mimetype: str, body: bytes,
+                  address: str | None) -> tuple[int, dict, list[tuple[str, str]]]:
+    """A check-in answered outside Flask (appliance/fast_checkin.py): the
+    status, JSON and extra headers that the view and the app's error
+    handlers would answer with."""
+    try:
+        return 200, checkin_answer(api_state(app), token,
+                                   lambda: json_body("CheckinRequest", LIMITS["checkin"], mimetype, len(body),
+                                                     lambda n: body[:n]), address), []
+    except AirlockError as exc:
+        data, headers = api_error(exc)
+        return exc.status, data, headers
+    except Exception:  # noqa: BLE001 - answered as Flask answers it, and logged as Flask logs it
+        app.logger.error("Exception on %s [POST]", CHECKIN_PATH, exc_info=True)
+        return 500, internal_error(), []
+    finally:
+        if not database.is_closed():  # as the app's teardown does (an alert written on the way)
+            database.close()
+
+
+def api_state(app) -> _ApiState:
+    """The device API's state in ``app`` (its connections and schedulers)."""
+    return app.extensions["airlock.devices"]
 
 
 @bp.post("/updates")
