@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import psycopg2
 import pytest
@@ -164,3 +165,35 @@ def test_backup_and_restore_refuse_a_postgresql_home_in_one_line(tmp_path, postg
         assert r.code == 1 and "pg_dump" in r.err and r.err.count("\n") == 1, r
     assert list((tmp_path / "dest").iterdir()) == []
     assert not (home / "airlock.db").exists()  # nothing made on the side
+
+
+def _backend_pids(db) -> list[int]:
+    return [row[0] for row in db.execute_sql("SELECT pg_backend_pid()").fetchall()]
+
+
+def test_a_connection_back_in_the_pool_moments_ago_is_reused_without_a_round_trip(postgres_cluster, monkeypatch):
+    """peewee's pool sends ``SELECT 1`` (holding its lock) before handing out
+    each pooled connection; a connection that came back less than ``FRESH``
+    seconds ago, idle, is handed out without it, and an older one is still
+    asked, so a connection the server dropped meanwhile is replaced."""
+    url = postgres_cluster.new_database()
+    db = open_postgresql(url)
+    asked: list[object] = []
+    real = db._adapter.is_connection_closed
+    monkeypatch.setattr(db._adapter, "is_connection_closed", lambda conn: asked.append(conn) or real(conn))
+    try:
+        first = _backend_pids(db)
+        db.close()  # back to the pool
+        assert _backend_pids(db) == first and asked == []  # the same connection, not asked
+        db.close()
+        monkeypatch.setattr(type(db), "FRESH", 0.0)  # every pooled connection is now "old"
+        assert _backend_pids(db) == first and len(asked) == 1  # asked, alive: reused
+        db.close()
+        other = open_postgresql(url)
+        other.execute_sql("SELECT pg_terminate_backend(?)", (first[0],))
+        other.close_all()
+        time.sleep(0.2)
+        replaced = _backend_pids(db)  # asked: the server had dropped it, a new one is made
+        assert replaced != first and len(asked) == 2
+    finally:
+        db.close_all()
