@@ -52,6 +52,7 @@ DEFAULT_HEADER_TIMEOUT = 10.0  # seconds, when the app carries no settings
 MAX_HEADER_BYTES = 32 * 1024  # bytes of request line and headers; gunicorn's own limits are checked after
 MAX_BODY_BYTES = 16 * 1024  # bytes of a Content-Length body read before a thread is given
 STOP_LINGER = 2.0  # seconds a stopping worker still waits for a header block already under way
+NOTIFY_EVERY = 1.0  # seconds between heartbeats to the arbiter (whose timeout is 60 s)
 FD_HEADROOM = 32  # file descriptors left for SQLite and files when the connections have used up the rest
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _UNSET = object()  # the fast path, before it is built
@@ -135,6 +136,16 @@ class HeaderDeadlineWorker(ThreadWorker):
         self.checkin: CheckinFastPath | None | object = _UNSET  # likewise, in a request thread
         self.checkin_lock = threading.Lock()
         self.stop_linger_set = False
+        self.notified = float("-inf")  # monotonic time of the last heartbeat
+
+    def notify(self) -> None:
+        """The heartbeat the arbiter watches (a syscall on a temporary file):
+        gunicorn's loop sends it at every turn, one per request under load;
+        once a second is plenty for the arbiter's 60 s timeout."""
+        now = time.monotonic()
+        if now - self.notified >= NOTIFY_EVERY:
+            self.notified = now
+            super().notify()
 
     def accept(self, listener: Any) -> None:
         """gunicorn's accept, except that running out of file descriptors

@@ -63,3 +63,27 @@ def test_the_scanner_finds_the_end_however_the_bytes_arrive():
             head += request[i:i + step]
             ends.append(scanner.end(head))
         assert ends[-1] == len(request) and all(e is None for e in ends[:-1]), step
+
+
+def test_the_heartbeat_is_sent_once_a_second_not_at_every_turn_of_the_loop(monkeypatch):
+    """gunicorn's loop calls notify() at every turn (a syscall on the
+    worker's temporary file, one per request under load); the arbiter only
+    needs one within its 60 s timeout."""
+    from appliance import serve_worker
+
+    sent = []
+    worker = serve_worker.HeaderDeadlineWorker.__new__(serve_worker.HeaderDeadlineWorker)
+    worker.tmp = type("Tmp", (), {"notify": lambda self: sent.append(1)})()
+    worker.notified = float("-inf")
+    clock = [1000.0]
+    monkeypatch.setattr(serve_worker.time, "monotonic", lambda: clock[0])
+    for _ in range(100):
+        worker.notify()
+    assert len(sent) == 1
+    clock[0] += serve_worker.NOTIFY_EVERY - 0.01
+    worker.notify()
+    assert len(sent) == 1
+    clock[0] += 0.02
+    worker.notify()
+    assert len(sent) == 2
+    assert serve_worker.NOTIFY_EVERY * 10 < 60  # well within the arbiter's timeout (appliance/serve.py)
