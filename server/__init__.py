@@ -48,6 +48,10 @@ def create_app(settings: Settings | None = None, import_runner=None, export_runn
     ``airlock serve`` gives both."""
     settings = settings or load_settings()
     app = Flask(__name__, static_folder=None)  # the console's blueprint serves its own files
+    # A path with an empty segment ("/api/v1/admin/devices/%2F/accept") is no
+    # path of ours: 404, not Werkzeug's redirect to the path with the slashes
+    # merged (an HTML 308 under /api/, or a 405 from whichever route that hits).
+    app.url_map.merge_slashes = False
     from server.console.uploads import UploadingRequest
 
     app.request_class = UploadingRequest  # an uploaded bundle streams to a file in the home

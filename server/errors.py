@@ -17,12 +17,18 @@ own handler on its blueprint, which Flask prefers for errors raised there.
 
 from __future__ import annotations
 
+import logging
 import re
 
 from flask import Flask, Response, jsonify, request
+from playhouse.pool import MaxConnectionsExceeded  # type: ignore[import-untyped]
 from werkzeug.exceptions import HTTPException
 
+from server.devices.exceptions import UnavailableError
 from signing.exceptions import AirlockError
+
+logger = logging.getLogger(__name__)
+BUSY_RETRY_AFTER = 30  # seconds a request refused for want of a database connection is told to wait
 
 # code -> what it means; the API answers with no other code
 CODES: dict[str, str] = {
@@ -130,6 +136,25 @@ def _http_error(exc: HTTPException) -> Response:
     return response
 
 
+def overloaded(exc: BaseException) -> AirlockError | None:
+    """``exc`` as the 503 ``unavailable`` it means, when it says the
+    appliance is overloaded: no pooled database connection came free in
+    time (PostgreSQL; every thread of a worker waiting on the database).
+    None for anything else.  Nothing was applied: the connection was never
+    had."""
+    if isinstance(exc, MaxConnectionsExceeded):
+        logger.warning("no database connection came free in time: answered 503 (the appliance is overloaded)")
+        return UnavailableError("the appliance is too busy to answer in time; nothing was applied. "
+                                f"Try again in {BUSY_RETRY_AFTER} s", retry_after=BUSY_RETRY_AFTER)
+    return None
+
+
+def _overloaded(exc: MaxConnectionsExceeded) -> Response:
+    busy = overloaded(exc)
+    assert busy is not None
+    return error_response(busy)
+
+
 def internal_error() -> dict:
     """The JSON body of a 500 under /api/ (also for answers made outside
     Flask: appliance/fast_checkin.py)."""
@@ -139,4 +164,5 @@ def internal_error() -> dict:
 def register(app: Flask) -> None:
     """Install the app's error handlers, once."""
     app.register_error_handler(AirlockError, error_response)
+    app.register_error_handler(MaxConnectionsExceeded, _overloaded)
     app.register_error_handler(HTTPException, _http_error)

@@ -250,7 +250,9 @@ def _errors(*codes: int) -> dict:
                  "(release_not_offered); nothing was stored.",
             429: "Too many failed logins for this user; wait retry_after seconds.",
             500: "Unexpected error; nothing was stored.",
-            503: "Overloaded: the check-in was not stored in time; check in again after retry_after seconds."}
+            503: "Overloaded (the check-in was not stored in time, or no database connection came free in time), "
+                 "or the appliance's clock cannot be trusted (clock_untrusted, enrollment): nothing was stored; "
+                 "try again after retry_after seconds, or later."}
     return {str(c): _answer("Error", text[c]) for c in codes}
 
 
@@ -294,7 +296,7 @@ def build_spec(limits: dict[str, int]) -> dict:
                 "responses": {
                     "200": _answer("EnrollResponse", "Accepted: carries a new token (the previous one is revoked)."),
                     "202": _answer("EnrollResponse", "Pending: IT has not decided yet; poll again later."),
-                    **_errors(400, 401, 403, 409, 413, 415, 500),
+                    **_errors(400, 401, 403, 409, 413, 415, 500, 503),
                 },
             }},
             "/checkin": {"post": {
@@ -309,7 +311,7 @@ def build_spec(limits: dict[str, int]) -> dict:
                 "operationId": "report_update", "tags": ["device"], "security": [{"deviceToken": []}],
                 "requestBody": _json_body("UpdateReportRequest", limits["updates"]),
                 "responses": {"200": _answer("UpdateReportResponse", "Recorded, or a duplicate."),
-                              **_errors(400, 401, 413, 415, 422, 500)},
+                              **_errors(400, 401, 413, 415, 422, 500, 503)},
             }},
             **report_paths(lambda description: _answer("Error", description)),
             "/openapi.json": {"get": {

@@ -32,7 +32,7 @@ from server.devices.maintenance import MaintenanceScheduler
 from server.devices.openapi import DEVICE_ID, build_spec
 from server.devices.records import Checkin, EnrollmentRequest, UpdateReportIn
 from server.devices.schema import SchemaValidator, loads_strict
-from server.errors import api_error, internal_error
+from server.errors import api_error, internal_error, overloaded
 from server.models import database
 from server.requestlog import CHECKIN_PATH
 from server.rollouts.scheduler import RolloutScheduler
@@ -182,7 +182,11 @@ def plain_checkin(app, token: str | None, mimetype: str, body: bytes,
     except AirlockError as exc:
         data, headers = api_error(exc)
         return exc.status, data, headers
-    except Exception:  # noqa: BLE001 - answered as Flask answers it, and logged as Flask logs it
+    except Exception as exc:  # noqa: BLE001 - answered as Flask answers it, and logged as Flask logs it
+        busy = overloaded(exc)
+        if busy is not None:
+            data, headers = api_error(busy)
+            return busy.status, data, headers
         app.logger.error("Exception on %s [POST]", CHECKIN_PATH, exc_info=True)
         return 500, internal_error(), []
     finally:

@@ -36,6 +36,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -168,10 +169,25 @@ def cpu_rows(f: HerdFigures) -> list[tuple[str, str, str, str, str]]:
     ]
 
 
+DRAIN = 300.0  # seconds the counts wait for an overloaded appliance to work off requests its devices gave up on
+
+
 def stored_checkins(base: str) -> int:
-    """``airlock_device_checkins_total`` from ``/metrics``."""
-    with urllib.request.urlopen(base + "/metrics", timeout=30) as r:
-        text = r.read().decode()
+    """``airlock_device_checkins_total`` from ``/metrics``.  After a herd
+    that overloaded it, the appliance still works off requests whose devices
+    gave up waiting (and may answer 503 meanwhile): asked again, within
+    ``DRAIN`` seconds."""
+    deadline = time.monotonic() + DRAIN
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/metrics", timeout=30) as r:
+                text = r.read().decode()
+            break
+        except (OSError, urllib.error.URLError) as exc:  # HTTPError (a 503) and timeouts included
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"/metrics did not answer within {DRAIN:.0f} s after the herd: {exc}") from None
+            log(f"herd: /metrics not answered yet ({exc}); the appliance is working off its backlog")
+            time.sleep(5)
     m = re.search(r"^airlock_device_checkins_total (\d+)", text, re.MULTILINE)
     if m is None:
         raise RuntimeError("/metrics has no airlock_device_checkins_total")

@@ -118,3 +118,46 @@ def test_the_report_form_still_answers_refusals_as_pages(app):
     r = app.test_client().get("/report/d-1?k=wrong")
     assert r.status_code == 404 and r.mimetype == "text/html"
     assert "Unknown label" in r.get_data(as_text=True)
+
+
+def test_no_free_database_connection_is_a_503_to_retry_not_an_internal_error(app, monkeypatch):
+    """Every pooled PostgreSQL connection of a worker taken for 30 s (an
+    overloaded appliance) is 503 ``unavailable`` with Retry-After, nothing
+    applied, through Flask and through the check-ins' own path alike; a
+    page outside /api/ says so as a page."""
+    from playhouse.pool import MaxConnectionsExceeded
+
+    from server.devices import services
+    from server.devices.views import plain_checkin
+    from tests.functional.devices.client import SimDevice
+
+    def exhausted(*_args, **_kwargs):
+        raise MaxConnectionsExceeded("Max connections exceeded, timed out attempting to connect.")
+
+    @app.get("/_busy_page")
+    def busy_page():
+        exhausted()
+
+    monkeypatch.setitem(permissions.TABLE, "busy_page", permissions.public("a test's own route"))
+    monkeypatch.setattr(services, "authenticate", exhausted)
+    monkeypatch.setattr(services, "enroll", exhausted)
+    client = app.test_client()
+    r = client.post("/api/v1/checkin", json={"firmware": "1.0.0"}, headers={"Authorization": "Bearer x"})
+    assert (r.status_code, r.json["error"], r.json["retry_after"]) == (503, "unavailable", 30)
+    assert r.headers["Retry-After"] == "30"
+    r = client.post("/api/v1/enroll", json=SimDevice("busy-1").enrollment())
+    assert (r.status_code, r.json["error"], r.headers["Retry-After"]) == (503, "unavailable", "30")
+    status, body, headers = plain_checkin(app, "x", "application/json", b'{"firmware": "1.0.0"}', "127.0.0.1")
+    assert (status, body["error"], ("Retry-After", "30") in headers) == (503, "unavailable", True)
+    r = client.get("/_busy_page")
+    assert r.status_code == 503 and r.mimetype == "text/html" and r.headers["Retry-After"] == "30"
+
+
+def test_a_path_with_an_empty_segment_is_not_found_not_redirected(app):
+    """"%2F" in a device id is an empty path segment once decoded: a 404 in
+    the API's JSON shape, not Werkzeug's HTML redirect to the path with the
+    slashes merged (or the 405 of whichever route that path then hits)."""
+    client = app.test_client()
+    for url in ("/api/v1/admin/devices/%2F/accept", "/api/v1/admin/devices/x%2F/accept", "/api/v1//checkin"):
+        r = client.post(url)
+        assert (r.status_code, r.is_json, r.json["error"]) == (404, True, "not_found"), url
