@@ -130,14 +130,15 @@ class HttpDate:
     """gunicorn's ``Date`` header value, formatted once a second."""
 
     def __init__(self) -> None:
-        self.second = -1
-        self.value = b""
+        self.current = (-1, b"")  # (second, its value): one attribute, read once, so threads never mix two
 
     def now(self) -> bytes:
         t = int(time.time())
-        if t != self.second:
-            self.second, self.value = t, formatdate(t, localtime=False, usegmt=True).encode("ascii")
-        return self.value
+        second, value = self.current
+        if t != second:
+            value = formatdate(t, localtime=False, usegmt=True).encode("ascii")
+            self.current = (t, value)
+        return value
 
 
 class MetadataFastPath:

@@ -97,6 +97,13 @@ def header_complete(head: bytes | bytearray) -> bool:
     return header_end(head) is not None
 
 
+def plain_start(head: bytes | bytearray, start: int) -> bool:
+    """True when what comes before the request line at ``start`` is nothing
+    or one CRLF: all gunicorn's parser accepts there (more, or a bare LF, it
+    refuses with a 400, and so must the fast paths, by leaving it to it)."""
+    return start == 0 or (start == 2 and head[:2] == b"\r\n")
+
+
 def small_body_length(header: bytes) -> int:
     """The bytes of body to read with ``header`` (a complete header block)
     before a thread takes the request: its ``Content-Length`` when that is
@@ -284,6 +291,8 @@ class HeaderDeadlineWorker(ThreadWorker):
         if fast is None:
             return None
         start = conn.header_scanner.start or 0
+        if not plain_start(conn.header, start):
+            return None
         req = parse_plain(bytes(conn.header[start:conn.header_needs]))
         if req is None:
             return None
@@ -415,11 +424,18 @@ class HeaderDeadlineWorker(ThreadWorker):
         if fast is None:
             return None
         start = conn.header_scanner.start or 0
+        if not plain_start(header, start):
+            return None
         req = fast.parse(bytes(header[start:end]), bytes(header[end:conn.header_needs]))
         if req is None:
             return None
         self.nr += 1
-        response = fast.answer(req, conn.client[0] if isinstance(conn.client, tuple) else None)
+        try:
+            response = fast.answer(req, conn.client[0] if isinstance(conn.client, tuple) else None)
+        except Exception:  # noqa: BLE001 - the check-in may be stored: never answer it twice, never 500 it
+            logger.exception("answering a check-in from %s failed after it was handled: connection closed",
+                             conn.client)
+            return False
         try:
             conn.sock.sendall(response)
         except OSError:

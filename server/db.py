@@ -95,11 +95,15 @@ class AppPostgresDatabase(PooledPostgresqlDatabase):
     airlock_read_only: bool = False
     _pool_pid: int | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._returned: dict[int, float] = {}  # connection key -> monotonic time it came back to the pool
+        super().__init__(*args, **kwargs)
+
     def connect(self, reuse_if_open: bool = False) -> bool:
         if self._pool_pid != os.getpid():  # the parent's connections are not this process's to use
             self.dispose()
             self._pool_pid = os.getpid()
-            self._returned: dict[int, float] = {}  # connection key -> monotonic time it came back to the pool
+            self._returned = {}
         return super().connect(reuse_if_open)
 
     # peewee's pool asks the server (``SELECT 1``, a round trip, holding the
@@ -107,14 +111,17 @@ class AppPostgresDatabase(PooledPostgresqlDatabase):
     # more statement for every request, each waiting thread queued behind
     # it.  A connection that came back less than ``FRESH`` seconds ago, idle
     # and not broken, is handed out without asking; older ones are asked.
+    # The price: right after the database server restarts, a request on a
+    # connection returned in its last two seconds fails once (and the broken
+    # connection is then dropped).
     FRESH = 2.0  # seconds
 
     def _close(self, conn: Any, close_conn: bool = False) -> None:
-        if close_conn:
-            self._returned.pop(self.conn_key(conn), None)
-        else:
-            self._returned[self.conn_key(conn)] = time.monotonic()
+        key = self.conn_key(conn)
+        self._returned[key] = time.monotonic()
         super()._close(conn, close_conn)
+        if close_conn or conn.closed:  # closed for good (stale, broken, or asked): nothing to remember
+            self._returned.pop(key, None)
 
     def _is_closed(self, conn: Any) -> bool:
         returned = self._returned.pop(self.conn_key(conn), None)

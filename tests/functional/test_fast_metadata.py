@@ -272,3 +272,15 @@ def test_requests_the_fast_path_leaves_to_gunicorn(published, home):
                     data += chunk
             status = int(re.match(rb"HTTP/1\.[01] (\d+)", data).group(1))  # type: ignore[union-attr]
             assert status == expected, (raw, data[:200])
+
+
+def test_bytes_before_the_request_line_are_judged_as_gunicorn_judges_them(published, home):
+    """One CRLF before a poll's request line is taken; more, or a bare LF,
+    gunicorn refuses with a 400, and the fast path leaves them to it."""
+    with airlock_server(home, workers=1, threads=4) as base:
+        host, port = base.removeprefix("http://").split(":")
+        poll = f"GET /repos/acme/metadata/timestamp.json HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+        for lead, status in ((b"", 200), (b"\r\n", 200), (b"\r\n\r\n", 400), (b"\n", 400)):
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                s.sendall(lead + poll)
+                assert Reader(s).response()[0] == status, lead

@@ -29,10 +29,17 @@ def raw_checkin(sock: socket.socket, base: str, body: bytes, headers: list[tuple
 
 
 def ask(base: str, body: bytes, headers: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One check-in on its own connection: (status, headers, body); the
+    headers start with the status line itself, as ("status-line", line)."""
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
         raw_checkin(s, base, body, headers)
-        return Reader(s).response("POST")
+        reader = Reader(s)
+        while b"\r\n" not in reader.buf:
+            reader._more()
+        status_line = reader.buf.split(b"\r\n", 1)[0].decode("latin-1")
+        status, headers_read, answer = reader.response("POST")
+        return status, [("status-line", status_line), *headers_read], answer
 
 
 def comparable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -92,7 +99,7 @@ def test_the_same_answers_as_the_view(appliance, case):
         assert "level=info" in fast_line and f"status={fast[0]}" in fast_line
     if fast[0] == 200:
         assert set(json.loads(fast[2])) == {"checkin_interval", "jitter", "update"}
-        assert checkins_of(appliance.home, dev.device_id)[0] == 2  # both stored
+        assert checkins_of(appliance.home, dev.device_id) == (2, "127.0.0.1")  # both stored, with the address
 
 
 def test_an_update_offer_is_the_same_too(appliance):
@@ -170,3 +177,46 @@ def test_behind_a_proxy_the_forwarded_address_is_the_devices():
     assert req is not None and req.forwarded_for == "10.0.0.9" and req.token == "abc"
     listed = head.replace(b"10.0.0.9", b"10.0.0.9, 10.0.0.1")
     assert parse_checkin(listed, b"{}", behind_proxy=True) is None  # ProxyFix picks from a list
+
+
+def test_bytes_before_the_request_line_are_judged_as_gunicorn_judges_them(appliance):
+    """gunicorn takes one CRLF before a request line and refuses more (or a
+    bare LF) with a 400: the fast path leaves those to it, so they are
+    refused and store nothing, as before."""
+    api = appliance.client()
+    dev = enroll_accepted(appliance, api, SimDevice("fast-lead-1"))
+    host, port = appliance.base.removeprefix("http://").split(":")
+    body = b'{"firmware": "1.0.0", "metrics": {}}'
+    request = (f"POST /api/v1/checkin HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+               f"Authorization: {dev.auth()['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    for lead, status in ((b"\r\n", 200), (b"", 200), (b"\r\n\r\n", 400), (b"\n", 400)):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(lead + request)
+            assert Reader(s).response("POST")[0] == status, lead
+    assert checkins_of(appliance.home, dev.device_id)[0] == 2
+
+
+def test_answered_checkins_take_the_fast_path_with_the_proxys_address(appliance, monkeypatch):
+    """A second `airlock serve` on the same home, at DEBUG and behind a
+    proxy: an answered check-in's line says it took the fast path, and the
+    device's address is the one X-Forwarded-For gives (as Werkzeug's
+    ProxyFix reads it), not the proxy's."""
+    from tests.support.server import airlock_server
+
+    api = appliance.client()
+    dev = enroll_accepted(appliance, api, SimDevice("fast-proxy-1"))
+    monkeypatch.setenv("AIRLOCK_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("AIRLOCK_BEHIND_PROXY", "1")
+    with airlock_server(appliance.home, workers=1, threads=4, log_name="serve-proxy.log") as base:
+        headers = [("Content-Type", "application/json"), ("Authorization", dev.auth()["Authorization"]),
+                   ("X-Forwarded-For", "10.20.30.40"), ("X-Forwarded-Proto", "https"),
+                   ("X-Request-Id", "fast-proxy-answered-01")]
+        status, _, answer = ask(base, b'{"firmware": "1.0.0", "metrics": {}}', headers)
+        assert status == 200, answer
+        deadline = time.monotonic() + 10
+        while "fast-proxy-answered-01" not in (log := (appliance.home / "serve-proxy.log").read_text()):
+            assert time.monotonic() < deadline, "no log line for the check-in"
+            time.sleep(0.05)
+    line = next(line for line in log.splitlines() if "request_id=fast-proxy-answered-01" in line)
+    assert "level=debug" in line and "via=fast" in line and "remote=10.20.30.40" in line
+    assert checkins_of(appliance.home, dev.device_id) == (1, "10.20.30.40")

@@ -87,3 +87,18 @@ def test_the_heartbeat_is_sent_once_a_second_not_at_every_turn_of_the_loop(monke
     worker.notify()
     assert len(sent) == 2
     assert serve_worker.NOTIFY_EVERY * 10 < 60  # well within the arbiter's timeout (appliance/serve.py)
+
+
+@pytest.mark.parametrize("head, plain", [
+    (b"POST / HTTP/1.1\r\n\r\n", True),
+    (b"\r\nPOST / HTTP/1.1\r\n\r\n", True),  # one CRLF: gunicorn takes it
+    (b"\r\n\r\nPOST / HTTP/1.1\r\n\r\n", False),  # more: gunicorn answers 400
+    (b"\nPOST / HTTP/1.1\r\n\r\n", False),
+    (b"\r\r\nPOST / HTTP/1.1\r\n\r\n", False),
+])
+def test_only_what_gunicorn_takes_before_a_request_line_goes_the_fast_ways(head, plain):
+    from appliance.serve_worker import HeaderScanner, plain_start
+
+    scanner = HeaderScanner()
+    assert scanner.end(head) is not None
+    assert plain_start(head, scanner.start or 0) is plain
