@@ -25,21 +25,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gunicorn import SERVER
 from werkzeug.http import HTTP_STATUS_CODES
 
-from appliance.fast_metadata import HttpDate
+from appliance.fast_metadata import HttpDate, plain_headers
 from server.devices.views import bearer_token, plain_checkin
 from server.requestlog import CHECKIN_PATH, HEADER, log_request, new_request_id
 
 MAX_HEAD_BYTES = 8000  # a longer header block goes to gunicorn, which applies its own limits
 
 _REQUEST_LINE = b"POST " + CHECKIN_PATH.encode() + b" HTTP/1.1"
-_HEADER_LINE = re.compile(rb"([A-Za-z0-9-]{1,64}):[ \t]*([\x21-\x7e](?:[\x20-\x7e]{0,4000}[\x21-\x7e])?)[ \t]*")
 # request headers a check-in may carry and still take this path
 PLAIN_HEADERS = frozenset({b"host", b"user-agent", b"accept", b"accept-encoding", b"accept-language",
                            b"connection", b"content-type", b"content-length", b"authorization", b"x-request-id"})
@@ -67,21 +65,12 @@ def parse_checkin(head: bytes, body: bytes, *, behind_proxy: bool = False) -> Pl
     lines = head[:-4].split(b"\r\n")
     if lines[0] != _REQUEST_LINE:
         return None
-    allowed = PLAIN_HEADERS | PROXY_HEADERS if behind_proxy else PLAIN_HEADERS
-    values: dict[bytes, str] = {}
-    for line in lines[1:]:
-        h = _HEADER_LINE.fullmatch(line)
-        if h is None:
-            return None
-        name = h.group(1).lower()
-        if name not in allowed or name in values:
-            return None
-        values[name] = h.group(2).decode("ascii")
+    values = plain_headers(lines[1:], PLAIN_HEADERS | PROXY_HEADERS if behind_proxy else PLAIN_HEADERS)
+    if values is None:
+        return None
     length = values.get(b"content-length", "")
     if not length.isdigit() or int(length) != len(body) or not body:
         return None
-    if values.get(b"connection", "keep-alive").lower() != "keep-alive":
-        return None  # "close" (or anything else): gunicorn's own closing handshake
     mimetype, _, params = values.get(b"content-type", "").partition(";")
     if params.strip() and params.strip().lower() != "charset=utf-8":
         return None  # Werkzeug decides what other parameters mean
@@ -96,13 +85,11 @@ def parse_checkin(head: bytes, body: bytes, *, behind_proxy: bool = False) -> Pl
 class CheckinFastPath:
     """Answers plain check-ins for one worker (from its request threads)."""
 
-    def __init__(self, app: Any, *, behind_proxy: bool = False,
-                 dumps: Callable[..., str] | None = None):
+    def __init__(self, app: Any, *, behind_proxy: bool = False):
         self.app = app
         self.behind_proxy = behind_proxy
-        self.dumps = dumps or app.json.dumps  # Flask's own JSON provider: sorted keys, ASCII
-        self.date = HttpDate()  # shared by threads: at worst a second late
-        self.answered = 0
+        self.dumps = app.json.dumps  # Flask's own JSON provider: sorted keys, ASCII
+        self.date = HttpDate()
 
     def parse(self, head: bytes, body: bytes) -> PlainCheckin | None:
         return parse_checkin(head, body, behind_proxy=self.behind_proxy)
@@ -116,7 +103,6 @@ class CheckinFastPath:
         body = (self.dumps(data, separators=(",", ":")) + "\n").encode("ascii")
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra,
                    ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"), (HEADER, rid)]
-        self.answered += 1
         log_request(rid, "POST", CHECKIN_PATH, status, len(body), (time.monotonic() - started) * 1000, address,
                     via="fast")
         reason = HTTP_STATUS_CODES.get(status, "UNKNOWN").upper()

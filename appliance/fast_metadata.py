@@ -103,27 +103,34 @@ def parse_plain(head: bytes) -> PlainRequest | None:
     m = _REQUEST_LINE.fullmatch(lines[0])
     if m is None:
         return None
-    host = inm = None
-    seen: set[bytes] = set()
-    for line in lines[1:]:
+    values = plain_headers(lines[1:], PLAIN_HEADERS)
+    if values is None:
+        return None
+    filename = stored_name(m.group(3).decode("ascii"))
+    if not is_metadata_name(filename):
+        return None
+    return PlainRequest(m.group(1), m.group(2).decode("ascii"), filename, values.get(b"host"),
+                        values.get(b"if-none-match"))
+
+
+def plain_headers(lines: list[bytes], allowed: frozenset[bytes]) -> dict[bytes, str] | None:
+    """The header lines of a request a fast path may answer, as lower-case
+    name -> value: only names in ``allowed``, each once, printable ASCII
+    values, and ``Connection`` (if sent) ``keep-alive``; else None, and
+    gunicorn and Flask answer (``close``, or anything else: gunicorn's own
+    closing handshake)."""
+    values: dict[bytes, str] = {}
+    for line in lines:
         h = _HEADER_LINE.fullmatch(line)
         if h is None:
             return None
         name = h.group(1).lower()
-        if name not in PLAIN_HEADERS or name in seen:
+        if name not in allowed or name in values:
             return None
-        seen.add(name)
-        value = h.group(2) or b""
-        if name == b"host":
-            host = value.decode("ascii")
-        elif name == b"if-none-match":
-            inm = value.decode("ascii")
-        elif name == b"connection" and value.lower() != b"keep-alive":
-            return None  # "close" (or anything else): gunicorn's own closing handshake
-    filename = stored_name(m.group(3).decode("ascii"))
-    if not is_metadata_name(filename):
+        values[name] = h.group(2).decode("ascii")
+    if values.get(b"connection", "keep-alive").lower() != "keep-alive":
         return None
-    return PlainRequest(m.group(1), m.group(2).decode("ascii"), filename, host, inm)
+    return values
 
 
 class HttpDate:

@@ -21,11 +21,16 @@ from tests.support import homedb
 SLOW = ("X-Take-The-View", "1")  # a header the fast path does not know: Flask answers
 
 
-def raw_checkin(sock: socket.socket, base: str, body: bytes, headers: list[tuple[str, str]]) -> None:
+def checkin_bytes(base: str, body: bytes, headers: list[tuple[str, str]]) -> bytes:
+    """A whole check-in request, as a device sends it."""
     host = base.removeprefix("http://")
     lines = ["POST /api/v1/checkin HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers),
              f"Content-Length: {len(body)}"]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def raw_checkin(sock: socket.socket, base: str, body: bytes, headers: list[tuple[str, str]]) -> None:
+    sock.sendall(checkin_bytes(base, body, headers))
 
 
 def ask(base: str, body: bytes, headers: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -125,9 +130,8 @@ def test_pipelined_requests_behind_a_fast_checkin_are_answered_in_order(applianc
     api = appliance.client()
     dev = enroll_accepted(appliance, api, SimDevice("fast-pipe-1"))
     host, port = appliance.base.removeprefix("http://").split(":")
-    body = b'{"firmware": "1.0.0", "metrics": {"boot_count": 1}}'
-    request = (f"POST /api/v1/checkin HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-               f"Authorization: {dev.auth()['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    request = checkin_bytes(appliance.base, b'{"firmware": "1.0.0", "metrics": {"boot_count": 1}}',
+                            [("Content-Type", "application/json"), ("Authorization", dev.auth()["Authorization"])])
     health = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(request + request + health + request)  # one write: the worker reads them together
@@ -186,9 +190,8 @@ def test_bytes_before_the_request_line_are_judged_as_gunicorn_judges_them(applia
     api = appliance.client()
     dev = enroll_accepted(appliance, api, SimDevice("fast-lead-1"))
     host, port = appliance.base.removeprefix("http://").split(":")
-    body = b'{"firmware": "1.0.0", "metrics": {}}'
-    request = (f"POST /api/v1/checkin HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-               f"Authorization: {dev.auth()['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    request = checkin_bytes(appliance.base, b'{"firmware": "1.0.0", "metrics": {}}',
+                            [("Content-Type", "application/json"), ("Authorization", dev.auth()["Authorization"])])
     for lead, status in ((b"\r\n", 200), (b"", 200), (b"\r\n\r\n", 400), (b"\n", 400)):
         with socket.create_connection((host, int(port)), timeout=10) as s:
             s.sendall(lead + request)
