@@ -25,6 +25,7 @@ from peewee import DatabaseProxy, SqliteDatabase
 
 from server.alerts.services import on_checkin
 from server.clock import utcnow
+from server.db import engine_of
 from server.devices import firmware
 from server.devices._common import token_hash
 from server.devices.exceptions import InvalidTokenError
@@ -45,14 +46,22 @@ DAY = 86400  # seconds
 
 _AUTH = ("SELECT id, device_id, hardware, firmware, token_hash, metrics, reboots, health FROM device "
          "WHERE token_hash = ? AND state = 'accepted'")
-# Many check-ins in two statements: the device rows are updated from a VALUES
-# table (only rows whose token is still valid; RETURNING names them) and the
-# samples of exactly those rows are inserted.  A batch holds each device once.
+# Many check-ins in a few statements: the device rows are updated from a
+# VALUES table (only rows whose token is still valid: on PostgreSQL RETURNING
+# names them, on SQLite _STORED does beforehand) and the samples of exactly
+# those rows are inserted.  A batch holds each device once.
 _UPDATE_MANY = ("UPDATE device SET firmware = v.column1, last_seen = v.column2, last_address = v.column3, "
                 "checkins = checkins + 1, metrics = v.column4, health = v.column5, reboots = v.column6 "
                 "FROM (VALUES {rows}) AS v "
-                "WHERE device.id = v.column7 AND device.token_hash = v.column8 AND device.state = 'accepted' "
-                "RETURNING device.id")
+                "WHERE device.id = v.column7 AND device.token_hash = v.column8 AND device.state = 'accepted'")
+# On SQLite the rows to be stored are named first, in one row, and RETURNING is
+# left off: Python's sqlite3 lets go of the GIL for every row a statement
+# steps through, and a writer holding the write lock that waits for the GIL
+# again after each of 256 rows, behind a worker's busy request threads, held
+# every other writer up for hundreds of milliseconds (docs/benchmarks.md).
+_STORED = ("SELECT group_concat(device.id) FROM device JOIN (VALUES {rows}) AS v "
+           "ON device.id = v.column1 AND device.token_hash = v.column2 AND device.state = 'accepted'")
+_STORED_ROW = "(?, ?)"
 _UPDATE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
 _SAMPLES = "INSERT INTO metric_sample (device, resolution, ts, data) VALUES {rows}"
 _SAMPLE_ROW = "(?, 0, ?, ?)"
@@ -126,9 +135,16 @@ def write_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> set[int]:
     """``store_checkins`` inside the caller's write transaction."""
     if len({c.device for c in batch}) != len(batch):
         raise ValueError("a check-in batch holds each device at most once")
-    rows = db.execute_sql(_UPDATE_MANY.format(rows=", ".join([_UPDATE_ROW] * len(batch))),
-                          [v for c in batch for v in c.params]).fetchall()
-    stored = {r[0] for r in rows}
+    update = _UPDATE_MANY.format(rows=", ".join([_UPDATE_ROW] * len(batch)))
+    values = [v for c in batch for v in c.params]
+    if engine_of(db) == "postgresql":  # psycopg2 takes the rows in one call
+        stored = {r[0] for r in db.execute_sql(update + " RETURNING device.id", values).fetchall()}
+    else:  # inside the write transaction: nothing changes between the two statements
+        (named,) = db.execute_sql(_STORED.format(rows=", ".join([_STORED_ROW] * len(batch))),
+                                  [v for c in batch for v in c.params[6:8]]).fetchone()
+        stored = {int(pk) for pk in named.split(",")} if named else set()
+        if stored:
+            db.execute_sql(update, values)
     samples = [c.sample for c in batch if c.device in stored]
     if samples:
         db.execute_sql(_SAMPLES.format(rows=", ".join([_SAMPLE_ROW] * len(samples))),

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
@@ -25,7 +26,7 @@ from peewee import Field, IntegrityError
 
 from server import audit
 from server.clock import iso, utcnow
-from server.db import connected
+from server.db import connected, engine_of, hold_writer_lock
 from server.devices._common import canonical_json, key_fingerprint, new_token
 from server.devices.exceptions import (
     BadSignatureError,
@@ -99,13 +100,13 @@ def _enroll(settings: Settings, req: EnrollmentRequest, now: datetime | None) ->
     now = trusted_now(settings, "enrollment", now)
     _check_clock(settings, req, now)
     stamp = iso(now)
+    plan = _plan(req)
+    if plan is not None:
+        result = _write_planned(settings, plan, req, now, stamp)
+        if result is not None:
+            return result
     with writing(database):
-        try:
-            EnrollmentNonce.insert(public_key=req.public_key, nonce=req.nonce.lower(),
-                                   seen_at=int(now.timestamp())).execute()
-        except IntegrityError:
-            raise ReplayError("this nonce was already used with this key: a replayed request is refused; "
-                              "sign a new request with a fresh random nonce") from None
+        _insert_nonce(req, now)
         device = Device.get_or_none(Device.device_id == req.device_id)
         if device is None:
             return _new_device(settings, req, stamp)
@@ -124,6 +125,119 @@ def _enroll(settings: Settings, req: EnrollmentRequest, now: datetime | None) ->
             raise DeviceRefusedError(f"this key was {key.state} for device {device.device_id}: ask IT",
                                      state=f"key_{key.state}")
         return _known_device(settings, device, req, stamp)
+
+
+def _insert_nonce(req: EnrollmentRequest, now: datetime) -> None:
+    try:
+        EnrollmentNonce.insert(public_key=req.public_key, nonce=req.nonce.lower(),
+                               seen_at=int(now.timestamp())).execute()
+    except IntegrityError:
+        raise ReplayError("this nonce was already used with this key: a replayed request is refused; "
+                          "sign a new request with a fresh random nonce") from None
+
+
+# The two common enrollments, a new device and an accepted device asking for a
+# new token, are read first, outside the write transaction, and written in a
+# short one whose every write is conditional on what was read: a device that
+# appeared meanwhile (its id is unique), a rule removed, a device or key whose
+# state changed.  Then nothing of it is kept and the serial path above decides
+# from scratch.  On SQLite the transaction holds the one write lock, and each
+# statement in it may wait for the worker's GIL behind busy request threads,
+# so fewer statements there keep every other writer waiting less
+# (docs/benchmarks.md); on PostgreSQL it runs beside other enrollments and
+# check-ins, and only its audit record waits for the writers' lock.
+
+@dataclass(frozen=True)
+class _Plan:
+    device: int | None  # the device row's id; None: a new device
+    key: int | None  # its active key's row id
+    rule: int | None  # a new device: the auto-accept rule it matches
+
+
+class _Changed(Exception):
+    """What the plan read changed before its writes: the serial path decides."""
+
+
+_INSERT_DEVICE = ("INSERT INTO device (device_id, hardware, firmware, state, state_reason, state_changed_at, "
+                  "state_changed_by, token_hash, token_issued_at, enrolled_at, last_enroll_at) ")
+_NEW_PENDING = _INSERT_DEVICE + "VALUES (?, ?, ?, 'pending', NULL, ?, 'device', NULL, NULL, ?, ?)"
+# accepted only while the rule is there: one statement reads it and inserts
+_NEW_ACCEPTED = (_INSERT_DEVICE + "SELECT ?, ?, ?, 'accepted', ?, ?, ?, ?, ?, ?, ? FROM auto_accept_rule "
+                 "WHERE id = ? AND hardware = ?")
+_NEW_KEY = "INSERT INTO device_key (device, public_key, state, created_at) VALUES (?, ?, 'active', ?)"
+_REISSUE = ("UPDATE device SET firmware = ?, last_enroll_at = ?, token_hash = ?, token_issued_at = ? "
+            "WHERE id = ? AND state = 'accepted' AND EXISTS "
+            "(SELECT 1 FROM device_key WHERE id = ? AND device = ? AND state = 'active')")
+_LOCK_KEY = "SELECT 1 FROM device_key WHERE id = ? AND state = 'active' FOR UPDATE"  # PostgreSQL
+
+
+def _plan(req: EnrollmentRequest) -> _Plan | None:
+    """Reads only: the plan for ``req``, or None for the serial path."""
+    device = (Device.select(Device.id, Device.state).where(Device.device_id == req.device_id).tuples().first())
+    if device is None:
+        return _Plan(None, None, _auto_accept_rule(req.hardware, req.enrollment_token))
+    if device[1] != "accepted":
+        return None
+    key = (DeviceKey.select(DeviceKey.id).where((DeviceKey.device == device[0]) &
+                                                (DeviceKey.public_key == req.public_key) &
+                                                (DeviceKey.state == "active")).tuples().first())
+    return _Plan(device[0], key[0], None) if key is not None else None
+
+
+def _write_planned(settings: Settings, plan: _Plan, req: EnrollmentRequest, now: datetime,
+                   stamp: str) -> EnrollmentResult | None:
+    """The plan's writes in one transaction, or None (nothing kept) if what it read changed."""
+    postgresql = engine_of(database) == "postgresql"
+    token, digest = new_token() if plan.device is not None or plan.rule is not None else (None, None)
+    try:
+        with writing(database, serial=False):
+            _insert_nonce(req, now)
+            if plan.device is None:
+                _write_new(plan, req, stamp, digest, postgresql)
+            else:
+                # PostgreSQL: the key row locked first, so an admission that retires the key waits, or is seen
+                if postgresql and not database.execute_sql(
+                        _LOCK_KEY, (plan.key,)).fetchone():
+                    raise _Changed
+                if database.execute_sql(_REISSUE, (req.firmware, stamp, digest, stamp, plan.device, plan.key,
+                                                   plan.device)).rowcount != 1:
+                    raise _Changed
+    except _Changed:
+        return None
+    if plan.device is not None:
+        return _result(settings, "accepted", token=token)
+    if plan.rule is not None:
+        logger.info("device %s (%s) auto-accepted by rule %s", req.device_id, req.hardware, plan.rule)
+        return _result(settings, "accepted", token=token)
+    logger.info("device %s (%s) enrolled: pending", req.device_id, req.hardware)
+    return _result(settings, "pending", reason="waiting for IT to accept this device")
+
+
+def _write_new(plan: _Plan, req: EnrollmentRequest, stamp: str, digest: str | None, postgresql: bool) -> None:
+    rule = plan.rule
+    if rule is None:
+        sql, params = _NEW_PENDING, (req.device_id, req.hardware, req.firmware, stamp, stamp, stamp)
+    else:
+        sql, params = _NEW_ACCEPTED, (req.device_id, req.hardware, req.firmware, f"auto-accepted by rule {rule}",
+                                      stamp, f"rule {rule}", digest, stamp, stamp, stamp, rule, req.hardware)
+    try:
+        if postgresql:
+            row = database.execute_sql(sql + " RETURNING id", params).fetchone()
+            pk = row[0] if row else None
+        else:
+            cursor = database.execute_sql(sql, params)
+            pk = cursor.lastrowid if cursor.rowcount == 1 else None
+    except IntegrityError:  # the device enrolled meanwhile
+        raise _Changed from None
+    if pk is None:  # the rule was removed meanwhile
+        raise _Changed
+    database.execute_sql(_NEW_KEY, (pk, req.public_key, stamp))
+    if rule is not None:
+        if postgresql:  # the audit chain's lock first, then the rule once more: a removal before us is seen
+            hold_writer_lock(database)
+            if not database.execute_sql("SELECT 1 FROM auto_accept_rule WHERE id = ?", (rule,)).fetchone():
+                raise _Changed
+        _audit_auto_accept(rule, req)
 
 
 def _new_device(settings: Settings, req: EnrollmentRequest, stamp: str) -> EnrollmentResult:

@@ -1,0 +1,131 @@
+"""Enrollment reads first and writes in a short transaction whose every write
+depends on what it read (server.devices.enrollment, ``_plan``): what changes
+between the two is seen, and the serial path decides from scratch.  Each
+test makes the change happen in exactly that gap, on SQLite and PostgreSQL,
+and many enrollments at once keep the audit chain whole."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from server import audit
+from server.devices import enrollment, services
+from server.devices.exceptions import DeviceRefusedError, InvalidTokenError
+from tests.functional.devices.client import SimDevice
+from tests.unit.server.devices.conftest import accepted, request_for
+
+TOKEN = "commission-2026-races-01"
+
+
+def _between(monkeypatch, change):
+    """Run ``change`` once, after the next enrollment has read and before it writes."""
+    planned = enrollment._plan
+    calls = []
+
+    def plan_then_change(req):
+        plan = planned(req)
+        if not calls:
+            calls.append(plan)
+            change()
+        return plan
+
+    monkeypatch.setattr(enrollment, "_plan", plan_then_change)
+    return calls
+
+
+def _actions(subject: str) -> list[str]:
+    return [r["action"] for r in audit.iter_rows() if r["subject"] == subject]
+
+
+def test_a_rule_removed_after_the_read_accepts_nobody(settings, db, monkeypatch):
+    rule = services.add_rule("plc-x", TOKEN, "it")
+    services.add_rule("plc-y", TOKEN, "it")  # another model's rule stays
+    calls = _between(monkeypatch, lambda: services.remove_rule(rule.id, "it"))
+    result = services.enroll(settings, request_for(SimDevice("r-1"), enrollment_token=TOKEN))
+    assert calls[0].rule == rule.id  # the read saw the rule
+    assert (result.state, result.token) == ("pending", None)
+    assert services.get_device(settings, "r-1").state == "pending"
+    assert "device.auto_accept" not in _actions("r-1")
+    assert audit.verify().records == 3  # two rules added, one removed
+
+
+def test_a_device_that_enrolled_after_the_read_is_one_device(settings, db, monkeypatch):
+    services.add_rule("plc-x", TOKEN, "it")
+    device = SimDevice("r-2")
+    first: list = []
+    calls = _between(monkeypatch, lambda: first.append(
+        services.enroll(settings, request_for(device, enrollment_token=TOKEN))))
+    second = services.enroll(settings, request_for(device, enrollment_token=TOKEN))
+    assert calls[0].device is None  # read as new, then found enrolled by the other request
+    assert first[0].state == second.state == "accepted"
+    with pytest.raises(InvalidTokenError):  # the later enrollment's token replaced the earlier one
+        services.authenticate(db, first[0].token)
+    assert services.authenticate(db, second.token).device_id == "r-2"
+    assert _actions("r-2") == ["device.auto_accept"]
+    assert [d.device_id for d in services.list_devices(settings)].count("r-2") == 1
+
+
+def test_a_key_retired_after_the_read_gets_no_token(settings, db, monkeypatch):
+    device = accepted(settings, SimDevice("r-3"))
+    successor = SimDevice("r-3")
+    services.enroll(settings, request_for(successor))  # a new key, pending
+    calls = _between(monkeypatch, lambda: services.accept("r-3", "it", new_key=True))
+    with pytest.raises(DeviceRefusedError) as refused:
+        services.enroll(settings, request_for(device))
+    assert calls[0].key is not None  # read while the old key was active
+    assert refused.value.extra["state"] == "key_retired"
+    with pytest.raises(InvalidTokenError):
+        services.authenticate(db, device.token)
+    assert services.enroll(settings, request_for(successor)).token
+
+
+def test_a_device_rejected_after_the_read_gets_no_token(settings, db, monkeypatch):
+    device = accepted(settings, SimDevice("r-4"))
+    _between(monkeypatch, lambda: services.reject("r-4", "it", reason="stolen"))
+    with pytest.raises(DeviceRefusedError) as refused:
+        services.enroll(settings, request_for(device))
+    assert refused.value.extra["state"] == "rejected"
+    assert services.get_device(settings, "r-4").state == "rejected"
+
+
+def test_a_replay_is_refused_on_the_short_path_too(settings, db):
+    device = accepted(settings, SimDevice("r-5"))
+    request = request_for(device)
+    assert services.enroll(settings, request).token
+    with pytest.raises(enrollment.ReplayError):
+        services.enroll(settings, request)
+
+
+def test_many_enrollments_at_once_all_land_and_the_audit_chain_holds(settings, db):
+    services.add_rule("plc-x", TOKEN, "it")
+    fleet = [SimDevice(f"herd-{i:03d}") for i in range(48)]
+    requests = [request_for(d, enrollment_token=TOKEN) for d in fleet]
+    again = [request_for(d, enrollment_token=TOKEN) for d in fleet[:16]]  # the same devices, twice
+    results: dict[int, object] = {}
+    start = threading.Barrier(8)
+
+    def work(part: int) -> None:
+        start.wait(timeout=30)
+        for i, req in enumerate((requests + again)[part::8]):
+            try:
+                results[part * 1000 + i] = services.enroll(settings, req)
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                results[part * 1000 + i] = exc
+            finally:
+                db.close()
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert len(results) == len(requests) + len(again)
+    assert all(getattr(r, "state", None) == "accepted" for r in results.values()), results
+    assert sorted(d.device_id for d in services.list_devices(settings)) == sorted(d.device_id for d in fleet)
+    report = audit.verify()
+    accepts = [r for r in audit.iter_rows() if r["action"] == "device.auto_accept"]
+    assert sorted(r["subject"] for r in accepts) == sorted(d.device_id for d in fleet)
+    assert report.records == len(accepts) + 1  # and the rule's own record
