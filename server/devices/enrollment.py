@@ -215,6 +215,7 @@ def _write_planned(settings: Settings, plan: _Plan, req: EnrollmentRequest, now:
 
 def _write_new(plan: _Plan, req: EnrollmentRequest, stamp: str, digest: str | None, postgresql: bool) -> None:
     rule = plan.rule
+    params: tuple
     if rule is None:
         sql, params = _NEW_PENDING, (req.device_id, req.hardware, req.firmware, stamp, stamp, stamp)
     else:
