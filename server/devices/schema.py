@@ -43,10 +43,30 @@ def _no_duplicates(pairs):
     return out
 
 
+MAX_DEPTH = 32  # arrays and objects inside each other in a request body; the API's own go 3 deep
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _check_depth(data: bytes) -> None:
+    """Refuse a body nested deeper than MAX_DEPTH before parsing it, so the
+    answer does not depend on how much of Python's stack the caller used."""
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return
+    depth = 0
+    for bracket in _BRACKET.findall(_STRING.sub(b"", data)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        if depth > MAX_DEPTH:
+            raise MalformedJsonError(f"the body nests arrays and objects more than {MAX_DEPTH} deep: "
+                                     "send the fields the API documents")
+
+
 def loads_strict(data: bytes):
-    """Parse a request body: UTF-8 JSON, no NaN/Infinity, no duplicate keys."""
+    """Parse a request body: UTF-8 JSON, no NaN/Infinity, no duplicate keys,
+    at most MAX_DEPTH levels of arrays and objects."""
     try:
         text = data.decode("utf-8")
+        _check_depth(data)
         return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
         raise MalformedJsonError("the body is not UTF-8: send JSON encoded as UTF-8") from None

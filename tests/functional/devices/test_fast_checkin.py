@@ -78,6 +78,9 @@ CASES = {
     "invalid": (None, b'{"metrics": {}}', "application/json"),
     "media type": (None, b'{"firmware": "1.0.0"}', "text/plain"),
     "charset": (None, b'{"firmware": "1.0.0"}', "application/json; charset=utf-8"),
+    # deeper than server.devices.schema.MAX_DEPTH: refused before parsing, not by Python's recursion limit
+    **{f"deep {n}": (None, b'{"firmware": "1.0.0", "metrics": {"x": ' + b"[" * n + b"]" * n + b"}}", "application/json")
+       for n in (40, 960)},
 }
 
 

@@ -3,11 +3,13 @@ validator must agree with an independent JSON Schema implementation."""
 
 from __future__ import annotations
 
+import json
+
 import jsonschema
 import pytest
 
 from server.devices.exceptions import InvalidRequestError
-from server.devices.schema import SchemaValidator, loads_strict
+from server.devices.schema import MAX_DEPTH, SchemaValidator, loads_strict
 from server.devices.views import SPEC, VALIDATOR
 from tests.functional.devices.client import SimDevice
 
@@ -120,6 +122,21 @@ def test_integral_floats_become_ints():
 def test_strict_json_refuses(raw):
     with pytest.raises(InvalidRequestError):
         loads_strict(raw)
+
+
+def test_nesting_is_capped_before_parsing_and_brackets_in_strings_do_not_count():
+    def nested(levels: int) -> bytes:  # an object holding arrays: ``levels`` in all
+        return b'{"a": ' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+
+    deepest = loads_strict(nested(MAX_DEPTH))["a"]
+    for _ in range(MAX_DEPTH - 2):
+        deepest = deepest[0]
+    assert deepest == []
+    for levels in (MAX_DEPTH + 1, 950, 20000):
+        with pytest.raises(InvalidRequestError, match=f"more than {MAX_DEPTH} deep"):
+            loads_strict(nested(levels))
+    tricky = {"a": "[" * 500 + '\\"' + "{" * 500, "b": [[{"c": "]]]"}]], "d": '\\'}
+    assert loads_strict(json.dumps(tricky).encode()) == tricky
 
 
 def test_unsupported_schema_keywords_are_a_programming_error():
