@@ -161,14 +161,23 @@ class _Changed(Exception):
 _INSERT_DEVICE = ("INSERT INTO device (device_id, hardware, firmware, state, state_reason, state_changed_at, "
                   "state_changed_by, token_hash, token_issued_at, enrolled_at, last_enroll_at) ")
 _NEW_PENDING = _INSERT_DEVICE + "VALUES (?, ?, ?, 'pending', NULL, ?, 'device', NULL, NULL, ?, ?)"
-# accepted only while the rule is there: one statement reads it and inserts
-_NEW_ACCEPTED = (_INSERT_DEVICE + "SELECT ?, ?, ?, 'accepted', ?, ?, ?, ?, ?, ?, ? FROM auto_accept_rule "
-                 "WHERE id = ? AND hardware = ?")
+# Accepted only while the rule is there: one statement reads it and inserts.
+# Every condition names the row by its content as well as its id: on SQLite
+# the id of a deleted newest row is handed out again, so a rule removed and
+# one added for another token, or a device removed and another enrolled, may
+# have the id the plan read.
+_RULE = "auto_accept_rule WHERE id = ? AND hardware = ? AND token_sha256 = ?"
+_NEW_ACCEPTED = _INSERT_DEVICE + "SELECT ?, ?, ?, 'accepted', ?, ?, ?, ?, ?, ?, ? FROM " + _RULE
 _NEW_KEY = "INSERT INTO device_key (device, public_key, state, created_at) VALUES (?, ?, 'active', ?)"
 _REISSUE = ("UPDATE device SET firmware = ?, last_enroll_at = ?, token_hash = ?, token_issued_at = ? "
-            "WHERE id = ? AND state = 'accepted' AND EXISTS "
-            "(SELECT 1 FROM device_key WHERE id = ? AND device = ? AND state = 'active')")
-_LOCK_KEY = "SELECT 1 FROM device_key WHERE id = ? AND state = 'active' FOR UPDATE"  # PostgreSQL
+            "WHERE id = ? AND device_id = ? AND state = 'accepted' AND EXISTS (SELECT 1 FROM device_key "
+            "WHERE id = ? AND device = ? AND public_key = ? AND state = 'active')")
+# PostgreSQL: the device row locked first.  An admission that changes the
+# device (reject, decommission, remove: the key rows go with the device) or
+# its keys and then the device (accept a new key) then waits for this
+# enrollment, or this one sees it; and the key is read by _REISSUE's own
+# statement, never waited for, so no lock is taken in the other order.
+_LOCK_DEVICE = "SELECT 1 FROM device WHERE id = ? AND device_id = ? AND state = 'accepted' FOR UPDATE"
 
 
 def _plan(req: EnrollmentRequest) -> _Plan | None:
@@ -195,12 +204,10 @@ def _write_planned(settings: Settings, plan: _Plan, req: EnrollmentRequest, now:
             if plan.device is None:
                 _write_new(plan, req, stamp, digest, postgresql)
             else:
-                # PostgreSQL: the key row locked first, so an admission that retires the key waits, or is seen
-                if postgresql and not database.execute_sql(
-                        _LOCK_KEY, (plan.key,)).fetchone():
+                if postgresql and not database.execute_sql(_LOCK_DEVICE, (plan.device, req.device_id)).fetchone():
                     raise _Changed
-                if database.execute_sql(_REISSUE, (req.firmware, stamp, digest, stamp, plan.device, plan.key,
-                                                   plan.device)).rowcount != 1:
+                if database.execute_sql(_REISSUE, (req.firmware, stamp, digest, stamp, plan.device, req.device_id,
+                                                   plan.key, plan.device, req.public_key)).rowcount != 1:
                     raise _Changed
     except _Changed:
         return None
@@ -213,6 +220,10 @@ def _write_planned(settings: Settings, plan: _Plan, req: EnrollmentRequest, now:
     return _result(settings, "pending", reason="waiting for IT to accept this device")
 
 
+def _rule_params(rule: int, req: EnrollmentRequest) -> tuple:
+    return rule, req.hardware, hashlib.sha256((req.enrollment_token or "").encode()).hexdigest()
+
+
 def _write_new(plan: _Plan, req: EnrollmentRequest, stamp: str, digest: str | None, postgresql: bool) -> None:
     rule = plan.rule
     params: tuple
@@ -220,7 +231,7 @@ def _write_new(plan: _Plan, req: EnrollmentRequest, stamp: str, digest: str | No
         sql, params = _NEW_PENDING, (req.device_id, req.hardware, req.firmware, stamp, stamp, stamp)
     else:
         sql, params = _NEW_ACCEPTED, (req.device_id, req.hardware, req.firmware, f"auto-accepted by rule {rule}",
-                                      stamp, f"rule {rule}", digest, stamp, stamp, stamp, rule, req.hardware)
+                                      stamp, f"rule {rule}", digest, stamp, stamp, stamp, *_rule_params(rule, req))
     try:
         if postgresql:
             row = database.execute_sql(sql + " RETURNING id", params).fetchone()
@@ -236,7 +247,7 @@ def _write_new(plan: _Plan, req: EnrollmentRequest, stamp: str, digest: str | No
     if rule is not None:
         if postgresql:  # the audit chain's lock first, then the rule once more: a removal before us is seen
             hold_writer_lock(database)
-            if not database.execute_sql("SELECT 1 FROM auto_accept_rule WHERE id = ?", (rule,)).fetchone():
+            if not database.execute_sql("SELECT 1 FROM " + _RULE, _rule_params(rule, req)).fetchone():
                 raise _Changed
         _audit_auto_accept(rule, req)
 

@@ -7,6 +7,7 @@ and many enrollments at once keep the audit chain whole."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -129,3 +130,78 @@ def test_many_enrollments_at_once_all_land_and_the_audit_chain_holds(settings, d
     accepts = [r for r in audit.iter_rows() if r["action"] == "device.auto_accept"]
     assert sorted(r["subject"] for r in accepts) == sorted(d.device_id for d in fleet)
     assert report.records == len(accepts) + 1  # and the rule's own record
+
+
+def test_a_rule_replaced_after_the_read_does_not_accept_the_old_token(settings, db, monkeypatch):
+    """IT rotates a leaked token: the rule removed and one added for a new
+    token (on SQLite it gets the removed rule's id again)."""
+    old = services.add_rule("plc-x", TOKEN, "it")
+    _between(monkeypatch, lambda: (services.remove_rule(old.id, "it"),
+                                   services.add_rule("plc-x", "commission-2026-races-02", "it")))
+    result = services.enroll(settings, request_for(SimDevice("r-6"), enrollment_token=TOKEN))
+    assert (result.state, result.token) == ("pending", None)
+    assert "device.auto_accept" not in _actions("r-6")
+
+
+def test_a_device_removed_after_the_read_and_its_ids_taken_gets_nothing(settings, db, monkeypatch):
+    """The device (the newest row, with the newest key) is removed and
+    another device enrolls: on SQLite it gets the removed rows' ids."""
+    services.add_rule("plc-x", TOKEN, "it")
+    device = accepted(settings, SimDevice("r-7"))
+
+    def remove_and_replace():
+        services.remove_device(settings, "r-7", "it")
+        services.enroll(settings, request_for(SimDevice("r-8"), enrollment_token=TOKEN))
+
+    _between(monkeypatch, remove_and_replace)
+    result = services.enroll(settings, request_for(device))
+    assert (result.state, result.token) == ("pending", None)  # as the serial path: a new, unknown device
+    assert services.get_device(settings, "r-7").state == "pending"
+    assert services.get_device(settings, "r-8").state == "accepted"
+
+
+@pytest.mark.parametrize("admission", ["remove", "accept_new_key", "reject"])
+def test_a_new_token_and_an_admission_at_once_never_deadlock(settings, db, monkeypatch, engine, admission):
+    """The enrollment holds its device row (PostgreSQL) or the write gate
+    (SQLite) while the admission starts, which waits for it; neither fails,
+    and the admission, second, revokes the token the enrollment issued."""
+    device = accepted(settings, SimDevice("r-9"))
+    successor = SimDevice("r-9")
+    services.enroll(settings, request_for(successor))  # a pending new key, for accept_new_key
+    database = type(db)
+    original = database.execute_sql
+    holding = enrollment._LOCK_DEVICE if engine == "postgresql" else enrollment._REISSUE
+    locked = threading.Event()
+
+    def slow(self, sql, params=None, *args, **kwargs):
+        cursor = original(self, sql, params, *args, **kwargs)
+        if sql == holding and threading.current_thread().name == "enroller":
+            locked.set()
+            time.sleep(0.5)  # the admission now waits for this row
+        return cursor
+
+    monkeypatch.setattr(database, "execute_sql", slow)
+    out: dict = {}
+
+    def run(name, action):
+        try:
+            out[name] = action()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            out[name] = exc
+        finally:
+            db.close()
+
+    admit = {"remove": lambda: services.remove_device(settings, "r-9", "it"),
+             "accept_new_key": lambda: services.accept("r-9", "it", new_key=True),
+             "reject": lambda: services.reject("r-9", "it")}[admission]
+    enroller = threading.Thread(target=run, args=("enroll", lambda: services.enroll(settings, request_for(device))),
+                                name="enroller")
+    admitter = threading.Thread(target=run, args=("admit", lambda: (locked.wait(10), admit())))
+    enroller.start()
+    admitter.start()
+    enroller.join(60)
+    admitter.join(60)
+    assert locked.is_set() and not any(isinstance(v, Exception) for v in out.values()), out
+    assert out["enroll"].token
+    with pytest.raises(InvalidTokenError):  # the admission came second: the token it revoked is gone
+        services.authenticate(db, out["enroll"].token)
