@@ -64,10 +64,9 @@ RELEASES="$OPT/airlock-releases"
 SYSTEMD=no
 [ -d /run/systemd/system ] && SYSTEMD=yes
 UPGRADE=no
-if [ -e "$CURRENT/bin/airlock" ] && [ -e "$HOME_DIR/airlock.db" ]; then UPGRADE=yes; fi
-
-if [ "$UPGRADE" = yes ] && [ "$BACKUP" = yes ] && [ ! -r "$PASSPHRASE" ]; then
-    die "an upgrade takes a backup first and $PASSPHRASE does not exist: put the backup passphrase in it (mode 0600, see docs/backup.md) or give --backup-passphrase-file FILE; --no-backup skips it (nothing was changed)"
+# a home `airlock init` made: its SQLite file, or (database_url on PostgreSQL) its appliance id
+if [ -e "$CURRENT/bin/airlock" ] && { [ -e "$HOME_DIR/airlock.db" ] || [ -e "$HOME_DIR/appliance-id" ]; }; then
+    UPGRADE=yes
 fi
 
 # --- the new release, beside the running one --------------------------------
@@ -118,15 +117,37 @@ restart_stopped() {
 # whatever stops this script later, the units it stopped run again
 trap '[ "$RESTARTED" = yes ] || restart_stopped' EXIT
 if [ "$UPGRADE" = yes ]; then
-    # an older release must not run on a home a newer one migrated: refuse before anything changes
+    # an older release must not run on a home a newer one migrated: refuse before anything changes.
+    # The new release reads the home's settings (airlock.toml: its SQLite file, or database_url),
+    # read-only; a release from before PostgreSQL reads the SQLite file itself.
     NEW_SCHEMA=$(ls "$RELEASE"/lib/python3*/site-packages/server/migrations/ | sed -n 's/^\([0-9]\{4\}\)_.*\.sql$/\1/p' | sort | tail -n 1)
-    HOME_SCHEMA=$(as_owner "$PYTHON" -c 'import sqlite3, sys
-con = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
-print(con.execute("SELECT coalesce(max(version), 0) FROM schema_migration").fetchone()[0])' "$HOME_DIR/airlock.db") ||
-        { rm -rf "$RELEASE"; die "cannot read the schema version of $HOME_DIR/airlock.db (above; nothing was changed)"; }
+    DB_STATE=$(as_owner "$RELEASE/bin/python" -c 'import sys
+from pathlib import Path
+try:
+    from server.db import applied_migrations, open_settings_database
+    from server.settings import load_settings
+except ImportError:
+    import sqlite3
+    con = sqlite3.connect("file:" + sys.argv[1] + "/airlock.db?mode=ro", uri=True)
+    print("sqlite", con.execute("SELECT coalesce(max(version), 0) FROM schema_migration").fetchone()[0])
+    sys.exit(0)
+settings = load_settings(Path(sys.argv[1]))
+print(settings.database_engine, max(applied_migrations(open_settings_database(settings, read_only=True)), default=0))' "$HOME_DIR") ||
+        { rm -rf "$RELEASE"; die "cannot read the schema version of the database of $HOME_DIR (above; nothing was changed)"; }
+    read -r ENGINE HOME_SCHEMA <<DBSTATE
+$DB_STATE
+DBSTATE
     if [ "$HOME_SCHEMA" -gt "${NEW_SCHEMA:-0}" ]; then
         rm -rf "$RELEASE"
         die "the database in $HOME_DIR has schema $HOME_SCHEMA, newer than this release's (${NEW_SCHEMA:-none}): this dist is older than the installed Airlock; nothing was changed"
+    fi
+    if [ "$ENGINE" = postgresql ] && [ "$BACKUP" = yes ]; then
+        rm -rf "$RELEASE"
+        die "this appliance's database is PostgreSQL (database_url): airlock backup covers a home with its SQLite file only. Back the database up with pg_dump and the home with the shared storage's snapshots (docs/scale-out.md, Backups), stop airlock serve on every other app server, then run install.sh again with --no-backup; nothing was changed"
+    fi
+    if [ "$BACKUP" = yes ] && [ ! -r "$PASSPHRASE" ]; then
+        rm -rf "$RELEASE"
+        die "an upgrade takes a backup first and $PASSPHRASE does not exist: put the backup passphrase in it (mode 0600, see docs/backup.md) or give --backup-passphrase-file FILE; --no-backup skips it (nothing was changed)"
     fi
     OLD_VERSION=$("$CURRENT/bin/airlock" --version 2>/dev/null || echo "an unknown version")
     say "upgrading from $OLD_VERSION; home $HOME_DIR is kept"
@@ -191,7 +212,7 @@ for conf in nginx/*.conf; do
     fi
 done
 
-if [ "$UPGRADE" = no ]; then
+if [ "$UPGRADE" = no ] && [ -e "$HOME_DIR/airlock.db" ]; then
     chmod 0600 "$HOME_DIR/airlock.db"  # nginx's worker joins the group for public/; the database stays private
 fi
 

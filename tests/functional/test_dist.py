@@ -28,6 +28,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -384,6 +385,65 @@ sh /root/airlock-{VERSION}/install.sh --no-backup
     assert sorted(p.name for p in box.path("/opt/airlock-releases").iterdir()) == \
         sorted(Path(r).name for r in (old_release, new_release))
     assert box.ok("runuser -u airlock -- airlock status").count("repository acme") == 1
+
+
+def test_an_upgrade_on_postgresql_asks_for_pg_dump_then_migrates_that_database(dist, tmp_path):
+    """A home whose database_url names PostgreSQL (no SQLite file in it):
+    install.sh knows it for an upgrade, refuses to promise a backup it
+    cannot take, and with --no-backup upgrades, reading and migrating
+    PostgreSQL through the home's settings."""
+    from tests.support.postgres import Cluster
+
+    cluster = Cluster()
+    # the socket where the box sees it (its /tmp is its own), reachable by its airlock user
+    cluster.dir = Path(tempfile.mkdtemp(prefix="airlock-pg-", dir="/var/tmp"))
+    cluster.dir.chmod(0o755)
+    cluster.start()
+    try:
+        cluster.new_database(migrated=False)  # t1: empty; `airlock init` migrates it
+        url = f"postgresql://airlock@/t1?host={cluster.dir}&port={cluster.port}"
+        box = Box(tmp_path / "box")
+        usb = box.path("/media/usb")
+        (usb / "admin-password").write_text("an admin password, long enough\n")
+        (usb / "admin-password").chmod(0o644)
+        script = install_block(dist, box)
+        box.ok(script)
+        home = box.path("/var/lib/airlock")
+        box.ok(f"""
+as() {{ runuser -u airlock -- "$@"; }}
+echo 'database_url = "{url}"' >> /var/lib/airlock/airlock.toml
+as airlock init --admin admin --password-file /media/usb/admin-password
+rm /var/lib/airlock/airlock.db*
+""")
+        assert not list(home.glob("airlock.db*"))
+        release = os.readlink(box.path("/opt/airlock"))
+
+        proc = box.run(script)  # the passphrase is there: still no backup of PostgreSQL
+        pw = box.path("/etc/airlock") / "backup-passphrase"
+        assert proc.returncode != 0
+        assert proc.stderr.strip().startswith("install.sh: error: this appliance's database is PostgreSQL "
+                                              "(database_url): airlock backup covers"), proc.stderr
+        assert "pg_dump" in proc.stderr and proc.stderr.strip().endswith("--no-backup; nothing was changed")
+        assert not pw.exists()
+        assert os.readlink(box.path("/opt/airlock")) == release
+        assert len(list(box.path("/opt/airlock-releases").iterdir())) == 1
+
+        out = box.ok(f"sh /root/airlock-{VERSION}/install.sh --no-backup")
+        assert "upgrading from airlock, version" in out and "--no-backup: upgrading without a backup" in out
+        assert os.readlink(box.path("/opt/airlock")) != release
+        assert not list(home.glob("airlock.db*"))  # nothing fell back to a SQLite file
+        box.ok("runuser -u airlock -- airlock status")  # on PostgreSQL, through the socket
+        import psycopg2
+
+        con = psycopg2.connect(cluster.url("t1"))
+        try:
+            cur = con.cursor()
+            cur.execute('SELECT count(*) FROM "user"')
+            assert cur.fetchone()[0] == 1  # the administrator init made, in PostgreSQL
+        finally:
+            con.close()
+    finally:
+        cluster.stop()
 
 
 def test_init_refuses_a_home_newer_than_the_release(tmp_path):
