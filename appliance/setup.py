@@ -42,7 +42,7 @@ def initialise(settings: Settings, admin: str | None = None, password: str | Non
     """Create the folders and database, apply pending migrations, and add
     the first admin if asked.  Safe to run again: it upgrades in place."""
     home = settings.home
-    if settings.database_path.exists():
+    if settings.database_url or settings.database_path.exists():  # PostgreSQL: maybe migrated by another box
         refuse_newer_schema(settings)
     for folder in (home, settings.public_dir / "repos", settings.staging_dir, settings.state_dir):
         folder.mkdir(parents=True, exist_ok=True)

@@ -63,11 +63,12 @@ CURRENT="$OPT/airlock"
 RELEASES="$OPT/airlock-releases"
 SYSTEMD=no
 [ -d /run/systemd/system ] && SYSTEMD=yes
+# a home `airlock init` made: its SQLite file, or (database_url on PostgreSQL) its appliance id;
+# an upgrade when a release runs it here, else a box joining a shared home (docs/scale-out.md)
+HOME_MADE=no
+if [ -e "$HOME_DIR/airlock.db" ] || [ -e "$HOME_DIR/appliance-id" ]; then HOME_MADE=yes; fi
 UPGRADE=no
-# a home `airlock init` made: its SQLite file, or (database_url on PostgreSQL) its appliance id
-if [ -e "$CURRENT/bin/airlock" ] && { [ -e "$HOME_DIR/airlock.db" ] || [ -e "$HOME_DIR/appliance-id" ]; }; then
-    UPGRADE=yes
-fi
+if [ -e "$CURRENT/bin/airlock" ] && [ "$HOME_MADE" = yes ]; then UPGRADE=yes; fi
 
 # --- the new release, beside the running one --------------------------------
 mkdir -p "$RELEASES"
@@ -116,7 +117,7 @@ restart_stopped() {
 }
 # whatever stops this script later, the units it stopped run again
 trap '[ "$RESTARTED" = yes ] || restart_stopped' EXIT
-if [ "$UPGRADE" = yes ]; then
+if [ "$HOME_MADE" = yes ]; then
     # an older release must not run on a home a newer one migrated: refuse before anything changes.
     # The new release reads the home's settings (airlock.toml: its SQLite file, or database_url),
     # read-only; a release from before PostgreSQL reads the SQLite file itself.
@@ -133,17 +134,22 @@ except ImportError:
     sys.exit(0)
 settings = load_settings(Path(sys.argv[1]))
 print(settings.database_engine, max(applied_migrations(open_settings_database(settings, read_only=True)), default=0))' "$HOME_DIR") ||
-        { rm -rf "$RELEASE"; die "cannot read the schema version of the database of $HOME_DIR (above; nothing was changed)"; }
+        { rm -rf "$RELEASE"; die "cannot read the schema version of the database of $HOME_DIR (above): check database_url in $HOME_DIR/airlock.toml (install.sh reads no unit's environment) and that PostgreSQL answers from here; nothing was changed"; }
     read -r ENGINE HOME_SCHEMA <<DBSTATE
 $DB_STATE
 DBSTATE
+    case "$HOME_SCHEMA" in
+        ''|*[!0-9]*) rm -rf "$RELEASE"; die "cannot read the schema version of the database of $HOME_DIR (it said: $DB_STATE); nothing was changed" ;;
+    esac
     if [ "$HOME_SCHEMA" -gt "${NEW_SCHEMA:-0}" ]; then
         rm -rf "$RELEASE"
         die "the database in $HOME_DIR has schema $HOME_SCHEMA, newer than this release's (${NEW_SCHEMA:-none}): this dist is older than the installed Airlock; nothing was changed"
     fi
+fi
+if [ "$UPGRADE" = yes ]; then
     if [ "$ENGINE" = postgresql ] && [ "$BACKUP" = yes ]; then
         rm -rf "$RELEASE"
-        die "this appliance's database is PostgreSQL (database_url): airlock backup covers a home with its SQLite file only. Back the database up with pg_dump and the home with the shared storage's snapshots (docs/scale-out.md, Backups), stop airlock serve on every other app server, then run install.sh again with --no-backup; nothing was changed"
+        die "this appliance's database is PostgreSQL (database_url): airlock backup covers a home with its SQLite file only. Back the database up with pg_dump and the home with the shared storage's snapshots (docs/scale-out.md, Backups; on the first app server of several, stop airlock serve on the others first), then run install.sh again with --no-backup; nothing was changed"
     fi
     if [ "$BACKUP" = yes ] && [ ! -r "$PASSPHRASE" ]; then
         rm -rf "$RELEASE"

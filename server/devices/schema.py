@@ -44,18 +44,22 @@ def _no_duplicates(pairs):
 
 
 MAX_DEPTH = 32  # arrays and objects inside each other in a request body; the API's own go 3 deep
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(rb"[\[\]{}]")
+# one pass: a string (to its closing quote, or to the end when it has none:
+# never tried again from each later quote, which was quadratic) or a bracket
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 
 
 def _check_depth(data: bytes) -> None:
     """Refuse a body nested deeper than MAX_DEPTH before parsing it, so the
-    answer does not depend on how much of Python's stack the caller used."""
+    answer does not depend on how much of Python's stack the caller used.
+    Linear in the body's length, whatever its bytes."""
     if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
         return
     depth = 0
-    for bracket in _BRACKET.findall(_STRING.sub(b"", data)):
-        depth += 1 if bracket in (b"[", b"{") else -1
+    for token in _TOKEN.findall(data):
+        if token[:1] == b'"':
+            continue
+        depth += 1 if token in (b"[", b"{") else -1
         if depth > MAX_DEPTH:
             raise MalformedJsonError(f"the body nests arrays and objects more than {MAX_DEPTH} deep: "
                                      "send the fields the API documents")

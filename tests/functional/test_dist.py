@@ -437,9 +437,25 @@ rm /var/lib/airlock/airlock.db*
 
         con = psycopg2.connect(cluster.url("t1"))
         try:
+            con.autocommit = True
             cur = con.cursor()
             cur.execute('SELECT count(*) FROM "user"')
             assert cur.fetchone()[0] == 1  # the administrator init made, in PostgreSQL
+            # a newer Airlock migrated the shared database (from another box): this release refuses it,
+            # in `airlock init` and in install.sh, also on a box joining the home (no /opt/airlock yet)
+            cur.execute("INSERT INTO schema_migration (version, name, applied_at) VALUES (99, 'future', 'x')")
+            proc = box.run("runuser -u airlock -- airlock init")
+            assert proc.returncode != 0 and "has schema 99, newer than this Airlock" in proc.stderr, proc.stderr
+            releases = sorted(box.path("/opt/airlock-releases").iterdir())
+            box.path("/opt/airlock").unlink()
+            proc = box.run(f"sh /root/airlock-{VERSION}/install.sh --no-backup")
+            assert proc.returncode != 0
+            assert proc.stderr.strip().endswith("has schema 99, newer than this release's (" +
+                                                max(p.name[:4] for p in (ROOT / "server/migrations").glob("0*.sql")) +
+                                                "): this dist is older than the installed Airlock; nothing was "
+                                                "changed"), proc.stderr
+            assert sorted(box.path("/opt/airlock-releases").iterdir()) == releases
+            assert not box.path("/opt/airlock").exists()
         finally:
             con.close()
     finally:

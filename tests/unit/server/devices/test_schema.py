@@ -135,6 +135,12 @@ def test_nesting_is_capped_before_parsing_and_brackets_in_strings_do_not_count()
     for levels in (MAX_DEPTH + 1, 950, 20000):
         with pytest.raises(InvalidRequestError, match=f"more than {MAX_DEPTH} deep"):
             loads_strict(nested(levels))
+    # an unterminated string after the brackets, then quotes and backslashes to the end (a string
+    # pattern retried from each quote took seconds on 16 KiB of this): refused, by its depth
+    with pytest.raises(InvalidRequestError, match="deep"):
+        loads_strict(b"[" * (MAX_DEPTH + 1) + b'"\\' * 8000)
+    with pytest.raises(InvalidRequestError, match="not valid JSON"):  # shallow: json.loads' own answer
+        loads_strict(b'{"a": "' + b"\\" * 999 + b"[" * (MAX_DEPTH + 1))
     tricky = {"a": "[" * 500 + '\\"' + "{" * 500, "b": [[{"c": "]]]"}]], "d": '\\'}
     assert loads_strict(json.dumps(tricky).encode()) == tricky
 
