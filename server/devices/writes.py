@@ -15,7 +15,8 @@ On PostgreSQL the processes may be on several boxes: the gate's second half
 is a session advisory lock (``server.db.WRITE_LOCK``, the same one every
 ``BEGIN IMMEDIATE`` there takes) instead of the ``flock``.  Check-ins need
 no gate there (``writing(db, serial=False)``): PostgreSQL locks the rows
-they update, and a revoked token is seen as on SQLite.
+they update, and a revoked token is seen as on SQLite; nor do the common
+enrollments, whose writes check what they read (server.devices.enrollment).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def write_gate(db) -> AbstractContextManager[None]:
 def writing(db, serial: bool = True):
     """``with writing(db):`` a ``BEGIN IMMEDIATE`` transaction on ``db``, taken
     through the gate; raising inside rolls it back.  ``serial=False``: on
-    PostgreSQL, a plain transaction outside the gate (check-ins)."""
+    PostgreSQL, a plain transaction outside the gate (check-ins, enrollments)."""
     if not serial and engine_of(db) == "postgresql":
         with db.atomic():
             yield
