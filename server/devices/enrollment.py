@@ -76,11 +76,16 @@ def _check_clock(settings: Settings, req: EnrollmentRequest, now: datetime) -> N
             server_time=iso(now))
 
 
+def _rule_digest(token: str) -> str:
+    """How an auto-accept rule keeps its token, and how a request's is compared."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def _auto_accept_rule(hardware: str, token: str | None) -> int | None:
     """The id of a rule matching ``hardware`` and ``token``, compared in constant time."""
     if token is None:
         return None
-    digest = hashlib.sha256(token.encode()).hexdigest()
+    digest = _rule_digest(token)
     match = None
     for rule in AutoAcceptRule.select().where(AutoAcceptRule.hardware == hardware):
         if hmac.compare_digest(rule.token_sha256, digest) and match is None:
@@ -182,14 +187,14 @@ _LOCK_DEVICE = "SELECT 1 FROM device WHERE id = ? AND device_id = ? AND state = 
 
 def _plan(req: EnrollmentRequest) -> _Plan | None:
     """Reads only: the plan for ``req``, or None for the serial path."""
-    device = (Device.select(Device.id, Device.state).where(Device.device_id == req.device_id).tuples().first())
+    device = Device.select(Device.id, Device.state).where(Device.device_id == req.device_id).tuples().first()
     if device is None:
         return _Plan(None, None, _auto_accept_rule(req.hardware, req.enrollment_token))
     if device[1] != "accepted":
         return None
-    key = (DeviceKey.select(DeviceKey.id).where((DeviceKey.device == device[0]) &
-                                                (DeviceKey.public_key == req.public_key) &
-                                                (DeviceKey.state == "active")).tuples().first())
+    key = DeviceKey.select(DeviceKey.id).where((DeviceKey.device == device[0]) &
+                                               (DeviceKey.public_key == req.public_key) &
+                                               (DeviceKey.state == "active")).tuples().first()
     return _Plan(device[0], key[0], None) if key is not None else None
 
 
@@ -220,18 +225,15 @@ def _write_planned(settings: Settings, plan: _Plan, req: EnrollmentRequest, now:
     return _result(settings, "pending", reason="waiting for IT to accept this device")
 
 
-def _rule_params(rule: int, req: EnrollmentRequest) -> tuple:
-    return rule, req.hardware, hashlib.sha256((req.enrollment_token or "").encode()).hexdigest()
-
-
 def _write_new(plan: _Plan, req: EnrollmentRequest, stamp: str, digest: str | None, postgresql: bool) -> None:
     rule = plan.rule
     params: tuple
     if rule is None:
         sql, params = _NEW_PENDING, (req.device_id, req.hardware, req.firmware, stamp, stamp, stamp)
     else:
+        matching = (rule, req.hardware, _rule_digest(req.enrollment_token or ""))  # _RULE's parameters
         sql, params = _NEW_ACCEPTED, (req.device_id, req.hardware, req.firmware, f"auto-accepted by rule {rule}",
-                                      stamp, f"rule {rule}", digest, stamp, stamp, stamp, *_rule_params(rule, req))
+                                      stamp, f"rule {rule}", digest, stamp, stamp, stamp, *matching)
     try:
         if postgresql:
             row = database.execute_sql(sql + " RETURNING id", params).fetchone()
@@ -247,7 +249,7 @@ def _write_new(plan: _Plan, req: EnrollmentRequest, stamp: str, digest: str | No
     if rule is not None:
         if postgresql:  # the audit chain's lock first, then the rule once more: a removal before us is seen
             hold_writer_lock(database)
-            if not database.execute_sql("SELECT 1 FROM " + _RULE, _rule_params(rule, req)).fetchone():
+            if not database.execute_sql("SELECT 1 FROM " + _RULE, matching).fetchone():
                 raise _Changed
         _audit_auto_accept(rule, req)
 
@@ -423,7 +425,7 @@ def add_rule(hardware: str, token: str, operator: str, note: str = "") -> RuleIn
     note = _check_reason(note) or ""
     with writing(database):
         try:
-            row = AutoAcceptRule.create(hardware=hardware, token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+            row = AutoAcceptRule.create(hardware=hardware, token_sha256=_rule_digest(token),
                                         note=note, created_at=iso(utcnow()), created_by=operator)
         except IntegrityError:
             raise ConflictError(f"a rule for {hardware} with this token exists already") from None
