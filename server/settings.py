@@ -47,8 +47,10 @@ class Settings:
         "help": "gunicorn worker processes for `airlock serve`; 0 picks two per CPU core, at most 8 (a worker "
                 "waits on SQLite's single writer part of the time, so two per core keep the cores busy)."})
     threads: int = field(default=256, metadata={
-        "help": "Threads per worker; each firmware download holds one for its whole length, so workers x "
-                "threads must exceed the downloads in flight (200 slow downloads starve polls at 2 x 32)."})
+        "help": "Threads per worker for downloads, the console and the API; each firmware download holds one for "
+                "its whole length, so workers x threads must exceed the downloads in flight (200 slow downloads "
+                "starve polls at 2 x 32). Check-ins and enrollments run on a pool of their own, at most 32 (and at "
+                "most this many) per worker."})
     header_timeout: int = field(default=10, metadata={
         "help": "Seconds a client of `airlock serve` has to send a request's request line and headers (and a "
                 "body of up to 16 KiB), from connecting (or from its next request on a kept-alive connection); "

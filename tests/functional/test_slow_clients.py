@@ -195,3 +195,46 @@ def test_running_out_of_file_descriptors_does_not_kill_the_worker(home, tmp_path
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+
+
+def test_check_ins_and_enrollments_have_threads_of_their_own(airlock, sim, home, tmp_path):
+    """Every one of the worker's request threads is held by a request whose
+    body stalls (here chunked check-ins, which a thread reads; a download
+    to a slow device holds one the same way): /healthz waits for a thread,
+    the control that they are all taken.  A check-in and an enrollment whose
+    body has arrived still run at once, on the devices' own pool."""
+    pin(airlock, sim, tmp_path)
+    sim.publish()
+    assert airlock("import", sim.write_bundle(tmp_path / "usb")).code == 0
+    (tmp_path / "token").write_text(TOKEN)
+    assert airlock("devices", "auto-accept", "add", "--hardware", "plc-x", "--token-file", tmp_path / "token").code == 0
+
+    with airlock_server(home, workers=1, threads=THREADS) as base:
+        port = int(base.rsplit(":", 1)[1])
+        device = SimDevice("own-threads-1")
+        client = ApiClient(base, timeout=PROMPT)
+        r = client.post("/api/v1/enroll", device.enrollment(enrollment_token=TOKEN))
+        assert r.status == 200, r.json
+        device.token = r.json["token"]
+        client.close()
+
+        held = [_connect(port, b"POST /api/v1/checkin HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                               b"Authorization: Bearer " + device.token.encode() + b"\r\n"
+                               b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"fir")
+                for _ in range(THREADS)]
+        try:
+            # the control: no request thread is free (bounded: one request, 2 s)
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
+                    raise AssertionError(f"/healthz answered {r.status}: the stalled bodies do not hold the threads")
+            client = ApiClient(base, timeout=PROMPT)
+            r = client.post("/api/v1/checkin", {"firmware": "1.0.0", "metrics": {"uptime_s": 5}}, device.auth())
+            assert r.status == 200, r.json
+            r = client.post("/api/v1/enroll", SimDevice("own-threads-2").enrollment(enrollment_token=TOKEN))
+            assert r.status == 200, r.json
+            client.close()
+        finally:
+            for s in held:
+                s.close()
+        with urllib.request.urlopen(f"{base}/healthz", timeout=PROMPT) as r:
+            assert r.status == 200

@@ -102,3 +102,29 @@ def test_only_what_gunicorn_takes_before_a_request_line_goes_the_fast_ways(head,
     scanner = HeaderScanner()
     assert scanner.end(head) is not None
     assert plain_start(head, scanner.start or 0) is plain
+
+
+@pytest.mark.parametrize("head, body, devices", [
+    (b"POST /api/v1/checkin HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"{}", True),
+    (b"\r\nPOST /api/v1/checkin HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"{}", True),
+    (b"POST /api/v1/enroll HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"{}", True),
+    # the body is not all here (chunked, too large, none announced): a thread reads it, maybe waits
+    (b"POST /api/v1/checkin HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"2\r\n{}\r\n0\r\n\r\n", False),
+    (b"POST /api/v1/checkin HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", b"{}", False),
+    (b"POST /api/v1/checkin HTTP/1.1\r\n\r\n", b"", False),
+    # anything else
+    (b"POST /api/v1/checkins HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"{}", False),
+    (b"POST /api/v1/reports HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"{}", False),
+    (b"GET /api/v1/checkin HTTP/1.1\r\n\r\n", b"", False),
+])
+def test_which_requests_run_on_the_devices_pool(head, body, devices):
+    from types import SimpleNamespace
+
+    from appliance import serve_worker
+
+    worker = serve_worker.HeaderDeadlineWorker.__new__(serve_worker.HeaderDeadlineWorker)
+    worker.cfg = SimpleNamespace(is_ssl=False)
+    conn = SimpleNamespace(is_http2=False, header=bytearray(head + body), header_scanner=serve_worker.HeaderScanner(),
+                           header_needs=None)
+    assert worker._collected(conn) or not devices
+    assert worker._for_devices(conn) is devices
