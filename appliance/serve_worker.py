@@ -49,6 +49,8 @@ import contextlib
 import errno
 import logging
 import selectors
+import socket
+import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -142,6 +144,22 @@ def small_body_length(header: bytes) -> int:
         return 0
     length = int(lengths[0])
     return length if length <= MAX_BODY_BYTES else 0
+
+
+def _send_timeout(conn: TConn, seconds: float) -> None:
+    """Let a blocking send on ``conn`` wait at most ``seconds`` (0: for
+    ever) for the client to take some of it; then it fails and the
+    connection is closed.  A client that pipelines requests and never reads
+    its answers would otherwise hold a thread of the devices' pool for good
+    once its socket's buffers are full.  ``SO_SNDTIMEO``, not a Python
+    socket timeout: gunicorn sets its sockets blocking again itself."""
+    if getattr(conn, "send_timeout", 0) == seconds:
+        return
+    whole = int(seconds)
+    with contextlib.suppress(OSError):  # a connection closed meanwhile: nothing to send on
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                             struct.pack("ll", whole, int((seconds - whole) * 1_000_000)))
+        conn.send_timeout = seconds
 
 
 class HeaderDeadlineWorker(ThreadWorker):
@@ -278,14 +296,18 @@ class HeaderDeadlineWorker(ThreadWorker):
                 return
         conn.data_ready = True  # gunicorn's worker must not wait for data again
         if self.device_pool is not None and self._for_devices(conn):
+            _send_timeout(conn, self.header_timeout)
             future = self.device_pool.submit(self.handle, conn)
             future.add_done_callback(lambda done: self.method_queue.defer(self.finish_request, conn, done))
             return
+        _send_timeout(conn, 0)  # a download may stall longer, and holds one of gunicorn's threads
         super().enqueue_req(conn)
 
     def _for_devices(self, conn: TConn) -> bool:
         """True for a check-in or an enrollment whose header block and whole
-        body have arrived (the devices' pool never waits for a client)."""
+        body have arrived: on the devices' pool a thread never waits for a
+        client to send (and waits ``header_timeout`` at most for it to take
+        its answer: ``_send_timeout``)."""
         if self.cfg.is_ssl or conn.is_http2 or conn.header_needs is None \
                 or conn.header_needs <= getattr(conn, "header_end", conn.header_needs):
             return False
@@ -305,11 +327,11 @@ class HeaderDeadlineWorker(ThreadWorker):
         try:
             super().run()
         finally:
-            self.device_pool.shutdown(wait=False)
+            self.device_pool.shutdown(wait=False, cancel_futures=True)
 
     def handle_quit(self, sig: Any, frame: Any) -> None:
         if self.device_pool is not None:
-            self.device_pool.shutdown(wait=False)
+            self.device_pool.shutdown(wait=False, cancel_futures=True)
         super().handle_quit(sig, frame)
 
     # the fast path for metadata polls (appliance/fast_metadata.py) ------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -20,6 +21,9 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import pin
 from tests.functional.devices.client import ApiClient, SimDevice
@@ -224,9 +228,8 @@ def test_check_ins_and_enrollments_have_threads_of_their_own(airlock, sim, home,
                 for _ in range(THREADS)]
         try:
             # the control: no request thread is free (bounded: one request, 2 s)
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
-                    raise AssertionError(f"/healthz answered {r.status}: the stalled bodies do not hold the threads")
+            with pytest.raises(TimeoutError):
+                urllib.request.urlopen(f"{base}/healthz", timeout=2)
             client = ApiClient(base, timeout=PROMPT)
             r = client.post("/api/v1/checkin", {"firmware": "1.0.0", "metrics": {"uptime_s": 5}}, device.auth())
             assert r.status == 200, r.json
@@ -238,3 +241,76 @@ def test_check_ins_and_enrollments_have_threads_of_their_own(airlock, sim, home,
                 s.close()
         with urllib.request.urlopen(f"{base}/healthz", timeout=PROMPT) as r:
             assert r.status == 200
+
+
+def _cut_without_reading(s: socket.socket, until: float) -> bool:
+    """True once the server has closed ``s`` (a reset, or its end of the
+    stream) before ``until`` (monotonic), found without reading a byte: a
+    client that reads would let the server's answers through."""
+    poller = select.poll()
+    poller.register(s, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    while time.monotonic() < until:
+        for _fd, events in poller.poll(max(1, int(1000 * min(0.5, until - time.monotonic())))):
+            if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
+                return True
+    return False
+
+
+def test_clients_that_never_take_their_answers_are_cut_and_give_the_devices_threads_back(home, tmp_path):
+    """A client that pipelines check-ins and never reads the answers: once
+    the answers fill its socket's buffers, the thread answering it cannot
+    send.  As many such clients as the devices' pool has threads: the
+    server cuts each within ``header_timeout`` of its send making no
+    progress (before, they held the pool's threads for good), and devices
+    check in meanwhile and after."""
+    (home / "airlock.toml").write_text(f"header_timeout = {HEADER_TIMEOUT}\n")
+    (tmp_path / "token").write_text(TOKEN)
+    subprocess.run([sys.executable, "-m", "appliance.cli", "--home", str(home), "devices", "auto-accept", "add",
+                    "--hardware", "plc-x", "--token-file", str(tmp_path / "token")], check=True, capture_output=True,
+                   timeout=60)
+    request = (b"POST /api/v1/checkin HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+               b"Content-Length: 2\r\n\r\n{}")  # no token: a 401 each, kept alive
+    with airlock_server(home, workers=1, threads=THREADS) as base:
+        port = int(base.rsplit(":", 1)[1])
+        client = ApiClient(base, timeout=PROMPT)
+        device = SimDevice("never-reads-1")
+        r = client.post("/api/v1/enroll", device.enrollment(enrollment_token=TOKEN))
+        assert r.status == 200, r.json
+        device.token = r.json["token"]
+        client.close()
+        # enough answers to fill the largest send buffer the kernel may give the server's socket, twice
+        with _connect(port, request) as probe:
+            answer = probe.recv(1 << 16)
+        assert answer.startswith(b"HTTP/1.1 401 ")
+        send_buffer_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+        count = 2 * send_buffer_max // len(answer) + 1
+
+        hostile = []
+        for _ in range(THREADS):  # the devices' pool has min(32, threads) threads
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+            s.connect(("127.0.0.1", port))
+            hostile.append(s)
+
+        def flood(s: socket.socket) -> None:
+            s.settimeout(3 * (HEADER_TIMEOUT + MARGIN))  # bounded: the server stops reading once it cannot answer
+            with contextlib.suppress(OSError):
+                s.sendall(request * count)
+
+        senders = [threading.Thread(target=flood, args=(s,)) for s in hostile]
+        for t in senders:
+            t.start()
+        try:
+            client = ApiClient(base, timeout=HEADER_TIMEOUT + PROMPT)
+            r = client.post("/api/v1/checkin", {"firmware": "1.0.0", "metrics": {"uptime_s": 5}}, device.auth())
+            assert r.status == 200, r.json
+            until = time.monotonic() + 3 * (HEADER_TIMEOUT + MARGIN)  # filling the buffers takes a while too
+            assert all(_cut_without_reading(s, until) for s in hostile), "a client that never reads was not cut"
+            r = client.post("/api/v1/checkin", {"firmware": "1.0.0", "metrics": {"uptime_s": 6}}, device.auth())
+            assert r.status == 200, r.json
+            client.close()
+        finally:
+            for s in hostile:
+                s.close()
+            for t in senders:
+                t.join(timeout=3 * (HEADER_TIMEOUT + MARGIN))
