@@ -54,7 +54,8 @@ class Settings:
     header_timeout: int = field(default=10, metadata={
         "help": "Seconds a client of `airlock serve` has to send a request's request line and headers (and a "
                 "body of up to 16 KiB), from connecting (or from its next request on a kept-alive connection); "
-                "slower connections are closed, so they cannot hold the threads that answer devices."})
+                "slower connections are closed, so they cannot hold the threads that answer devices; so is a "
+                "device that does not take its check-in's or enrollment's answer within that time."})
     grace_period: int = field(default=7 * 86400, metadata={
         "help": "Seconds that superseded snapshot/targets metadata and removed targets stay served, so a "
                 "device in the middle of an update can finish."})
