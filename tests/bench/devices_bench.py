@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.serve_worker import DEVICE_THREADS
 from server.settings import Settings
 from tests.bench.common import Scratch, airlock, ensure_tools, log
 from tests.bench.wrk import WrkResult, parse
@@ -191,7 +192,7 @@ def run_device_benches(*, devices: int = BURST_DEVICES, window: float = BURST_WI
         airlock(home, "devices", "auto-accept", "add", "--hardware", "plc-x", "--token-file", str(scratch / "token"))
         with airlock_server(home, workers=None, threads=None) as base:
             log(f"device burst: {devices} devices arrive within {window:.0f} s, enroll and check in "
-                f"({WORKERS} workers x {THREADS} threads)")
+                f"({WORKERS} workers x {THREADS} threads, check-ins and enrollments on {DEVICE_THREADS} of their own)")
             b = burst(base, devices, window)
             log(f"  enroll p50 {percentile(b.enroll_ms, 50):.1f} ms p99 {percentile(b.enroll_ms, 99):.1f} ms; "
                 f"check-in p50 {percentile(b.checkin_ms, 50):.1f} ms p99 {percentile(b.checkin_ms, 99):.1f} ms; "

@@ -43,6 +43,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.serve_worker import DEVICE_THREADS
 from server.settings import Settings
 from tests.bench.common import Scratch, airlock, log, new_home, serve_cpu_seconds, user_cpu_seconds
 from tests.bench.devices_bench import CHECKIN_BODY, percentile
@@ -303,7 +304,7 @@ def _run(scratch: Path, *, devices: int, window: float, new_share: float, databa
         load_before = os.getloadavg()[0]
         cpu_before, client_before, db_before = serve_cpu_seconds(base), _children_cpu(), _database_cpu(database_url)
         log(f"herd: {devices:,} devices ({new:,} new) come back within {window:.0f} s "
-            f"({WORKERS} workers x {THREADS} threads)")
+            f"({WORKERS} workers x {THREADS} threads, check-ins and enrollments on {DEVICE_THREADS} of their own)")
         result = _run_client({"base": base, "checkin_body": CHECKIN_BODY, "polls": polls,
                               "timeout_ms": 30000, "deadline_ms": (window + 240) * 1000,
                               "devices": plan_devices}, scratch, "herd",
