@@ -462,6 +462,18 @@ class HeaderDeadlineWorker(ThreadWorker):
             conn.parser.unreader.unread(bytes(header))
         return super().handle(conn)
 
+    def handle_request(self, req: Any, conn: TConn) -> Any:
+        """gunicorn's, except that an answer the client did not take within
+        ``header_timeout`` (``_send_timeout``: a request on the devices'
+        pool) closes the connection with a debug line, not an error's
+        traceback: a client could make those as fast as it is cut."""
+        try:
+            return super().handle_request(req, conn)
+        except BlockingIOError:  # a blocking send timed out: only SO_SNDTIMEO makes that
+            logger.debug("closed a connection from %s: it did not take its answer within %g s", conn.client,
+                         self.header_timeout)
+            return False
+
     # the fast path for check-ins (appliance/fast_checkin.py) ------------------
     def _checkin_path(self) -> CheckinFastPath | None:
         if self.checkin is _UNSET:

@@ -49,13 +49,14 @@ class Settings:
     threads: int = field(default=256, metadata={
         "help": "Threads per worker for downloads, the console and the API; each firmware download holds one for "
                 "its whole length, so workers x threads must exceed the downloads in flight (200 slow downloads "
-                "starve polls at 2 x 32). Check-ins and enrollments run on a pool of their own, at most 32 (and at "
-                "most this many) per worker."})
+                "starve polls at 2 x 32). Check-ins and enrollments (with a Content-Length body of at most 16 KiB, as "
+                "devices send them) run on a pool of their own, at most 32 (and at most this many) per worker."})
     header_timeout: int = field(default=10, metadata={
         "help": "Seconds a client of `airlock serve` has to send a request's request line and headers (and a "
                 "body of up to 16 KiB), from connecting (or from its next request on a kept-alive connection); "
                 "slower connections are closed, so they cannot hold the threads that answer devices; so is a "
-                "device that does not take its check-in's or enrollment's answer within that time."})
+                "device that does not take its check-in's or enrollment's answer (run on the devices' own "
+                "threads) within that time."})
     grace_period: int = field(default=7 * 86400, metadata={
         "help": "Seconds that superseded snapshot/targets metadata and removed targets stay served, so a "
                 "device in the middle of an update can finish."})

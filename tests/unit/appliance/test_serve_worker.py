@@ -1,5 +1,7 @@
 """When a header block is complete (appliance/serve_worker.py)."""
 
+import threading
+
 import pytest
 
 from appliance.serve_worker import header_complete
@@ -133,3 +135,50 @@ def test_which_requests_run_on_the_devices_pool(head, body, devices):
                            header_needs=None)
     assert worker._collected(conn) or not devices
     assert worker._for_devices(conn) is devices
+
+
+def test_the_send_limit_is_set_for_the_devices_pool_and_lifted_for_gunicorns():
+    """A connection's requests may go to either pool in turn: a check-in's
+    thread gives up on a send after ``header_timeout`` without progress
+    (SO_SNDTIMEO), a download on the same connection afterwards must not."""
+    import socket
+    import struct
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from appliance import serve_worker
+
+    worker = serve_worker.HeaderDeadlineWorker.__new__(serve_worker.HeaderDeadlineWorker)
+    worker.cfg = SimpleNamespace(is_ssl=False, keepalive=0)  # no keep-alive: no metadata fast path here
+    worker.alive = True
+    worker.header_timeout = 4
+    worker.method_queue = SimpleNamespace(defer=lambda *args: None)
+    ran: list[str] = []
+    worker.handle = lambda conn: ran.append(threading.current_thread().name) or True
+    worker.device_pool = ThreadPoolExecutor(1, thread_name_prefix="devices")
+    worker.tpool = ThreadPoolExecutor(1, thread_name_prefix="gunicorn")
+    ours, theirs = socket.socketpair()
+    conn = SimpleNamespace(sock=ours, is_http2=False)
+
+    def dispatch(raw: bytes) -> float:
+        conn.header, conn.header_scanner, conn.header_needs = bytearray(raw), serve_worker.HeaderScanner(), None
+        assert worker._collected(conn)
+        count = len(ran)
+        worker._dispatch(conn)
+        deadline = time.monotonic() + 10
+        while len(ran) == count and time.monotonic() < deadline:  # one request at a time, as a connection has
+            time.sleep(0.01)
+        seconds, micros = struct.unpack("ll", ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16))
+        return seconds + micros / 1e6
+
+    try:
+        assert dispatch(b"POST /api/v1/checkin HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}") == 4
+        assert dispatch(b"GET /repos/acme/targets/fw.bin HTTP/1.1\r\n\r\n") == 0
+        assert dispatch(b"POST /api/v1/enroll HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}") == 4
+        worker.device_pool.shutdown(wait=True)
+        worker.tpool.shutdown(wait=True)
+        assert [name.split("_")[0] for name in ran] == ["devices", "gunicorn", "devices"]
+    finally:
+        ours.close()
+        theirs.close()
