@@ -29,11 +29,11 @@ at most ``DEVICE_THREADS`` threads per worker; everything else (downloads,
 the console, the rest of the API) on gunicorn's pool of ``threads``.  After
 a power cut the whole fleet checks in at once.  On the shared pool, a
 backlog of a second woke up to ``threads`` request threads per worker, and
-from then on each check-in cost more CPU (the threads take turns at the
-worker's GIL between their database calls), so the backlog stayed: in 4 of
-9 runs of the 50,000-device herd the check-in p99 went past a second, once
-to 4 s for the last 35 s (docs/benchmarks.md).  With a pool of 32 the
-backlog waits in the pool's queue and drains.  And no number of downloads
+the backlog then drained slowly or not at all (likely because the woken
+threads take turns at the worker's GIL between their database calls): in 5
+of 12 runs of the 50,000-device herd the check-in p99 went past a second,
+once to 4 s for the last 35 s (docs/benchmarks.md).  With a pool of 32 the
+backlog waits in the pool's queue and drains (7 runs of 7).  And no number of downloads
 can take the threads the devices check in on, nor a herd those of the
 downloads and the console.
 
