@@ -48,6 +48,17 @@ def _connect(port: int, first: bytes) -> socket.socket:
     return s
 
 
+def _enrolled(base: str, name: str) -> SimDevice:
+    """A device enrolled through the auto-accept rule for ``TOKEN``, with its token."""
+    device = SimDevice(name)
+    client = ApiClient(base, timeout=PROMPT)
+    r = client.post("/api/v1/enroll", device.enrollment(enrollment_token=TOKEN))
+    assert r.status == 200, r.json
+    device.token = r.json["token"]
+    client.close()
+    return device
+
+
 def _closed_by_server(s: socket.socket, until: float) -> bool:
     """True when the server closed ``s`` (EOF or reset) before ``until``
     (monotonic); False when it was still open then or sent an HTTP answer."""
@@ -71,12 +82,7 @@ def test_slow_and_silent_connections_neither_starve_polls_nor_stay_open(airlock,
 
     with airlock_server(home, workers=1, threads=THREADS) as base:
         port = int(base.rsplit(":", 1)[1])
-        device = SimDevice("slow-clients-1")
-        client = ApiClient(base, timeout=PROMPT)
-        r = client.post("/api/v1/enroll", device.enrollment(enrollment_token=TOKEN))
-        assert r.status == 200, r.json
-        device.token = r.json["token"]
-        client.close()
+        device = _enrolled(base, "slow-clients-1")
 
         opened = time.monotonic()
         slow = [_connect(port, b"GET /repos/acme/metadata/timestamp.json HT") for _ in range(SLOW)]
@@ -215,12 +221,7 @@ def test_check_ins_and_enrollments_have_threads_of_their_own(airlock, sim, home,
 
     with airlock_server(home, workers=1, threads=THREADS) as base:
         port = int(base.rsplit(":", 1)[1])
-        device = SimDevice("own-threads-1")
-        client = ApiClient(base, timeout=PROMPT)
-        r = client.post("/api/v1/enroll", device.enrollment(enrollment_token=TOKEN))
-        assert r.status == 200, r.json
-        device.token = r.json["token"]
-        client.close()
+        device = _enrolled(base, "own-threads-1")
 
         held = [_connect(port, b"POST /api/v1/checkin HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
                                b"Authorization: Bearer " + device.token.encode() + b"\r\n"
@@ -256,7 +257,7 @@ def _cut_without_reading(s: socket.socket, until: float) -> bool:
     return False
 
 
-def test_clients_that_never_take_their_answers_are_cut_and_give_the_devices_threads_back(home, tmp_path):
+def test_clients_that_never_take_their_answers_are_cut_and_give_the_devices_threads_back(airlock, home, tmp_path):
     """Clients that pipeline check-ins or enrollments and never read the
     answers: once the answers fill their sockets' buffers, the threads
     answering them cannot send.  As many such clients as the devices' pool
@@ -266,21 +267,14 @@ def test_clients_that_never_take_their_answers_are_cut_and_give_the_devices_thre
     without an error in its log, and devices check in after."""
     (home / "airlock.toml").write_text(f"header_timeout = {HEADER_TIMEOUT}\n")
     (tmp_path / "token").write_text(TOKEN)
-    subprocess.run([sys.executable, "-m", "appliance.cli", "--home", str(home), "devices", "auto-accept", "add",
-                    "--hardware", "plc-x", "--token-file", str(tmp_path / "token")], check=True, capture_output=True,
-                   timeout=60)
+    assert airlock("devices", "auto-accept", "add", "--hardware", "plc-x", "--token-file", tmp_path / "token").code == 0
     requests = [(b"POST /api/v1/checkin HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 2\r\n\r\n{}"),  # no token: a 401 each, kept alive, from the fast path
                 (b"POST /api/v1/enroll HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 2\r\n\r\n{}")]  # not an enrollment: a 400 each, kept alive, from Flask
     with airlock_server(home, workers=1, threads=THREADS) as base:
         port = int(base.rsplit(":", 1)[1])
-        client = ApiClient(base, timeout=PROMPT)
-        device = SimDevice("never-reads-1")
-        r = client.post("/api/v1/enroll", device.enrollment(enrollment_token=TOKEN))
-        assert r.status == 200, r.json
-        device.token = r.json["token"]
-        client.close()
+        device = _enrolled(base, "never-reads-1")
         # enough answers to fill the largest send buffer the kernel may give the server's socket, twice
         send_buffer_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
         floods = []
