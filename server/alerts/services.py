@@ -19,6 +19,7 @@ import logging
 from dataclasses import asdict, dataclass
 
 from server.clock import iso, utcnow
+from server.db import execute_prepared
 from server.devices.exceptions import InvalidRequestError
 from server.devices.writes import writing
 from server.models import database
@@ -106,13 +107,15 @@ def close_alert(kind: str, subject: str, reason: str = "resolved") -> bool:
         return close_in_transaction(kind, subject, reason, iso(utcnow()))
 
 
+_OPEN_KINDS = "SELECT kind FROM alert WHERE subject = ? AND closed_at IS NULL"
+
+
 def on_checkin(db, device_id: str, flags: list[str]) -> None:
     """A device checked in with health ``flags``: close its offline alert,
     open or close its reboot-loop and rising-errors alerts.  One indexed
     read; a write only when something changes."""
     subject = device_subject(device_id)
-    open_now = {k for (k,) in db.execute_sql("SELECT kind FROM alert WHERE subject = ? AND closed_at IS NULL",
-                                             (subject,)).fetchall()}
+    open_now = {k for (k,) in execute_prepared(db, "airlock_open_alerts", _OPEN_KINDS, (subject,)).fetchall()}
     wanted = {kind for flag, kind in _CHECKIN_KINDS.items() if flag in flags}
     to_open = wanted - open_now
     to_close = (open_now & ({"device_offline"} | set(_CHECKIN_KINDS.values()))) - wanted

@@ -25,7 +25,7 @@ from peewee import DatabaseProxy, SqliteDatabase
 
 from server.alerts.services import on_checkin
 from server.clock import utcnow
-from server.db import engine_of
+from server.db import engine_of, execute_prepared
 from server.devices import firmware
 from server.devices._common import token_hash
 from server.devices.exceptions import InvalidTokenError
@@ -47,9 +47,9 @@ DAY = 86400  # seconds
 _AUTH = ("SELECT id, device_id, hardware, firmware, token_hash, metrics, reboots, health FROM device "
          "WHERE token_hash = ? AND state = 'accepted'")
 # Many check-ins in a few statements: the device rows are updated from a
-# VALUES table (only rows whose token is still valid: on PostgreSQL RETURNING
-# names them, on SQLite _STORED does beforehand) and the samples of exactly
-# those rows are inserted.  A batch holds each device once.
+# VALUES table (only rows whose token is still valid: _STORED names them
+# beforehand) and the samples of exactly those rows are inserted.  A batch
+# holds each device once.
 _UPDATE_MANY = ("UPDATE device SET firmware = v.column1, last_seen = v.column2, last_address = v.column3, "
                 "checkins = checkins + 1, metrics = v.column4, health = v.column5, reboots = v.column6 "
                 "FROM (VALUES {rows}) AS v "
@@ -64,6 +64,20 @@ _STORED = ("SELECT group_concat(device.id) FROM device JOIN (VALUES {rows}) AS v
 _STORED_ROW = "(?, ?)"
 _UPDATE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
 _SAMPLES = "INSERT INTO metric_sample (device, resolution, ts, data) VALUES {rows}"
+# On PostgreSQL the whole batch is one statement, prepared once per connection
+# whatever the batch's size (its rows come as one array per column): the device
+# rows whose token is still valid are updated, the samples of exactly those
+# rows inserted, and their ids returned.  Run on its own, it is a transaction
+# of its own: one round trip where BEGIN, UPDATE, INSERT and COMMIT took four.
+_STORE_POSTGRESQL = (
+    "WITH v AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], "
+    "?::bigint[], ?::text[], ?::text[]) AS v (firmware, ts, address, metrics, health, reboots, id, token, sample)), "
+    "u AS (UPDATE device SET firmware = v.firmware, last_seen = v.ts, last_address = v.address, "
+    "checkins = checkins + 1, metrics = v.metrics, health = v.health, reboots = v.reboots FROM v "
+    "WHERE device.id = v.id AND device.token_hash = v.token AND device.state = 'accepted' RETURNING device.id), "
+    "s AS (INSERT INTO metric_sample (device, resolution, ts, data) SELECT v.id, 0, v.ts, v.sample FROM v "
+    "JOIN u ON u.id = v.id) "
+    "SELECT id FROM u")
 _SAMPLE_ROW = "(?, 0, ?, ?)"
 
 
@@ -72,7 +86,7 @@ def authenticate(db: SqliteDatabase | DatabaseProxy, token: str | None) -> Devic
     if not token:
         raise InvalidTokenError("send the token from an accepted enrollment as `Authorization: Bearer TOKEN`")
     digest = token_hash(token)
-    row = db.execute_sql(_AUTH, (digest,)).fetchone()
+    row = execute_prepared(db, "airlock_auth", _AUTH, (digest,)).fetchone()
     # The lookup is by the token's hash, so timing tells nothing about the
     # token; compare once more in constant time all the same.
     if row is None or not hmac.compare_digest(row[4], digest):
@@ -135,16 +149,18 @@ def write_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> set[int]:
     """``store_checkins`` inside the caller's write transaction."""
     if len({c.device for c in batch}) != len(batch):
         raise ValueError("a check-in batch holds each device at most once")
+    if engine_of(db) == "postgresql":
+        columns = [list(column) for column in zip(*(c.params for c in batch), strict=True)]
+        columns.append([c.sample[2] for c in batch])
+        return {r[0] for r in execute_prepared(db, "airlock_store_checkins", _STORE_POSTGRESQL, columns).fetchall()}
     update = _UPDATE_MANY.format(rows=", ".join([_UPDATE_ROW] * len(batch)))
     values = [v for c in batch for v in c.params]
-    if engine_of(db) == "postgresql":  # psycopg2 takes the rows in one call
-        stored = {r[0] for r in db.execute_sql(update + " RETURNING device.id", values).fetchall()}
-    else:  # inside the write transaction: nothing changes between the two statements
-        (named,) = db.execute_sql(_STORED.format(rows=", ".join([_STORED_ROW] * len(batch))),
-                                  [v for c in batch for v in c.params[6:8]]).fetchone()
-        stored = {int(pk) for pk in named.split(",")} if named else set()
-        if stored:
-            db.execute_sql(update, values)
+    # inside the write transaction: nothing changes between the two statements
+    (named,) = db.execute_sql(_STORED.format(rows=", ".join([_STORED_ROW] * len(batch))),
+                              [v for c in batch for v in c.params[6:8]]).fetchone()
+    stored = {int(pk) for pk in named.split(",")} if named else set()
+    if stored:
+        db.execute_sql(update, values)
     samples = [c.sample for c in batch if c.device in stored]
     if samples:
         db.execute_sql(_SAMPLES.format(rows=", ".join([_SAMPLE_ROW] * len(samples))),

@@ -8,7 +8,8 @@ statements, with its thread competing for the GIL between them; at about
 docs/benchmarks.md).  Here a request thread hands its check-in to the
 worker's writer thread and waits; the writer takes everything queued (up to
 ``MAX_BATCH``, each device once) and writes it in one transaction of two
-statements (``server.devices.checkins.write_checkins``).  A request is
+statements (``server.devices.checkins.write_checkins``; on PostgreSQL one
+prepared statement, a transaction by itself).  A request is
 answered only after the transaction holding its check-in has committed, so
 what a device is told was stored, was stored; if the transaction fails, every
 check-in in it gets the error and nothing of it is kept.  A request that
@@ -21,8 +22,8 @@ is written at once.  The writer is started on first use in the process that
 uses it (after gunicorn forks), and restarted if it ever stops.
 
 On PostgreSQL the same batches are written by each worker of each app server
-at once, without the writers' lock: the device rows are updated in id order,
-so that two batches never wait on each other crosswise, and a transaction
+at once, without the writers' lock: the batch's rows are in id order, so that
+two batches do not wait on each other crosswise, and a transaction
 PostgreSQL still aborts as a deadlock or a serialization failure is written
 again (up to ``RETRIES`` times) before any request hears of it.
 """
@@ -34,6 +35,7 @@ import os
 import queue
 import threading
 from collections import deque
+from contextlib import nullcontext
 
 from peewee import SqliteDatabase
 
@@ -151,7 +153,9 @@ class GroupCommit:
         try:
             for attempt in range(RETRIES + 1):
                 try:
-                    with writing(self.db, serial=False):
+                    # On PostgreSQL the batch is one statement, a transaction of its own
+                    # (server.devices.checkins._STORE_POSTGRESQL): no BEGIN, no COMMIT.
+                    with nullcontext() if postgresql else writing(self.db, serial=False):
                         # holding the write lock now (SQLite): a request that gave up meanwhile is left out
                         claimed = [slot for slot in batch if slot.claim()]
                         if claimed:

@@ -34,6 +34,7 @@ from tuf.api.metadata import Metadata, Targets
 from server import audit
 from server.alerts.services import on_update_report
 from server.clock import iso, now_unix, utcnow
+from server.db import execute_prepared
 from server.delivery.windows import open_for_device
 from server.devices.exceptions import (
     InvalidRequestError,
@@ -316,8 +317,8 @@ def decide(settings: Settings, db: SqliteDatabase, device: DeviceIdentity,
     not approved, so an older release of the scope may still apply.  Further
     gates (maintenance windows) belong here, beside ``gate.admit``.
     """
-    for rid, repo, path, version, hardware_json, allow_downgrade in db.execute_sql(
-            _CANDIDATES, (device.hardware, device.pk)).fetchall():
+    for rid, repo, path, version, hardware_json, allow_downgrade in execute_prepared(
+            db, "airlock_candidates", _CANDIDATES, (device.hardware, device.pk)).fetchall():
         if device.hardware not in json.loads(hardware_json):
             continue
         if TARGETS.find(settings.public_dir, repo, path) is None:

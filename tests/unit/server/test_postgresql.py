@@ -197,3 +197,86 @@ def test_a_connection_back_in_the_pool_moments_ago_is_reused_without_a_round_tri
         assert replaced != first and len(asked) == 2
     finally:
         db.close_all()
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("SELECT a FROM t WHERE b = ? AND c = ?", "SELECT a FROM t WHERE b = $1 AND c = $2"),
+    ("SELECT '?', x FROM t WHERE y LIKE '%z%' AND w = ?", "SELECT '?', x FROM t WHERE y LIKE '%z%' AND w = $1"),
+    ("SELECT 'it''s ?', ?::text[] FROM t", "SELECT 'it''s ?', $1::text[] FROM t"),
+])
+def test_a_prepared_statement_numbers_its_placeholders_outside_string_literals(sql, expected):
+    assert dbmod._numbered(sql) == expected
+
+
+def _prepared_names(db) -> list[str]:
+    return [name for (name,) in db.execute_sql("SELECT name FROM pg_prepared_statements ORDER BY name").fetchall()]
+
+
+def test_a_statement_is_prepared_once_per_connection_and_then_only_executed(postgres_cluster, monkeypatch):
+    """``execute_prepared``: the first use on a connection prepares, later
+    ones only ``EXECUTE``; another connection prepares its own; the answer is
+    what ``execute_sql`` gives; a rolled-back transaction keeps the statement;
+    the driver's errors come as peewee's."""
+    from peewee import IntegrityError
+
+    db = open_postgresql(postgres_cluster.new_database())
+    other = open_postgresql(postgres_cluster.new_database())
+    sent: list[str] = []
+    try:
+        db.execute_sql("CREATE TABLE pair (k TEXT PRIMARY KEY, v BIGINT NOT NULL)")
+        db.execute_sql("INSERT INTO pair VALUES ('a?', 1), ('b', 2)")
+        sql = "SELECT k, v FROM pair WHERE k = ? OR v = ? ORDER BY k"
+        expected = db.execute_sql(sql, ("a?", 2)).fetchall()
+        real = db.cursor
+
+        def watched():
+            cursor = real()
+            execute = cursor.execute
+
+            class Watched:
+                def execute(self, query, params=None):
+                    sent.append(query.split(" ", 1)[0])
+                    return execute(query, params)
+
+                def __getattr__(self, name):
+                    return getattr(cursor, name)
+
+            return Watched()
+
+        monkeypatch.setattr(db, "cursor", watched)
+        assert dbmod.execute_prepared(db, "t_pair", sql, ("a?", 2)).fetchall() == expected
+        assert dbmod.execute_prepared(db, "t_pair", sql, ("b", 1)).fetchall() == expected
+        assert sent == ["PREPARE", "EXECUTE", "EXECUTE"]
+        monkeypatch.undo()
+        assert _prepared_names(db) == ["t_pair"] and _prepared_names(other) == []
+        with db.atomic():
+            dbmod.execute_prepared(db, "t_insert", "INSERT INTO pair VALUES (?, ?)", ("c", 3))
+            db.rollback()
+        assert db.execute_sql("SELECT count(*) FROM pair").fetchone() == (2,)
+        assert dbmod.execute_prepared(db, "t_insert", "INSERT INTO pair VALUES (?, ?)", ("c", 3)).rowcount == 1
+        with pytest.raises(IntegrityError):
+            dbmod.execute_prepared(db, "t_insert", "INSERT INTO pair VALUES (?, ?)", ("c", 4))
+        assert db.execute_sql("SELECT k, v FROM pair ORDER BY k").fetchall() == [("a?", 1), ("b", 2), ("c", 3)]
+        # another connection of the same pool: prepared there on its first use
+        pid = _backend_pids(db)[0]
+        got: list = []
+        thread = threading.Thread(target=lambda: got.append(
+            (dbmod.execute_prepared(db, "t_pair", sql, ("b", 1)).fetchall(), _backend_pids(db)[0],
+             _prepared_names(db), db.close())))
+        thread.start()
+        thread.join(10)
+        assert got[0][0] == expected and got[0][1] != pid and got[0][2] == ["t_pair"]
+    finally:
+        db.close_all()
+        other.close_all()
+
+
+def test_execute_prepared_on_sqlite_is_execute_sql(tmp_path):
+    db = open_database(tmp_path / "x.db")
+    try:
+        db.execute_sql("CREATE TABLE pair (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+        db.execute_sql("INSERT INTO pair VALUES ('a?', 1), ('b', 2)")
+        sql = "SELECT k, v FROM pair WHERE k = ? OR v = ? ORDER BY k"
+        assert dbmod.execute_prepared(db, "t_pair", sql, ("a?", 2)).fetchall() == [("a?", 1), ("b", 2)]
+    finally:
+        db.close()

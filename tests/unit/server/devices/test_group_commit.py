@@ -204,14 +204,15 @@ def test_a_checkin_not_taken_in_time_is_answered_503_and_never_written(settings,
 
 
 def test_a_transaction_that_cannot_begin_tells_every_checkin(settings, db, home, monkeypatch):
-    """If SQLite's write lock cannot be had at all (another program held it
-    past the busy timeout), each check-in hears that, not that its token is
+    """If the batch cannot be written at all (SQLite: its write lock cannot
+    be had, another program held it past the busy timeout; PostgreSQL: its
+    one statement fails), each check-in hears that, not that its token is
     bad, and nothing is stored."""
     import contextlib
 
     from peewee import OperationalError
 
-    from server.devices import group_commit
+    from server.devices import checkins, group_commit
 
     devices = _fleet(settings, db, 3, "locked")
 
@@ -220,7 +221,17 @@ def test_a_transaction_that_cannot_begin_tells_every_checkin(settings, db, home,
         raise OperationalError("database is locked")
         yield  # pragma: no cover - never reached
 
-    monkeypatch.setattr(group_commit, "writing", locked)
+    real = checkins.execute_prepared
+
+    def refused(db, name, *args):  # the batch's statement only: the token is checked as always
+        if name == "airlock_store_checkins":
+            raise OperationalError("the database is locked for this test")
+        return real(db, name, *args)
+
+    if engine_of(db) == "postgresql":
+        monkeypatch.setattr(checkins, "execute_prepared", refused)
+    else:
+        monkeypatch.setattr(group_commit, "writing", locked)
     writer = GroupCommit(db)
     threads, out = _in_threads(_checkin_calls(settings, db, writer, devices))
     for t in threads:
