@@ -107,15 +107,25 @@ def close_alert(kind: str, subject: str, reason: str = "resolved") -> bool:
         return close_in_transaction(kind, subject, reason, iso(utcnow()))
 
 
-_OPEN_KINDS = "SELECT kind FROM alert WHERE subject = ? AND closed_at IS NULL"
+_OPEN_KINDS = "SELECT kind FROM alert WHERE subject = {subject} AND closed_at IS NULL"
 
 
-def on_checkin(db, device_id: str, flags: list[str]) -> None:
+def open_kinds_sql(subject: str) -> str:
+    """The kinds of the open alerts of the SQL expression ``subject``, as one
+    PostgreSQL array: on_checkin's read, for a statement that reads it along
+    with its write (``server.devices.checkins``)."""
+    return f"ARRAY({_OPEN_KINDS.format(subject=subject)})"
+
+
+def on_checkin(db, device_id: str, flags: list[str], open_now: set[str] | None = None) -> None:
     """A device checked in with health ``flags``: close its offline alert,
     open or close its reboot-loop and rising-errors alerts.  One indexed
-    read; a write only when something changes."""
+    read (none when ``open_now``, the kinds of its open alerts, was read
+    with the check-in's write); a write only when something changes."""
     subject = device_subject(device_id)
-    open_now = {k for (k,) in execute_prepared(db, "airlock_open_alerts", _OPEN_KINDS, (subject,)).fetchall()}
+    if open_now is None:
+        open_now = {k for (k,) in execute_prepared(db, "airlock_open_alerts", _OPEN_KINDS.format(subject="?"),
+                                                   (subject,)).fetchall()}
     wanted = {kind for flag, kind in _CHECKIN_KINDS.items() if flag in flags}
     to_open = wanted - open_now
     to_close = (open_now & ({"device_offline"} | set(_CHECKIN_KINDS.values()))) - wanted

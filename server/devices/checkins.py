@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 
 from peewee import DatabaseProxy, SqliteDatabase
 
-from server.alerts.services import on_checkin
+from server.alerts.services import device_subject, on_checkin, open_kinds_sql
 from server.clock import utcnow
 from server.db import engine_of, execute_prepared
 from server.devices import firmware
 from server.devices._common import token_hash
 from server.devices.exceptions import InvalidTokenError
 from server.devices.records import Checkin, CheckinResult, DeviceIdentity
-from server.devices.releases import update_for
+from server.devices.releases import candidates_sql, update_for
 from server.devices.writes import writing
 from server.rollouts import gate
 from server.settings import Settings
@@ -67,17 +67,22 @@ _SAMPLES = "INSERT INTO metric_sample (device, resolution, ts, data) VALUES {row
 # On PostgreSQL the whole batch is one statement, prepared once per connection
 # whatever the batch's size (its rows come as one array per column): the device
 # rows whose token is still valid are updated, the samples of exactly those
-# rows inserted, and their ids returned.  Run on its own, it is a transaction
-# of its own: one round trip where BEGIN, UPDATE, INSERT and COMMIT took four.
+# rows inserted, and for each of those rows what its check-in reads next is
+# returned with it (the kinds of its open alerts, its candidate releases).
+# Run on its own, it is a transaction of its own: one round trip where BEGIN,
+# UPDATE, INSERT, COMMIT and the two reads took six.
 _STORE_POSTGRESQL = (
     "WITH v AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], "
-    "?::bigint[], ?::text[], ?::text[]) AS v (firmware, ts, address, metrics, health, reboots, id, token, sample)), "
+    "?::bigint[], ?::text[], ?::text[], ?::text[]) "
+    "AS v (firmware, ts, address, metrics, health, reboots, id, token, sample, subject)), "
     "u AS (UPDATE device SET firmware = v.firmware, last_seen = v.ts, last_address = v.address, "
     "checkins = checkins + 1, metrics = v.metrics, health = v.health, reboots = v.reboots FROM v "
-    "WHERE device.id = v.id AND device.token_hash = v.token AND device.state = 'accepted' RETURNING device.id), "
+    "WHERE device.id = v.id AND device.token_hash = v.token AND device.state = 'accepted' "
+    "RETURNING device.id, device.hardware), "
     "s AS (INSERT INTO metric_sample (device, resolution, ts, data) SELECT v.id, 0, v.ts, v.sample FROM v "
     "JOIN u ON u.id = v.id) "
-    "SELECT id FROM u")
+    f"SELECT u.id, {open_kinds_sql('v.subject')}, {candidates_sql('u.hardware', 'u.id')} "
+    "FROM u JOIN v ON v.id = u.id")
 _SAMPLE_ROW = "(?, 0, ?, ?)"
 
 
@@ -135,24 +140,38 @@ class PendingCheckin:
     device: int  # the device row's id
     params: tuple  # _UPDATE_ROW's eight values
     sample: tuple  # _SAMPLE_ROW's three values
+    subject: str = ""  # the device's alert subject (server.alerts), for the reads that come with the write
 
 
-def store_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> set[int]:
+@dataclass(frozen=True)
+class ReadWithWrite:
+    """What a stored check-in reads next, read by its write (PostgreSQL)."""
+
+    open_alerts: set[str]  # for server.alerts.services.on_checkin
+    candidates: list  # for server.devices.releases.decide
+
+
+def store_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> dict[int, ReadWithWrite | None]:
     """Write ``batch`` (each device at most once) in one transaction; the
-    device ids stored.  A device whose token was revoked meanwhile (a newer
-    enrollment, a rejection) is left out and stores nothing."""
+    device ids stored, each with what its check-in reads next when the write
+    read it too (on PostgreSQL; None on SQLite).  A device whose token was
+    revoked meanwhile (a newer enrollment, a rejection) is left out and
+    stores nothing."""
     with writing(db):
         return write_checkins(db, batch)
 
 
-def write_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> set[int]:
-    """``store_checkins`` inside the caller's write transaction."""
+def write_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> dict[int, ReadWithWrite | None]:
+    """``store_checkins`` inside the caller's write transaction (on
+    PostgreSQL: or outside any, as a transaction by itself)."""
     if len({c.device for c in batch}) != len(batch):
         raise ValueError("a check-in batch holds each device at most once")
     if engine_of(db) == "postgresql":
         columns = [list(column) for column in zip(*(c.params for c in batch), strict=True)]
-        columns.append([c.sample[2] for c in batch])
-        return {r[0] for r in execute_prepared(db, "airlock_store_checkins", _STORE_POSTGRESQL, columns).fetchall()}
+        columns += [[c.sample[2] for c in batch], [c.subject for c in batch]]
+        return {pk: ReadWithWrite(set(kinds), candidates or [])
+                for pk, kinds, candidates in execute_prepared(db, "airlock_store_checkins", _STORE_POSTGRESQL,
+                                                              columns).fetchall()}
     update = _UPDATE_MANY.format(rows=", ".join([_UPDATE_ROW] * len(batch)))
     values = [v for c in batch for v in c.params]
     # inside the write transaction: nothing changes between the two statements
@@ -165,7 +184,7 @@ def write_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> set[int]:
     if samples:
         db.execute_sql(_SAMPLES.format(rows=", ".join([_SAMPLE_ROW] * len(samples))),
                        [v for sample in samples for v in sample])
-    return stored
+    return dict.fromkeys(stored)
 
 
 def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, checkin: Checkin, *,
@@ -182,15 +201,21 @@ def record_checkin(settings: Settings, db: SqliteDatabase, device: DeviceIdentit
     metrics_json = json.dumps(checkin.metrics, separators=(",", ":"), sort_keys=True)
     sample = json.dumps({"firmware": checkin.firmware, **checkin.metrics}, separators=(",", ":"), sort_keys=True)
     pending = PendingCheckin(device.pk, (checkin.firmware, ts, address, metrics_json, json.dumps(flags),
-                                         json.dumps(reboots), device.pk, device.token_hash), (device.pk, ts, sample))
-    stored = writer.store(pending) if writer else device.pk in store_checkins(db, [pending])
+                                         json.dumps(reboots), device.pk, device.token_hash), (device.pk, ts, sample),
+                             device_subject(device.device_id))
+    if writer:
+        stored, reads = writer.store(pending)
+    else:
+        written = store_checkins(db, [pending])
+        stored, reads = device.pk in written, written.get(device.pk)
     if not stored:
         raise InvalidTokenError("the token was revoked: enroll again")
     gate.note_health(db, device, flags, ts)
     if checkin.firmware != device.firmware:
         firmware.note_change(db, device, checkin.firmware, ts)
-    on_checkin(db, device.device_id, flags)  # its own alerts only: one indexed read (server.alerts)
-    update = update_for(settings, db, device, checkin.firmware, flags, ts)
+    # its own alerts only: one indexed read (server.alerts), or none when the write read them
+    on_checkin(db, device.device_id, flags, reads.open_alerts if reads else None)
+    update = update_for(settings, db, device, checkin.firmware, flags, ts, reads.candidates if reads else None)
     return CheckinResult(settings.checkin_interval, settings.checkin_jitter, update)
 
 

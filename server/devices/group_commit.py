@@ -40,7 +40,7 @@ from contextlib import nullcontext
 from peewee import SqliteDatabase
 
 from server.db import engine_of
-from server.devices.checkins import PendingCheckin, write_checkins
+from server.devices.checkins import PendingCheckin, ReadWithWrite, write_checkins
 from server.devices.exceptions import UnavailableError
 from server.devices.writes import writing
 
@@ -52,12 +52,13 @@ WAIT = 60.0  # seconds a request waits for its commit before it gives up (gunico
 
 
 class _Slot:
-    __slots__ = ("checkin", "done", "stored", "error", "lock", "claimed", "cancelled")
+    __slots__ = ("checkin", "done", "stored", "reads", "error", "lock", "claimed", "cancelled")
 
     def __init__(self, checkin: PendingCheckin):
         self.checkin = checkin
         self.done = threading.Event()
         self.stored = False
+        self.reads: ReadWithWrite | None = None  # what the write read for it (PostgreSQL)
         self.error: BaseException | None = None
         self.lock = threading.Lock()
         self.claimed = False  # taken into a transaction: it will be answered by that commit
@@ -77,8 +78,9 @@ class _Slot:
 
 
 class GroupCommit:
-    """``store(checkin)`` from any thread: True once committed, False if the
-    device's token was revoked meanwhile; raises what the commit raised."""
+    """``store(checkin)`` from any thread: (True, what the write read for it)
+    once committed, (False, None) if the device's token was revoked
+    meanwhile; raises what the commit raised."""
 
     def __init__(self, db: SqliteDatabase, *, max_batch: int = MAX_BATCH):
         self.db = db
@@ -90,7 +92,7 @@ class GroupCommit:
         self.received = 0  # check-ins the writer has taken off the queue
         self.batches = 0  # transactions committed
 
-    def store(self, checkin: PendingCheckin) -> bool:
+    def store(self, checkin: PendingCheckin) -> tuple[bool, ReadWithWrite | None]:
         slot = _Slot(checkin)
         self._ensure_writer().put(slot)
         if not slot.done.wait(WAIT):
@@ -100,7 +102,7 @@ class GroupCommit:
             slot.done.wait()  # it is in a transaction being written: its commit answers it
         if slot.error is not None:
             raise slot.error
-        return slot.stored
+        return slot.stored, slot.reads
 
     def _ensure_writer(self) -> queue.SimpleQueue:
         thread = self._thread
@@ -163,6 +165,7 @@ class GroupCommit:
                             stored = write_checkins(self.db, [s.checkin for s in claimed])
                             for slot in claimed:
                                 slot.stored = slot.checkin.device in stored
+                                slot.reads = stored.get(slot.checkin.device)
                     break
                 except Exception as exc:
                     if not (postgresql and attempt < RETRIES and _retryable(exc)):

@@ -282,21 +282,33 @@ def _info(row: FirmwareRelease, shadowed: dict[int, int] | None = None) -> Relea
 
 # what a checking-in device should install -------------------------------------------------
 
-_CANDIDATES = """
-SELECT r.id, r.repository, r.target_path, r.version, r.target_hardware, r.allow_downgrade
-FROM firmware_release AS r
-WHERE r.withdrawn_at IS NULL
-  AND (r.hardware = ? OR r.group_tag IN (SELECT t.tag FROM device_tag AS t WHERE t.device = ?))
-ORDER BY (r.group_tag IS NOT NULL) DESC, r.id DESC
-"""
+# The releases that may apply to a device (its model's, its groups'), in the
+# order decide() tries them.
+_CANDIDATE_COLUMNS = "r.id, r.repository, r.target_path, r.version, r.target_hardware, r.allow_downgrade"
+_CANDIDATE_ROWS = ("FROM firmware_release AS r WHERE r.withdrawn_at IS NULL AND (r.hardware = {hardware} "
+                   "OR r.group_tag IN (SELECT t.tag FROM device_tag AS t WHERE t.device = {device}))")
+_CANDIDATE_ORDER = "(r.group_tag IS NOT NULL) DESC, r.id DESC"
+_CANDIDATES = (f"SELECT {_CANDIDATE_COLUMNS} {_CANDIDATE_ROWS.format(hardware='?', device='?')} "
+               f"ORDER BY {_CANDIDATE_ORDER}")
+
+
+def candidates_sql(hardware: str, device: str) -> str:
+    """decide()'s candidate releases for the SQL expressions ``hardware`` and
+    ``device`` (the device row's id), as one PostgreSQL JSON array of rows
+    (NULL for none): for a statement that reads them along with a check-in's
+    write (``server.devices.checkins``)."""
+    return (f"(SELECT json_agg(json_build_array({_CANDIDATE_COLUMNS}) ORDER BY {_CANDIDATE_ORDER}) "
+            f"{_CANDIDATE_ROWS.format(hardware=hardware, device=device)})")
 
 
 def update_for(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, firmware: str,
-               flags: list[str] | None = None, now: int | None = None) -> UpdateOffer | None:
+               flags: list[str] | None = None, now: int | None = None,
+               candidates: list | None = None) -> UpdateOffer | None:
     """The update a device running ``firmware`` should install now, if any;
     the first time a release is offered to the device, the offer is recorded
-    (with its health ``flags`` then) for the rollouts and its history."""
-    decision = decide(settings, db, device, firmware)
+    (with its health ``flags`` then) for the rollouts and its history.
+    ``candidates``: decide()'s first read, if it was read already."""
+    decision = decide(settings, db, device, firmware, candidates)
     if decision is None:
         return None
     offer, admission = decision
@@ -305,20 +317,23 @@ def update_for(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, f
     return offer
 
 
-def decide(settings: Settings, db: SqliteDatabase, device: DeviceIdentity,
-           firmware: str) -> tuple[UpdateOffer, gate.Admission] | None:
+def decide(settings: Settings, db: SqliteDatabase, device: DeviceIdentity, firmware: str,
+           candidates: list | None = None) -> tuple[UpdateOffer, gate.Admission] | None:
     """The one update-offer decision: which release, if any, a device is
     offered on this check-in.  Read-only and bounded: one query for the
-    candidate releases, then per candidate a cached target lookup and (for a
-    release under a rollout) ``gate.admit``'s indexed reads.
+    candidate releases (none when ``candidates`` are given: the rows that
+    query returns, read with the check-in's write on PostgreSQL), then per
+    candidate a cached target lookup and (for a release under a rollout)
+    ``gate.admit``'s indexed reads.
 
     A release whose rollout does not admit the device yet (its wave has not
     started, the rollout is paused or halted) is passed over as if it were
     not approved, so an older release of the scope may still apply.  Further
     gates (maintenance windows) belong here, beside ``gate.admit``.
     """
-    for rid, repo, path, version, hardware_json, allow_downgrade in execute_prepared(
-            db, "airlock_candidates", _CANDIDATES, (device.hardware, device.pk)).fetchall():
+    if candidates is None:
+        candidates = execute_prepared(db, "airlock_candidates", _CANDIDATES, (device.hardware, device.pk)).fetchall()
+    for rid, repo, path, version, hardware_json, allow_downgrade in candidates:
         if device.hardware not in json.loads(hardware_json):
             continue
         if TARGETS.find(settings.public_dir, repo, path) is None:
