@@ -311,7 +311,11 @@ def _run(scratch: Path, *, devices: int, window: float, new_share: float, databa
                              timeout=window + 300)
         cpu = (serve_cpu_seconds(base) - cpu_before, _children_cpu() - client_before,
                _database_cpu(database_url) - db_before)
-        stored = stored_checkins(base) - before
+        try:
+            stored = stored_checkins(base) - before
+        except RuntimeError as exc:  # the appliance stopped answering: say what its log says
+            lines = (home / "serve.log").read_text(errors="replace").splitlines()
+            raise RuntimeError(f"{exc}; the end of `airlock serve`'s log:\n" + "\n".join(lines[-40:])) from None
         load_after = os.getloadavg()[0]
     sqlite_stored = None if base_sqlite is None else _sqlite_checkins(home / "airlock.db") - base_sqlite
     answered = result["statuses"]["checkin"].get("200", 0)
