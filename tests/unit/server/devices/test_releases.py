@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from server.db import engine_of
 from server.devices import services
-from server.devices.exceptions import NotFoundError, ReleaseError
+from server.devices.exceptions import InvalidTokenError, NotFoundError, ReleaseError
 from server.devices.records import Checkin, UpdateReportIn
 from server.devices.releases import should_install, version_key
 from tests.conftest import pin
@@ -232,3 +233,35 @@ def test_a_release_behind_a_role_that_expired_is_no_longer_offered(settings, db,
     assert checkin(settings, db, dev).update is None
     with pytest.raises(ReleaseError, match="stops at role 'gateways' of acme, which expired on"):
         services.approve(settings, "acme", "gw/gw-5.0.0.bin", "it", group="pilot")
+
+
+def test_what_a_checkin_reads_after_its_write_comes_with_the_write_on_postgresql(settings, db, repo, monkeypatch):
+    """Through the group commit: on PostgreSQL the batch's one statement
+    also returns the kinds of the device's open alerts and its candidate
+    releases, and neither is read again; on SQLite both are read after the
+    write as before.  Either way the check-in closes the offline alert and
+    is offered the approved release, and a revoked token still stores nothing."""
+    from server.alerts import services as alerts
+    from server.devices import releases
+    from server.devices.group_commit import GroupCommit
+
+    dev = accepted(settings, SimDevice("d-with"))
+    release = services.approve(settings, repo, "plc-x/fw-2.0.0.bin", "it", hardware="plc-x")
+    alerts.open_alert("device_offline", alerts.device_subject("d-with"), "silent for a test")
+    reads: list[str] = []
+    for module in (alerts, releases):
+        real = module.execute_prepared
+        monkeypatch.setattr(module, "execute_prepared",
+                            lambda db_, name, *args, real=real: reads.append(name) or real(db_, name, *args))
+    writer = GroupCommit(db)
+    device = services.authenticate(db, dev.token)
+    result = services.record_checkin(settings, db, device, Checkin("1.0.0", {}), writer=writer)
+    assert result.update is not None and result.update.release_id == release.id
+    assert [a.kind for a in alerts.list_alerts() if a.subject == "device:d-with"] == []  # closed by the check-in
+    if engine_of(db) == "postgresql":
+        assert reads == []
+    else:
+        assert reads == ["airlock_open_alerts", "airlock_candidates"]
+    services.reject("d-with", "it")  # the token is revoked: the batch stores nothing and reads nothing for it
+    with pytest.raises(InvalidTokenError):
+        services.record_checkin(settings, db, device, Checkin("1.0.0", {}), writer=writer)
