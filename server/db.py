@@ -144,18 +144,46 @@ class AppPostgresDatabase(PooledPostgresqlDatabase):
         """``sql`` (``?`` placeholders) as the server-side prepared statement
         ``name``: prepared on the thread's connection the first time that
         connection runs it, then only ``EXECUTE``d, so that PostgreSQL neither
-        parses nor plans it again (about half of what a check-in's short
-        reads cost it, docs/benchmarks.md).  A prepared statement lives as
-        long as its connection and survives a rolled-back transaction."""
+        parses nor plans it again (a third to a half of what a check-in's
+        short reads cost it, measured as in docs/benchmarks.md).  A prepared
+        statement lives as long as its connection and survives a rolled-back
+        transaction.  If the server has lost it (``DISCARD ALL``, a pooler
+        that changed the server connection), it is prepared again and run
+        once more, unless a transaction was open: that one is aborted, and
+        the error is raised."""
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"a prepared statement's name must match {_NAME.pattern}: {name!r}")
         self._log_query(sql, params)
         with _driver_errors:  # the driver's errors as peewee's, as execute_sql raises them
             cursor = self.cursor()
             prepared = cursor.connection.prepared
-            if name not in prepared:
-                cursor.execute(f"PREPARE {name} AS {_numbered(sql)}")
-                prepared.add(name)
-            cursor.execute(_executes(name, len(params)), params)
-        return cursor
+            for attempt in (1, 2):
+                if name not in prepared:
+                    try:
+                        cursor.execute(f"PREPARE {name} AS {_numbered(sql)}")
+                    except _driver().errors.DuplicatePreparedStatement:  # prepared, but not by us: the same name,
+                        if not self.in_transaction():                     # the same SQL (names are per statement)
+                            prepared.add(name)
+                            continue
+                        raise
+                    prepared.add(name)
+                try:
+                    cursor.execute(_executes(name, len(params)), params)
+                    return cursor
+                except _driver().errors.InvalidSqlStatementName:
+                    prepared.discard(name)
+                    if attempt == 2 or self.in_transaction():
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _driver() -> Any:
+    import psycopg2.errors  # type: ignore[import-untyped]
+
+    return psycopg2
 
 
 def execute_prepared(db: Any, name: str, sql: str, params: Any = ()):

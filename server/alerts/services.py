@@ -110,6 +110,9 @@ def close_alert(kind: str, subject: str, reason: str = "resolved") -> bool:
 _OPEN_KINDS = "SELECT kind FROM alert WHERE subject = {subject} AND closed_at IS NULL"
 
 
+_OPEN_KINDS_OF = _OPEN_KINDS.format(subject="?")
+
+
 def open_kinds_sql(subject: str) -> str:
     """The kinds of the open alerts of the SQL expression ``subject``, as one
     PostgreSQL array: on_checkin's read, for a statement that reads it along
@@ -124,8 +127,7 @@ def on_checkin(db, device_id: str, flags: list[str], open_now: set[str] | None =
     with the check-in's write); a write only when something changes."""
     subject = device_subject(device_id)
     if open_now is None:
-        open_now = {k for (k,) in execute_prepared(db, "airlock_open_alerts", _OPEN_KINDS.format(subject="?"),
-                                                   (subject,)).fetchall()}
+        open_now = {k for (k,) in execute_prepared(db, "airlock_open_alerts", _OPEN_KINDS_OF, (subject,)).fetchall()}
     wanted = {kind for flag, kind in _CHECKIN_KINDS.items() if flag in flags}
     to_open = wanted - open_now
     to_close = (open_now & ({"device_offline"} | set(_CHECKIN_KINDS.values()))) - wanted

@@ -14,9 +14,10 @@ A sweep: one scan of the accepted devices (``state`` is indexed) that are
 silent and have no open ``device_offline`` alert, opening at most
 ``MAX_OPENS`` alerts per sweep (the rest in the next: a transaction stays
 short even after a plant-wide outage); it closes the offline alerts of
-devices that were decommissioned or rejected meanwhile; and it reads each
-served repository's roles' expiry.  A device's offline alert closes at its
-next check-in (``services.on_checkin``).
+devices that were decommissioned or rejected meanwhile, and of devices that
+checked in since (a check-in closes its own, ``services.on_checkin``; this
+catches one opened by a sweep racing that check-in); and it reads each
+served repository's roles' expiry.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ _SILENT = ("SELECT d.device_id, d.last_seen FROM device AS d WHERE d.state = 'ac
            "AND a.subject = 'device:' || d.device_id) ORDER BY d.last_seen LIMIT ?")
 _GONE = ("SELECT a.subject FROM alert AS a WHERE a.kind = 'device_offline' AND a.closed_at IS NULL AND NOT EXISTS "
          "(SELECT 1 FROM device AS d WHERE 'device:' || d.device_id = a.subject AND d.state = 'accepted')")
+# Offline alerts of devices that checked in since: a check-in closes its own,
+# but one opened by a sweep that read the device as silent just before the
+# check-in stored, and committed just after it read its alerts, would stay
+# open until the device's next check-in.
+_BACK = ("SELECT a.subject FROM alert AS a WHERE a.kind = 'device_offline' AND a.closed_at IS NULL AND EXISTS "
+         "(SELECT 1 FROM device AS d WHERE 'device:' || d.device_id = a.subject AND d.state = 'accepted' "
+         "AND d.last_seen >= ?)")
 
 
 def _expiring(settings: Settings, now: datetime) -> dict[str, str]:
@@ -81,6 +89,7 @@ def sweep(settings: Settings, now: datetime | None = None) -> SweepResult:
     cutoff = int(now.timestamp()) - OFFLINE_AFTER_INTERVALS * settings.checkin_interval
     silent = database.execute_sql(_SILENT, (cutoff, MAX_OPENS)).fetchall()
     gone = [s for (s,) in database.execute_sql(_GONE).fetchall()]
+    back = [s for (s,) in database.execute_sql(_BACK, (cutoff,)).fetchall()]
     expiring = _expiring(settings, now)
     open_repos = {s for (s,) in database.execute_sql(
         "SELECT subject FROM alert WHERE kind = 'metadata_expiring' AND closed_at IS NULL").fetchall()}
@@ -91,6 +100,8 @@ def sweep(settings: Settings, now: datetime | None = None) -> SweepResult:
                             f"last check-in {iso(datetime.fromtimestamp(last_seen, now.tzinfo))}", stamp)
         for subject in gone:
             closed += close_in_transaction("device_offline", subject, "no longer an accepted device", stamp)
+        for subject in back:
+            closed += close_in_transaction("device_offline", subject, "checked in again", stamp)
         for name, detail in expiring.items():
             opened += open_in_transaction("metadata_expiring", f"repository:{name}", detail, stamp)
         for subject in open_repos - {f"repository:{n}" for n in expiring}:

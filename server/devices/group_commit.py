@@ -9,7 +9,10 @@ docs/benchmarks.md).  Here a request thread hands its check-in to the
 worker's writer thread and waits; the writer takes everything queued (up to
 ``MAX_BATCH``, each device once) and writes it in one transaction of two
 statements (``server.devices.checkins.write_checkins``; on PostgreSQL one
-prepared statement, a transaction by itself).  A request is
+prepared statement, a transaction by itself; should reading its answer
+fail after it committed, every check-in in it is told of the error although
+it was stored, and its device checks in again: one sample more, nothing
+lost).  A request is
 answered only after the transaction holding its check-in has committed, so
 what a device is told was stored, was stored; if the transaction fails, every
 check-in in it gets the error and nothing of it is kept.  A request that
@@ -22,8 +25,9 @@ is written at once.  The writer is started on first use in the process that
 uses it (after gunicorn forks), and restarted if it ever stops.
 
 On PostgreSQL the same batches are written by each worker of each app server
-at once, without the writers' lock: the batch's rows are in id order, so that
-two batches do not wait on each other crosswise, and a transaction
+at once, without the writers' lock: the batch's rows are sorted by id (which makes
+crosswise waits between two batches unlikely; the plan decides the order
+PostgreSQL locks them in), and a transaction
 PostgreSQL still aborts as a deadlock or a serialization failure is written
 again (up to ``RETRIES`` times) before any request hears of it.
 """

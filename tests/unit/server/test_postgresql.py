@@ -220,7 +220,6 @@ def test_a_statement_is_prepared_once_per_connection_and_then_only_executed(post
     from peewee import IntegrityError
 
     db = open_postgresql(postgres_cluster.new_database())
-    other = open_postgresql(postgres_cluster.new_database())
     sent: list[str] = []
     try:
         db.execute_sql("CREATE TABLE pair (k TEXT PRIMARY KEY, v BIGINT NOT NULL)")
@@ -248,7 +247,7 @@ def test_a_statement_is_prepared_once_per_connection_and_then_only_executed(post
         assert dbmod.execute_prepared(db, "t_pair", sql, ("b", 1)).fetchall() == expected
         assert sent == ["PREPARE", "EXECUTE", "EXECUTE"]
         monkeypatch.undo()
-        assert _prepared_names(db) == ["t_pair"] and _prepared_names(other) == []
+        assert _prepared_names(db) == ["t_pair"]
         with db.atomic():
             dbmod.execute_prepared(db, "t_insert", "INSERT INTO pair VALUES (?, ?)", ("c", 3))
             db.rollback()
@@ -268,7 +267,6 @@ def test_a_statement_is_prepared_once_per_connection_and_then_only_executed(post
         assert got[0][0] == expected and got[0][1] != pid and got[0][2] == ["t_pair"]
     finally:
         db.close_all()
-        other.close_all()
 
 
 def test_execute_prepared_on_sqlite_is_execute_sql(tmp_path):
@@ -280,3 +278,35 @@ def test_execute_prepared_on_sqlite_is_execute_sql(tmp_path):
         assert dbmod.execute_prepared(db, "t_pair", sql, ("a?", 2)).fetchall() == [("a?", 1), ("b", 2)]
     finally:
         db.close()
+
+
+def test_a_statement_the_server_lost_is_prepared_again(postgres_cluster):
+    """After ``DEALLOCATE ALL`` (as ``DISCARD ALL`` or a pooler changing the
+    server connection would leave it) the next use prepares the statement
+    again and answers; inside a transaction the error is raised (the
+    transaction is aborted) and the use after it prepares again; a name
+    that is not a plain identifier is refused before any SQL."""
+    from peewee import DatabaseError as PeeweeError
+
+    db = open_postgresql(postgres_cluster.new_database())
+    try:
+        sql = "SELECT ? + 1"
+        assert dbmod.execute_prepared(db, "t_inc", sql, (1,)).fetchone() == (2,)
+        db.execute_sql("DEALLOCATE ALL")
+        assert _prepared_names(db) == []
+        assert dbmod.execute_prepared(db, "t_inc", sql, (2,)).fetchone() == (3,)
+        assert _prepared_names(db) == ["t_inc"]
+        db.execute_sql("DEALLOCATE ALL")
+        with pytest.raises(PeeweeError, match="t_inc"), db.atomic():
+            dbmod.execute_prepared(db, "t_inc", sql, (3,))
+        assert dbmod.execute_prepared(db, "t_inc", sql, (4,)).fetchone() == (5,)
+        # prepared on the server but not known as such here: used as it is
+        db.execute_sql("DEALLOCATE ALL")
+        db.execute_sql("PREPARE t_inc AS SELECT $1::int + 1")
+        db.connection().prepared.discard("t_inc")
+        assert dbmod.execute_prepared(db, "t_inc", sql, (5,)).fetchone() == (6,)
+        for bad in ("t_inc; DROP TABLE x", "T", "1x", ""):
+            with pytest.raises(ValueError, match="prepared statement's name"):
+                dbmod.execute_prepared(db, bad, sql, (1,))
+    finally:
+        db.close_all()

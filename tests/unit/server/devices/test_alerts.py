@@ -83,6 +83,23 @@ def test_the_sweep_opens_offline_alerts_that_a_checkin_closes(settings, db):
     assert sweep(settings).closed == 1 and alerts.list_alerts() == []
 
 
+def test_the_sweep_closes_an_offline_alert_its_check_in_raced(settings, db):
+    """A sweep that read a device as silent and opened its offline alert
+    just after the device's check-in read its alerts: the next sweep sees
+    the device checked in since and closes the alert; a device that has not
+    checked in keeps its own."""
+    dev = accepted(settings, SimDevice("d-a5"))
+    accepted(settings, SimDevice("d-a6"))  # never checks in
+    alerts.open_alert("device_offline", "device:d-a6", "silent")
+    checkin(settings, db, dev)  # d-a5 checks in; the racing sweep's alert lands after it read its alerts:
+    alerts.open_alert("device_offline", "device:d-a5", "last check-in long ago")
+    assert open_kinds("device:d-a5") == {"device_offline"}
+    assert sweep(settings).closed == 1
+    assert open_kinds("device:d-a5") == set() and open_kinds("device:d-a6") == {"device_offline"}
+    [closed] = [a for a in alerts.list_alerts(include_closed=True, kind="device_offline") if a.closed_at]
+    assert closed.subject == "device:d-a5" and closed.close_reason == "checked in again"
+
+
 def test_the_sweep_warns_of_metadata_about_to_expire(settings, db, repo):  # noqa: F811
     day = replace(settings, alert_metadata_expiry_warning=86400)  # the simulator's timestamp lasts 7 days
     assert sweep(day).opened == 0

@@ -263,5 +263,7 @@ def test_what_a_checkin_reads_after_its_write_comes_with_the_write_on_postgresql
     else:
         assert reads == ["airlock_open_alerts", "airlock_candidates"]
     services.reject("d-with", "it")  # the token is revoked: the batch stores nothing and reads nothing for it
+    before = list(reads)
     with pytest.raises(InvalidTokenError):
         services.record_checkin(settings, db, device, Checkin("1.0.0", {}), writer=writer)
+    assert reads == before
