@@ -40,6 +40,7 @@ import queue
 import threading
 from collections import deque
 from contextlib import nullcontext
+from typing import Any
 
 from peewee import SqliteDatabase
 
@@ -182,9 +183,22 @@ class GroupCommit:
             for slot in batch:  # also those not claimed yet, if the transaction could not even begin
                 if not slot.cancelled:
                     slot.error = exc
+            if postgresql:
+                self._drop_if_broken()
         finally:
             for slot in batch:
                 slot.done.set()
+
+    def _drop_if_broken(self) -> None:
+        """After a failed batch on PostgreSQL: the writer's connection, if the
+        server dropped it (a restart, a terminated backend), is closed for
+        good, so that the next batch opens a new one.  The writer keeps its
+        connection for its life, and peewee, whose own state still says open,
+        would hand the dead one out to every later batch."""
+        db: Any = self.db  # a pooled AppPostgresDatabase here
+        conn = getattr(db._state, "conn", None)  # the writer thread's own
+        if conn is not None and conn.closed:
+            db.manual_close()
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -17,6 +17,7 @@ from server.devices import services
 from server.devices.exceptions import InvalidTokenError
 from server.devices.group_commit import GroupCommit
 from server.devices.records import Checkin
+from server.devices.views import checkin_database
 from server.devices.writes import _gate_for
 from tests.functional.devices.client import SimDevice
 from tests.support import homedb
@@ -248,3 +249,28 @@ def test_a_gathering_larger_than_a_batch_is_split(settings, db, home):
     assert not any(isinstance(r, Exception) for r in first + then), first + then
     assert writer.batches == 1 + 3  # the first alone, then the nine that gathered: 4 + 4 + 1
     assert set(_checkins(home).values()) == {1}
+
+
+def test_the_writer_reconnects_after_the_database_dropped_its_connection(settings, db, home):
+    """PostgreSQL restarted, or dropped the writer's connection: the batch in
+    flight fails (its devices check in again), and the next batch is written
+    on a new connection, not refused for the worker's life."""
+    from peewee import PeeweeException
+
+    devices = _fleet(settings, db, 3, "drop")
+    writer = GroupCommit(checkin_database(settings))
+    services.record_checkin(settings, db, devices[0], Checkin("1.0.0", {}), writer=writer)
+    if engine_of(db) == "postgresql":  # every other backend of this database: the writer's among them
+        killer = psycopg2.connect(settings.database_url)
+        killer.autocommit = True
+        killer.cursor().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        killer.close()
+        db.close_all()
+        with pytest.raises(PeeweeException):
+            services.record_checkin(settings, db, devices[1], Checkin("1.0.0", {}), writer=writer)
+    else:  # a SQLite file has no server to drop it: the writer simply goes on
+        services.record_checkin(settings, db, devices[1], Checkin("1.0.0", {}), writer=writer)
+    services.record_checkin(settings, db, devices[2], Checkin("1.0.0", {}), writer=writer)
+    expected_second = 0 if engine_of(db) == "postgresql" else 1
+    assert _checkins(home) == {"drop-0": 1, "drop-1": expected_second, "drop-2": 1}
