@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import re
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -199,15 +200,8 @@ def execute_prepared(db: Any, name: str, sql: str, params: Any = ()):
 @functools.lru_cache(maxsize=64)
 def _numbered(sql: str) -> str:
     """``?`` placeholders outside string literals as PostgreSQL's ``$1``, ``$2``..."""
-    parts = sql.split("'")
-    count = 0
-
-    def number(_match: re.Match) -> str:
-        nonlocal count
-        count += 1
-        return f"${count}"
-
-    return "'".join(re.sub(r"\?", number, part) if i % 2 == 0 else part for i, part in enumerate(parts))
+    numbers = itertools.count(1)
+    return _outside_literals(sql, lambda part: re.sub(r"\?", lambda _match: f"${next(numbers)}", part))
 
 
 @functools.lru_cache(maxsize=64)
@@ -251,12 +245,18 @@ def _pyformat(sql: str) -> str:
     """SQL written with ``?`` placeholders, for psycopg2: ``?`` outside
     string literals becomes ``%s`` and every ``%`` is doubled.  SQL that
     already uses ``%s`` outside literals (peewee's own) is left alone."""
-    parts = sql.split("'")
-    outside = parts[::2]
-    if any("%s" in part for part in outside):
+    if any("%s" in part for part in sql.split("'")[::2]):
         return sql
-    return "'".join(part.replace("%", "%%").replace("?", "%s") if i % 2 == 0 else part.replace("%", "%%")
-                    for i, part in enumerate(parts))
+    return _outside_literals(sql, lambda part: part.replace("%", "%%").replace("?", "%s"),
+                             lambda literal: literal.replace("%", "%%"))
+
+
+def _outside_literals(sql: str, outside: Callable[[str], str], inside: Callable[[str], str] = str) -> str:
+    """``sql`` with ``outside`` applied to what lies outside its string
+    literals and ``inside`` to their contents, in order (a doubled ``''``
+    inside a literal leaves an empty part between its halves, so both
+    halves still count as inside)."""
+    return "'".join(outside(part) if i % 2 == 0 else inside(part) for i, part in enumerate(sql.split("'")))
 
 
 @functools.cache
