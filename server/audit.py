@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass
 from peewee import TextField
 
 from server.clock import now_iso
-from server.db import hold_writer_lock
+from server.db import WRITE_LOCK, engine_of
 from server.models import BaseModel, database
 from signing.exceptions import AirlockError
-from signing.export import AUDIT_GENESIS, audit_hash
+from signing.export import AUDIT_GENESIS, audit_body, audit_hash
 
 logger = logging.getLogger(__name__)
 
@@ -75,23 +75,64 @@ class ChainReport:
 
 def record(actor: str, action: str, subject: str, details: dict | None = None, *, at: str | None = None) -> str:
     """Append one record; returns its hash.  Inside a transaction it joins it."""
-    fields = {"at": at or now_iso(), "actor": str(actor)[:MAX_TEXT], "action": str(action)[:MAX_TEXT],
-              "subject": str(subject)[:MAX_TEXT], "details": json.loads(json.dumps(details or {}, default=str))}
+    fields = _fields(actor, action, subject, details, at)
     if database.in_transaction():
-        return _append(fields)
-    with database.atomic("IMMEDIATE"):
-        return _append(fields)
+        digest = _append(fields)
+    else:
+        with database.atomic("IMMEDIATE"):
+            digest = _append(fields)
+    assert digest is not None  # no condition: always appended
+    return digest
 
 
-def _append(fields: dict) -> str:
-    hold_writer_lock(database)  # the chain's next link: one writer at a time, on every app server
+def record_if(exists: str, params: tuple, actor: str, action: str, subject: str, details: dict | None = None) -> bool:
+    """Inside the caller's transaction: append one record if ``SELECT 1 FROM
+    <exists>`` (with ``params``) finds a row once the chain's lock is held,
+    so a change committed by a writer before this one is seen.  False:
+    nothing appended (the caller rolls back what it wrote).  On SQLite the
+    transaction must hold the write lock already (``BEGIN IMMEDIATE``, or a
+    write before this), as every writer's there does."""
+    return _append(_fields(actor, action, subject, details, None), (exists, params)) is not None
+
+
+def _fields(actor: str, action: str, subject: str, details: dict | None, at: str | None) -> dict:
+    return {"at": at or now_iso(), "actor": str(actor)[:MAX_TEXT], "action": str(action)[:MAX_TEXT],
+            "subject": str(subject)[:MAX_TEXT], "details": json.loads(json.dumps(details or {}, default=str))}
+
+
+# PostgreSQL: the chain's next link in one round trip.  The writers' lock is
+# the first statement; the INSERT after it, sent in the same query string,
+# takes its own snapshot once the lock is held (READ COMMITTED), so it chains
+# to the head the previous holder committed, and computes the hash as
+# signing.export.audit_hash does (sha256 of the previous hash, a newline and
+# the body).  Three round trips (lock, head, insert) were one each, and the
+# lock is held until COMMIT: every enrollment that waited for it waited for
+# them all, each behind the worker's GIL (docs/benchmarks.md).
+_APPEND_POSTGRESQL = (
+    "SELECT pg_advisory_xact_lock(?); "
+    "INSERT INTO audit_log (at, actor, action, subject, details, prev_hash, hash) "
+    "SELECT ?, ?, ?, ?, ?, h.prev, encode(sha256(convert_to(h.prev, 'UTF8') || ?), 'hex') "
+    "FROM (SELECT coalesce((SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1), ?) AS prev) AS h")
+
+
+def _append(fields: dict, only_if: tuple[str, tuple] | None = None) -> str | None:
+    details = json.dumps(fields["details"], sort_keys=True, separators=(",", ":"))
+    values = (fields["at"], fields["actor"], fields["action"], fields["subject"], details)
+    if engine_of(database) == "postgresql":
+        sql, params = _APPEND_POSTGRESQL, (WRITE_LOCK, *values, b"\n" + audit_body(fields), AUDIT_GENESIS)
+        if only_if is not None:
+            sql, params = sql + " WHERE EXISTS (SELECT 1 FROM " + only_if[0] + ")", (*params, *only_if[1])
+        row = database.execute_sql(sql + " RETURNING hash", params).fetchone()
+        return row[0] if row else None
+    # SQLite: the caller's transaction holds the one write lock already
+    if only_if is not None and not database.execute_sql("SELECT 1 FROM " + only_if[0], only_if[1]).fetchone():
+        return None
     row = database.execute_sql("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     prev = row[0] if row else AUDIT_GENESIS
     digest = audit_hash(prev, fields)
     database.execute_sql(
         "INSERT INTO audit_log (at, actor, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (fields["at"], fields["actor"], fields["action"], fields["subject"],
-         json.dumps(fields["details"], sort_keys=True, separators=(",", ":")), prev, digest))
+        (*values, prev, digest))
     return digest
 
 

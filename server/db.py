@@ -209,15 +209,6 @@ def _executes(name: str, count: int) -> str:
     return f"EXECUTE {name} ({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
 
 
-def hold_writer_lock(db: Any) -> None:
-    """Inside a transaction: on PostgreSQL, take the writers' lock now if
-    the transaction did not begin with it (a plain ``atomic()``), so that
-    what follows is serial across app servers, as ``BEGIN IMMEDIATE`` is.
-    On SQLite a transaction that writes holds the one write lock anyway."""
-    if engine_of(db) == "postgresql":
-        db.execute_sql("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
-
-
 @contextlib.contextmanager
 def connected(db: Any) -> Iterator[None]:
     """``with connected(db):`` the thread's open connection, or one opened

@@ -84,11 +84,16 @@ def canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
+def audit_body(record: dict) -> bytes:
+    """What a record's hash covers after the previous hash and a newline:
+    the canonical JSON of its fields (at, actor, action, subject, details)."""
+    return canonical({k: record[k] for k in AUDIT_FIELDS})
+
+
 def audit_hash(previous: str, record: dict) -> str:
-    """A record's hash: SHA-256 of the previous hash, a newline, and the
-    canonical JSON of its fields (at, actor, action, subject, details)."""
-    body = canonical({k: record[k] for k in AUDIT_FIELDS})
-    return hashlib.sha256(previous.encode("ascii") + b"\n" + body).hexdigest()
+    """A record's hash: SHA-256 of the previous hash, a newline, and
+    :func:`audit_body`."""
+    return hashlib.sha256(previous.encode("ascii") + b"\n" + audit_body(record)).hexdigest()
 
 
 def public_key_file(appliance_id: str, key: Ed25519PublicKey) -> bytes:

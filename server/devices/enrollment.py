@@ -26,7 +26,7 @@ from peewee import Field, IntegrityError
 
 from server import audit
 from server.clock import iso, utcnow
-from server.db import connected, engine_of, hold_writer_lock
+from server.db import connected, engine_of
 from server.devices._common import canonical_json, key_fingerprint, new_token
 from server.devices.exceptions import (
     BadSignatureError,
@@ -246,12 +246,13 @@ def _write_new(plan: _Plan, req: EnrollmentRequest, stamp: str, digest: str | No
     if pk is None:  # the rule was removed meanwhile
         raise _Changed
     database.execute_sql(_NEW_KEY, (pk, req.public_key, stamp))
-    if rule is not None:
-        if postgresql:  # the audit chain's lock first, then the rule once more: a removal before us is seen
-            hold_writer_lock(database)
-            if not database.execute_sql("SELECT 1 FROM " + _RULE, matching).fetchone():
-                raise _Changed
+    if rule is None:
+        return
+    if not postgresql:  # the transaction holds SQLite's one write lock: the rule read above still holds
         _audit_auto_accept(rule, req)
+    # PostgreSQL: the audit chain's lock first, then the rule once more, so a removal before us is seen
+    elif not audit.record_if(_RULE, matching, *_auto_accept_record(rule, req)):
+        raise _Changed
 
 
 def _new_device(settings: Settings, req: EnrollmentRequest, stamp: str) -> EnrollmentResult:
@@ -293,9 +294,13 @@ def _known_device(settings: Settings, device: Device, req: EnrollmentRequest, st
     return _result(settings, "accepted", token=token)
 
 
+def _auto_accept_record(rule: int, req: EnrollmentRequest) -> tuple[str, str, str, dict]:
+    return (f"rule {rule}", "device.auto_accept", req.device_id,
+            {"hardware": req.hardware, "key_sha256": key_fingerprint(req.public_key)})
+
+
 def _audit_auto_accept(rule: int, req: EnrollmentRequest) -> None:
-    audit.record(f"rule {rule}", "device.auto_accept", req.device_id,
-                 {"hardware": req.hardware, "key_sha256": key_fingerprint(req.public_key)})
+    audit.record(*_auto_accept_record(rule, req))
 
 
 def _refused(device: Device) -> DeviceRefusedError:
