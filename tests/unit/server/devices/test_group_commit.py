@@ -274,3 +274,28 @@ def test_the_writer_reconnects_after_the_database_dropped_its_connection(setting
     services.record_checkin(settings, db, devices[2], Checkin("1.0.0", {}), writer=writer)
     expected_second = 0 if engine_of(db) == "postgresql" else 1
     assert _checkins(home) == {"drop-0": 1, "drop-1": expected_second, "drop-2": 1}
+
+
+def test_the_apps_writer_plans_its_batch_statement_once(settings, db, home):
+    """On PostgreSQL the app's check-in writer runs its batch statement on a
+    generic plan (server.devices.views.checkin_writer_database): left to
+    choose, PostgreSQL planned it again for every batch, and planning cost
+    more than running it.  A connection without the setting is the control."""
+    from server import create_app
+    from server.devices.views import api_state
+
+    devices = _fleet(settings, db, 6, "plan")
+    writer_db = api_state(create_app(settings)).checkin_writer.db
+    plain_db = checkin_database(settings)
+    try:
+        for i, device in enumerate(devices):  # written on this thread's connection of each: a batch each
+            services.record_checkin(settings, writer_db if i % 2 else plain_db, device, Checkin("1.0.1", {}))
+        assert all(count == 1 for count in _checkins(home).values()), _checkins(home)
+        if engine_of(db) != "postgresql":  # SQLite prepares each statement in the connection's cache: nothing to plan
+            return
+        plans = "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'airlock_store_checkins'"
+        assert writer_db.execute_sql(plans).fetchone() == (3, 0)
+        assert plain_db.execute_sql(plans).fetchone() == (0, 3)  # the control: custom plans (the first five always)
+    finally:
+        for opened in (writer_db, plain_db):
+            getattr(opened, "close_all", opened.close)()  # a pool on PostgreSQL
