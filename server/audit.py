@@ -91,7 +91,9 @@ def record_if(exists: str, params: tuple, actor: str, action: str, subject: str,
     so a change committed by a writer before this one is seen.  False:
     nothing appended (the caller rolls back what it wrote).  On SQLite the
     transaction must hold the write lock already (``BEGIN IMMEDIATE``, or a
-    write before this), as every writer's there does."""
+    write before this), as every writer's there does.  ``exists`` is SQL
+    pasted into the statement: a constant of the caller's module, never
+    built from a value (values go in ``params``)."""
     return _append(_fields(actor, action, subject, details, None), (exists, params)) is not None
 
 

@@ -264,6 +264,7 @@ def _preparing_connection() -> type:
     return PreparingConnection
 
 
+MIN_POSTGRESQL = 120000  # server_version_num: 12.0 (plan_cache_mode; sha256() is from 11)
 POOL_SIZE = 32  # PostgreSQL connections per process at most; more requests wait up to 30 s for one
 
 
@@ -273,7 +274,10 @@ def open_postgresql(url: str, read_only: bool = False, **options: Any) -> AppPos
     ``-c name=value`` settings for the session (e.g. synchronous_commit)."""
     if not url.startswith(("postgresql://", "postgres://")):
         raise SchemaError("database_url must start with postgresql://")
-    settings = {"application_name": "airlock", **options}
+    # READ COMMITTED whatever the server's default: the writers' lock and the
+    # audit chain rely on each statement reading what was committed before it
+    # began (server.audit), which a REPEATABLE READ transaction would not.
+    settings = {"application_name": "airlock", "default_transaction_isolation": r"read\ committed", **options}
     if read_only:
         settings["default_transaction_read_only"] = "on"
     flags = " ".join(f"-c {k}={v}" for k, v in settings.items())
@@ -434,6 +438,11 @@ def _migrate_postgresql(db: Any) -> list[str]:
     running `airlock init` at once apply each migration once."""
     names = {n: name for n, name, _ in available_migrations()}
     pending = postgresql_migrations()
+    (version,) = db.execute_sql("SHOW server_version_num").fetchone()
+    if int(version) < MIN_POSTGRESQL:
+        raise SchemaError(f"PostgreSQL {int(version) // 10000} is too old: Airlock needs PostgreSQL "
+                          f"{MIN_POSTGRESQL // 10000} or later (sha256(), plan_cache_mode); upgrade the database "
+                          "server, or leave database_url out of airlock.toml to use a SQLite file")
     with db.atomic():
         db.execute_sql("SELECT pg_advisory_xact_lock(?)", (MIGRATE_LOCK,))
         db.execute_sql("CREATE TABLE IF NOT EXISTS schema_migration ("

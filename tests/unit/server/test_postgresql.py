@@ -310,3 +310,50 @@ def test_a_statement_the_server_lost_is_prepared_again(postgres_cluster):
                 dbmod.execute_prepared(db, bad, sql, (1,))
     finally:
         db.close_all()
+
+
+def test_sessions_read_committed_whatever_the_servers_default(postgres_cluster):
+    """The writers' lock and the audit chain need each statement to read what
+    was committed before it began: a database whose default a DBA set to
+    REPEATABLE READ still gets READ COMMITTED sessions from the appliance,
+    and the session's other settings (synchronous_commit) still apply."""
+    url = postgres_cluster.new_database()
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    admin.cursor().execute("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = "
+                           "''repeatable read''', current_database()); END $$")
+    admin.close()
+    plain = psycopg2.connect(url)
+    db = open_postgresql(url, synchronous_commit="off")
+    try:
+        cursor = plain.cursor()
+        cursor.execute("SHOW transaction_isolation")
+        assert cursor.fetchone() == ("repeatable read",)  # the database's default, as a plain client sees it
+        with db.atomic():
+            assert db.execute_sql("SHOW transaction_isolation").fetchone() == ("read committed",)
+            assert db.execute_sql("SHOW synchronous_commit").fetchone() == ("off",)
+    finally:
+        plain.close()
+        db.close_all()
+
+
+def test_a_postgresql_too_old_is_refused_in_one_line_before_any_change(postgres_cluster, monkeypatch):
+    url = postgres_cluster.new_database(migrated=False)
+    monkeypatch.setattr(dbmod, "MIN_POSTGRESQL", 990000)  # this server (15) as if 99 were needed
+    db = open_postgresql(url)
+    try:
+        with pytest.raises(SchemaError) as refused:
+            migrate(db)
+        assert "Airlock needs PostgreSQL 99 or later" in str(refused.value)
+        assert "leave database_url out of airlock.toml" in str(refused.value)
+        (tables,) = db.execute_sql("SELECT count(*) FROM information_schema.tables "
+                                   "WHERE table_schema = 'public'").fetchone()
+        assert tables == 0
+    finally:
+        db.close_all()
+    monkeypatch.undo()
+    db = open_postgresql(url)
+    try:
+        assert migrate(db)  # the same server, at the real minimum: migrated
+    finally:
+        db.close_all()

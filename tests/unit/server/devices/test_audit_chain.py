@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 
+import psycopg2
+
 from server import audit
 from server.db import WRITE_LOCK
 from server.devices import services
@@ -18,12 +20,15 @@ from signing.export import AUDIT_GENESIS, audit_hash
 
 def test_each_record_chains_to_the_last_with_the_hash_verify_computes(settings, db):
     first = audit.record("it", "test.first", "subject-1", {"n": 1})
-    second = audit.record("Zoë ⚙", "test.second", "line 3 \x1b[31m", {"text": "naïve", "list": [1, "two"]})
+    odd = "100% ?, %s, %(x)s, 'quoted', back\\slash, $1"  # what placeholders and literals are made of
+    second = audit.record("Zoë ⚙", "test.second", "line 3 \x1b[31m " + odd,
+                          {"text": "naïve " + odd, "list": [1, "two"]})
     rows = list(audit.iter_rows())
     assert [r["hash"] for r in rows] == [first, second]
     assert rows[0]["prev_hash"] == AUDIT_GENESIS and rows[1]["prev_hash"] == first
     assert first == audit_hash(AUDIT_GENESIS, rows[0]) and second == audit_hash(first, rows[1])
-    assert rows[1]["actor"] == "Zoë ⚙" and rows[1]["details"] == {"text": "naïve", "list": [1, "two"]}
+    assert rows[1]["actor"] == "Zoë ⚙" and rows[1]["subject"].endswith(odd)
+    assert rows[1]["details"] == {"text": "naïve " + odd, "list": [1, "two"]}
     assert audit.verify().records == 2
 
 
@@ -82,15 +87,34 @@ def test_record_if_sees_what_a_writer_committed_while_it_waited(settings, db, en
     assert holding.wait(timeout=30)
     second = threading.Thread(target=appender)
     second.start()
-    time.sleep(0.5)
-    if engine == "postgresql":  # waiting for the writers' lock (on SQLite, for the database's write lock)
+    if engine == "postgresql":  # until its statement is seen waiting for the writers' lock
+        _until_waiting_for_the_lock(settings.database_url)
         assert second.is_alive() and not outcome
+    else:  # waiting for the database's write lock in its BEGIN IMMEDIATE, which nothing outside shows
+        time.sleep(0.5)
     release.set()
     first.join(timeout=30)
     second.join(timeout=30)
     assert outcome == [False]
     assert "test.late" not in [r["action"] for r in audit.iter_rows()]
     assert audit.verify().records == 1
+
+
+def _until_waiting_for_the_lock(url: str, timeout: float = 30.0) -> None:
+    watcher = psycopg2.connect(url)
+    try:
+        watcher.autocommit = True
+        deadline = time.monotonic() + timeout
+        while True:
+            cursor = watcher.cursor()
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                           "AND objid = %s", (WRITE_LOCK & 0xFFFFFFFF,))
+            if cursor.fetchone()[0]:
+                return
+            assert time.monotonic() < deadline, "nobody waited for the writers' lock"
+            time.sleep(0.01)
+    finally:
+        watcher.close()
 
 
 def test_many_writers_at_once_make_one_chain(settings, db, engine):

@@ -14,6 +14,7 @@ import pytest
 from server import audit
 from server.devices import enrollment, services
 from server.devices.exceptions import DeviceRefusedError, InvalidTokenError
+from server.models import database
 from tests.functional.devices.client import SimDevice
 from tests.unit.server.devices.conftest import accepted, request_for
 
@@ -158,6 +159,45 @@ def test_a_device_removed_after_the_read_and_its_ids_taken_gets_nothing(settings
     assert (result.state, result.token) == ("pending", None)  # as the serial path: a new, unknown device
     assert services.get_device(settings, "r-7").state == "pending"
     assert services.get_device(settings, "r-8").state == "accepted"
+
+
+def test_a_rule_removed_after_the_device_row_and_before_the_audit_lock_accepts_nobody(settings, db, monkeypatch,
+                                                                                     engine):
+    """PostgreSQL: the new device's row is written (its rule was there),
+    and IT removes the rule before the enrollment's audit record takes the
+    writers' lock.  The record reads the rule once the lock is held, finds
+    it gone, appends nothing, and the serial path makes the device pending.
+    On SQLite the enrollment's transaction holds the one write lock from
+    its first write, so no removal gets in between: nothing to race."""
+    rule = services.add_rule("plc-x", TOKEN, "it")
+    appended = audit.record_if
+    removals: list = []
+
+    def removed_first(*args, **kwargs):
+        if not removals:  # the removal commits on its own connection while this transaction waits
+            def remove() -> None:
+                try:
+                    removals.append(services.remove_rule(rule.id, "it"))
+                finally:
+                    database.close()
+
+            remover = threading.Thread(target=remove)
+            remover.start()
+            remover.join(timeout=30)
+            assert removals, "the removal did not commit"
+        return appended(*args, **kwargs)
+
+    monkeypatch.setattr(audit, "record_if", removed_first)
+    result = services.enroll(settings, request_for(SimDevice("r-9"), enrollment_token=TOKEN))
+    if engine == "postgresql":
+        assert len(removals) == 1
+        assert (result.state, result.token) == ("pending", None)
+        assert services.get_device(settings, "r-9").state == "pending"
+        assert "device.auto_accept" not in _actions("r-9")
+        assert audit.verify().records == 2  # the rule added, and removed
+    else:
+        assert removals == [] and result.state == "accepted"
+        assert audit.verify().records == 2  # the rule added, and the device auto-accepted
 
 
 @pytest.mark.parametrize("admission", ["remove", "accept_new_key", "reject"])
