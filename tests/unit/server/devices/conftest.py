@@ -3,6 +3,9 @@ with the models bound to its SQLite file."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import pytest
 
 from server import bind_database
@@ -46,3 +49,14 @@ def counts(home) -> dict[str, int]:
                           "firmware_release", "device_tag", "auto_accept_rule")}
     finally:
         con.close()
+
+
+def at_once(work: Callable[[int], None], parts: int = 8, timeout: float = 120.0) -> None:
+    """Run ``work(0)`` ... ``work(parts - 1)``, each in a thread of its own,
+    and wait until all have finished (at most ``timeout`` seconds each)."""
+    threads = [threading.Thread(target=work, args=(p,)) for p in range(parts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a thread did not finish in time"

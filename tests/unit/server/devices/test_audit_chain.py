@@ -16,6 +16,7 @@ from server.db import WRITE_LOCK
 from server.devices import services
 from server.models import database
 from signing.export import AUDIT_GENESIS, audit_hash
+from tests.unit.server.devices.conftest import at_once
 
 
 def test_each_record_chains_to_the_last_with_the_hash_verify_computes(settings, db):
@@ -137,12 +138,8 @@ def test_many_writers_at_once_make_one_chain(settings, db, engine):
         finally:
             database.close()
 
-    threads = [threading.Thread(target=work, args=(p,)) for p in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads) and not failures
+    at_once(work)
+    assert not failures
     rows = list(audit.iter_rows())
     assert len(rows) == 200 and len({r["prev_hash"] for r in rows}) == 200  # no two links on the same head
     assert audit.verify().records == 200

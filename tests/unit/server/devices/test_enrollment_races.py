@@ -16,7 +16,7 @@ from server.devices import enrollment, services
 from server.devices.exceptions import DeviceRefusedError, InvalidTokenError
 from server.models import database
 from tests.functional.devices.client import SimDevice
-from tests.unit.server.devices.conftest import accepted, request_for
+from tests.unit.server.devices.conftest import accepted, at_once, request_for
 
 TOKEN = "commission-2026-races-01"
 
@@ -118,12 +118,7 @@ def test_many_enrollments_at_once_all_land_and_the_audit_chain_holds(settings, d
             finally:
                 db.close()
 
-    threads = [threading.Thread(target=work, args=(p,)) for p in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads)
+    at_once(work)
     assert len(results) == len(requests) + len(again)
     assert all(getattr(r, "state", None) == "accepted" for r in results.values()), results
     assert sorted(d.device_id for d in services.list_devices(settings)) == sorted(d.device_id for d in fleet)
