@@ -14,13 +14,14 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from peewee import SqliteDatabase
 
 from server.console.permissions import api_user
 from server.db import PRAGMAS, open_settings_database
-from server.devices import services
+from server.devices import checkins, services
 from server.devices.exceptions import (
     InvalidRequestError,
     NotFoundError,
@@ -59,16 +60,18 @@ _BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]{1,128})", re.IGNORECASE)
 CHECKIN_PRAGMAS = {**PRAGMAS, "synchronous": "normal"}
 
 
-def checkin_database(settings, generic_plans: bool = False):
+def checkin_database(settings, generic_plans: bool = False, name: str = "airlock-checkins"):
     """The check-ins' own connection: SQLite with synchronous=NORMAL, or on
     PostgreSQL with synchronous_commit=off, its equivalent (a crash of the
     database server can lose the latest check-ins, never corrupts, and every
     later durable commit flushes them too).  ``generic_plans``: on
-    PostgreSQL, prepared statements run on a generic plan."""
+    PostgreSQL, prepared statements run on a generic plan.  ``name``: its
+    sessions' application_name on PostgreSQL (what pg_stat_activity shows)."""
     if settings.database_url and generic_plans:
-        return open_settings_database(settings, synchronous_commit="off", plan_cache_mode="force_generic_plan")
+        return open_settings_database(settings, synchronous_commit="off", plan_cache_mode="force_generic_plan",
+                                      application_name=name)
     if settings.database_url:
-        return open_settings_database(settings, synchronous_commit="off")
+        return open_settings_database(settings, synchronous_commit="off", application_name=name)
     return SqliteDatabase(str(settings.database_path), pragmas=CHECKIN_PRAGMAS, autoconnect=True)
 
 
@@ -80,7 +83,7 @@ def checkin_writer_database(settings):
     always looked cheaper), and planning took longer than running it:
     0.41 ms a batch, about a third of PostgreSQL's CPU in a 30,000-device
     herd (docs/benchmarks.md).  The generic plan is the same index scans."""
-    return checkin_database(settings, generic_plans=True)
+    return checkin_database(settings, generic_plans=True, name="airlock-checkin-writer")
 
 
 class _ApiState:
@@ -94,6 +97,19 @@ class _ApiState:
         self.pooled = bool(settings.database_url)
         self.maintenance = MaintenanceScheduler(settings)
         self.rollouts = RolloutScheduler(settings)
+
+    def open_ahead(self, connections: int) -> None:
+        """On PostgreSQL, before a worker takes its first request: open
+        ``connections`` check-in connections, each with the token lookup
+        prepared, and its writer's, with the batch statement prepared.
+        A worker that opened them as the fleet arrived, after a power cut,
+        answered its first tenth of a minute several times slower than the
+        rest (docs/benchmarks.md).  Nothing to do on SQLite."""
+        if not self.pooled:
+            return
+        self.checkin_db.open_ahead(connections, {checkins.AUTH_STATEMENT: checkins.AUTH_SQL})
+        writer_db: Any = self.checkin_writer.db  # an AppPostgresDatabase here
+        writer_db.open_ahead(1, {checkins.STORE_STATEMENT: checkins.STORE_SQL})
 
 
 @bp.record_once
@@ -168,6 +184,14 @@ def checkin_answer(api: _ApiState, token: str | None, body: Callable[[], dict], 
     Flask, for plain check-ins (appliance/fast_checkin.py)."""
     try:
         device = services.authenticate(api.checkin_db, token)
+        if api.pooled:
+            # PostgreSQL: the connection goes back to the pool while the
+            # check-in waits for its group commit (the writer has its own),
+            # so a worker's check-ins share a few connections instead of
+            # holding one each.  A check-in that reports another firmware
+            # version (looked up before the write) or a new health flag
+            # (read after it) takes one again, for those reads.
+            api.checkin_db.close()
         data = body()
         result = services.record_checkin(api.settings, api.checkin_db, device,
                                          Checkin(data["firmware"], data.get("metrics", {})),

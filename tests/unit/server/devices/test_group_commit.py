@@ -299,3 +299,36 @@ def test_the_apps_writer_plans_its_batch_statement_once(settings, db, home):
     finally:
         for opened in (writer_db, plain_db):
             getattr(opened, "close_all", opened.close)()  # a pool on PostgreSQL
+
+
+def test_a_checkin_waiting_for_its_commit_holds_no_connection_of_the_checkins_pool(settings, db, home):
+    """On PostgreSQL a check-in gives its connection back once its token is
+    checked: while it waits for the writer's commit, the worker's other
+    check-ins can use it (the writer has its own), so a worker's check-ins
+    share a few connections instead of holding one each."""
+    from server import create_app
+    from server.devices.views import api_state, checkin_answer
+
+    devices = [accepted(settings, SimDevice(f"pool-{i}")) for i in range(4)]
+    api = api_state(create_app(settings))
+    body = {"firmware": "1.0.0", "metrics": {"uptime_s": 60}}  # the version it runs: nothing to look up
+    try:
+        with _writer_held(db):
+            threads, out = _in_threads([lambda d=d: checkin_answer(api, d.token, lambda: body, "127.0.0.1")
+                                        for d in devices])
+            writer = api.checkin_writer
+            _until(lambda: writer.received + writer._queue.qsize() == len(devices),  # noqa: SLF001
+                   "every check-in was handed to the writer")
+            assert not any(out), "answered before the commit"
+            if engine_of(db) == "postgresql":
+                assert len(api.checkin_db._in_use) == 0  # noqa: SLF001 - the pool's connections handed out
+                assert len(api.checkin_db._connections) >= 1  # noqa: SLF001 - given back, not closed
+        for t in threads:
+            t.join(10)
+        assert all(isinstance(answer, dict) and answer["checkin_interval"] == settings.checkin_interval
+                   for answer in out), out
+        assert _checkins(home) == {d.device_id: 1 for d in devices}
+    finally:
+        if engine_of(db) == "postgresql":
+            api.checkin_db.close_all()
+            api.checkin_writer.db.close_all()
