@@ -2,7 +2,8 @@
 
 A fleet of ``devices`` (default 50,000) is enrolled first, all but a share
 ``new_share`` of it (default 5%): those are devices installed during the
-outage, which enroll when they come up.  Then the appliance goes through a
+outage, which enroll when they come up.  The others are as their check-ins
+before the cut left them (their address, their metrics, one boot fewer).  Then the appliance goes through a
 power cut (``airlock serve`` stopped and started again, so every connection
 and cache is gone) and every device arrives at a random moment within
 ``window`` seconds (default 60): each opens its own connection, enrolls
@@ -236,8 +237,11 @@ def _database(database_url: str | None) -> Iterator[None]:
 
 def _enrolled_fleet(home: Path, count: int, database_url: str | None) -> list[str]:
     """``count`` accepted devices, each with an active key and a bearer
-    token, inserted as enrollment leaves them (on whatever database the
-    settings name); their tokens."""
+    token, inserted as enrollment and their check-ins before the power cut
+    left them (on whatever database the settings name); their tokens.
+    Each had checked in an interval before the cut, from the address it
+    comes back from, with the metrics it comes back with but one boot
+    fewer (the cut rebooted it)."""
     from server import bind_database
     from server.devices._common import new_token
     from server.devices.models import Device, DeviceKey
@@ -246,6 +250,9 @@ def _enrolled_fleet(home: Path, count: int, database_url: str | None) -> list[st
     environ = dict(os.environ, **({"AIRLOCK_DATABASE_URL": database_url} if database_url else {}))
     db = bind_database(load_settings(home=home, environ=environ))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    metrics = json.loads(CHECKIN_BODY)["metrics"]
+    before = json.dumps({**metrics, "boot_count": metrics["boot_count"] - 1}, separators=(",", ":"), sort_keys=True)
+    last_seen = int(time.time()) - DEFAULTS.checkin_interval
     tokens = []
     try:
         for start in range(0, count, 2000):
@@ -257,7 +264,9 @@ def _enrolled_fleet(home: Path, count: int, database_url: str | None) -> list[st
                 devices.append({"device_id": f"herd-{i:06d}", "hardware": "plc-x", "firmware": "1.0.0",
                                 "state": "accepted", "state_reason": "auto-accepted by rule 1",
                                 "state_changed_at": stamp, "state_changed_by": "rule 1", "token_hash": digest,
-                                "token_issued_at": stamp, "enrolled_at": stamp, "last_enroll_at": stamp})
+                                "token_issued_at": stamp, "enrolled_at": stamp, "last_enroll_at": stamp,
+                                "last_seen": last_seen, "last_address": "127.0.0.1", "checkins": 1,
+                                "metrics": before})
             with db.atomic():
                 Device.insert_many(devices).execute()
                 ids = dict(Device.select(Device.token_hash, Device.id).where(Device.token_hash.in_(digests)).tuples())
