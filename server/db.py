@@ -255,6 +255,26 @@ def connected(db: Any) -> Iterator[None]:
         yield
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL error code (SQLSTATE) behind ``exc``, if any."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # peewee wraps the driver's exception
+        if seen is None:
+            break
+        code = getattr(seen, "pgcode", None)
+        if code:
+            return str(code)
+        seen = seen.__cause__ or seen.__context__ or (seen.args[0] if seen.args and
+                                                       isinstance(seen.args[0], BaseException) else None)
+    return None
+
+
+def retryable(exc: BaseException) -> bool:
+    """A PostgreSQL deadlock (40P01) or serialization failure (40001): the
+    transaction was rolled back whole and may simply be run again."""
+    return sqlstate(exc) in ("40P01", "40001")
+
+
 def engine_of(db: Any) -> str:
     """``sqlite`` or ``postgresql``, for a database or the models' proxy."""
     target = getattr(db, "obj", None) or db

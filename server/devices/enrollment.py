@@ -26,7 +26,7 @@ from peewee import Field, IntegrityError
 
 from server import audit
 from server.clock import iso, utcnow
-from server.db import connected, engine_of
+from server.db import connected, engine_of, retryable, sqlstate
 from server.devices._common import canonical_json, key_fingerprint, new_token
 from server.devices.exceptions import (
     BadSignatureError,
@@ -43,7 +43,7 @@ from server.devices.records import EnrollmentRequest, EnrollmentResult, RuleInfo
 from server.devices.writes import writing
 from server.models import database
 from server.settings import Settings
-from server.text import refusal
+from server.text import escape_text, refusal
 from server.timekeeping import trusted_now
 
 logger = logging.getLogger(__name__)
@@ -93,11 +93,28 @@ def _auto_accept_rule(hardware: str, token: str | None) -> int | None:
     return match
 
 
+RETRIES = 2  # PostgreSQL: times an enrollment aborted as a deadlock or serialization failure runs again
+
+
 def enroll(settings: Settings, req: EnrollmentRequest, *, now: datetime | None = None) -> EnrollmentResult:
-    """Handle one (verified-format) enrollment request; see the module doc."""
+    """Handle one (verified-format) enrollment request; see the module doc.
+
+    On PostgreSQL two boxes enrolling the same new device at once can
+    deadlock: one holds its new device row and waits for the writers' lock
+    (its audit record), the other holds that lock and waits for the row.
+    PostgreSQL aborts one of them whole, and that one runs again from the
+    start, now seeing what the other wrote, instead of answering 500."""
     verify_request(req)
-    with connected(database):  # one connection for the clock's mark and the transaction
-        return _enroll(settings, req, now)
+    for attempt in range(RETRIES + 1):
+        try:
+            with connected(database):  # one connection for the clock's mark and the transaction
+                return _enroll(settings, req, now)
+        except Exception as exc:
+            if attempt == RETRIES or not retryable(exc):
+                raise
+            logger.info("an enrollment of device %s was aborted by the database (%s); running it again",
+                        escape_text(req.device_id), sqlstate(exc))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _enroll(settings: Settings, req: EnrollmentRequest, now: datetime | None) -> EnrollmentResult:

@@ -44,7 +44,7 @@ from typing import Any
 
 from peewee import SqliteDatabase
 
-from server.db import engine_of
+from server.db import engine_of, retryable
 from server.devices.checkins import PendingCheckin, ReadWithWrite, write_checkins
 from server.devices.exceptions import UnavailableError
 from server.devices.writes import writing
@@ -173,7 +173,7 @@ class GroupCommit:
                                 slot.reads = stored.get(slot.checkin.device)
                     break
                 except Exception as exc:
-                    if not (postgresql and attempt < RETRIES and _retryable(exc)):
+                    if not (postgresql and attempt < RETRIES and retryable(exc)):
                         raise
                     logger.info("a group commit of %d check-ins was aborted (%s); writing it again", len(batch), exc)
             if claimed:
@@ -200,16 +200,3 @@ class GroupCommit:
         if conn is not None and conn.closed:
             db.manual_close()
 
-
-def _retryable(exc: BaseException) -> bool:
-    """A PostgreSQL deadlock (40P01) or serialization failure (40001): the
-    transaction was rolled back whole and may simply be run again."""
-    seen: BaseException | None = exc
-    for _ in range(4):  # peewee wraps the driver's exception
-        if seen is None:
-            break
-        if getattr(seen, "pgcode", None) in ("40P01", "40001"):
-            return True
-        seen = seen.__cause__ or seen.__context__ or (seen.args[0] if seen.args and
-                                                       isinstance(seen.args[0], BaseException) else None)
-    return False

@@ -240,3 +240,71 @@ def test_a_new_token_and_an_admission_at_once_never_deadlock(settings, db, monke
     assert out["enroll"].token
     with pytest.raises(InvalidTokenError):  # the admission came second: the token it revoked is gone
         services.authenticate(db, out["enroll"].token)
+
+
+def test_a_deadlock_with_another_box_enrolling_the_same_new_device_runs_the_enrollment_again(
+        settings, db, monkeypatch, engine, caplog):
+    """PostgreSQL: this box has written the new device's row and waits for
+    the writers' lock (its audit record); the other box holds that lock and
+    inserts the same device id, so it waits for this row.  PostgreSQL
+    aborts this enrollment as a deadlock; it runs again from the start,
+    finds the other box's device, and answers as the serial path does,
+    instead of 500.  On SQLite one write lock orders the two: no deadlock."""
+    import psycopg2
+
+    from server.db import WRITE_LOCK
+
+    services.add_rule("plc-x", TOKEN, "it")
+    appended = audit.record_if
+    others: list = []
+
+    def other_box_first(*args, **kwargs):
+        if not others:  # once: the other box takes the lock, then inserts the same device id
+            other = psycopg2.connect(settings.database_url)
+            watcher = psycopg2.connect(settings.database_url)
+            watcher.autocommit = True
+            others.extend([other, watcher])
+            with other.cursor() as cursor:  # this session is the one PostgreSQL aborts (it detects first)
+                cursor.execute("SET deadlock_timeout = '20s'")
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+
+            def insert() -> None:
+                with other.cursor() as cursor:
+                    cursor.execute("INSERT INTO device (device_id, hardware, firmware, state, state_changed_at, "
+                                   "state_changed_by, enrolled_at, last_enroll_at) VALUES ('r-9', 'plc-x', '1.0.0', "
+                                   "'pending', 'x', 'device', 'x', 'x')")
+                other.commit()
+
+            pid = other.get_backend_pid()
+            inserter = threading.Thread(target=insert)
+            inserter.start()
+            others.append(inserter)
+            deadline = time.monotonic() + 30
+            while True:  # until the other box waits for this transaction's row
+                with watcher.cursor() as cursor:
+                    cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,))
+                    if cursor.fetchone() == ("Lock",):
+                        break
+                assert time.monotonic() < deadline, "the other box never waited for this row"
+                time.sleep(0.02)
+        return appended(*args, **kwargs)
+
+    caplog.set_level("INFO", logger="server.devices.enrollment")
+    if engine == "postgresql":
+        monkeypatch.setattr(audit, "record_if", other_box_first)
+    try:
+        result = services.enroll(settings, request_for(SimDevice("r-9"), enrollment_token=TOKEN))
+    finally:
+        if others:
+            others[2].join(30)
+            others[0].close()
+            others[1].close()
+    if engine == "postgresql":
+        assert "aborted by the database (40P01)" in caplog.text
+        assert (result.state, result.token) == ("pending", None)  # the other box's device; this key waits for IT
+        assert services.get_device(settings, "r-9").state == "pending"
+        assert "device.auto_accept" not in _actions("r-9")
+        assert audit.verify().records == 1  # the rule added; the aborted record is gone with its transaction
+    else:
+        assert result.state == "accepted" and "aborted" not in caplog.text
+        assert audit.verify().records == 2  # the rule added, and the device auto-accepted
