@@ -61,7 +61,6 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from appliance.fast_checkin import CheckinFastPath
 from appliance.fast_metadata import MetadataFastPath, parse_plain
-from server.devices.views import api_state
 from server.requestlog import CHECKIN_PATH
 
 logger = logging.getLogger(__name__)
@@ -315,30 +314,20 @@ class HeaderDeadlineWorker(ThreadWorker):
         return conn.header.startswith(DEVICE_REQUESTS, conn.header_scanner.start or 0)
 
     def run(self) -> None:
-        """Warm the poll path's cache, and on PostgreSQL open the check-ins'
-        database connections, before the first connection (after a power
-        cut the whole fleet polls and checks in in the first seconds)."""
+        """Warm the poll path's cache before the first connection (after a
+        power cut the whole fleet polls in the first seconds)."""
         fast = self._fast_path()
         if fast is not None:
             try:
                 fast.warm_up()
             except Exception:  # noqa: BLE001 - polls fill the cache themselves then
                 logger.exception("warming the metadata cache failed: polls fill it as they come")
-        extensions = getattr(self.wsgi, "extensions", None)
-        if isinstance(extensions, dict) and "airlock.devices" in extensions:
-            try:
-                api_state(self.wsgi).open_ahead(max(1, self._device_threads() // 2))
-            except Exception as exc:  # noqa: BLE001 - check-ins open their connections themselves then
-                logger.warning("opening the check-ins' database connections ahead failed (%s): check-ins open "
-                               "them as they come", exc)
-        self.device_pool = ThreadPoolExecutor(max_workers=self._device_threads(), thread_name_prefix="airlock-device")
+        self.device_pool = ThreadPoolExecutor(max_workers=max(1, min(DEVICE_THREADS, self.cfg.threads)),
+                                              thread_name_prefix="airlock-device")
         try:
             super().run()
         finally:
             self.device_pool.shutdown(wait=False, cancel_futures=True)
-
-    def _device_threads(self) -> int:
-        return max(1, min(DEVICE_THREADS, self.cfg.threads))
 
     def handle_quit(self, sig: Any, frame: Any) -> None:
         if self.device_pool is not None:

@@ -141,36 +141,6 @@ class AppPostgresDatabase(PooledPostgresqlDatabase):
         if lock_type in ("IMMEDIATE", "EXCLUSIVE"):
             self.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
 
-    def open_ahead(self, count: int, statements: dict[str, str] | None = None) -> int:
-        """Open up to ``count`` connections into the pool now, each with
-        ``statements`` (name -> SQL, as for :meth:`execute_prepared`)
-        prepared on it, so that the first requests find them ready; the
-        number now in the pool.  Opening one costs PostgreSQL a process and
-        a few milliseconds, preparing and first running a statement about
-        as much again: after a restart, the first devices paid for all of
-        it, as the whole fleet arrived."""
-        if self._pool_pid != os.getpid():
-            self.dispose()
-            self._pool_pid = os.getpid()
-            self._returned = {}
-        opened = []
-        try:
-            while len(self._connections) + len(self._in_use) < min(count, self._max_connections):
-                conn = self._connect()
-                opened.append(conn)
-                with conn.cursor() as cursor:
-                    for name, sql in (statements or {}).items():
-                        if not _NAME.fullmatch(name):
-                            raise ValueError(f"a prepared statement's name must match {_NAME.pattern}: {name!r}")
-                        if name not in conn.prepared:
-                            cursor.execute(f"PREPARE {name} AS {_numbered(sql)}")
-                            conn.prepared.add(name)
-                conn.commit()  # psycopg2 opened a transaction: the pool takes back idle connections only
-        finally:
-            for conn in opened:
-                self._close(conn)
-        return len(self._connections)
-
     def execute_prepared(self, name: str, sql: str, params: Any = ()):
         """``sql`` (``?`` placeholders) as the server-side prepared statement
         ``name``: prepared on the thread's connection the first time that

@@ -14,14 +14,13 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from peewee import SqliteDatabase
 
 from server.console.permissions import api_user
 from server.db import PRAGMAS, open_settings_database
-from server.devices import checkins, services
+from server.devices import services
 from server.devices.exceptions import (
     InvalidRequestError,
     NotFoundError,
@@ -97,19 +96,6 @@ class _ApiState:
         self.pooled = bool(settings.database_url)
         self.maintenance = MaintenanceScheduler(settings)
         self.rollouts = RolloutScheduler(settings)
-
-    def open_ahead(self, connections: int) -> None:
-        """On PostgreSQL, before a worker takes its first request: open
-        ``connections`` check-in connections, each with the token lookup
-        prepared, and its writer's, with the batch statement prepared.
-        A worker that opened them as the fleet arrived, after a power cut,
-        answered its first tenth of a minute several times slower than the
-        rest (docs/benchmarks.md).  Nothing to do on SQLite."""
-        if not self.pooled:
-            return
-        self.checkin_db.open_ahead(connections, {checkins.AUTH_STATEMENT: checkins.AUTH_SQL})
-        writer_db: Any = self.checkin_writer.db  # an AppPostgresDatabase here
-        writer_db.open_ahead(1, {checkins.STORE_STATEMENT: checkins.STORE_SQL})
 
 
 @bp.record_once

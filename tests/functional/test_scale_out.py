@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,32 +90,6 @@ def _in_threads(calls) -> list:
 
 def _admin() -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{ADMIN}:{PASSWORD}".encode()).decode()}
-
-
-def test_each_worker_opens_its_checkin_connections_before_its_first_request(site):
-    """Every worker of both servers (2 x 2, each with 8 threads for the
-    devices) opened half as many check-in connections as it has device
-    threads, and its writer's, before any device came: exactly those, as no
-    check-in has arrived yet (this test runs first)."""
-    import psycopg2
-
-    watcher = psycopg2.connect(homedb.database_url(site.home))
-    watcher.autocommit = True
-    query = ("SELECT application_name, count(*) FROM pg_stat_activity "
-             "WHERE application_name LIKE 'airlock-checkin%' GROUP BY 1")
-    expected = {"airlock-checkins": 2 * 2 * 4, "airlock-checkin-writer": 2 * 2}
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with watcher.cursor() as cursor:
-                cursor.execute(query)
-                seen = dict(cursor.fetchall())
-            if seen == expected or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        assert seen == expected
-    finally:
-        watcher.close()
 
 
 def test_enrollments_approvals_checkins_and_reports_spread_over_both_servers(site):

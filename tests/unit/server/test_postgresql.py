@@ -358,36 +358,3 @@ def test_a_postgresql_too_old_is_refused_in_one_line_before_any_change(postgres_
     finally:
         db.close_all()
 
-
-def test_connections_opened_ahead_wait_in_the_pool_with_their_statements_prepared(postgres_cluster):
-    """``open_ahead`` (a worker before its first request) fills the pool:
-    the connections are open on the server, each with the statement
-    prepared, and the first request takes one without opening or
-    preparing anything.  Asked again, it opens none more."""
-    from server.devices.checkins import AUTH_SQL, AUTH_STATEMENT
-
-    url = postgres_cluster.new_database()
-    db = open_postgresql(url, application_name="ahead")
-    watcher = psycopg2.connect(url)
-    watcher.autocommit = True
-
-    def backends() -> set[int]:
-        with watcher.cursor() as cursor:
-            cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'ahead'")
-            return {pid for (pid,) in cursor.fetchall()}
-
-    try:
-        assert db.open_ahead(3, {AUTH_STATEMENT: AUTH_SQL}) == 3
-        opened = backends()
-        assert len(opened) == 3
-        assert db.open_ahead(3, {AUTH_STATEMENT: AUTH_SQL}) == 3 and backends() == opened
-        with db.connection_context():  # what a request does first
-            (pid,) = db.execute_sql("SELECT pg_backend_pid()").fetchone()
-            on_server = {name for (name,) in db.execute_sql("SELECT name FROM pg_prepared_statements").fetchall()}
-            assert AUTH_STATEMENT in db.connection().prepared  # execute_prepared will only EXECUTE it
-            row = db.execute_prepared(AUTH_STATEMENT, AUTH_SQL, ("no such token",)).fetchone()
-        assert pid in opened and on_server == {AUTH_STATEMENT} and row is None
-        assert backends() == opened  # nothing opened on the way
-    finally:
-        watcher.close()
-        db.close_all()
