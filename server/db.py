@@ -226,16 +226,20 @@ def connected(db: Any) -> Iterator[None]:
 
 
 def sqlstate(exc: BaseException) -> str | None:
-    """The PostgreSQL error code (SQLSTATE) behind ``exc``, if any."""
+    """The PostgreSQL error code (SQLSTATE) of the database error ``exc``
+    (peewee's, wrapping the driver's), if any; None for any other exception,
+    even one raised while a database error was being handled."""
+    from peewee import DatabaseError
+
     seen: BaseException | None = exc
     for _ in range(4):  # peewee wraps the driver's exception
-        if seen is None:
-            break
+        if seen is None or not (isinstance(seen, DatabaseError) or hasattr(seen, "pgcode")):
+            return None
         code = getattr(seen, "pgcode", None)
         if code:
             return str(code)
-        seen = seen.__cause__ or seen.__context__ or (seen.args[0] if seen.args and
-                                                       isinstance(seen.args[0], BaseException) else None)
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__) or \
+            (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
     return None
 
 

@@ -99,11 +99,13 @@ RETRIES = 2  # PostgreSQL: times an enrollment aborted as a deadlock or serializ
 def enroll(settings: Settings, req: EnrollmentRequest, *, now: datetime | None = None) -> EnrollmentResult:
     """Handle one (verified-format) enrollment request; see the module doc.
 
-    On PostgreSQL two boxes enrolling the same new device at once can
-    deadlock: one holds its new device row and waits for the writers' lock
-    (its audit record), the other holds that lock and waits for the row.
-    PostgreSQL aborts one of them whole, and that one runs again from the
-    start, now seeing what the other wrote, instead of answering 500."""
+    On PostgreSQL two boxes enrolling the same new device can deadlock, in
+    a narrow case: one holds its new device row and waits for the writers'
+    lock (its audit record), while the other, on the serial path for the
+    same device id (its own short path found something changed, e.g. the
+    rule removed), holds that lock and inserts the id.  PostgreSQL aborts
+    one of them whole, and that one runs again from the start, now seeing
+    what the other wrote, instead of answering 500."""
     verify_request(req)
     for attempt in range(RETRIES + 1):
         try:

@@ -358,3 +358,53 @@ def test_a_postgresql_too_old_is_refused_in_one_line_before_any_change(postgres_
     finally:
         db.close_all()
 
+
+def test_only_a_database_error_with_a_deadlock_or_serialization_code_is_retried():
+    """``retryable``: a deadlock (40P01) or serialization failure (40001)
+    as peewee raises it (the driver's error inside) is run again; another
+    code, another exception raised while handling one, or a database error
+    raised ``from None`` is not."""
+    import peewee
+
+    from server.db import retryable, sqlstate
+
+    class DriverError(Exception):  # what psycopg2's errors carry
+        def __init__(self, code):
+            super().__init__(f"driver error {code}")
+            self.pgcode = code
+
+    def raised(make):
+        try:
+            make()
+        except Exception as exc:  # noqa: BLE001 - the exception under test
+            return exc
+        raise AssertionError("nothing raised")
+
+    def wrapped(code):  # peewee's __exception_wrapper__: the driver's error is args[0], and the context
+        def make():
+            try:
+                raise DriverError(code)
+            except DriverError as exc:
+                raise peewee.OperationalError(exc) from exc
+        return make
+
+    def while_handling(code, then):
+        def make():
+            try:
+                wrapped(code)()
+            except peewee.OperationalError:
+                then()
+        return make
+
+    def not_database():
+        raise ValueError("not the database's")
+
+    def from_none():
+        raise peewee.OperationalError("reported on its own") from None
+
+    assert retryable(raised(wrapped("40P01"))) and retryable(raised(wrapped("40001")))
+    assert sqlstate(raised(wrapped("40P01"))) == "40P01"
+    assert not retryable(raised(wrapped("23505")))  # a unique violation is an answer, not a race
+    assert not retryable(raised(while_handling("40P01", not_database)))
+    assert not retryable(raised(while_handling("40P01", from_none)))
+    assert sqlstate(raised(not_database)) is None
