@@ -47,10 +47,8 @@ OFFLINE_AFTER_INTERVALS = 3
 REBOOT_MEMORY = 32  # most recent reboots remembered per device
 DAY = 86400  # seconds
 
-AUTH_STATEMENT = "airlock_auth"  # prepared statement names (server.db.execute_prepared)
-STORE_STATEMENT = "airlock_store_checkins"
-AUTH_SQL = ("SELECT id, device_id, hardware, firmware, token_hash, metrics, reboots, health FROM device "
-            "WHERE token_hash = ? AND state = 'accepted'")
+_AUTH = ("SELECT id, device_id, hardware, firmware, token_hash, metrics, reboots, health FROM device "
+         "WHERE token_hash = ? AND state = 'accepted'")
 # Many check-ins in a few statements: the device rows are updated from a
 # VALUES table (only rows whose token is still valid: _STORED names them
 # beforehand) and the samples of exactly those rows are inserted.  A batch
@@ -76,7 +74,7 @@ _SAMPLES = "INSERT INTO metric_sample (device, resolution, ts, data) VALUES {row
 # returned with it (the kinds of its open alerts, its candidate releases).
 # Run on its own, it is a transaction of its own: one round trip where BEGIN,
 # UPDATE, INSERT, COMMIT and the two reads took six.
-STORE_SQL = (
+_STORE_POSTGRESQL = (
     "WITH v AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], "
     "?::bigint[], ?::text[], ?::text[], ?::text[]) "
     "AS v (firmware, ts, address, metrics, health, reboots, id, token, sample, subject)), "
@@ -96,7 +94,7 @@ def authenticate(db: SqliteDatabase | DatabaseProxy, token: str | None) -> Devic
     if not token:
         raise InvalidTokenError("send the token from an accepted enrollment as `Authorization: Bearer TOKEN`")
     digest = token_hash(token)
-    row = execute_prepared(db, AUTH_STATEMENT, AUTH_SQL, (digest,)).fetchone()
+    row = execute_prepared(db, "airlock_auth", _AUTH, (digest,)).fetchone()
     # The lookup is by the token's hash, so timing tells nothing about the
     # token; compare once more in constant time all the same.
     if row is None or not hmac.compare_digest(row[4], digest):
@@ -175,7 +173,7 @@ def write_checkins(db: SqliteDatabase, batch: list[PendingCheckin]) -> dict[int,
         columns = [list(column) for column in zip(*(c.params for c in batch), strict=True)]
         columns += [[c.sample[2] for c in batch], [c.subject for c in batch]]
         return {pk: ReadWithWrite(set(kinds), candidates or [])
-                for pk, kinds, candidates in execute_prepared(db, STORE_STATEMENT, STORE_SQL,
+                for pk, kinds, candidates in execute_prepared(db, "airlock_store_checkins", _STORE_POSTGRESQL,
                                                               columns).fetchall()}
     update = _UPDATE_MANY.format(rows=", ".join([_UPDATE_ROW] * len(batch)))
     values = [v for c in batch for v in c.params]

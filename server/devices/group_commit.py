@@ -161,7 +161,7 @@ class GroupCommit:
             for attempt in range(RETRIES + 1):
                 try:
                     # On PostgreSQL the batch is one statement, a transaction of its own
-                    # (server.devices.checkins.STORE_SQL): no BEGIN, no COMMIT.
+                    # (server.devices.checkins._STORE_POSTGRESQL): no BEGIN, no COMMIT.
                     with nullcontext() if postgresql else writing(self.db, serial=False):
                         # holding the write lock now (SQLite): a request that gave up meanwhile is left out
                         claimed = [slot for slot in batch if slot.claim()]

@@ -175,8 +175,8 @@ def checkin_answer(api: _ApiState, token: str | None, body: Callable[[], dict], 
             # check-in waits for its group commit (the writer has its own),
             # so a worker's check-ins share a few connections instead of
             # holding one each.  A check-in that reports another firmware
-            # version (looked up before the write) or a new health flag
-            # (read after it) takes one again, for those reads.
+            # version (looked up before the write), a new health flag or is
+            # offered an update (read and written after it) takes one again.
             api.checkin_db.close()
         data = body()
         result = services.record_checkin(api.settings, api.checkin_db, device,

@@ -3,12 +3,13 @@
 A fleet of ``devices`` (default 50,000) is enrolled first, all but a share
 ``new_share`` of it (default 5%): those are devices installed during the
 outage, which enroll when they come up.  The others are as their check-ins
-before the cut left them (their address, their metrics, one boot fewer).  Then the appliance goes through a
-power cut (``airlock serve`` stopped and started again, so every connection
-and cache is gone) and every device arrives at a random moment within
-``window`` seconds (default 60): each opens its own connection, enrolls
-where it has no token, checks in once, and polls the metadata as a TUF
-client does (the next root version, a 404, then ``timestamp.json``).
+before the cut left them (their address, their metrics, one boot fewer).
+Then the appliance goes through a power cut (``airlock serve`` stopped and
+started again, so every connection and cache is gone) and every device
+arrives at a random moment within ``window`` seconds (default 60): each
+opens its own connection, enrolls where it has no token, checks in once,
+and polls the metadata as a TUF client does (the next root version, a 404,
+then ``timestamp.json``).
 
 The devices are one Node process (``herd_client.mjs``: one event loop, an
 open loop that keeps each device's arrival time however slowly the server
