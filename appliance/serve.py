@@ -25,7 +25,7 @@ from appliance.import_job import start_job
 from appliance.importer import reconcile_if_idle
 from appliance.logs import KeyValueFormatter
 from appliance.mdns_supervisor import start_supervised
-from server import create_app
+from server import close_models_database, create_app
 from server.alerts.sweep import Sweeper
 from server.settings import Settings
 from signing.exceptions import AirlockError
@@ -145,6 +145,11 @@ def serve(settings: Settings) -> None:
                 settings.bind, settings.home, settings.worker_count, settings.threads,
                 extra={"kv": {"event": "serving", "bind": settings.bind, "home": str(settings.home),
                               "workers": settings.worker_count, "threads": settings.threads}})
+    # No database connection crosses the fork: reconciliation above used the
+    # models' connection, and two workers sharing one inherited connection
+    # read each other's answers (on PostgreSQL a worker then failed to boot,
+    # and gunicorn stopped the whole server).
+    close_models_database()
     try:
         AirlockServer(settings, listener).run()
     finally:

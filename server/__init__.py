@@ -19,6 +19,20 @@ logger = logging.getLogger(__name__)
 __all__ = ["create_app", "Settings", "load_settings"]
 
 
+def close_models_database() -> None:
+    """Close every connection the models' database has open in this
+    process (on PostgreSQL its whole pool): before ``airlock serve`` forks
+    its workers, so that no connection crosses the fork."""
+    current = database.obj
+    if current is None:
+        return
+    close_all = getattr(current, "close_all", None)
+    if close_all is not None:
+        close_all()
+    elif not current.is_closed():
+        current.close()
+
+
 def bind_database(settings: Settings, read_only: bool = False):
     """Point the models at this appliance's database (connects lazily);
     ``read_only`` for commands that only read.

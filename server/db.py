@@ -103,10 +103,28 @@ class AppPostgresDatabase(PooledPostgresqlDatabase):
 
     def connect(self, reuse_if_open: bool = False) -> bool:
         if self._pool_pid != os.getpid():  # the parent's connections are not this process's to use
-            self.dispose()
-            self._pool_pid = os.getpid()
-            self._returned = {}
+            self._forget_parents()
         return super().connect(reuse_if_open)
+
+    def is_closed(self) -> bool:
+        # A connection the parent had open when it forked is not this
+        # process's: closed, so that peewee connects (above) instead of
+        # sending this process's queries down the parent's socket, where
+        # two forked workers read each other's answers.
+        if self._pool_pid is not None and self._pool_pid != os.getpid():
+            return True
+        return super().is_closed()
+
+    def _forget_parents(self) -> None:
+        """A forked child: drop the parent's connections without closing
+        them (closing would end the parent's sessions on the server; they
+        are kept referenced, never used), and start an empty pool."""
+        inherited = [self._state.conn, *(conn for _, _, conn in self._connections),
+                     *(pooled.connection for pooled in self._in_use.values())]
+        self._inherited = [conn for conn in inherited if conn is not None]
+        self.dispose()
+        self._pool_pid = os.getpid()
+        self._returned = {}
 
     # peewee's pool asks the server (``SELECT 1``, a round trip, holding the
     # pool's lock) whether each connection it hands out is still alive: one

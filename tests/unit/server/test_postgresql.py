@@ -408,3 +408,66 @@ def test_only_a_database_error_with_a_deadlock_or_serialization_code_is_retried(
     assert not retryable(raised(while_handling("40P01", not_database)))
     assert not retryable(raised(while_handling("40P01", from_none)))
     assert sqlstate(raised(not_database)) is None
+
+
+def test_a_forked_child_never_uses_the_connection_its_parent_had_open(postgres_cluster):
+    """A connection open when the process forks (``airlock serve``'s
+    arbiter before its workers) is not the child's: the child sees it
+    closed, opens its own, and leaves the parent's session alone (two
+    workers on one inherited connection read each other's answers)."""
+    import json
+    import os
+
+    db = open_postgresql(postgres_cluster.new_database())
+    try:
+        (parent,) = db.execute_sql("SELECT pg_backend_pid()").fetchone()  # open, and left open
+        reading, writing = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through the pipe
+            try:
+                seen = {"closed": db.is_closed()}
+                seen["pid"] = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+                db.close()
+                os.write(writing, json.dumps(seen).encode())
+            finally:
+                os._exit(0)
+        os.close(writing)
+        with os.fdopen(reading) as pipe:
+            seen = json.loads(pipe.read() or "{}")
+        os.waitpid(child, 0)
+        assert seen.get("closed") is True, seen
+        assert seen.get("pid") not in (None, parent), seen
+        assert db.execute_sql("SELECT pg_backend_pid()").fetchone() == (parent,)  # the parent's still works
+    finally:
+        db.close_all()
+
+
+def test_closing_the_models_database_before_a_fork_closes_its_whole_pool(postgres_cluster, tmp_path):
+    """``close_models_database`` (``airlock serve``, before gunicorn forks):
+    no connection of the models' database stays open on the server."""
+    from server import bind_database, close_models_database
+    from server.settings import load_settings
+
+    url = postgres_cluster.new_database()
+    (tmp_path / "airlock.toml").write_text(f'database_url = "{url}"\n')
+    db = bind_database(load_settings(home=tmp_path, environ={}))
+    watcher = psycopg2.connect(url)
+    watcher.autocommit = True
+
+    def sessions() -> int:
+        with watcher.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    try:
+        db.execute_sql("SELECT 1")
+        assert sessions() == 1 and not db.is_closed()
+        close_models_database()
+        deadline = time.monotonic() + 10
+        while sessions() and time.monotonic() < deadline:  # the server notices the goodbye at once; allow a moment
+            time.sleep(0.05)
+        assert sessions() == 0 and db.is_closed()
+    finally:
+        watcher.close()
+        db.close_all()
