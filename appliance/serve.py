@@ -3,7 +3,9 @@
 gthread workers keep a slow firmware download on one thread while the
 worker's other threads answer metadata polls; sync workers would block (and
 kill long downloads at their timeout).  The app is built in each worker
-after the fork, so no database connection crosses a fork.
+after the fork, and the arbiter closes the models' database (which the
+start-up reconciliation used) before it forks, so no database connection
+crosses a fork.
 
 The listening socket is bound here, before anything is announced (the
 "serving on" line, mDNS), and handed to gunicorn as ``fd://N``: an address
