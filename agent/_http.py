@@ -17,7 +17,18 @@ received are kept in a ``.part`` file and the download continues with an
 HTTP ``Range`` request.  ngclient still gets the *whole* file (the kept
 bytes, then the new ones) and verifies its length and every hash before it
 writes anything the agent will use.  A ``.part`` that fails verification
-must be deleted by the caller, so a bad prefix is never resumed."""
+must be deleted by the caller, so a bad prefix is never resumed.
+
+A kept-alive connection the appliance closes (its keep-alive timeout, 5 s)
+just as a request goes out on it fails with no answer: the request crossed
+the close.  No client can rule that race out, so ``Connections.request``
+sends such a request again, on another connection, when it failed on a
+connection that had already carried a request and the appliance closed or
+reset it before any byte of an answer (never after a timeout, and never on
+a new connection: that is an appliance that does not answer).  Every
+request the agent sends may be sent twice: GETs, a check-in and an
+enrollment (which a device repeats by design), and a report (stored once
+per ``report_id``)."""
 
 from __future__ import annotations
 
@@ -28,6 +39,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import urllib3
 from tuf.api import exceptions as tuf_errors
@@ -41,6 +53,32 @@ CHUNK = 64 * 1024  # bytes
 USER_AGENT = "airlock-agent"
 MAX_RETRY_AFTER = 600  # seconds: a longer Retry-After is taken as this
 BUSY_WAIT_LIMIT = 1800.0  # seconds waited in all for one file before giving up until the next check-in
+_attempt = threading.local()  # .reused: the connection this thread's request went out on had carried one before
+
+
+class _KeptAliveKnown:
+    """A connection pool that notes, per thread, whether the connection it
+    hands out had carried a request before (a new one has no socket yet)."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        _attempt.reused = conn.sock is not None
+        return conn
+
+
+class _HTTPPool(_KeptAliveKnown, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _HTTPSPool(_KeptAliveKnown, urllib3.HTTPSConnectionPool):
+    pass
+
+
+def _closed_unanswered(exc: urllib3.exceptions.ProtocolError) -> bool:
+    """The server closed or reset the connection before any byte of an
+    answer (not a timeout, not a broken answer)."""
+    cause = exc.args[1] if len(exc.args) > 1 else exc.__context__
+    return isinstance(cause, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError))
 
 
 class Connections:
@@ -56,11 +94,29 @@ class Connections:
     def _pool(self, pin: str | None) -> urllib3.PoolManager:
         self.pin = pin
         if pin is None:
-            return urllib3.PoolManager(maxsize=self.maxsize, retries=False)
-        # The pin replaces CA validation and host name checks: a device knows
-        # its appliance by the certificate, not by a name a CA vouched for.
-        return urllib3.PoolManager(maxsize=self.maxsize, retries=False, cert_reqs="CERT_NONE",
-                                   assert_fingerprint=pin)
+            manager = urllib3.PoolManager(maxsize=self.maxsize, retries=False)
+        else:
+            # The pin replaces CA validation and host name checks: a device knows
+            # its appliance by the certificate, not by a name a CA vouched for.
+            manager = urllib3.PoolManager(maxsize=self.maxsize, retries=False, cert_reqs="CERT_NONE",
+                                          assert_fingerprint=pin)
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return manager
+
+    def request(self, method: str, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        """``PoolManager.request``, sending the request again when a
+        kept-alive connection was closed under it (see the module's
+        docstring): at most once per pooled connection, then on a new one."""
+        for _ in range(self.maxsize):
+            _attempt.reused = False
+            try:
+                return self.pool.request(method, url, **kwargs)
+            except urllib3.exceptions.ProtocolError as exc:
+                if not (_attempt.reused and _closed_unanswered(exc)):
+                    raise
+                logger.debug("%s %s: the appliance closed a kept-alive connection as the request went out; "
+                             "sending it again", method, url)
+        return self.pool.request(method, url, **kwargs)
 
     def set_pin(self, pin: str | None) -> None:
         """Pin another certificate (a rediscovered appliance): new connections only."""
@@ -120,8 +176,9 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {token}"
         started = time.monotonic()
         try:
-            r = self.pool.request("POST", self.base_url + path, body=json.dumps(body).encode(), headers=headers,
-                                  timeout=urllib3.Timeout(self.timeout), retries=False, preload_content=False)
+            r = self.connections.request("POST", self.base_url + path, body=json.dumps(body).encode(),
+                                         headers=headers, timeout=urllib3.Timeout(self.timeout), retries=False,
+                                         preload_content=False)
             data = r.read(MAX_ANSWER + 1, decode_content=True)
             if len(data) > MAX_ANSWER:
                 r.close()  # unread bytes must not go back to the pool
@@ -174,8 +231,8 @@ class ResumingFetcher(FetcherInterface):
         if offset:
             headers["Range"] = f"bytes={offset}-"
         try:
-            return self.pool.request("GET", url, headers=headers, preload_content=False, retries=False,
-                                     timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
+            return self.connections.request("GET", url, headers=headers, preload_content=False, retries=False,
+                                            timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
         except urllib3.exceptions.TimeoutError as exc:
             raise tuf_errors.SlowRetrievalError(f"{url}: timed out") from exc
         except urllib3.exceptions.SSLError as exc:

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import selectors
 import socket
@@ -160,6 +161,14 @@ def _send_timeout(conn: TConn, seconds: float) -> None:
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                              struct.pack("ll", whole, int((seconds - whole) * 1_000_000)))
         conn.send_timeout = seconds
+
+
+def _bytes_waiting(sock: socket.socket) -> bool:
+    """True when bytes from the client wait unread on ``sock`` (plain TCP)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # nothing yet (EAGAIN), or a broken connection: gunicorn closes it
+        return False
 
 
 class HeaderDeadlineWorker(ThreadWorker):
@@ -426,6 +435,20 @@ class HeaderDeadlineWorker(ThreadWorker):
             self.poller.unregister(conn.sock)
         self.nr_conns -= 1
         conn.close()
+
+    def murder_keepalived(self, force: bool = False) -> None:
+        """gunicorn's, except that a kept-alive connection whose request
+        arrived after the poller's last look is answered, not closed with
+        the request unread (the client would see a reset and no answer):
+        under load a turn of the loop takes milliseconds, and a request can
+        arrive on a connection in the turn its keep-alive time runs out."""
+        if not force and not self.cfg.is_ssl:
+            now = time.monotonic()
+            arrived = [conn for conn in itertools.takewhile(lambda c: c.timeout <= now, self.keepalived_conns)
+                       if _bytes_waiting(conn.sock)]
+            for conn in arrived:
+                self.on_client_socket_readable(conn, conn.sock)
+        super().murder_keepalived(force)
 
     def murder_pending(self) -> None:
         """Also close the connections whose header block is late (called by

@@ -182,3 +182,62 @@ def test_the_send_limit_is_set_for_the_devices_pool_and_lifted_for_gunicorns():
     finally:
         ours.close()
         theirs.close()
+
+
+def test_a_kept_alive_connection_whose_request_arrived_in_its_last_turn_is_read_not_closed():
+    """A request that reaches a kept-alive connection after the poller's
+    last look, in the turn of the loop where its keep-alive time runs out,
+    is read (gunicorn alone closes the socket with it unread, and the
+    client sees a reset and no answer: a CI run lost a check-in so).  A
+    connection that sent nothing, or closed, still goes; a stopping worker
+    (``force``) still closes them all."""
+    import selectors
+    import socket
+    import time
+    from collections import deque
+    from types import SimpleNamespace
+
+    from appliance import serve_worker
+
+    worker = serve_worker.HeaderDeadlineWorker.__new__(serve_worker.HeaderDeadlineWorker)
+    worker.cfg = SimpleNamespace(is_ssl=False, keepalive=5)
+    worker.poller = selectors.DefaultSelector()
+    worker.keepalived_conns = deque()
+    read: list[str] = []
+    closed: list[str] = []
+
+    def readable(conn, _sock):
+        worker.keepalived_conns.remove(conn)  # as gunicorn's does, first thing
+        read.append(conn.name)
+
+    worker.on_client_socket_readable = readable
+    pairs = []
+    now = time.monotonic()
+    for name, expired, sends in (("request", True, b"POST /api/v1/checkin HTTP/1.1\r\n"), ("idle", True, b""),
+                                 ("gone", True, None), ("young", False, b"GET / HTTP/1.1\r\n")):
+        server, client = socket.socketpair()
+        pairs += [server, client]
+        if sends:
+            client.sendall(sends)
+        elif sends is None:
+            client.close()
+        conn = SimpleNamespace(name=name, sock=server, timeout=now - 1 if expired else now + 60,
+                               close=lambda name=name: closed.append(name))
+        worker.poller.register(server, selectors.EVENT_READ)
+        worker.keepalived_conns.append(conn)
+    worker.nr_conns = len(worker.keepalived_conns)
+    try:
+        worker.murder_keepalived()
+        assert read == ["request"]
+        assert closed == ["idle", "gone"]
+        assert [c.name for c in worker.keepalived_conns] == ["young"]
+        assert worker.nr_conns == 2  # the one read, and the young one
+
+        worker.keepalived_conns.appendleft(SimpleNamespace(name="stopping", sock=pairs[0], timeout=now - 1,
+                                                           close=lambda: closed.append("stopping")))
+        worker.murder_keepalived(force=True)
+        assert read == ["request"] and closed == ["idle", "gone", "stopping", "young"]
+    finally:
+        for sock in pairs:
+            sock.close()
+        worker.poller.close()
