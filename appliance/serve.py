@@ -3,9 +3,9 @@
 gthread workers keep a slow firmware download on one thread while the
 worker's other threads answer metadata polls; sync workers would block (and
 kill long downloads at their timeout).  The app is built in each worker
-after the fork, and on PostgreSQL the arbiter closes the models' pool
-(which the start-up reconciliation used) before it forks, so no PostgreSQL
-connection crosses a fork.
+after the fork, and the arbiter closes the models' database (which the
+start-up reconciliation used) before it forks, so no database connection
+crosses a fork.
 
 The listening socket is bound here, before anything is announced (the
 "serving on" line, mDNS), and handed to gunicorn as ``fd://N``: an address
@@ -147,10 +147,11 @@ def serve(settings: Settings) -> None:
                 settings.bind, settings.home, settings.worker_count, settings.threads,
                 extra={"kv": {"event": "serving", "bind": settings.bind, "home": str(settings.home),
                               "workers": settings.worker_count, "threads": settings.threads}})
-    # No PostgreSQL connection crosses the fork: reconciliation above used the
-    # models' connection, and two workers sharing one inherited connection
-    # read each other's answers (a worker then failed to boot, and gunicorn
-    # stopped the whole server).
+    # No database connection crosses the fork: reconciliation above used the
+    # models' connection.  Two workers sharing one inherited PostgreSQL
+    # connection read each other's answers (a worker then failed to boot, and
+    # gunicorn stopped the whole server); SQLite says never to use a
+    # connection across a fork (a child holds none of its parent's locks).
     close_models_database()
     try:
         AirlockServer(settings, listener).run()

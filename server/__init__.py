@@ -20,15 +20,17 @@ __all__ = ["create_app", "Settings", "load_settings"]
 
 
 def close_models_database() -> None:
-    """On PostgreSQL, close every connection of the models' pool in this
-    process: before ``airlock serve`` forks its workers, so that none
-    crosses the fork.  A SQLite connection is left open, as the arbiter
-    has always kept it: closing it there changed how the workers share the
-    WAL, and in one CI run rows a worker had written were not seen."""
+    """Close every connection the models' database has open in this
+    process (on PostgreSQL its whole pool): before ``airlock serve`` forks
+    its workers, so that none crosses the fork."""
     current = database.obj
+    if current is None:
+        return
     close_all = getattr(current, "close_all", None)
     if close_all is not None:
         close_all()
+    elif not current.is_closed():
+        current.close()
 
 
 def bind_database(settings: Settings, read_only: bool = False):

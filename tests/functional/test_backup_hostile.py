@@ -16,6 +16,7 @@ import pytest
 from appliance.backup.crypto import EncryptingWriter
 from appliance.backup.service import MANIFEST
 from tests.conftest import run_airlock
+from tests.support import homedb
 
 PASSPHRASE = b"correct horse battery staple"
 
@@ -35,7 +36,7 @@ def _backup(out: Path, home: Path, build, fmt=tarfile.PAX_FORMAT, database: Path
         manifest = {"format": "airlock-backup", "version": 1, "appliance_id": "x", "made_at": "2026-01-01T00:00:00Z",
                     "schema": 0}
         add(MANIFEST, json.dumps(manifest).encode())
-        add("airlock.db", (database or home / "airlock.db").read_bytes())
+        add("airlock.db", homedb.database_bytes(database or home / "airlock.db"))
         for name in ("appliance-id", "appliance-key.pem"):
             add(name, (home / name).read_bytes())
         build(add, tar)
@@ -120,7 +121,7 @@ def test_a_database_whose_migration_fails_leaves_the_home_as_it_was(source, tmp_
     import sqlite3
 
     broken = tmp_path / "broken.db"
-    broken.write_bytes((source / "airlock.db").read_bytes())
+    broken.write_bytes(homedb.database_bytes(source / "airlock.db"))
     con = sqlite3.connect(broken)
     con.execute("DELETE FROM schema_migration WHERE version = (SELECT MAX(version) FROM schema_migration)")
     con.commit()

@@ -6,14 +6,15 @@ The arbiter once kept the models' connection open when it forked (the
 start-up reconciliation used it), and every worker inherited it: on
 PostgreSQL two workers then shared one socket, and when their first
 queries overlapped each read the other's answer and failed to boot, at
-which gunicorn stopped the whole server (seen in CI).  Both engines."""
+which gunicorn stopped the whole server (seen in CI).  A SQLite connection
+must not cross a fork either (a child holds none of its parent's locks).
+Both engines."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 
 from tests.conftest import new_home, pin, run_airlock
 from tests.support.homedb import database_url as home_database_url
-from tests.support.server import free_port, wait_until_answers
+from tests.support.server import airlock_serve_process
 
 
 def _workers(arbiter: int) -> set[int]:
@@ -74,26 +75,18 @@ def test_no_database_connection_crosses_the_fork_and_a_killed_worker_is_replaced
     assert pin(lambda *a: run_airlock(home, *a), sim, tmp_path).code == 0
     sim.publish()
     assert run_airlock(home, "import", sim.write_bundle(tmp_path / "usb")).code == 0
-    port = free_port()
-    env = dict(os.environ, AIRLOCK_HOME=str(home), AIRLOCK_MDNS_ENABLED="0")
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--bind", f"127.0.0.1:{port}",
-                             "--workers", "2", "--threads", "4"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    log = home / "serve.log"
 
     def stopped() -> str:
-        return "gunicorn stopped: " + (tmp_path / "serve.log").read_text()[-3000:]
+        return "gunicorn stopped: " + log.read_text()[-3000:]
 
-    try:
-        wait_until_answers(proc, base + "/healthz", what="airlock serve", timeout=30,
-                           log=lambda: (tmp_path / "serve.log").read_text())
+    with airlock_serve_process(home, workers=2, threads=4) as (proc, base):
         deadline = time.monotonic() + 30
         while len(_workers(proc.pid)) < 2:
             assert time.monotonic() < deadline, "two workers never came up"
             time.sleep(0.1)
         assert set(_answers(base, 6)) == {200}  # the workers have used the database
-        if database_url:  # the arbiter holds no PostgreSQL connection, so no worker inherited one
-            assert _database_handles(proc.pid, home) == []
+        assert _database_handles(proc.pid, home) == []  # the arbiter holds none, so no worker inherited one
         for victim in sorted(_workers(proc.pid)):  # one after the other: each replacement must boot
             os.kill(victim, signal.SIGKILL)
             deadline = time.monotonic() + 30
@@ -104,12 +97,4 @@ def test_no_database_connection_crosses_the_fork_and_a_killed_worker_is_replaced
             time.sleep(1.0)  # long enough for a replacement that cannot boot to fail
             assert proc.poll() is None, stopped()
             assert set(_answers(base, 6)) == {200}
-        assert "Worker failed to boot" not in (tmp_path / "serve.log").read_text()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        assert "Worker failed to boot" not in log.read_text()

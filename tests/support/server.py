@@ -38,10 +38,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def airlock_server(home: Path, *, workers: int | None = 1, threads: int | None = 8, timeout: float = 30.0,
-                   log_name: str = "serve.log"):
-    """``airlock serve`` on a free loopback port; ``None`` keeps the setting's default.
-    ``log_name``: its log in the home (two servers on one home need two)."""
+def airlock_serve_process(home: Path, *, workers: int | None = 1, threads: int | None = 8, timeout: float = 30.0,
+                          log_name: str = "serve.log"):
+    """``airlock serve`` on a free loopback port, answering: yields its
+    process (the arbiter) and its base URL; ``None`` keeps the setting's
+    default.  ``log_name``: its log in the home (two servers on one home
+    need two)."""
     port = free_port()
     # no mDNS: this serve runs in the machine's own network (tests/support/netns.py runs mDNS)
     env = dict(os.environ, AIRLOCK_HOME=str(home), AIRLOCK_MDNS_ENABLED="0")
@@ -56,7 +58,7 @@ def airlock_server(home: Path, *, workers: int | None = 1, threads: int | None =
     try:
         wait_until_answers(proc, f"{base}/healthz", what="airlock serve", timeout=timeout,
                            log=lambda: (home / log_name).read_text())
-        yield base
+        yield proc, base
     finally:
         proc.terminate()
         try:
@@ -65,3 +67,12 @@ def airlock_server(home: Path, *, workers: int | None = 1, threads: int | None =
             proc.kill()
             proc.wait()
         log.close()
+
+
+@contextmanager
+def airlock_server(home: Path, *, workers: int | None = 1, threads: int | None = 8, timeout: float = 30.0,
+                   log_name: str = "serve.log"):
+    """``airlock_serve_process``, yielding only the base URL."""
+    with airlock_serve_process(home, workers=workers, threads=threads, timeout=timeout,
+                               log_name=log_name) as (_proc, base):
+        yield base

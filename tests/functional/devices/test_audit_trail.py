@@ -16,6 +16,7 @@ from server import create_app
 from server.settings import load_settings
 from tests.conftest import run_airlock
 from tests.functional.devices.client import SimDevice
+from tests.support import homedb
 
 TOKEN = "Audit-Trail-Enrollment-Token-4f2a9c"
 PASSWORD = "Audit-Trail-Password-1b7e"
@@ -79,7 +80,7 @@ def test_the_audit_log_names_who_did_each_action(tmp_path, monkeypatch):
     assert details["device.tag"] == {"tag": "pilot"}
     assert details["report.acknowledged"] == {"from": "new", "note": True}
     assert details["report.resolved"] == {"from": "acknowledged", "note": False}
-    raw = (home / "airlock.db").read_bytes()
+    raw = homedb.database_bytes(home / "airlock.db")
     log = json.dumps(entries)
     for secret in (TOKEN, PASSWORD, dev.token):
         assert secret not in log
