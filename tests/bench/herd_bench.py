@@ -83,6 +83,7 @@ class HerdFigures:
     timeline: list[list[float]] = field(default_factory=list)  # [arrival ms, check-in ms] per device
     cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)  # CPU seconds during the herd: `airlock serve`, the
     # devices' client, the PostgreSQL server (0 on SQLite, which runs inside `airlock serve`)
+    client_loop_delay: tuple[float, float] = (0.0, 0.0)  # the devices' client's event loop, late by (ms): p99, max
 
     def by_tenth(self) -> list[float]:
         """Check-in p50 (ms) of the devices arriving in each tenth of the
@@ -331,7 +332,8 @@ def _run(scratch: Path, *, devices: int, window: float, new_share: float, databa
     answered = result["statuses"]["checkin"].get("200", 0)
     figures = HerdFigures(devices, new, window, result["seconds"], result["latencies"], result["statuses"],
                           result["errors"], answered, stored, sqlite_stored, enroll_seconds, (load_before, load_after),
-                          result["timeline"], cpu=cpu)
+                          result["timeline"], cpu=cpu,
+                          client_loop_delay=(result["loop_delay_ms"]["p99"], result["loop_delay_ms"]["max"]))
     log(f"  check-in p50 {figures.p('checkin', 50):.1f} ms p99 {figures.p('checkin', 99):.1f} ms; "
         f"enroll p99 {figures.p('enroll', 99):.1f} ms; poll p99 {figures.p('poll', 99):.1f} ms; "
         f"{figures.server_errors} 5xx, {len(figures.errors)} errors; {answered} check-ins answered, {stored} stored")
@@ -358,6 +360,8 @@ def rows(f: HerdFigures, engine: str) -> list[tuple[str, str, str, str, str]]:
         ("  5xx answers; socket errors and timeouts", f"{f.server_errors}; {len(f.errors)}",
          f"done in {f.seconds:.0f} s", "", _verdict(f.server_errors == 0 and not f.errors)),
         ("  check-in p50 by tenth of the window (ms)", " ".join(f"{ms:.0f}" for ms in f.by_tenth()), "", "", ""),
+        ("  the devices' client: its event loop late by p99 / max (ms)",
+         f"{f.client_loop_delay[0]:.0f} / {f.client_loop_delay[1]:.0f}", "", "", ""),
         ("  machine load average (1 min) before / after the herd", f"{f.load[0]:.1f} / {f.load[1]:.1f}",
          f"{os.cpu_count()} cores", "", ""),
         *cpu_rows(f),

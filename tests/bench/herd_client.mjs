@@ -11,9 +11,11 @@
 // sockets (node's http module costs several times more per request, and the client must not be
 // what limits the herd).  After deadline_ms the devices not done count as errors.  Prints one JSON
 // object: latencies (ms) per request kind, statuses per kind, errors, the tokens enrolled, and
-// [arrival ms, check-in ms] per device.
+// [arrival ms, check-in ms] per device; and how late the client's own event loop ran (its p99 and
+// max in ms): a late loop reads answers late and inflates every latency measured meanwhile.
 import fs from 'node:fs';
 import net from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const plan = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const base = new URL(plan.base);
@@ -26,6 +28,8 @@ const errors = [];
 const timeline = [];
 const tokens = new Array(plan.devices.length).fill(null);
 let done = 0;
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 
 // One connection: requests one after the other, each answered before the next is sent.
 class Connection {
@@ -142,7 +146,10 @@ const started = process.hrtime.bigint();
 function finish() {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   for (let k = done; k < plan.devices.length; k++) errors.push(`device not done within ${plan.deadline_ms} ms`);
-  process.stdout.write(JSON.stringify({ seconds, latencies: lat, statuses, errors, tokens, timeline }), () => process.exit(0));
+  loopDelay.disable();
+  const loop_delay_ms = { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+  process.stdout.write(JSON.stringify({ seconds, latencies: lat, statuses, errors, tokens, timeline, loop_delay_ms }),
+    () => process.exit(0));
 }
 const all = [];
 for (let i = 0; i < plan.devices.length; i++) {
