@@ -23,19 +23,24 @@ from tuf.ngclient import Updater
 from tests.conftest import run_airlock, sign_cli
 from tests.functional.devices.client import ApiClient
 from tests.functional.export.conftest import Site, build_site
+from tests.support import homedb
 from tests.support.server import airlock_server, free_port
 
 PASSPHRASE = "plant backup passphrase 2026"
 DEVICES = ("exp-0", "exp-1", "exp-2")
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def files_under(root: Path) -> dict[str, str]:
-    """Every file (sha256), link (its target) and folder under ``root``, but
-    SQLite's shared-memory index, which a reader may rewrite."""
+    """Every file (sha256), link (its target) and folder under ``root``.
+    The database counts as what it holds, read through SQLite, WAL
+    included (``homedb.database_bytes``: opening the file here would drop
+    this process's locks on it); SQLite's side files (-wal, -shm, -journal)
+    are left out."""
     out: dict[str, str] = {}
     for folder, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
-            if name.endswith("-shm"):
+            if name.endswith(SQLITE_SIDE_FILES):
                 continue
             p = Path(folder) / name
             rel = str(p.relative_to(root))
@@ -43,6 +48,8 @@ def files_under(root: Path) -> dict[str, str]:
                 out[rel] = "link:" + os.readlink(p)
             elif p.is_dir():
                 out[rel] = "dir"
+            elif name == "airlock.db":
+                out[rel] = hashlib.sha256(homedb.database_bytes(p)).hexdigest()
             else:
                 out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out

@@ -177,7 +177,7 @@ def test_a_timeout_on_a_kept_alive_connection_is_not_tried_again():
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        client = ApiClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.5,
+        client = ApiClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=2.0,
                            connections=Connections(maxsize=1))
         assert client.post("/api/v1/checkin", {"n": 1}, "token")[0] == 200
         with pytest.raises(UnreachableError, match="ReadTimeoutError"):
