@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import pin, run_airlock
+from tests.support import homedb
 from tests.support.simulator import RepoSim
 
 SYSCALLS = ["rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat", "fsync", "fdatasync",
@@ -83,7 +84,7 @@ def scenario(tmp_path_factory):
     media = sim.write_bundle(base / "usb2")
 
     done = base / "new-home"
-    shutil.copytree(home, done, symlinks=True)
+    homedb.copy_home(home, done)
     log = base / "strace.log"
     proc = strace_import(done, media, None, log)
     assert proc.returncode == 0, proc.stderr
@@ -113,7 +114,7 @@ def test_kill_anywhere_then_recover(scenario, tmp_path):
     homes = [tmp_path / f"h{i}" for i in range(len(points))]
 
     def kill(i: int):
-        shutil.copytree(scenario["home"], homes[i], symlinks=True)
+        homedb.copy_home(scenario["home"], homes[i])
         return strace_import(homes[i], scenario["media"], points[i])
 
     with ThreadPoolExecutor(max_workers=3) as pool:  # the killed imports, three at a time

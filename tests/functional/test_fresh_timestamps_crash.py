@@ -22,6 +22,7 @@ from tuf.api.metadata import Metadata, Timestamp
 from signing.keys import load_public_key
 from tests.conftest import pin, run_airlock
 from tests.functional.test_crash import EVERY, SYSCALLS
+from tests.support import homedb
 from tests.support.simulator import RepoSim
 
 
@@ -59,7 +60,7 @@ def scenario(tmp_path_factory):
     assert run_airlock(home, "import", sim.write_bundle(base / "usb")).code == 0
     assert run_airlock(home, "timestamp", "refresh", "--force").code == 0  # the appliance's own is served
     done = base / "done"
-    shutil.copytree(home, done, symlinks=True)
+    homedb.copy_home(home, done)
     log = base / "strace.log"
     proc = strace_refresh(done, None, log)
     assert proc.returncode == 0, proc.stderr
@@ -78,7 +79,7 @@ def test_a_refresh_killed_anywhere_serves_the_old_timestamp_or_the_new(scenario,
     homes = [tmp_path / f"h{i}" for i in range(len(points))]
 
     def kill(i: int):
-        shutil.copytree(scenario["home"], homes[i], symlinks=True)
+        homedb.copy_home(scenario["home"], homes[i])
         return strace_refresh(homes[i], points[i])
 
     with ThreadPoolExecutor(max_workers=3) as pool:

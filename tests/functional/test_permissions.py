@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import pin, run_airlock
+from tests.support import homedb
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,14 +51,6 @@ def share_with_nobody(home: Path) -> None:
     assert home.stat().st_mode & 0o777 == 0o750
 
 
-def close_in_process_database() -> None:
-    """The in-process `airlock` runs leave their connection open (bind_database)."""
-    from server.models import database
-
-    if database.obj is not None:
-        database.obj.close()
-
-
 def snapshot(home: Path) -> dict:
     return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in home.iterdir()}
 
@@ -72,7 +65,7 @@ def test_a_home_nobody_may_enter_is_named_with_its_owner_and_the_user(root_home)
 
 def test_read_only_commands_work_for_a_user_who_may_only_read(root_home, sim, tmp_path):
     assert pin(lambda *a: run_airlock(root_home, *a), sim, tmp_path).code == 0
-    close_in_process_database()
+    homedb.close_in_process_database()
     assert not (root_home / "airlock.db-wal").exists()  # as when `airlock serve` is not running
     share_with_nobody(root_home)
     before = snapshot(root_home)
@@ -120,7 +113,7 @@ def test_write_commands_name_the_folder_they_may_not_create_files_in(root_home, 
     # root used the appliance first, as it does: its lock files exist, readable by the group
     assert run_airlock(root_home, "devices", "maintain").code == 0
     assert run_airlock(root_home, "import", sim.write_bundle(tmp_path / "nothing-pinned")).code == 1
-    close_in_process_database()
+    homedb.close_in_process_database()
     share_with_nobody(root_home)
     usb = tmp_path / "usb"
     usb.mkdir()

@@ -6,6 +6,7 @@ the same ``?`` placeholders either way (as the services write them)."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,25 @@ def database_bytes(path: Path) -> bytes:
     finally:
         copy.close()
         source.close()
+
+
+def close_in_process_database() -> None:
+    """Close this thread's connection of the models' database, which the
+    in-process `airlock` runs leave open (``bind_database``)."""
+    from server.models import database
+
+    if database.obj is not None:
+        database.obj.close()
+
+
+def copy_home(source: Path, dest: Path, symlinks: bool = True) -> None:
+    """Copy an appliance home whose database nothing else is writing
+    (``symlinks``: links kept as links, as ``shutil.copytree`` has it).  The in-process connection is closed first:
+    closing the descriptors the copy opens on its database would drop that
+    connection's locks (see ``database_bytes``), and its last close moves
+    the WAL into the database file."""
+    close_in_process_database()
+    shutil.copytree(source, dest, symlinks=symlinks)
 
 
 def all_text(home: Path) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_airlock, sign_cli
+from tests.support import homedb
 
 SYSCALLS = ["fsync", "fdatasync", "rename", "renameat", "renameat2", "unlink", "unlinkat"]
 
@@ -79,7 +80,7 @@ def test_export_killed_at_every_step_recovers(site, tmp_path):
     con.close()
     # the calls a clean run makes
     dry_home, dry_usb, log = tmp_path / "dry-home", tmp_path / "dry-usb", tmp_path / "dry.log"
-    shutil.copytree(site.home, dry_home)
+    homedb.copy_home(site.home, dry_home, symlinks=False)
     dry_usb.mkdir()
     r = strace_export(dry_home, dry_usb, None, log)
     assert r.returncode == 0, r.stderr
@@ -101,7 +102,7 @@ def _kill(site, tmp_path: Path, first: int, name: str, n: int) -> tuple[Path, Pa
     """A copy of the appliance whose export was killed at the ``n``th call of
     ``name``: (home, stick, recorded?, pending?)."""
     home, usb = tmp_path / f"home-{name}-{n}", tmp_path / f"usb-{name}-{n}"
-    shutil.copytree(site.home, home)
+    homedb.copy_home(site.home, home, symlinks=False)
     usb.mkdir()
     killed = strace_export(home, usb, f"{name}:signal=SIGKILL:when={n}")
     assert killed.returncode != 0, f"{name} #{n}: the export was not killed"
