@@ -25,10 +25,13 @@ the close.  No client can rule that race out, so ``Connections.request``
 sends such a request again, on another connection, when it failed on a
 connection that had already carried a request and the appliance closed or
 reset it before any byte of an answer (never after a timeout, and never on
-a new connection: that is an appliance that does not answer).  Every
-request the agent sends may be sent twice: GETs, a check-in and an
-enrollment (which a device repeats by design), and a report (stored once
-per ``report_id``)."""
+a new connection: that is an appliance that does not answer).  The server
+that closes a kept-alive connection has not handled what crossed the close.
+Were it a crash after handling, a resend is still harmless: GETs, a
+check-in (which a device repeats by design) and a report (stored once per
+``report_id``) may be sent twice, and an enrollment's nonce is taken once,
+so its resend is answered 409 and the device enrolls again at its next
+cycle, with a fresh nonce."""
 
 from __future__ import annotations
 
@@ -106,7 +109,10 @@ class Connections:
     def request(self, method: str, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
         """``PoolManager.request``, sending the request again when a
         kept-alive connection was closed under it (see the module's
-        docstring): at most once per pooled connection, then on a new one."""
+        docstring), for as long as the failed connection was a kept-alive
+        one: at most ``maxsize`` times (a failed connection goes back to
+        the pool as none, so the next try opens a new one unless another
+        thread returned a kept-alive one meanwhile), then once more."""
         for _ in range(self.maxsize):
             _attempt.reused = False
             try:

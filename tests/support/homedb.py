@@ -104,10 +104,11 @@ def close_in_process_database() -> None:
 
 def copy_home(source: Path, dest: Path, symlinks: bool = True) -> None:
     """Copy an appliance home whose database nothing else is writing
-    (``symlinks``: links kept as links, as ``shutil.copytree`` has it).  The in-process connection is closed first:
-    closing the descriptors the copy opens on its database would drop that
-    connection's locks (see ``database_bytes``), and its last close moves
-    the WAL into the database file."""
+    (``symlinks``: links kept as links, as ``shutil.copytree`` has it).
+    The in-process connection is closed first: closing the descriptors the
+    copy opens on its database would drop that connection's locks (see
+    ``database_bytes``), and its last close moves the WAL into the
+    database file."""
     close_in_process_database()
     shutil.copytree(source, dest, symlinks=symlinks)
 
